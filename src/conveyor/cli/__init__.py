@@ -1,0 +1,5 @@
+"""The command line: a thin Typer app over the runner."""
+
+from conveyor.cli.main import app, cli
+
+__all__ = ["app", "cli"]

@@ -1,0 +1,248 @@
+"""The `conveyor` command. Thin: parses options, calls the runner, prints tables.
+
+Nothing heavy is imported at start-up (no Feast, MLflow, pandas or scikit-learn), so
+`conveyor --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from conveyor import __version__
+from conveyor.core.errors import ConveyorError
+
+app = typer.Typer(
+    name="conveyor",
+    help="Conveyor: a raw CSV to a monitored prediction API, on Feast, MLflow and FastAPI.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+ProjectOpt = Annotated[
+    Path, typer.Option("--project", "-C", help="Folder holding conveyor.yaml.", show_default=False)
+]
+_STAGE_HELP = {
+    "ingest": "Snapshot the source CSV to Parquet under its content hash.",
+    "prepare": "Type and clean the data; quarantine bad rows; write the EDA report.",
+    "features": "Generate the Feast repo, apply it, materialize to the online store.",
+    "train": "Build the training set with Feast; train baseline and LightGBM; track in MLflow.",
+    "promote": "Register the best model; move @champion only if it beats baseline and champion.",
+}
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"conveyor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Run `conveyor init`, then `conveyor run`, `conveyor serve`, `conveyor monitor`."""
+
+
+@app.command()
+def init(
+    csv: Annotated[Path, typer.Option("--csv", help="The CSV file to start from.")],
+    target: Annotated[str, typer.Option("--target", help="The column to predict.")],
+    entity: Annotated[Optional[str], typer.Option("--entity", help="Entity key column; none: a row key is made.")] = None,
+    timestamp: Annotated[
+        Optional[list[str]],
+        typer.Option("--timestamp", help="Event time: one datetime column, or a date then an hour column."),
+    ] = None,
+    drop: Annotated[Optional[list[str]], typer.Option("--drop", help="A column to leave out (leak); repeatable.")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Project name (default: from the file name).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the project file.")] = Path("conveyor.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing project file.")] = False,
+) -> None:
+    """Infer a project file (conveyor.yaml) from a CSV: types, roles, task, event time."""
+    from conveyor.runner import init_project
+
+    config = init_project(
+        csv, target=target, output=output, entity=entity, timestamps=timestamp, drop=drop, name=name, force=force
+    )
+    schema = config.schema
+    console = _console()
+    from rich.table import Table
+
+    table = Table(title=f"{output}", title_justify="left")
+    for column in ("column", "type", "role"):
+        table.add_column(column)
+    for col_name, column in schema.columns.items():
+        role = "target" if col_name == schema.target else column.role
+        table.add_row(col_name, column.type, role)
+    console.print(table)
+    event = schema.event_time
+    console.print(
+        f"task [bold]{schema.task}[/], target [bold]{schema.target}[/], entity key [bold]{schema.entity.key}[/]"
+        f"{' (generated)' if schema.entity.generated else ''}, event time [bold]{event.kind}[/] {event.columns or ''}"
+    )
+    console.print(f"Wrote {output}. Review it (drop leaking columns), then: conveyor run -C {output.parent}")
+
+
+def _run(project: Path, *, only: str | None = None, start: str | None = None, force: bool = False) -> dict[str, Any]:
+    from rich.table import Table
+
+    from conveyor.runner import STAGES, Event, load_project, run_pipeline
+
+    config, workspace = load_project(project)
+    console = _console()
+    rows: list[tuple[str, str, str, str]] = []
+    described = {stage.name: stage.describe for stage in STAGES}
+    status: Any = None
+
+    def on_event(event: Event) -> None:
+        nonlocal status
+        if event.status == "running":
+            status = console.status(f"[bold]{event.stage}[/]: {described[event.stage]} ...")
+            status.start()
+            return
+        if status is not None:
+            status.stop()
+            status = None
+        rows.append((event.stage, event.status, f"{event.seconds:.1f}s" if event.status == "ran" else "-",
+                     _summary(event)))
+
+    try:
+        artifacts = run_pipeline(config, workspace, only=only, start=start, force=force, on_event=on_event)
+    finally:
+        if status is not None:
+            status.stop()
+    table = Table(title=f"{config.name}: {workspace.root}", title_justify="left")
+    for column in ("stage", "status", "time", "result"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    return artifacts
+
+
+def _summary(event: Any) -> str:
+    artifact = event.artifact
+    if artifact is None:
+        return ""
+    meta = artifact.meta
+    if event.stage == "ingest":
+        return f"{meta.get('rows')} rows -> {artifact.path.name}"
+    if event.stage == "prepare":
+        text = f"{meta['rows']} clean, {meta['quarantined']} quarantined"
+        if meta.get("quarantine_reasons"):
+            text += " (" + ", ".join(f"{k}: {v}" for k, v in meta["quarantine_reasons"].items()) + ")"
+        return text + f"; EDA {meta['eda_report']}"
+    if event.stage == "features":
+        return f"{len(meta['features'])} features in {meta['feature_service']}"
+    if event.stage == "train":
+        metric = meta["primary_metric"]
+        scores = ", ".join(f"{n} {metric}={c['metrics'][metric]:.4f}" for n, c in meta["candidates"].items())
+        return f"{meta['split']} split {meta['train_rows']}/{meta['test_rows']}: {scores}"
+    if event.stage == "promote":
+        if meta["promoted"]:
+            return f"champion = v{meta['champion']} ({meta['metric']}={meta['candidate_score']:.4f})"
+        return "not promoted: " + "; ".join(meta["reasons"])
+    return ""
+
+
+@app.command()
+def run(
+    project: ProjectOpt = Path("."),
+    from_: Annotated[Optional[str], typer.Option("--from", help="Re-run from this stage on.")] = None,
+) -> None:
+    """Run ingest -> prepare -> features -> train -> promote, skipping unchanged stages."""
+    _run(project, start=from_)
+
+
+def _stage_command(stage: str) -> None:
+    def command(
+        project: ProjectOpt = Path("."),
+        force: Annotated[bool, typer.Option("--force", help="Run even if its inputs are unchanged.")] = False,
+    ) -> None:
+        _run(project, only=stage, force=force)
+
+    command.__doc__ = _STAGE_HELP[stage]
+    app.command(name=stage)(command)
+
+
+for _stage in _STAGE_HELP:
+    _stage_command(_stage)
+
+
+@app.command()
+def serve(
+    project: ProjectOpt = Path("."),
+    host: Annotated[Optional[str], typer.Option(help="Bind address (default: serving.host).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: serving.port).")] = None,
+) -> None:
+    """Serve models:/<name>@champion with FastAPI: /predict, /health, /metrics."""
+    from conveyor.runner import load_project, serve_project
+
+    config, workspace = load_project(project)
+    serve_project(config, workspace, host, port)
+
+
+@app.command()
+def monitor(
+    project: ProjectOpt = Path("."),
+    window: Annotated[Optional[int], typer.Option(help="Only the last N logged predictions.")] = None,
+    fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 3 when drift is found.")] = False,
+) -> None:
+    """Compare served traffic with the training reference; write JSON and HTML reports."""
+    from rich.table import Table
+
+    from conveyor.runner import load_project, monitor_project
+
+    config, workspace = load_project(project)
+    artifact = monitor_project(config, workspace, window)
+    import json
+
+    report = json.loads(Path(artifact.meta["json"]).read_text())
+    console = _console()
+    table = Table(title=f"drift of {report['n_current']} predictions vs {report['n_reference']} training rows",
+                  title_justify="left")
+    for column in ("feature", "test", "p-value", "PSI", "drifted"):
+        table.add_column(column)
+    entries = list(report["features"]) + ([report["prediction"]] if report.get("prediction") else [])
+    for feature in sorted(entries, key=lambda f: -(f["psi"] or 0)):
+        table.add_row(feature["name"], feature["test"], _fmt(feature["p_value"]), _fmt(feature["psi"]),
+                      "[red]yes[/]" if feature["drifted"] else "no")
+    console.print(table)
+    colour = "red" if artifact.meta["verdict"] == "drift" else "green"
+    console.print(f"verdict: [bold {colour}]{artifact.meta['verdict']}[/] (model v{artifact.meta['model_version']}); "
+                  f"report {artifact.meta['html']}")
+    if fail_on_drift and artifact.meta["verdict"] == "drift":
+        raise typer.Exit(3)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def cli() -> None:
+    """Entry point: user errors print one clear message and exit non-zero, without a traceback."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        app()
+    except ConveyorError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

@@ -1,0 +1,68 @@
+"""Use cases the CLI calls: init, serve, monitor, summaries. The CLI stays a thin shell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from conveyor.core.artifacts import Artifact
+from conveyor.core.config import Config, dump_config, load_config
+from conveyor.core.errors import ConfigError
+from conveyor.core.workspace import Workspace
+
+__all__ = ["describe", "init_project", "load_project", "monitor_project", "serve_project"]
+
+_HEADER = """\
+# Conveyor project file, written by `conveyor init` from {csv}.
+# Review it: column types and roles were inferred from the data. Move leaking columns
+# (ones only known after the target) to schema.drop. Every key is documented in docs/config.md.
+"""
+
+
+def load_project(root: Path) -> tuple[Config, Workspace]:
+    workspace = Workspace.at(root)
+    return load_config(workspace.config_file), workspace
+
+
+def init_project(
+    csv: Path,
+    *,
+    target: str,
+    output: Path,
+    entity: str | None = None,
+    timestamps: list[str] | None = None,
+    drop: list[str] | None = None,
+    name: str | None = None,
+    force: bool = False,
+) -> Config:
+    """Infer a project file from a CSV and write it to `output`."""
+    import os
+
+    from conveyor.stages.sources import infer_config
+
+    if output.exists() and not force:
+        raise ConfigError(f"{output} exists; pass --force to overwrite it")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    relative = os.path.relpath(csv.resolve(), output.parent.resolve())
+    config = infer_config(
+        csv, target=target, entity=entity, timestamps=timestamps, drop=drop, name=name, source_path=relative
+    )
+    dump_config(config, output, header=_HEADER.format(csv=csv.name))
+    return config
+
+
+def serve_project(config: Config, workspace: Workspace, host: str | None, port: int | None) -> None:
+    from conveyor.stages.serving import create_app, serve
+
+    app = create_app(config, workspace)
+    serve(app, host or config.serving.host, port or config.serving.port)
+
+
+def monitor_project(config: Config, workspace: Workspace, window: int | None) -> Artifact:
+    from conveyor.stages.monitoring import monitor
+
+    return monitor(config, workspace, window=window)
+
+
+def describe(artifact: Artifact) -> dict[str, Any]:
+    return {"kind": artifact.kind, "path": str(artifact.path), "digest": artifact.digest[:12]}

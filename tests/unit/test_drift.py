@@ -1,0 +1,227 @@
+"""Behavioural tests of the drift statistics and the HTML report."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import ks_2samp, wasserstein_distance
+
+from conveyor.stages.monitoring._drift import (
+    DriftThresholds,
+    categorical_drift,
+    compute_drift,
+    ks_asymptotic,
+    numeric_drift,
+    psi,
+    to_labels,
+)
+from conveyor.stages.monitoring._report import write_drift_report
+
+DEFAULT = DriftThresholds()
+LEVELS = np.array([f"L{i}" for i in range(10)])
+LEVEL_P = np.array([0.25, 0.18, 0.14, 0.11, 0.09, 0.07, 0.06, 0.05, 0.03, 0.02])
+
+
+def test_same_distribution_numeric_does_not_drift() -> None:
+    rng = np.random.default_rng(1)
+    f = numeric_drift("x", rng.normal(size=5000), rng.normal(size=1000), DEFAULT)
+    assert not f.drifted
+    assert f.p_value > 0.01
+    assert f.psi < 0.05
+    assert f.effect < 0.1
+    assert (f.n_reference, f.n_current) == (5000, 1000)
+
+
+def test_shifted_mean_drifts() -> None:
+    rng = np.random.default_rng(2)
+    f = numeric_drift("x", rng.normal(size=5000), rng.normal(0.5, size=1000), DEFAULT)
+    assert f.drifted
+    assert f.p_value < 1e-10
+    assert f.psi >= 0.2
+    assert f.effect == pytest.approx(0.5, abs=0.1)
+
+
+def test_asymptotic_ks_matches_scipy() -> None:
+    # scipy's method="asymp" uses the finite-n kstwo(round(nm/(n+m))); the
+    # Kolmogorov limit differs from it by < 1e-3 where decisions are made
+    # (p <= 0.05 at these sizes) and is never smaller (slightly conservative).
+    rng = np.random.default_rng(3)
+    ref, cur = rng.normal(size=5000), rng.normal(0.1, size=1000)
+    d, p = ks_asymptotic(np.sort(ref), np.sort(cur))
+    expected = ks_2samp(ref, cur, method="asymp")
+    assert d == pytest.approx(expected.statistic, abs=1e-12)
+    assert expected.pvalue < 0.05
+    assert abs(p - expected.pvalue) < 1e-3
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        ref, cur = rng.normal(size=5000), rng.normal(size=1000)
+        _, p = ks_asymptotic(np.sort(ref), np.sort(cur))
+        expected = ks_2samp(ref, cur, method="asymp").pvalue
+        assert expected - 1e-12 <= p <= expected + 0.01
+
+
+def test_effect_is_scipy_wasserstein_over_std() -> None:
+    rng = np.random.default_rng(4)
+    ref, cur = rng.gamma(2.0, size=3000), rng.gamma(2.5, size=800)
+    f = numeric_drift("x", ref, cur, DEFAULT)
+    assert f.effect == pytest.approx(wasserstein_distance(ref, cur) / ref.std(), rel=1e-9)
+
+
+def test_psi_zero_for_identical_and_large_for_strong_shift() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=4000)
+    assert numeric_drift("x", x, x.copy(), DEFAULT).psi == pytest.approx(0.0, abs=1e-12)
+    assert numeric_drift("x", x, x + 1.0, DEFAULT).psi > 0.2
+    assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0
+
+
+def test_few_valued_and_constant_numeric_columns() -> None:
+    rng = np.random.default_rng(6)
+    ref = rng.integers(0, 3, 2000).astype(float)
+    same = numeric_drift("x", ref, rng.integers(0, 3, 500), DEFAULT)
+    assert same.psi < 0.05 and not same.drifted
+    const = numeric_drift("c", np.full(200, 5.0), np.full(100, 7.0), DEFAULT)
+    assert const.psi > 0.2 and const.drifted and const.effect == 0.0
+
+
+def test_missing_values_are_dropped_and_reported() -> None:
+    rng = np.random.default_rng(7)
+    ref = rng.normal(size=1000).astype(object)
+    ref[:100] = None
+    cur = rng.normal(size=500)
+    cur[:250] = np.nan
+    f = numeric_drift("x", ref, cur, DEFAULT)
+    assert f.reference_missing == pytest.approx(0.1)
+    assert f.current_missing == pytest.approx(0.5)
+    assert (f.n_reference, f.n_current) == (900, 250)
+    assert not math.isnan(f.p_value)
+
+
+def test_categorical_chi2_is_calibrated_under_no_change() -> None:
+    # A goodness-of-fit test against the reference shares ignores the noise of
+    # the reference sample and flags far more than alpha of unchanged columns.
+    thresholds = DriftThresholds(p_value=0.05, psi=0.0)
+    hits = 0
+    reps = 200
+    for seed in range(reps):
+        rng = np.random.default_rng(1000 + seed)
+        ref = rng.choice(LEVELS, size=500, p=LEVEL_P)
+        cur = rng.choice(LEVELS, size=200, p=LEVEL_P)
+        hits += categorical_drift("c", ref, cur, thresholds).drifted
+    assert hits / reps <= 0.08
+
+
+def test_categorical_strong_change_drifts() -> None:
+    rng = np.random.default_rng(8)
+    ref = rng.choice(LEVELS, size=2000, p=LEVEL_P)
+    cur = rng.choice(LEVELS, size=1000, p=LEVEL_P[::-1])
+    f = categorical_drift("c", ref, cur, DEFAULT)
+    assert f.drifted and f.test == "chi2"
+    assert f.psi > 0.2
+    assert 0.0 < f.effect <= 1.0
+
+
+def test_categorical_levels_compare_as_strings_and_nulls_are_a_level() -> None:
+    assert to_labels([1, "1", 1.0, None, float("nan"), 2.5]).tolist() == ["1", "1", "1", "<null>", "<null>", "2.5"]
+    f = categorical_drift("c", [1, 2, None] * 100, ["1", "2", None] * 50, DEFAULT)
+    assert f.psi == pytest.approx(0.0, abs=1e-12)
+    assert f.p_value == pytest.approx(1.0)
+    assert f.reference_missing == pytest.approx(1 / 3)
+    single = categorical_drift("c", ["a"] * 50, ["a"] * 40, DEFAULT)
+    assert (single.statistic, single.p_value, single.drifted) == (0.0, 1.0, False)
+    new_level = categorical_drift("c", ["a", "b"] * 200, ["a", "b", "z", "z"] * 100, DEFAULT)
+    assert new_level.drifted
+
+
+def test_all_null_and_empty_inputs_do_not_crash() -> None:
+    rng = np.random.default_rng(9)
+    for f in (
+        numeric_drift("x", [None] * 50, [None] * 40, DEFAULT),
+        numeric_drift("x", rng.normal(size=50), np.array([]), DEFAULT),
+        categorical_drift("c", ["a", "b"] * 20, [], DEFAULT),
+        categorical_drift("c", [], [], DEFAULT),
+    ):
+        assert math.isnan(f.p_value) and math.isnan(f.psi) and not f.drifted
+    report = compute_drift(
+        {"x": rng.normal(size=50), "c": ["a"] * 50}, {"x": [], "c": []}, numeric=["x"], categorical=["c"]
+    )
+    assert report.verdict == "insufficient data" and report.dataset_drift is None
+    json.dumps(report.to_dict())
+
+
+def _frames(seed: int, n_ref: int, n_cur: int, shift: float) -> tuple[dict, dict]:
+    rng = np.random.default_rng(seed)
+    ref = {"a": rng.normal(size=n_ref), "b": rng.exponential(size=n_ref), "c": rng.choice(LEVELS, n_ref, p=LEVEL_P)}
+    cur = {"a": rng.normal(shift, size=n_cur), "b": rng.exponential(size=n_cur), "c": rng.choice(LEVELS, n_cur, p=LEVEL_P)}
+    return ref, cur
+
+
+def test_dataset_verdicts() -> None:
+    ref, cur = _frames(10, 3000, 1000, 0.0)
+    calm = compute_drift(ref, cur, numeric=["a", "b"], categorical=["c"])
+    assert calm.verdict == "no drift" and calm.dataset_drift is False and calm.drifted_share == 0.0
+
+    ref, cur = _frames(11, 3000, 1000, 1.0)
+    shifted = compute_drift(ref, cur, numeric=["a", "b"], categorical=["c"])
+    assert shifted.verdict == "drift" and shifted.dataset_drift is True
+    assert shifted.drifted_share == pytest.approx(1 / 3)
+
+    rng = np.random.default_rng(12)
+    ref, cur = _frames(13, 3000, 1000, 0.0)
+    pred = (rng.normal(size=3000), rng.normal(2.0, size=1000))
+    by_pred = compute_drift(ref, cur, numeric=["a", "b"], categorical=["c"], prediction=pred)
+    assert by_pred.prediction is not None and by_pred.prediction.kind == "prediction"
+    assert by_pred.drifted_share == 0.0 and by_pred.verdict == "drift"
+
+
+def test_insufficient_data_below_min_rows() -> None:
+    ref, cur = _frames(14, 1000, 20, 3.0)
+    report = compute_drift(ref, cur, numeric=["a", "b"], categorical=["c"])
+    assert report.verdict == "insufficient data" and report.dataset_drift is None
+    assert report.n_current == 20
+    assert not math.isnan(report.features[0].p_value)  # stats still computed
+
+
+def test_to_dict_is_json_serialisable() -> None:
+    ref, cur = _frames(15, 500, 200, 0.5)
+    ref["n"], cur["n"] = [None] * 500, [None] * 200
+    preds = (np.arange(500) % 3, np.arange(200) % 2)
+    report = compute_drift(
+        ref, cur, numeric=["a", "n"], categorical=["c"], prediction=preds, prediction_kind="categorical"
+    )
+    d = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert d["features"][1]["p_value"] is None
+    assert d["prediction"]["test"] == "chi2" and isinstance(d["prediction"]["drifted"], bool)
+    assert isinstance(d["n_reference"], int) and d["verdict"] in {"drift", "no drift"}
+
+
+def test_report_is_self_contained(tmp_path: Path) -> None:
+    rng = np.random.default_rng(16)
+    ref, cur = _frames(16, 2000, 600, 0.8)
+    for i in range(12):  # 15 features: plots are capped at 12 (+1 for the prediction)
+        ref[f"f<{i}>"], cur[f"f<{i}>"] = rng.normal(size=2000), rng.normal(size=600)
+    numeric = ["a", "b"] + [f"f<{i}>" for i in range(12)]
+    pred = (rng.normal(size=2000), rng.normal(size=600))
+    report = compute_drift(ref, cur, numeric=numeric, categorical=["c"], prediction=pred)
+    out = write_drift_report(
+        report, ref, cur, numeric=numeric, categorical=["c"], path=tmp_path / "r" / "drift.html",
+        title="Drift <test>", prediction=pred,
+    )
+    text = out.read_text(encoding="utf-8")
+    assert out.exists() and report.verdict.upper() in text
+    assert text.count("data:image/png;base64,") == 12 + 1
+    assert not re.search(r"https?://", text)
+    assert "<script" not in text
+    assert "f&lt;0&gt;" in text and "Drift &lt;test&gt;" in text
+    # drifted features come first in the table
+    assert text.index(">a</td>") < text.index(">b</td>")
+
+    empty = compute_drift({"x": [None] * 40}, {"x": [None] * 40}, numeric=["x"], categorical=[])
+    out2 = write_drift_report(empty, {"x": [None] * 40}, {"x": [None] * 40}, numeric=["x"], categorical=[],
+                              path=tmp_path / "empty.html", title="empty")
+    assert out2.read_text(encoding="utf-8").count("data:image/png") == 1

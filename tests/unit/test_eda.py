@@ -1,0 +1,212 @@
+"""Tests of the exploratory-data-analysis HTML report (conveyor.stages.prep._eda)."""
+
+from __future__ import annotations
+
+import html
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conveyor.core.errors import DataError
+from conveyor.stages.prep._eda import write_eda_report
+
+IMG = '<img src="data:image/png;base64,'
+ROW = re.compile(r"<tr[^>]*>((?:<td>.*?</td>)+)</tr>")
+CELL = re.compile(r"<td>(.*?)</td>")
+
+
+def column_table(text: str) -> dict[str, list[str]]:
+    """The per-column table of a report: column name -> its (unescaped) cells."""
+    rows = [[html.unescape(c) for c in CELL.findall(m.group(1))] for m in ROW.finditer(text)]
+    return {r[0]: r for r in rows}
+
+
+def img_count(text: str) -> int:
+    return text.count(IMG)
+
+
+@pytest.fixture
+def messy() -> pl.DataFrame:
+    """40 rows: nulls, a NaN, a constant, an all-null column, string and int categoricals."""
+    rng = np.random.default_rng(0)
+    n = 40
+    a = rng.normal(size=n).tolist()
+    a[3] = a[10] = a[20] = None
+    a[5] = float("nan")
+    color = rng.choice(["red", "green", "blue"], n).tolist()
+    color[0] = color[1] = None
+    return pl.DataFrame({
+        "a": pl.Series(a, dtype=pl.Float64),
+        "b": rng.integers(0, 100, n),
+        "const": [7.0] * n,
+        "empty": pl.Series([None] * n, dtype=pl.Float64),
+        "color": color,
+        "lvl": rng.integers(1, 5, n),
+        "y": rng.normal(10, 2, n),
+    })
+
+
+def report(df: pl.DataFrame, tmp_path: Path, **kw: object) -> str:
+    args: dict[str, object] = {"target": "y", "task": "regression", "numeric": ["a", "b", "const", "empty"],
+                               "categorical": ["color", "lvl"], "title": "test report"}
+    args.update(kw)
+    out = write_eda_report(df, path=tmp_path / "sub" / "eda.html", **args)  # type: ignore[arg-type]
+    assert out == tmp_path / "sub" / "eda.html"
+    assert out.is_file()
+    return out.read_text(encoding="utf-8")
+
+
+def assert_offline(text: str) -> None:
+    assert "http://" not in text and "https://" not in text
+    assert "<script" not in text.lower() and "<link" not in text.lower()
+
+
+def test_messy_regression_report(messy: pl.DataFrame, tmp_path: Path) -> None:
+    text = report(messy, tmp_path, quarantined=3)
+    assert_offline(text)
+    # missing chart, target, one feature grid (6 <= 16), target correlation,
+    # mean target per level, numeric heatmap
+    assert img_count(text) == 6
+    assert "No missing values" not in text
+    table = column_table(text)
+    assert list(table) == messy.columns
+    expected_missing = {"a": 4, "b": 0, "const": 0, "empty": 40, "color": 2, "lvl": 0, "y": 0}
+    for name, miss in expected_missing.items():
+        assert table[name][3] == str(miss), name
+        assert table[name][4] == f"{100 * miss / 40:.1f}%", name
+    assert table["a"][2] == "numeric" and table["color"][2] == "categorical"
+    assert table["y"][2] == "target"
+    assert table["const"][5] == "1"  # distinct
+    assert table["const"][6] == table["const"][8] == "7"  # min == max
+    assert table["empty"][6] == "–"  # no min for an all-null column
+    top = messy["color"].drop_nulls().value_counts(sort=True)[0, 0]
+    assert table["color"][9].startswith(f"{top} (")
+    assert ">3</b><span>quarantined rows" in text
+    assert ">40</b><span>rows" in text
+    # the constant and all-null columns have no defined correlation and are named as such
+    assert re.search(r"Undefined[^<]*const, empty", text)
+
+
+def test_no_missing_says_so(tmp_path: Path) -> None:
+    df = pl.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["p", "q", "p", "q"], "y": [1.0, 3.0, 2.0, 5.0]})
+    text = report(df, tmp_path, numeric=["x"], categorical=["c"])
+    assert "No missing values" in text
+    # target, features, target correlation, mean per level; no missing chart, no heatmap (1 numeric)
+    assert img_count(text) == 4
+
+
+def test_binary_classification_with_string_target(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    n = 200
+    x = rng.normal(size=n)
+    df = pl.DataFrame({
+        "x": x,
+        "z": rng.normal(size=n),
+        "city": rng.choice(["Oslo", "Lima", "Pune", "Kyiv"], n),
+        "label": np.where(x + rng.normal(scale=0.5, size=n) > 0, "yes", "no"),
+    })
+    text = report(df, tmp_path, target="label", task="classification", numeric=["x", "z"],
+                  categorical=["city"])
+    assert_offline(text)
+    assert "No missing values" in text
+    assert img_count(text) == 5  # target bars, features, correlation, rate per level, heatmap
+    assert "label = yes" in text  # the positive class of a binary target is the larger one
+    table = column_table(text)
+    assert table["label"][2] == "target"
+    assert table["label"][6] == "–"  # no mean for a class label, but a top value
+    assert re.match(r"(yes|no) \(\d+\.\d%\)", table["label"][9])
+
+
+def test_multiclass_int_target(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    df = pl.DataFrame({"x": rng.normal(size=90), "k": rng.integers(0, 3, 90)})
+    text = report(df, tmp_path, target="k", task="classification", numeric=["x"], categorical=[])
+    assert img_count(text) == 3  # target, features, correlation
+
+
+def test_no_numeric_features(messy: pl.DataFrame, tmp_path: Path) -> None:
+    text = report(messy, tmp_path, numeric=[], categorical=["color", "lvl"])
+    # missing chart, target, feature grid, mean target per level: no numeric charts
+    assert img_count(text) == 4
+    assert "Correlation between numeric features" not in text
+
+
+def test_no_features_at_all(messy: pl.DataFrame, tmp_path: Path) -> None:
+    text = report(messy.select("y"), tmp_path, numeric=[], categorical=[])
+    assert img_count(text) == 1  # the target only
+    assert "No features." in text
+
+
+def test_five_rows(tmp_path: Path) -> None:
+    df = pl.DataFrame({
+        "n": [1.5, None, 2.5, 2.5, 9.0],
+        "one": [3, 3, 3, 3, 3],
+        "s": ["a", "b", None, "a", "c"],
+        "y": [0, 1, 0, 1, 1],
+    })
+    text = report(df, tmp_path, target="y", task="classification", numeric=["n", "one"],
+                  categorical=["s"])
+    assert_offline(text)
+    assert img_count(text) == 6  # missing, target, features, correlation, rate per level, heatmap
+    table = column_table(text)
+    assert (table["n"][3], table["s"][3], table["one"][3]) == ("1", "1", "0")
+
+
+def test_empty_frame(tmp_path: Path) -> None:
+    df = pl.DataFrame(schema={"x": pl.Float64, "c": pl.String, "y": pl.Float64})
+    text = report(df, tmp_path, numeric=["x"], categorical=["c"])
+    assert img_count(text) == 4
+
+
+def test_features_spread_over_several_figures(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    df = pl.DataFrame({f"f{i}": rng.normal(size=50) for i in range(20)} | {"y": rng.normal(size=50)})
+    text = report(df, tmp_path, numeric=[f"f{i}" for i in range(20)], categorical=[])
+    # target, 2 feature grids (16 + 4), correlation, heatmap
+    assert img_count(text) == 5
+
+
+def test_names_are_escaped(tmp_path: Path) -> None:
+    name = "<b>a&b $x$</b>"
+    df = pl.DataFrame({name: [1.0, 2.0, 3.0, 5.0], "c": ["<i>", "x", "<i>", "y"], "y": [1.0, 2.0, 2.5, 4.0]})
+    text = report(df, tmp_path, numeric=[name], categorical=["c"], title="t <&>")
+    assert name not in text and "<i>" not in text and "t <&>" not in text
+    assert html.escape(name) in text and "t &lt;&amp;&gt;" in text
+    assert name in column_table(text)
+
+
+def test_large_frame_is_sampled_but_tables_use_all_rows(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    n = 3000
+    df = pl.DataFrame({"x": rng.normal(size=n), "c": rng.integers(0, 4, n), "y": rng.normal(size=n)})
+    df = df.with_columns(pl.when(pl.int_range(n) < 1234).then(None).otherwise(pl.col("x")).alias("x"))
+    text = report(df, tmp_path, numeric=["x"], categorical=["c"], max_plot_rows=500)
+    assert "random sample of 500 rows" in text
+    assert column_table(text)["x"][3] == "1,234"
+    assert ">3,000</b><span>rows" in text
+
+
+def test_closes_every_figure(messy: pl.DataFrame, tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    report(messy, tmp_path)
+    assert set(plt.get_fignums()) == before
+
+
+def test_bad_arguments(messy: pl.DataFrame, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="nope"):
+        report(messy, tmp_path, numeric=["a", "nope"])
+    with pytest.raises(ValueError, match="task"):
+        report(messy, tmp_path, task="ranking")
+
+
+def test_import_does_not_load_matplotlib() -> None:
+    code = "import sys, conveyor.stages.prep._eda; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
