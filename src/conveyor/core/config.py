@@ -132,7 +132,7 @@ class FeaturesConfig(_Model):
 class LightGBMParams(_Model):
     n_estimators: int = Field(400, ge=1)
     learning_rate: float = Field(0.05, gt=0)
-    num_leaves: int = Field(63, ge=2)
+    num_leaves: int = Field(31, ge=2)
     min_child_samples: int = Field(20, ge=1)
     subsample: float = Field(1.0, gt=0, le=1)
     colsample_bytree: float = Field(0.9, gt=0, le=1)

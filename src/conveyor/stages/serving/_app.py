@@ -123,7 +123,8 @@ def create_app(config: Config, workspace: Workspace) -> FastAPI:
             rows: list[dict[str, Any]] = found  # type: ignore[assignment]
             source = "entities"
         else:
-            rows = [r.model_dump(by_alias=True) for r in body.rows]  # type: ignore[attr-defined]
+            clean = champion.model.encoder.clean
+            rows = [clean(r.model_dump(by_alias=True)) for r in body.rows]  # type: ignore[attr-defined]
             source = "rows"
         outputs = champion.model.predict_records(rows)
         now = datetime.now(UTC).isoformat()

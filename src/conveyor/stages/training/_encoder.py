@@ -41,9 +41,23 @@ class FeatureEncoder:
     missing value, becomes NaN, which the models treat as missing.
     """
 
-    def __init__(self, numeric: list[str], categorical: list[str]) -> None:
+    def __init__(
+        self, numeric: list[str], categorical: list[str], null_values: dict[str, list[Any]] | None = None
+    ) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
+        self.null_values = {k: list(v) for k, v in (null_values or {}).items() if k in self.columns}
+        self._nulls = {k: {level(v) for v in values} for k, values in self.null_values.items()}
+
+    def clean(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A row with the project's 'means missing' values (cleaning.null_values) set to None.
+
+        Training data went through the same rule in `prepare`; serving applies it here, so a
+        raw request and the online store's row for the same entity give the same prediction.
+        """
+        if not self._nulls:
+            return row
+        return {k: None if k in self._nulls and level(v) in self._nulls[k] else v for k, v in row.items()}
 
     @property
     def columns(self) -> list[str]:
@@ -68,6 +82,10 @@ class FeatureEncoder:
         import pandas as pd
 
         out = np.empty((len(frame), len(self.columns)), dtype=np.float64)
+        if self._nulls:
+            frame = frame.copy()
+            for name, nulls in self._nulls.items():
+                frame[name] = [None if level(v) in nulls else v for v in frame[name].tolist()]
         for index, name in enumerate(self.numeric):
             out[:, index] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         for offset, name in enumerate(self.categorical):
@@ -83,6 +101,7 @@ class FeatureEncoder:
 
         out = np.empty((len(rows), len(self.columns)), dtype=np.float64)
         for r, row in enumerate(rows):
+            row = self.clean(row)
             for c, name in enumerate(self.numeric):
                 value = row.get(name)
                 out[r, c] = math.nan if value is None else float(value)

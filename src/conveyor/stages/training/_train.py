@@ -96,7 +96,7 @@ def train(config: Config, workspace: Workspace, training_set: Artifact) -> Artif
     classes = _classes(config, train_df)
     metric = primary_metric(schema.task, classes)
     features = schema.features()
-    encoder = FeatureEncoder(schema.numeric(), schema.categorical()).fit(train_df)
+    encoder = FeatureEncoder(schema.numeric(), schema.categorical(), config.cleaning.null_values).fit(train_df)
     x_train, x_test = encoder.transform(train_df), encoder.transform(test_df)
     y_train = train_df[schema.target].to_numpy()
     if classes is not None:
