@@ -52,9 +52,9 @@ def init_project(
 
 
 def serve_project(config: Config, workspace: Workspace, host: str | None, port: int | None) -> None:
-    from conveyor.stages.serving import create_app, serve
+    from conveyor.stages.serving import create_app, open_service, serve
 
-    app = create_app(config, workspace)
+    app = create_app(config, workspace, open_service(config, workspace))  # fails here, before binding
     serve(app, host or config.serving.host, port or config.serving.port)
 
 

@@ -158,10 +158,10 @@ class OnlineFeatures:
 
     def get(self, keys: list[Any]) -> list[dict[str, Any] | None]:
         """One feature row per key, in order; None where the store knows no such entity."""
-        with _quiet():
-            result = self._store.get_online_features(
-                features=self._service, entity_rows=[{self.key: k} for k in keys]
-            ).to_dict()
+        # no _quiet() here: this runs in server threads, where swapping stdout is not safe
+        result = self._store.get_online_features(
+            features=self._service, entity_rows=[{self.key: k} for k in keys]
+        ).to_dict()
         rows: list[dict[str, Any] | None] = []
         for index in range(len(keys)):
             row = {name: result[name][index] for name in self.features}

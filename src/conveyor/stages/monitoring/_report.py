@@ -190,7 +190,7 @@ def write_drift_report(
         f'<div class="meta">reference rows: <b>{report.n_reference}</b> &middot; current rows: '
         f"<b>{report.n_current}</b> &middot; drifted features: <b>{n_drifted} / {len(report.features)}</b> "
         f"({share}){pred_line}<br>thresholds: p-value &lt; {thr.p_value:g} and PSI &ge; {thr.psi:g} per feature; "
-        f"dataset drift when &ge; {100 * thr.drift_share:.0f}% of features drift or the prediction drifts; "
+        f"dataset drift when &ge; {100 * thr.drift_share:.0f}% of features drift, one drifted feature has PSI &ge; {thr.severe_psi:g}, or the prediction drifts; "
         f"at least {thr.min_rows} current rows required.<br>"
         "tests: numeric = two-sample Kolmogorov-Smirnov (asymptotic p), effect = Wasserstein / reference std; "
         "categorical = chi-square homogeneity, effect = Jensen-Shannon distance.</div>",

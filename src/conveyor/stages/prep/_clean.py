@@ -78,7 +78,7 @@ def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl
         bad = pl.col(name).is_not_null() & _cast(pl.col(name), column.type, fmt).is_null()
         reasons.append(
             pl.when(bad)
-            .then(pl.format(f"{name}: {{}} is not a valid {column.type}", pl.col(name)))
+            .then(pl.format(f"{name}: '{{}}' is not a valid {column.type}", pl.col(name)))
             .otherwise(None)
         )
     reasons.append(pl.when(pl.col(schema.target).is_null()).then(pl.lit(f"{schema.target}: the target is missing")))

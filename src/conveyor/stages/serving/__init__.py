@@ -1,9 +1,9 @@
 """Serving: the FastAPI prediction service (uvicorn), on the champion and the online store."""
 
-from conveyor.stages.serving._app import create_app
+from conveyor.stages.serving._app import Service, create_app, open_service
 from conveyor.stages.serving._schemas import request_models
 
-__all__ = ["create_app", "request_models", "serve"]
+__all__ = ["Service", "create_app", "open_service", "request_models", "serve"]
 
 
 def serve(app: object, host: str, port: int, log_level: str = "info") -> None:

@@ -19,7 +19,28 @@ from conveyor.core.workspace import Workspace
 from conveyor.stages.serving._metrics import ServiceMetrics
 from conveyor.stages.serving._schemas import request_models
 
-__all__ = ["create_app"]
+__all__ = ["Service", "create_app", "open_service"]
+
+
+class Service:
+    """What a running service holds: the champion, the online store, the prediction log."""
+
+    def __init__(self, config: Config, workspace: Workspace) -> None:
+        from conveyor.stages.features import OnlineFeatures
+        from conveyor.stages.monitoring import PredictionLog
+        from conveyor.stages.training import load_champion
+
+        self.champion = load_champion(config, workspace, threads=1)
+        self.online = OnlineFeatures(config, workspace)
+        self.log = PredictionLog(workspace.predictions)
+        buckets = _prediction_buckets(self.champion.reference, config.schema.task)
+        self.metrics = ServiceMetrics(config.schema.task, buckets)
+        self.metrics.model.labels(self.champion.name, self.champion.version).set(1)
+
+
+def open_service(config: Config, workspace: Workspace) -> Service:
+    """Load everything the service needs; raises a ConveyorError naming what is missing."""
+    return Service(config, workspace)
 
 
 def _prediction_buckets(reference: str | None, task: str) -> tuple[float, ...] | None:
@@ -34,12 +55,8 @@ def _prediction_buckets(reference: str | None, task: str) -> tuple[float, ...] |
     return (*[float(e) for e in edges], float("inf"))
 
 
-def create_app(config: Config, workspace: Workspace) -> FastAPI:
-    """The app; the champion, the online store and the log are opened when it starts."""
-    from conveyor.stages.features import OnlineFeatures
-    from conveyor.stages.monitoring import PredictionLog
-    from conveyor.stages.training import load_champion
-
+def create_app(config: Config, workspace: Workspace, service: Service | None = None) -> FastAPI:
+    """The app; without a ready `service`, the champion and stores are opened when it starts."""
     schema = config.schema
     FeatureRow, PredictRequest = request_models(config)
     key = schema.entity.key
@@ -55,13 +72,8 @@ def create_app(config: Config, workspace: Workspace) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
-        champion = load_champion(config, workspace, threads=1)
-        state["champion"] = champion
-        state["online"] = OnlineFeatures(config, workspace)
-        state["log"] = PredictionLog(workspace.predictions)
-        metrics = ServiceMetrics(schema.task, _prediction_buckets(champion.reference, schema.task))
-        metrics.model.labels(champion.name, champion.version).set(1)
-        state["metrics"] = metrics
+        ready = service or open_service(config, workspace)
+        state.update(champion=ready.champion, online=ready.online, log=ready.log, metrics=ready.metrics)
         yield
 
     app = FastAPI(

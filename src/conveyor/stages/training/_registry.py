@@ -64,7 +64,7 @@ def promote(config: Config, workspace: Workspace, trained: Artifact, training_se
         champion_score = None
         if current is not None:
             champion_score = _score_champion(mlflow, config, current, training_set)
-        decision["champion_version"] = current.version if current is not None else None
+        decision["champion_version"] = str(current.version) if current is not None else None
         decision["champion_score"] = champion_score
         reasons = []
         if best == "baseline" or score_new <= baseline + margin:
@@ -77,10 +77,10 @@ def promote(config: Config, workspace: Workspace, trained: Artifact, training_se
             reasons = ["this run is already the champion"]
         decision["promoted"] = not reasons
         decision["reasons"] = reasons
-        version = current.version if current is not None else None
+        version = str(current.version) if current is not None else None
         if not reasons:
             registered = mlflow.register_model(f"runs:/{candidate['run_id']}/model", config.name)
-            version = registered.version
+            version = str(registered.version)
             client.set_registered_model_alias(config.name, CHAMPION, version)
             client.set_model_version_tag(config.name, version, "conveyor.training_set", training_set.digest)
             client.set_model_version_tag(config.name, version, f"test_{metric}", f"{score_new:.6f}")

@@ -1,0 +1,131 @@
+"""Shared fixtures: real projects run once per session, real servers on free loopback ports."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIKE_DIR = ROOT / "examples" / "bike-sharing"
+BIKE_CSV = BIKE_DIR / "bike_sharing_hourly.csv"
+CREDIT_CSV = ROOT / "tests" / "data" / "credit_card_default.csv"
+BIKE_NUMERIC = {"temp", "atemp", "hum", "windspeed", "mnth", "hr"}
+
+
+def conveyor(*args: str, cwd: Path | None = None, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, in a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-m", "conveyor", *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"conveyor {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def bike_rows() -> list[dict[str, str]]:
+    with BIKE_CSV.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def feature_row(raw: dict[str, str], features: list[str]) -> dict[str, Any]:
+    """A CSV row as a JSON request row: numbers as numbers, codes as ints."""
+    return {f: float(raw[f]) if f in BIKE_NUMERIC else int(raw[f]) for f in features}
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def make_bike_project(folder: Path, rows: list[dict[str, str]] | None = None, name: str = "bike-sharing") -> Path:
+    """A project folder with the demo's edited conveyor.yaml and the given rows (default: all)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if rows is None:
+        shutil.copy(BIKE_CSV, folder / BIKE_CSV.name)
+    else:
+        write_csv(folder / BIKE_CSV.name, rows)
+    config = yaml.safe_load((BIKE_DIR / "conveyor.yaml").read_text())
+    config["name"] = name
+    (folder / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`conveyor serve` in its own process, on a free port of 127.0.0.1."""
+
+    def __init__(self, project: Path, env: dict[str, str] | None = None) -> None:
+        self.project = project
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = project / f"server-{self.port}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120) -> Server:
+        with self.log.open("ab") as handle:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "conveyor", "serve", "-C", str(self.project), "--port", str(self.port)],
+                stdout=handle, stderr=subprocess.STDOUT, env=self.env,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited ({self.process.returncode}):\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise AssertionError(f"server not ready in {timeout}s:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, as a crash or the OOM killer would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def bike_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo project, trained on the whole file: `conveyor run` once per session."""
+    project = make_bike_project(tmp_path_factory.mktemp("bike"))
+    conveyor("run", "-C", str(project))
+    return project
+
+
+@pytest.fixture(scope="session")
+def bike_server(bike_project: Path) -> Iterator[Server]:
+    server = Server(bike_project).start()
+    yield server
+    server.stop()

@@ -1,0 +1,217 @@
+"""The demo data end to end: init, run, serve in a real uvicorn process, HTTP, the log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from tests.conftest import BIKE_CSV, Server, bike_rows, conveyor, feature_row
+
+pytestmark = pytest.mark.slow
+
+
+def _record(project: Path, stage: str) -> dict:
+    return json.loads((project / ".conveyor" / "stages" / f"{stage}.json").read_text())["artifact"]
+
+
+def test_init_infers_the_demo_schema(tmp_path: Path) -> None:
+    out = tmp_path / "conveyor.yaml"
+    conveyor("init", "--csv", str(BIKE_CSV), "--target", "cnt", "--output", str(out))
+    from conveyor.core import load_config
+
+    config = load_config(out)
+    schema = config.schema
+    assert schema.task == "regression"
+    assert schema.event_time.kind == "date_hour" and schema.event_time.columns == ["dteday", "hr"]
+    assert schema.entity.generated and schema.entity.key == "row_id"
+    assert schema.columns["instant"].role == "id"
+    assert schema.columns["weathersit"].role == "categorical"
+    assert schema.columns["temp"].type == "float"
+    # the source path is written relative to the project file, so the folder can move
+    assert (out.parent / config.source.path).resolve() == BIKE_CSV.resolve()
+
+
+def test_champion_beats_baseline_on_the_latest_20_percent(bike_project: Path) -> None:
+    train = _record(bike_project, "train")["meta"]
+    assert train["split"] == "time"
+    lightgbm, baseline = train["candidates"]["lightgbm"]["metrics"], train["candidates"]["baseline"]["metrics"]
+    assert lightgbm["r2"] >= 0.85
+    assert lightgbm["r2"] > baseline["r2"]
+    # the test set really is the future: every test row is later than every training row
+    frame = pd.read_parquet(train["training_set"]["path"]).sort_values("event_timestamp")
+    assert train["test_rows"] == pytest.approx(len(frame) * 0.2, abs=30)
+    assert train["train_rows"] + train["test_rows"] == len(frame)
+
+
+def test_champion_is_registered_in_mlflow(bike_project: Path) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{bike_project / 'mlflow.db'}")
+    version = client.get_model_version_by_alias("bike-sharing", "champion")
+    promote = _record(bike_project, "promote")["meta"]
+    assert promote["promoted"] and promote["champion"] == str(version.version)
+    run = client.get_run(version.run_id)
+    assert run.data.params["model"] == "lightgbm"
+    assert run.data.metrics["test_r2"] >= 0.85
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"bike-sharing-train", "bike-sharing-test"}
+    artifacts = {a.path for a in client.list_artifacts(version.run_id)}
+    assert {"plots", "reference"} <= artifacts
+    mlflow.set_tracking_uri(f"sqlite:///{bike_project / 'mlflow.db'}")
+    info = mlflow.models.get_model_info("models:/bike-sharing@champion")
+    assert info.signature is not None and "temp" in info.signature.inputs.input_names()
+    assert info.saved_input_example_info is not None
+
+
+def test_training_set_comes_from_feast_without_losing_rows(bike_project: Path) -> None:
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(bike_project / "feature_repo"))
+    views = {v.name: v for v in store.list_feature_views()}
+    assert set(views) == {"bike_sharing_features"}
+    assert {f.name for f in views["bike_sharing_features"].features} == {
+        "season", "yr", "mnth", "hr", "holiday", "weekday", "workingday", "weathersit",
+        "temp", "atemp", "hum", "windspeed",
+    }
+    train = _record(bike_project, "train")["meta"]
+    prepare = _record(bike_project, "prepare")["meta"]
+    assert train["training_set"]["meta"]["rows"] == prepare["rows"] == 17379
+
+
+def test_eda_report_is_offline_html_with_plots(bike_project: Path) -> None:
+    html = (bike_project / "reports" / "eda.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4
+    assert "http://" not in html and "https://" not in html
+
+
+def test_second_run_is_cached_and_from_reruns(bike_project: Path) -> None:
+    again = conveyor("run", "-C", str(bike_project))
+    assert again.stdout.count("cached") == 5, again.stdout
+    before = _record(bike_project, "promote")["meta"]["champion"]
+    rerun = conveyor("run", "-C", str(bike_project), "--from", "train")
+    assert rerun.stdout.count("cached") == 3, rerun.stdout
+    promote = _record(bike_project, "promote")["meta"]
+    # the same data and seed give the same score: the gate wants better, not equal
+    assert not promote["promoted"] and promote["champion"] == before
+    assert any("does not beat champion" in reason for reason in promote["reasons"])
+
+
+def test_predictions_by_rows_and_by_entity_agree(bike_server: Server) -> None:
+    rows = bike_rows()
+    features = httpx.get(f"{bike_server.url}/health").json()["features"]
+    keys = [1, 2, 500, 9000, 17379]  # row_id is the row's position in the file
+    raw = [feature_row(rows[k - 1], features) for k in keys]
+    assert raw[0]["windspeed"] == 0.0  # read as missing, in training and in serving alike
+    by_rows = httpx.post(f"{bike_server.url}/predict", json={"rows": raw}).json()["predictions"]
+    by_keys = httpx.post(f"{bike_server.url}/predict", json={"entities": keys}).json()["predictions"]
+    assert [p["entity"] for p in by_keys] == keys
+    for a, b in zip(by_rows, by_keys, strict=True):
+        assert a["prediction"] == pytest.approx(b["prediction"], rel=1e-9)
+    assert len({round(p["prediction"], 6) for p in by_rows}) == len(keys)
+
+
+def test_prediction_log_holds_every_prediction(bike_server: Server) -> None:
+    from conveyor.stages.monitoring import PredictionLog
+
+    log = PredictionLog(bike_server.project / "predictions")
+    before = log.count()
+    features = httpx.get(f"{bike_server.url}/health").json()["features"]
+    rows = [feature_row(r, features) for r in bike_rows()[100:137]]
+    answer = httpx.post(f"{bike_server.url}/predict", json={"rows": rows}).json()
+    single = httpx.post(f"{bike_server.url}/predict", json={"entities": [42]}).json()
+    records = log.read()
+    assert len(records) == before + 38
+    logged = {r["request_id"]: r for r in records[-38:]}
+    for served in answer["predictions"] + single["predictions"]:
+        entry = logged[served["request_id"]]
+        assert entry["prediction"] == served["prediction"]
+        assert entry["model_version"] == answer["model"]["version"]
+        assert set(entry["inputs"]) == set(features)
+
+
+def test_wrong_types_and_missing_fields_are_422_naming_the_field(bike_server: Server) -> None:
+    features = httpx.get(f"{bike_server.url}/health").json()["features"]
+    good = feature_row(bike_rows()[0], features)
+    wrong = httpx.post(f"{bike_server.url}/predict", json={"rows": [{**good, "temp": "warm"}]})
+    assert wrong.status_code == 422
+    assert wrong.json()["detail"][0]["loc"] == ["body", "rows", 0, "temp"]
+    missing = {k: v for k, v in good.items() if k != "hum"}
+    answer = httpx.post(f"{bike_server.url}/predict", json={"rows": [good, missing]})
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "rows", 1, "hum"]
+    assert answer.json()["detail"][0]["type"] == "missing"
+    both = httpx.post(f"{bike_server.url}/predict", json={"rows": [good], "entities": [1]})
+    assert both.status_code == 422 and "exactly one" in both.text
+    assert httpx.post(f"{bike_server.url}/predict", json={"entities": ["x"]}).status_code == 422
+    assert httpx.post(f"{bike_server.url}/predict", content=b"{not json").status_code == 422
+    unknown = httpx.post(f"{bike_server.url}/predict", json={"entities": [10**9]})
+    assert unknown.status_code == 404 and str(10**9) in unknown.text
+    # a null is an explicit missing value, and is allowed
+    assert httpx.post(f"{bike_server.url}/predict", json={"rows": [{**good, "hum": None}]}).status_code == 200
+
+
+def test_metrics_are_prometheus_text(bike_server: Server) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    httpx.post(f"{bike_server.url}/predict", json={"entities": [7, 8, 9]}).raise_for_status()
+    text = httpx.get(f"{bike_server.url}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {"conveyor_requests", "conveyor_request_latency_seconds", "conveyor_prediction_value",
+            "conveyor_predictions", "conveyor_model_info"} <= set(families)
+    served = sum(s.value for s in families["conveyor_predictions"].samples if s.name.endswith("_total"))
+    observed = next(s.value for s in families["conveyor_prediction_value"].samples if s.name.endswith("_count"))
+    assert served >= 3 and observed == served
+    ok = [s for s in families["conveyor_requests"].samples
+          if s.name.endswith("_total") and s.labels["path"] == "/predict" and s.labels["status"] == "200"]
+    assert ok and ok[0].value >= 1
+
+
+def test_a_killed_server_loses_no_logged_prediction(bike_project: Path) -> None:
+    from conveyor.stages.monitoring import PredictionLog
+
+    log = PredictionLog(bike_project / "predictions")
+    server = Server(bike_project).start()
+    try:
+        keys = list(range(300, 340))
+        served = []
+        for key in keys:
+            served += httpx.post(f"{server.url}/predict", json={"entities": [key]}).json()["predictions"]
+        server.kill()  # SIGKILL straight after the last answer
+        logged = {r["request_id"] for r in log.read()}
+        assert all(p["request_id"] in logged for p in served)
+        restarted = Server(bike_project).start()
+        try:
+            again = httpx.post(f"{restarted.url}/predict", json={"entities": [keys[0]]}).json()["predictions"][0]
+            after = {r["request_id"] for r in log.read()}
+            assert logged | {again["request_id"]} == after
+            assert again["prediction"] == pytest.approx(served[0]["prediction"])
+        finally:
+            restarted.stop()
+    finally:
+        server.stop()
+
+
+def test_api_key_guards_predict_when_configured(bike_project: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    project = tmp_path / "secured"
+    shutil.copytree(bike_project, project, ignore=shutil.ignore_patterns("predictions", "server-*.log"))
+    config = yaml.safe_load((project / "conveyor.yaml").read_text())
+    config["serving"]["api_key_env"] = "CONVEYOR_TEST_KEY"
+    (project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    # the workspace was copied: Feast and MLflow paths point at the original, which is still there
+    server = Server(project, env={"CONVEYOR_TEST_KEY": "s3cret"}).start()
+    try:
+        body = {"entities": [5]}
+        assert httpx.post(f"{server.url}/predict", json=body).status_code == 401
+        assert httpx.post(f"{server.url}/predict", json=body, headers={"X-API-Key": "nope"}).status_code == 401
+        ok = httpx.post(f"{server.url}/predict", json=body, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200
+        assert httpx.get(f"{server.url}/health").status_code == 200
+    finally:
+        server.stop()

@@ -1,0 +1,35 @@
+"""A second real dataset, untouched by hand: classification with an entity key and no event time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CREDIT_CSV, conveyor
+
+pytestmark = pytest.mark.slow
+
+
+def test_credit_default_init_and_run(tmp_path: Path) -> None:
+    shutil.copy(CREDIT_CSV, tmp_path / CREDIT_CSV.name)
+    conveyor("init", "--csv", CREDIT_CSV.name, "--target", "default.payment.next.month", "--entity", "ID", cwd=tmp_path)
+    from conveyor.core import load_config
+
+    config = load_config(tmp_path / "conveyor.yaml")
+    assert config.schema.task == "classification"
+    assert config.schema.event_time.kind == "ingest_time"
+    assert config.schema.columns["LIMIT_BAL"].type == "float"  # "5e+05" in 4150 cells
+    assert "ID" not in config.schema.features()
+    conveyor("run", cwd=tmp_path)
+    stages = tmp_path / ".conveyor" / "stages"
+    train = json.loads((stages / "train.json").read_text())["artifact"]["meta"]
+    assert train["split"] == "random" and train["primary_metric"] == "roc_auc"
+    assert train["train_rows"] + train["test_rows"] == 30000
+    auc = train["candidates"]["lightgbm"]["metrics"]["roc_auc"]
+    assert auc >= 0.76
+    assert auc > train["candidates"]["baseline"]["metrics"]["roc_auc"]
+    promote = json.loads((stages / "promote.json").read_text())["artifact"]["meta"]
+    assert promote["promoted"] and promote["champion"] == "1"
