@@ -40,7 +40,7 @@ MLFLOW_SERVE = ["mlflow", "models", "serve", "--env-manager", "local", "-h", "12
 FEATURES = ["season", "yr", "mnth", "hr", "holiday", "weekday", "workingday", "weathersit",
             "temp", "atemp", "hum", "windspeed"]
 FLOATS = {"temp", "atemp", "hum", "windspeed"}
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
 THREADS_NOTE = (
     "LightGBM threads: `conveyor serve` as Conveyor sets them (n_jobs=1). `mlflow models serve` runs with "
     "OMP_NUM_THREADS=1, but the registered model keeps n_jobs=training.threads, which LightGBM passes to predict "

@@ -61,9 +61,12 @@ def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl
         ],
     )
     extra_nulls = config.cleaning.null_values
+    used = {*schema.features(), schema.target, *schema.event_time.columns}
+    if not schema.entity.generated:
+        used.add(schema.entity.key)
     typed_cols = []
     reasons = []
-    for name in keep:
+    for name in [c for c in keep if c in used]:  # a bad value in an unused column rejects nothing
         column = schema.columns[name]
         fmt = schema.event_time.format if name in schema.event_time.columns else None
         typed = _cast(pl.col(name), column.type, fmt)

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from conveyor.stages.training._encoder import FeatureEncoder, level
+
+
+def test_levels_are_the_same_whatever_the_json_type() -> None:
+    assert level(1) == level(1.0) == level("1") == level(np.int64(1)) == "1"
+    assert level(None) is None and level(float("nan")) is None
+    assert level(True) == "true"
+
+
+def test_transform_and_the_serving_path_agree() -> None:
+    train = pd.DataFrame({"x": [1.0, 2.0, None, 4.0], "c": [1, 1, 2, None], "w": [0.0, 0.5, 0.0, 1.0]})
+    encoder = FeatureEncoder(["x", "w"], ["c"], null_values={"w": [0]}).fit(train)
+    assert encoder.codes_ == {"c": {"1": 0, "2": 1}}  # by frequency
+    rows = [{"x": 3, "w": 0, "c": 2.0}, {"x": None, "w": 0.5, "c": 7}, {"x": 1.5, "w": 1, "c": None}]
+    batch = encoder.transform(pd.DataFrame(rows))
+    served = encoder.transform_records(rows)
+    np.testing.assert_array_equal(np.isnan(batch), np.isnan(served))
+    np.testing.assert_array_equal(np.nan_to_num(batch, nan=-9), np.nan_to_num(served, nan=-9))
+    assert math.isnan(served[0, 1])  # 0 wind speed means missing, as in training
+    assert served[0, 2] == 1.0  # 2.0 is the level "2"
+    assert math.isnan(served[1, 2])  # a level unseen in training is missing
+    assert encoder.clean({"w": 0, "x": 0}) == {"w": None, "x": 0}
