@@ -133,8 +133,6 @@ def process(name: str, cmd: list[str], env: dict[str, str], cwd: Path, log: Path
                 os.killpg(proc.pid, sig)  # the group we created, whose id is our child's pid
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=grace)
-            if proc.returncode is not None:
-                break
         console.print(f"stopped {name} (pid {proc.pid}, exit {proc.returncode})", style="dim")
 
 

@@ -125,3 +125,23 @@ def test_help_imports_nothing_heavy() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in result.stdout, result.stdout
+
+
+def test_ingest_is_content_addressed(tmp_path: Path) -> None:
+    project = make_bike_project(tmp_path / "p", bike_rows()[:100])
+    conveyor("ingest", "-C", str(project))
+    first = sorted(project.glob("data/raw/*.parquet"))
+    conveyor("ingest", "-C", str(project), "--force")  # same bytes: the same snapshot, not a second one
+    assert sorted(project.glob("data/raw/*.parquet")) == first and len(first) == 1
+    with (project / BIKE_CSV.name).open("a") as handle:
+        handle.write(",".join(bike_rows()[100].values()) + "\n")
+    conveyor("ingest", "-C", str(project))
+    assert len(list(project.glob("data/raw/*.parquet"))) == 2  # new content, new snapshot; the old one stays
+
+
+def test_a_source_without_the_target_column_names_file_line_and_column(tmp_path: Path) -> None:
+    rows = [{k: v for k, v in r.items() if k != "cnt"} for r in bike_rows()[:50]]
+    project = make_bike_project(tmp_path / "p", bike_rows()[:50])
+    write_csv(project / BIKE_CSV.name, rows)
+    result = conveyor("run", "-C", str(project), check=False)
+    _fails(result, str(project / BIKE_CSV.name), "line 1", "'cnt'", "not in the header")

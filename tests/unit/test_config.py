@@ -67,3 +67,14 @@ def test_config_is_frozen() -> None:
     with pytest.raises(Exception):
         config.name = "other"  # type: ignore[misc]
     assert isinstance(config, Config)
+
+
+@pytest.mark.parametrize(
+    ("null_values", "needle"),
+    [({"windspeeed": [0]}, "column 'windspeeed' is not in schema.columns"), ({"windspeed": ["calm"]}, "'calm' is not a number")],
+)
+def test_cleaning_rules_must_fit_the_schema(tmp_path: Path, null_values: dict, needle: str) -> None:
+    data = _example()
+    data["cleaning"]["null_values"] = null_values
+    with pytest.raises(ConfigError, match=needle):
+        load_config(_write(tmp_path, data))

@@ -15,6 +15,7 @@ from conveyor.core.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE",
+    "NULL_TOKENS",
     "Column",
     "Config",
     "Entity",
@@ -31,6 +32,9 @@ __all__ = [
 ]
 
 CONFIG_FILE = "conveyor.yaml"
+
+NULL_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "?")
+"""Cell values read as missing in every text source."""
 
 ColumnType = Literal["integer", "float", "string", "boolean", "date", "datetime"]
 Role = Literal["numeric", "categorical", "id", "event_time", "ignore"]
@@ -184,6 +188,23 @@ class Config(_Model):
     monitoring: MonitoringConfig = MonitoringConfig()
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _cleaning_fits_schema(self) -> Config:
+        columns = self.schema_.columns
+        for name, values in self.cleaning.null_values.items():
+            if name not in columns:
+                raise ValueError(f"cleaning.null_values: column {name!r} is not in schema.columns")
+            if columns[name].type in ("integer", "float"):
+                for value in values:
+                    try:
+                        float(value)
+                    except ValueError:
+                        raise ValueError(
+                            f"cleaning.null_values.{name}: {value!r} is not a number, "
+                            f"and {name!r} is a {columns[name].type} column"
+                        ) from None
+        return self
 
     @property
     def schema(self) -> Schema:  # type: ignore[override]

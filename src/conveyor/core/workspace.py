@@ -71,6 +71,10 @@ class Workspace:
         """Run records and stage cache: `.conveyor/`."""
         return self.root / ".conveyor"
 
+    def reference_file(self, model: str, version: str | int) -> Path:
+        """The training reference of one model version: its features and predictions."""
+        return self.reference / f"{model}-v{version}.parquet"
+
     def resolve(self, relative: str) -> Path:
         """A path from the project file, taken relative to the workspace."""
         path = Path(relative).expanduser()

@@ -31,6 +31,8 @@ FEATURES_VERSION = 1
 @contextlib.contextmanager
 def _quiet() -> Any:
     """Feast prints progress with colours and warns about its own internals; keep our output clean."""
+    import feast  # noqa: F401  # importing it adds warning filters of its own: do that before ours
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         previous = logging.getLogger("feast").level

@@ -24,13 +24,13 @@ class PredictionLog:
         self.folder = folder
         self.fsync = fsync
         self._lock = threading.Lock()
-        folder.mkdir(parents=True, exist_ok=True)
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Write records (each with a `timestamp`), one line each, in one append."""
         if not records:
             return
         day = datetime.now(UTC).strftime("%Y-%m-%d")
+        self.folder.mkdir(parents=True, exist_ok=True)
         payload = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records)
         with self._lock, (self.folder / f"{day}.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(payload)
@@ -44,6 +44,8 @@ class PredictionLog:
         return records[-last:] if last else records
 
     def _iter(self) -> Iterator[dict[str, Any]]:
+        if not self.folder.is_dir():
+            return
         for path in sorted(self.folder.glob("*.jsonl")):
             with path.open(encoding="utf-8") as handle:
                 for line in handle:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 
 from conveyor.core.artifacts import Artifact
@@ -15,11 +14,7 @@ from conveyor.core.hashing import hash_json
 from conveyor.core.workspace import Workspace
 from conveyor.stages.monitoring._log import PredictionLog
 
-__all__ = ["monitor", "reference_file"]
-
-
-def reference_file(workspace: Workspace, name: str, version: str) -> Path:
-    return workspace.reference / f"{name}-v{version}.parquet"
+__all__ = ["monitor"]
 
 
 def monitor(config: Config, workspace: Workspace, *, window: int | None = None) -> Artifact:
@@ -42,7 +37,7 @@ def monitor(config: Config, workspace: Workspace, *, window: int | None = None) 
     versions = Counter(str(r["model_version"]) for r in records)
     version = str(records[-1]["model_version"])
     current = [r for r in records if str(r["model_version"]) == version]
-    reference_path = reference_file(workspace, config.name, version)
+    reference_path = workspace.reference_file(config.name, version)
     if not reference_path.exists():
         raise MonitoringError(
             f"no training reference for {config.name} v{version} at {reference_path}; "

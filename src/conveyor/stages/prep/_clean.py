@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from conveyor.core.artifacts import Artifact
-from conveyor.core.config import Config
+from conveyor.core.config import NULL_TOKENS, Config
 from conveyor.core.errors import DataError
 from conveyor.core.hashing import hash_json, short
 from conveyor.core.workspace import Workspace
@@ -20,7 +20,6 @@ __all__ = ["EVENT_TIMESTAMP", "PREP_VERSION", "clean_frame", "prepare"]
 EVENT_TIMESTAMP = "event_timestamp"
 LINE = "_line"
 PREP_VERSION = 1
-NULL_TOKENS = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "?"]
 _TRUE = ["true", "yes", "t", "1"]
 _FALSE = ["false", "no", "f", "0"]
 
@@ -53,7 +52,7 @@ def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl
     text = raw.select(
         pl.col(LINE),
         *[
-            pl.when(pl.col(c).str.strip_chars().is_in(NULL_TOKENS))
+            pl.when(pl.col(c).str.strip_chars().is_in(list(NULL_TOKENS)))
             .then(None)
             .otherwise(pl.col(c).str.strip_chars())
             .alias(c)

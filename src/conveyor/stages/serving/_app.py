@@ -138,7 +138,7 @@ def create_app(config: Config, workspace: Workspace, service: Service | None = N
             clean = champion.model.encoder.clean
             rows = [clean(r.model_dump(by_alias=True)) for r in body.rows]  # type: ignore[attr-defined]
             source = "rows"
-        outputs = champion.model.predict_records(rows)
+        outputs = champion.model.predict_records(rows, cleaned=True)  # store rows were cleaned in prepare
         now = datetime.now(UTC).isoformat()
         results, records = [], []
         for index, row in enumerate(rows):

@@ -12,12 +12,11 @@ from conveyor.core.errors import DataError
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["LINE_COLUMN", "RaggedRow", "ScannedCsv", "scan_csv", "sniff_delimiter"]
+__all__ = ["LINE_COLUMN", "RaggedRow", "ScannedCsv", "describe_ragged", "scan_csv", "sniff_delimiter"]
 
 LINE_COLUMN = "_line"
 """Column of every snapshot: the 1-based line of the source file where the row starts."""
 
-NULL_TOKENS = frozenset({"", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "?"})
 _CANDIDATES = ",;\t|"
 _SNIFF_BYTES = 64 * 1024
 

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conveyor.core.config import Column, Config, Entity, EventTime, Schema, SourceConfig
+from conveyor.core.config import NULL_TOKENS, Column, Config, Entity, EventTime, Schema, SourceConfig
 from conveyor.core.errors import DataError
-from conveyor.stages.sources._csv import LINE_COLUMN, NULL_TOKENS, scan_csv, sniff_delimiter
+from conveyor.stages.sources._csv import LINE_COLUMN, scan_csv, sniff_delimiter
 
 if TYPE_CHECKING:
     import polars as pl

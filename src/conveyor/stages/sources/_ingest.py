@@ -17,12 +17,17 @@ from conveyor.stages.sources._csv import describe_ragged, scan_csv
 __all__ = ["ingest", "source_digest"]
 
 
-def source_digest(config: Config, workspace: Workspace) -> str:
-    """Hash of the source file's bytes and of how it is read: a snapshot's identity."""
+def _hashes(config: Config, workspace: Workspace) -> tuple[str, str]:
     path = workspace.resolve(config.source.path)
     if not path.is_file():
         raise DataError(f"{path}: source file not found (source.path in {workspace.config_file})")
-    return hash_json({"file": hash_file(path), "read": config.section("source") | {"path": None}})
+    file_hash = hash_file(path)
+    return file_hash, hash_json({"file": file_hash, "read": config.section("source") | {"path": None}})
+
+
+def source_digest(config: Config, workspace: Workspace) -> str:
+    """Hash of the source file's bytes and of how it is read: a snapshot's identity."""
+    return _hashes(config, workspace)[1]
 
 
 def ingest(config: Config, workspace: Workspace) -> Artifact:
@@ -32,12 +37,12 @@ def ingest(config: Config, workspace: Workspace) -> Artifact:
     their line numbers, or go to `data/quarantine/` when `source.on_bad_lines` says so.
     """
     path = workspace.resolve(config.source.path)
-    digest = source_digest(config, workspace)
+    file_hash, digest = _hashes(config, workspace)
     snapshot = workspace.raw / f"{short(digest)}.parquet"
     meta_file = snapshot.with_suffix(".json")
     if snapshot.exists() and meta_file.exists():
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        return Artifact("raw", snapshot, digest, {"source": str(path)}, meta)
+        return Artifact("raw", snapshot, digest, {"source_file": file_hash}, meta)
 
     src = config.source
     scanned = scan_csv(path, delimiter=src.delimiter, encoding=src.encoding)
@@ -66,9 +71,10 @@ def ingest(config: Config, workspace: Workspace) -> Artifact:
         "ragged_quarantined": quarantined,
         "ingested_at": datetime.now(UTC).isoformat(),
         "source": str(path),
+        "source_sha256": file_hash,
     }
     meta_file.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    return Artifact("raw", snapshot, digest, {"source": str(path)}, meta)
+    return Artifact("raw", snapshot, digest, {"source_file": file_hash}, meta)
 
 
 def _quarantine_ragged(workspace: Workspace, digest: str, header: list[str], ragged: list) -> int:

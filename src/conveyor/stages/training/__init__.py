@@ -3,7 +3,7 @@
 The only package that imports MLflow; serving loads its model through `load_champion`.
 """
 
-from conveyor.stages.training._registry import CHAMPION, Champion, load_champion, promote, reference_path
+from conveyor.stages.training._registry import CHAMPION, Champion, load_champion, promote
 from conveyor.stages.training._train import train
 
-__all__ = ["CHAMPION", "Champion", "load_champion", "promote", "reference_path", "train"]
+__all__ = ["CHAMPION", "Champion", "load_champion", "promote", "train"]

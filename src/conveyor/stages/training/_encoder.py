@@ -95,13 +95,14 @@ class FeatureEncoder:
             ]
         return out
 
-    def transform_records(self, rows: list[dict[str, Any]]) -> np.ndarray:
+    def transform_records(self, rows: list[dict[str, Any]], *, cleaned: bool = False) -> np.ndarray:
         """The serving path: plain dicts to the same matrix, no pandas on the way."""
         import numpy as np
 
         out = np.empty((len(rows), len(self.columns)), dtype=np.float64)
         for r, row in enumerate(rows):
-            row = self.clean(row)
+            if not cleaned:
+                row = self.clean(row)
             for c, name in enumerate(self.numeric):
                 value = row.get(name)
                 out[r, c] = math.nan if value is None else float(value)

@@ -10,9 +10,7 @@ from conveyor.stages.training._encoder import FeatureEncoder
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["PRIMARY_METRIC", "make_baseline", "make_lightgbm", "score"]
-
-PRIMARY_METRIC = {"regression": "r2", "classification": "roc_auc"}
+__all__ = ["fit", "make_baseline", "make_lightgbm", "score"]
 
 
 def make_baseline(config: Config, encoder: FeatureEncoder) -> Any:

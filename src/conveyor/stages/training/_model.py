@@ -48,8 +48,9 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
             return {"prediction": labels, "probability": [float(p) for p in probabilities[:, 1]]}
         return {"prediction": labels, "probability": [float(p) for p in probabilities.max(axis=1)]}
 
-    def predict_records(self, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-        return self._outputs(self.encoder.transform_records(rows))
+    def predict_records(self, rows: list[dict[str, Any]], *, cleaned: bool = False) -> dict[str, list[Any]]:
+        """Predict plain dict rows; `cleaned` says `encoder.clean` was applied already."""
+        return self._outputs(self.encoder.transform_records(rows, cleaned=cleaned))
 
     def predict_frame(self, frame: pd.DataFrame) -> dict[str, list[Any]]:
         return self._outputs(self.encoder.transform(frame))

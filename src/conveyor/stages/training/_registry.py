@@ -57,9 +57,9 @@ def promote(config: Config, workspace: Workspace, trained: Artifact, training_se
     score_new = candidate["metrics"][metric]
     margin = config.promotion.min_improvement
     mlflow = use_workspace(workspace)
-    client = mlflow.MlflowClient()
     decision: dict[str, Any] = {"metric": metric, "candidate": best, "candidate_score": score_new, "baseline_score": baseline}
     with quiet():
+        client = mlflow.MlflowClient()
         current = _champion_version(client, config.name)
         champion_score = None
         if current is not None:
@@ -104,10 +104,6 @@ def _score_champion(mlflow: Any, config: Config, current: Any, training_set: Art
     return score(config.schema.task, test_df[config.schema.target], outputs, model.classes).get(metric)
 
 
-def reference_path(workspace: Workspace, name: str, version: str | int) -> Any:
-    return workspace.reference / f"{name}-v{version}.parquet"
-
-
 def _write_reference(mlflow: Any, config: Config, workspace: Workspace, training_set: Artifact, run_id: str, version: Any) -> None:
     """The features and predictions monitoring compares served traffic with: the whole training set."""
     import pandas as pd
@@ -119,7 +115,7 @@ def _write_reference(mlflow: Any, config: Config, workspace: Workspace, training
     for column, values in outputs.items():
         reference[f"__{column}"] = values
     workspace.ensure(workspace.reference)
-    path = reference_path(workspace, config.name, version)
+    path = workspace.reference_file(config.name, version)
     reference.to_parquet(path, index=False)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_artifact(str(path), artifact_path="reference")
@@ -130,8 +126,8 @@ def load_champion(config: Config, workspace: Workspace, threads: int = 1) -> Cha
     mlflow = use_workspace(workspace)
     if not workspace.mlflow_db.exists():
         raise ServingError(f"no model registry at {workspace.mlflow_db}; run `conveyor run` first")
-    client = mlflow.MlflowClient()
     with quiet():
+        client = mlflow.MlflowClient()
         current = _champion_version(client, config.name)
         if current is None:
             raise ServingError(
@@ -143,8 +139,7 @@ def load_champion(config: Config, workspace: Workspace, threads: int = 1) -> Cha
         except Exception as exc:
             raise ServingError(f"cannot load models:/{config.name}@{CHAMPION}: {exc}") from exc
     model.set_threads(threads)
-    path = reference_path(workspace, config.name, current.version)
+    path = workspace.reference_file(config.name, current.version)
     return Champion(config.name, str(current.version), current.run_id, model, str(path) if path.exists() else None)
 
 
-__all__ += ["reference_path"]

@@ -19,6 +19,10 @@ _REQUIREMENTS = ("mlflow", "lightgbm", "scikit-learn", "pandas", "numpy", "cloud
 
 @contextlib.contextmanager
 def quiet() -> Any:
+    """MLflow logs and warns about its own internals; keep the user's terminal for our output."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    import mlflow  # noqa: F401  # importing it changes warning filters: do that before ours
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         previous = {name: logging.getLogger(name).level for name in ("mlflow", "alembic")}

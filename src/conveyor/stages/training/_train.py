@@ -104,7 +104,8 @@ def train(config: Config, workspace: Workspace, training_set: Artifact) -> Artif
         y_train = [index[str(v)] for v in y_train]
 
     mlflow = use_workspace(workspace)
-    exp = experiment_id(mlflow, workspace, config.name)
+    with quiet():
+        exp = experiment_id(mlflow, workspace, config.name)
     digest = hash_json({"training_set": training_set.digest, "training": config.section("training"), "version": TRAIN_VERSION})
     candidates: dict[str, dict[str, Any]] = {}
     with quiet():
@@ -122,6 +123,7 @@ def train(config: Config, workspace: Workspace, training_set: Artifact) -> Artif
             fit(estimator, x_train, y_train, encoder)
             seconds = time.perf_counter() - started
             model = ConveyorModel(encoder, estimator, schema.task, classes)
+            model.set_threads(1)  # logged for serving: one row at a time, where threads only spin
             outputs = model.predict_frame(test_df)
             scores = score(schema.task, test_df[schema.target], outputs, classes)
             with mlflow.start_run(experiment_id=exp, run_name=f"{name}") as run:
