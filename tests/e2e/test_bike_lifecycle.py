@@ -20,7 +20,7 @@ def _record(project: Path, stage: str) -> dict:
 
 def test_init_infers_the_demo_schema(tmp_path: Path) -> None:
     out = tmp_path / "conveyor.yaml"
-    conveyor("init", "--csv", str(BIKE_CSV), "--target", "cnt", "--output", str(out))
+    conveyor("init", "--csv", str(BIKE_CSV), "--target", "cnt", "--timestamp", "dteday,hr", "--output", str(out))
     from conveyor.core import load_config
 
     config = load_config(out)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.conftest import CREDIT_CSV, conveyor
+from tests.conftest import CREDIT_CSV, Server, conveyor
 
 pytestmark = pytest.mark.slow
 
@@ -33,3 +35,18 @@ def test_credit_default_init_and_run(tmp_path: Path) -> None:
     assert auc > train["candidates"]["baseline"]["metrics"]["roc_auc"]
     promote = json.loads((stages / "promote.json").read_text())["artifact"]["meta"]
     assert promote["promoted"] and promote["champion"] == "1"
+
+    # a classifier serves a label and the probability of the positive class, by entity or by row
+    server = Server(tmp_path).start()
+    try:
+        with CREDIT_CSV.open(newline="") as handle:
+            first = next(csv.DictReader(handle))
+        features = httpx.get(f"{server.url}/health").json()["features"]
+        row = {f: float(first[f]) if config.schema.columns[f].role == "numeric" else int(first[f]) for f in features}
+        by_row = httpx.post(f"{server.url}/predict", json={"rows": [row]}).json()["predictions"][0]
+        by_key = httpx.post(f"{server.url}/predict", json={"entities": [int(first["ID"])]}).json()["predictions"][0]
+        assert by_row["prediction"] in (0, 1) and 0 <= by_row["probability"] <= 1
+        assert by_row["probability"] == pytest.approx(by_key["probability"], rel=1e-9)
+        assert by_row["prediction"] == by_key["prediction"] == int(by_row["probability"] >= 0.5)
+    finally:
+        server.stop()

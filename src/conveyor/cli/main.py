@@ -64,7 +64,10 @@ def init(
     entity: Annotated[Optional[str], typer.Option("--entity", help="Entity key column; none: a row key is made.")] = None,
     timestamp: Annotated[
         Optional[list[str]],
-        typer.Option("--timestamp", help="Event time: one datetime column, or a date then an hour column."),
+        typer.Option(
+            "--timestamp",
+            help="Event time: one datetime column, or a date then an hour column (repeat the option, or dteday,hr).",
+        ),
     ] = None,
     drop: Annotated[Optional[list[str]], typer.Option("--drop", help="A column to leave out (leak); repeatable.")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Project name (default: from the file name).")] = None,
@@ -74,8 +77,9 @@ def init(
     """Infer a project file (conveyor.yaml) from a CSV: types, roles, task, event time."""
     from conveyor.runner import init_project
 
+    timestamps = [part.strip() for value in timestamp or [] for part in value.split(",") if part.strip()]
     config = init_project(
-        csv, target=target, output=output, entity=entity, timestamps=timestamp, drop=drop, name=name, force=force
+        csv, target=target, output=output, entity=entity, timestamps=timestamps, drop=drop, name=name, force=force
     )
     schema = config.schema
     console = _console()
