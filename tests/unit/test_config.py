@@ -64,7 +64,9 @@ def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
 
 def test_config_is_frozen() -> None:
     config = load_config(EXAMPLE)
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         config.name = "other"  # type: ignore[misc]
     assert isinstance(config, Config)
 

@@ -19,7 +19,6 @@ from conveyor.core.workspace import Workspace
 from conveyor.stages.features._repo import feast_names, write_repo
 
 if TYPE_CHECKING:
-    import pandas as pd
     from feast import FeatureStore
 
 __all__ = ["OnlineFeatures", "build_features", "training_set"]

@@ -6,7 +6,6 @@ import json
 from collections import Counter
 from datetime import UTC, datetime
 
-
 from conveyor.core.artifacts import Artifact
 from conveyor.core.config import Config
 from conveyor.core.errors import MonitoringError

@@ -53,12 +53,12 @@ def _pct(value: float) -> str:
     return "&ndash;" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
 
 
-def _order_key(f: "FeatureDrift") -> tuple[int, float]:
+def _order_key(f: FeatureDrift) -> tuple[int, float]:
     psi = -1.0 if math.isnan(f.psi) else f.psi
     return (0 if f.drifted else 1, -psi)
 
 
-def _fig_to_data_uri(fig: "Figure") -> str:
+def _fig_to_data_uri(fig: Figure) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -122,7 +122,7 @@ def _categorical_plot(name: str, ref: Any, cur: Any) -> str:
     return _fig_to_data_uri(fig)
 
 
-def _feature_row(f: "FeatureDrift") -> str:
+def _feature_row(f: FeatureDrift) -> str:
     cells = [
         f'<td class="name">{html.escape(f.name)}</td>',
         f'<td class="txt">{html.escape(f.kind)}</td>',
@@ -141,7 +141,7 @@ def _feature_row(f: "FeatureDrift") -> str:
     return f"<tr{cls}>{''.join(cells)}</tr>"
 
 
-def _table(rows: list["FeatureDrift"]) -> str:
+def _table(rows: list[FeatureDrift]) -> str:
     head = "".join(
         f"<th>{h}</th>"
         for h in ("feature", "kind", "test", "statistic", "p-value", "PSI", "effect",
@@ -155,7 +155,7 @@ def _figure(uri: str, caption: str) -> str:
 
 
 def write_drift_report(
-    report: "DriftReport",
+    report: DriftReport,
     reference: Mapping[str, Sequence[Any]],
     current: Mapping[str, Sequence[Any]],
     *,
@@ -164,7 +164,7 @@ def write_drift_report(
     path: Path,
     title: str,
     prediction: tuple[np.ndarray, np.ndarray] | None = None,
-    thresholds: "DriftThresholds | None" = None,
+    thresholds: DriftThresholds | None = None,
 ) -> Path:
     """Write one offline HTML file describing ``report``; returns its path."""
     import matplotlib

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 from conveyor.core.artifacts import Artifact
 from conveyor.core.config import Config

@@ -97,7 +97,7 @@ def train(config: Config, workspace: Workspace, training_set: Artifact) -> Artif
     metric = primary_metric(schema.task, classes)
     features = schema.features()
     encoder = FeatureEncoder(schema.numeric(), schema.categorical(), config.cleaning.null_values).fit(train_df)
-    x_train, x_test = encoder.transform(train_df), encoder.transform(test_df)
+    x_train = encoder.transform(train_df)
     y_train = train_df[schema.target].to_numpy()
     if classes is not None:
         index = {str(c): i for i, c in enumerate(classes)}
