@@ -1,8 +1,7 @@
 """Serving latency: `conveyor serve` against `mlflow models serve` on the same champion model.
 
 Trains the bike-sharing example in a temporary folder (or reuses `--workspace DIR`), starts
-`conveyor serve`, `mlflow models serve` on the champion, and `mlflow models serve` on a copy
-of it re-saved with LightGBM n_jobs=1 (Conveyor's serving setting), on free ports on
+`conveyor serve` and `mlflow models serve` on the same champion, on free ports on
 127.0.0.1; sends the same real CSV rows to each, one request at a time, and prints
 median/p90/p99 latency, throughput, and whether the predictions agree.
 
@@ -42,10 +41,9 @@ FEATURES = ["season", "yr", "mnth", "hr", "holiday", "weekday", "workingday", "w
 FLOATS = {"temp", "atemp", "hum", "windspeed"}
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 110)
 THREADS_NOTE = (
-    "LightGBM threads: `conveyor serve` as Conveyor sets them (n_jobs=1). `mlflow models serve` runs with "
-    "OMP_NUM_THREADS=1, but the registered model keeps n_jobs=training.threads, which LightGBM passes to predict "
-    "and which overrides OMP_NUM_THREADS; so 'mlflow n_jobs=1' serves a copy of the champion re-saved with "
-    "n_jobs=1. All servers write an access log; Conveyor also appends every prediction to <workspace>/predictions/."
+    "LightGBM threads: both servers predict with n_jobs=1 (Conveyor logs its models that way; mlflow also runs "
+    "with OMP_NUM_THREADS=1). Both write an access log; Conveyor also appends every prediction to "
+    "<workspace>/predictions/ before answering."
 )
 
 
@@ -108,16 +106,6 @@ def prepare_workspace(given: Path | None, tmp: Path) -> Path:
     if done.returncode != 0:
         raise SystemExit(f"conveyor run failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return tmp
-
-
-def single_thread_copy(dest: Path, env: dict[str, str]) -> None:
-    """The champion re-saved with LightGBM n_jobs=1, as `conveyor serve` predicts with it."""
-    code = ("import sys, mlflow; m = mlflow.pyfunc.load_model(sys.argv[1]).unwrap_python_model(); m.set_threads(1); "
-            "mlflow.pyfunc.save_model(sys.argv[2], python_model=m, pip_requirements=['mlflow'])")
-    done = subprocess.run([sys.executable, "-c", code, MODEL_URI, str(dest)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    if done.returncode != 0:
-        raise RuntimeError(f"cannot re-save the champion with n_jobs=1:\n{done.stderr[-3000:]}")
 
 
 @contextlib.contextmanager
@@ -215,7 +203,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
         workspace = prepare_workspace(args.workspace, Path(tmp))
         logs = Path(tmp)
-        rows = load_rows(workspace / "bike_sharing_hourly.csv")
+        rows = load_rows(EXAMPLE / "bike_sharing_hourly.csv")
         rng = random.Random(0)
         picked = rng.sample(range(len(rows)), args.requests + args.warmup)
         warm_ids, ids = picked[: args.warmup], picked[args.warmup:]
@@ -223,12 +211,9 @@ def main() -> int:
 
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{workspace}/mlflow.db", "OMP_NUM_THREADS": "1"}
-        single = Path(tmp) / "champion-n_jobs-1"
-        single_thread_copy(single, mlflow_env)
         servers = [
             Server("conveyor", "conveyor", ["conveyor", "serve", "-C", str(workspace), "--host", "127.0.0.1"], env),
             Server("mlflow", "mlflow", [*MLFLOW_SERVE, MODEL_URI], mlflow_env),
-            Server("mlflow n_jobs=1", "mlflow", [*MLFLOW_SERVE, str(single)], mlflow_env),
         ]
         console.print(THREADS_NOTE)
         with contextlib.ExitStack() as stack:
