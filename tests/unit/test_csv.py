@@ -60,3 +60,29 @@ def test_type_inference_on_messy_values() -> None:
     assert kind("2019-03-23 20:21:09", "2019-03-04 16:11:55") == "datetime"
     assert kind("a", "1") == "string"
     assert kind(None, None) == "string"
+
+
+@pytest.mark.parametrize(
+    ("raw", "encoding"),
+    [
+        ("name,city,y\nJosé,Zürich,1\nAna,Köln,0\n".encode(), "utf-8"),
+        (b"\xef\xbb\xbf" + "name,city,y\nJosé,Zürich,1\nAna,Köln,0\n".encode(), "utf-8-sig"),
+        ("name,city,y\nJosé,Zürich,1\nAna,Köln,0\n".encode("latin-1"), "latin-1"),
+    ],
+)
+def test_init_detects_the_encoding_and_keeps_the_header_clean(tmp_path: Path, raw: bytes, encoding: str) -> None:
+    from conveyor.stages.sources import infer_config
+
+    path = tmp_path / "people.csv"
+    path.write_bytes(raw)
+    config = infer_config(path, target="y")
+    assert config.source.encoding == encoding
+    assert list(config.schema.columns) == ["name", "city", "y"]
+    scanned = scan_csv(path, delimiter=",", encoding=encoding)
+    assert scanned.frame()["city"].to_list() == ["Zürich", "Köln"]
+
+
+def test_a_bom_read_as_plain_utf8_does_not_leak_into_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbfa,b\n1,2\n")
+    assert scan_csv(path, delimiter=",", encoding="utf-8").header == ["a", "b"]

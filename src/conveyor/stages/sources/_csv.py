@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from conveyor.core.errors import DataError
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["LINE_COLUMN", "RaggedRow", "ScannedCsv", "describe_ragged", "scan_csv", "sniff_delimiter"]
+__all__ = ["LINE_COLUMN", "RaggedRow", "ScannedCsv", "describe_ragged", "scan_csv", "sniff_delimiter", "sniff_encoding"]
 
 LINE_COLUMN = "_line"
 """Column of every snapshot: the 1-based line of the source file where the row starts."""
@@ -72,6 +73,22 @@ def _check_readable(path: Path, encoding: str) -> bytes:
     return head
 
 
+def sniff_encoding(path: Path) -> str:
+    """utf-8-sig when the file starts with a byte-order mark, utf-8 when it decodes, else latin-1."""
+    with path.open("rb") as handle:
+        if handle.read(3) == b"\xef\xbb\xbf":
+            return "utf-8-sig"
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "latin-1"
+    return "utf-8"
+
+
 def sniff_delimiter(path: Path, encoding: str = "utf-8") -> str:
     """The delimiter of a CSV: the candidate that splits the first lines most consistently."""
     head = _check_readable(path, encoding).decode(encoding, errors="ignore")
@@ -105,6 +122,8 @@ def scan_csv(path: Path, *, delimiter: str, encoding: str = "utf-8") -> ScannedC
         except (csv.Error, UnicodeDecodeError) as exc:
             raise DataError(f"{path}, line 1: cannot read the header: {exc}") from None
         header = [name.strip() for name in header]
+        if header and header[0].startswith("\ufeff"):  # a byte-order mark read as utf-8
+            header[0] = header[0].removeprefix("\ufeff").strip()
         _check_header(path, header)
         width = len(header)
         rows: list[list[str]] = []

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.core.config import NULL_TOKENS, Column, Config, Entity, EventTime, Schema, SourceConfig
 from conveyor.core.errors import DataError
-from conveyor.stages.sources._csv import LINE_COLUMN, scan_csv, sniff_delimiter
+from conveyor.stages.sources._csv import LINE_COLUMN, scan_csv, sniff_delimiter, sniff_encoding
 
 if TYPE_CHECKING:
     import polars as pl
@@ -140,8 +140,11 @@ def infer_config(
     source_path: str | None = None,
 ) -> Config:
     """Infer column types, roles, the task and the event time from a CSV file."""
-    delimiter = sniff_delimiter(csv_path)
-    scanned = scan_csv(csv_path, delimiter=delimiter)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: file not found")
+    encoding = sniff_encoding(csv_path)
+    delimiter = sniff_delimiter(csv_path, encoding)
+    scanned = scan_csv(csv_path, delimiter=delimiter, encoding=encoding)
     raw = scanned.frame().drop(LINE_COLUMN)
     frame = raw.select(_nulls(raw[c]) for c in raw.columns)
     rows = frame.height
@@ -185,6 +188,6 @@ def infer_config(
     )
     return Config(
         name=name or _project_name(csv_path),
-        source=SourceConfig(path=source_path or str(csv_path), delimiter=delimiter),
+        source=SourceConfig(path=source_path or str(csv_path), delimiter=delimiter, encoding=encoding),  # type: ignore[arg-type]
         schema=schema,
     )
