@@ -45,7 +45,14 @@ def make_lightgbm(config: Config) -> Any:
     import lightgbm as lgb
 
     params = config.training.lightgbm.model_dump()
-    common = {"random_state": config.training.seed, "n_jobs": config.training.threads, "verbose": -1}
+    common = {
+        "random_state": config.training.seed,
+        "n_jobs": config.training.threads,
+        "verbose": -1,
+        # the same data, seed and threads give the same model, so the promotion gate compares like with like
+        "deterministic": True,
+        "force_col_wise": True,
+    }
     if params["subsample"] < 1:
         common["subsample_freq"] = 1
     if config.schema.task == "regression":
