@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -13,9 +14,16 @@ _CHUNK = 1 << 20
 
 
 def hash_file(path: Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
+    """SHA-256 of a file's bytes, read in chunks; read once per process while the file is unchanged."""
+    stat = path.stat()
+    return _hash_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _hash_file(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the cache key only: a changed file is hashed again
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
