@@ -15,6 +15,7 @@ from conveyor.core.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE",
+    "EVENT_TIMESTAMP",
     "NULL_TOKENS",
     "Column",
     "Config",
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 CONFIG_FILE = "conveyor.yaml"
+
+EVENT_TIMESTAMP = "event_timestamp"
+"""The column of clean data, training sets and Feast sources that holds each row's event time (UTC)."""
 
 NULL_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "?")
 """Cell values read as missing in every text source."""

@@ -1,13 +1,12 @@
 """Runner: the stage DAG with content-hash caching, run records, and the use cases behind the CLI."""
 
-from conveyor.runner._commands import describe, init_project, load_project, monitor_project, serve_project
+from conveyor.runner._commands import init_project, load_project, monitor_project, serve_project
 from conveyor.runner._pipeline import STAGES, Event, Stage, last_artifact, run_pipeline, stage_names
 
 __all__ = [
     "STAGES",
     "Event",
     "Stage",
-    "describe",
     "init_project",
     "last_artifact",
     "load_project",

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from conveyor.core.artifacts import Artifact
 from conveyor.core.config import Config, dump_config, load_config
 from conveyor.core.errors import ConfigError
 from conveyor.core.workspace import Workspace
 
-__all__ = ["describe", "init_project", "load_project", "monitor_project", "serve_project"]
+__all__ = ["init_project", "load_project", "monitor_project", "serve_project"]
 
 _HEADER = """\
 # Conveyor project file, written by `conveyor init` from {csv}.
@@ -63,6 +62,3 @@ def monitor_project(config: Config, workspace: Workspace, window: int | None) ->
 
     return monitor(config, workspace, window=window)
 
-
-def describe(artifact: Artifact) -> dict[str, Any]:
-    return {"kind": artifact.kind, "path": str(artifact.path), "digest": artifact.digest[:12]}

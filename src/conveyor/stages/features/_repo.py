@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from conveyor.core.config import Config
+from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.core.workspace import Workspace
 
 __all__ = ["FeastNames", "feast_names", "write_repo"]
@@ -89,7 +89,7 @@ from feast.types import {", ".join(types)}
 {names.source} = FileSource(
     name="{names.source}",
     path="{clean_path}",
-    timestamp_field="event_timestamp",
+    timestamp_field="{EVENT_TIMESTAMP}",
 )
 
 {names.view} = FeatureView(

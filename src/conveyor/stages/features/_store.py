@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.artifacts import Artifact
-from conveyor.core.config import Config
+from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.core.errors import FeatureStoreError
 from conveyor.core.hashing import hash_json, short
 from conveyor.core.workspace import Workspace
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["OnlineFeatures", "build_features", "training_set"]
 
-EVENT_TIMESTAMP = "event_timestamp"
 FEATURES_VERSION = 1
 
 

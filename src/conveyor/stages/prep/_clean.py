@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from conveyor.core.artifacts import Artifact
-from conveyor.core.config import NULL_TOKENS, Config
+from conveyor.core.config import EVENT_TIMESTAMP, NULL_TOKENS, Config
 from conveyor.core.errors import DataError
 from conveyor.core.hashing import hash_json, short
 from conveyor.core.workspace import Workspace
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EVENT_TIMESTAMP", "PREP_VERSION", "clean_frame", "prepare"]
 
-EVENT_TIMESTAMP = "event_timestamp"
 LINE = "_line"
 PREP_VERSION = 1
 _TRUE = ["true", "yes", "t", "1"]
@@ -68,7 +67,8 @@ def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl
     for name in [c for c in keep if c in used]:  # a bad value in an unused column rejects nothing
         column = schema.columns[name]
         fmt = schema.event_time.format if name in schema.event_time.columns else None
-        typed = _cast(pl.col(name), column.type, fmt)
+        cast = _cast(pl.col(name), column.type, fmt)
+        typed = cast
         if name in extra_nulls:
             values = extra_nulls[name]
             literal = [str(v) for v in values] if column.type in ("string", "date", "datetime") else [
@@ -77,7 +77,7 @@ def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl
             compare = typed.cast(pl.Float64) if column.type in ("integer", "float") else typed
             typed = pl.when(compare.is_in(literal)).then(None).otherwise(typed)
         typed_cols.append(typed.alias(name))
-        bad = pl.col(name).is_not_null() & _cast(pl.col(name), column.type, fmt).is_null()
+        bad = pl.col(name).is_not_null() & cast.is_null()  # text that does not parse, not a null_values hit
         reasons.append(
             pl.when(bad)
             .then(pl.format(f"{name}: '{{}}' is not a valid {column.type}", pl.col(name)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from conveyor.core.config import Config
+from conveyor.core.config import EVENT_TIMESTAMP, Config
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,10 +23,10 @@ def split_frame(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, pd.D
     if how == "auto":
         how = "random" if schema.event_time.kind == "ingest_time" else "time"
     if how == "time":
-        ordered = frame.sort_values(["event_timestamp", schema.entity.key], kind="stable")
-        cut = ordered["event_timestamp"].iloc[int(len(ordered) * (1 - training.test_size))]
-        train = ordered[ordered["event_timestamp"] < cut]
-        test = ordered[ordered["event_timestamp"] >= cut]
+        ordered = frame.sort_values([EVENT_TIMESTAMP, schema.entity.key], kind="stable")
+        cut = ordered[EVENT_TIMESTAMP].iloc[int(len(ordered) * (1 - training.test_size))]
+        train = ordered[ordered[EVENT_TIMESTAMP] < cut]
+        test = ordered[ordered[EVENT_TIMESTAMP] >= cut]
         return train.reset_index(drop=True), test.reset_index(drop=True), "time"
     from sklearn.model_selection import train_test_split
 
