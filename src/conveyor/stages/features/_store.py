@@ -11,19 +11,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.core.artifacts import Artifact
+from conveyor.core.artifacts import Artifact, relative_to
 from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.core.errors import FeatureStoreError
 from conveyor.core.hashing import hash_json, short
 from conveyor.core.workspace import Workspace
 from conveyor.stages.features._repo import feast_names, write_repo
+from conveyor.stages.features._stage import DATASET_VERSION, FEATURES_VERSION, CleanInput, FeatureRepo, TrainingSet
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
 __all__ = ["OnlineFeatures", "build_features", "training_set"]
-
-FEATURES_VERSION = 1
 
 
 @contextlib.contextmanager
@@ -61,10 +60,11 @@ def _load_definitions(path: Path) -> list[Any]:
     return [obj for obj in vars(module).values() if isinstance(obj, kinds)]
 
 
-def build_features(config: Config, workspace: Workspace, clean: Artifact) -> Artifact:
+def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanInput]) -> Artifact[FeatureRepo]:
     """Generate the Feast repo, apply it, and materialize the clean data to the online store."""
     digest = hash_json(
-        {"clean": clean.digest, "features": config.section("features"), "version": FEATURES_VERSION}
+        {"clean": clean.digest, "schema": config.section("schema"), "features": config.section("features"),
+         "version": FEATURES_VERSION}
     )
     definitions = write_repo(config, workspace, clean.path)
     names = feast_names(config)
@@ -82,17 +82,16 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact) -> Art
                 f"Feast could not apply or materialize {workspace.feature_repo}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-    meta = {
-        "repo": str(workspace.feature_repo),
-        "project": names.project,
-        "feature_view": names.view,
-        "feature_service": names.service,
-        "features": config.schema.features(),
-        "materialized_from": start.isoformat(),
-        "materialized_to": end.isoformat(),
-        "online_store": str(workspace.feature_repo / "data" / "online_store.db"),
-    }
-    return Artifact("features", workspace.feature_repo, digest, {"clean": clean.digest}, meta)
+    result = FeatureRepo(
+        project=names.project,
+        feature_view=names.view,
+        feature_service=names.service,
+        features=config.schema.features(),
+        materialized_from=start.isoformat(),
+        materialized_to=end.isoformat(),
+        online_store=relative_to(workspace.feature_repo / "data" / "online_store.db", workspace.root),
+    )
+    return Artifact("features", workspace.feature_repo, digest, result, {"clean": clean.digest})
 
 
 def _time_range(path: Path) -> tuple[Any, Any]:
@@ -104,7 +103,9 @@ def _time_range(path: Path) -> tuple[Any, Any]:
     return bounds["min"].as_py(), bounds["max"].as_py()
 
 
-def training_set(config: Config, workspace: Workspace, features: Artifact, clean: Artifact) -> Artifact:
+def training_set(
+    config: Config, workspace: Workspace, features: Artifact[FeatureRepo], clean: Artifact[CleanInput]
+) -> Artifact[TrainingSet]:
     """The training set, built by Feast's point-in-time join, written to `data/training/`.
 
     Labels and event times come from the clean data (the "entity dataframe"); every feature
@@ -114,13 +115,15 @@ def training_set(config: Config, workspace: Workspace, features: Artifact, clean
 
     schema = config.schema
     key, target = schema.entity.key, schema.target
-    digest = hash_json({"features": features.digest, "target": target, "version": FEATURES_VERSION})
+    digest = hash_json(
+        {"features": features.digest, "clean": clean.digest, "target": target, "version": DATASET_VERSION}
+    )
     out = workspace.training_sets / f"{short(digest)}.parquet"
     entity_df = pd.read_parquet(clean.path, columns=[key, EVENT_TIMESTAMP, target])
     store = _store(workspace)
     with _quiet():
         try:
-            service = store.get_feature_service(features.meta["feature_service"])
+            service = store.get_feature_service(features.result.feature_service)
             frame = store.get_historical_features(entity_df=entity_df, features=service).to_df()
         except Exception as exc:
             raise FeatureStoreError(
@@ -137,8 +140,8 @@ def training_set(config: Config, workspace: Workspace, features: Artifact, clean
     workspace.ensure(workspace.training_sets)
     frame.to_parquet(out.with_suffix(".tmp"), index=False)
     out.with_suffix(".tmp").replace(out)
-    meta = {"rows": len(frame), "entity_rows": len(entity_df), "columns": list(frame.columns)}
-    return Artifact("training_set", out, digest, {"features": features.digest, "clean": clean.digest}, meta)
+    result = TrainingSet(rows=len(frame), entity_rows=len(entity_df), columns=[str(c) for c in frame.columns])
+    return Artifact("training_set", out, digest, result, {"features": features.digest, "clean": clean.digest})
 
 
 class OnlineFeatures:
