@@ -11,7 +11,7 @@ from conveyor.core.errors import TrainingError
 from conveyor.core.hashing import hash_json
 from conveyor.core.workspace import Workspace
 from conveyor.stages.training._estimators import score
-from conveyor.stages.training._tracking import client, local_model_path
+from conveyor.stages.training._tracking import client, local_model_path, tracking
 from conveyor.stages.training._train import TrainingSetInput, TrainResult, load_split, primary_metric
 
 if TYPE_CHECKING:
@@ -128,7 +128,10 @@ def _register(
         mlflow_client.get_registered_model(config.name)
     except MlflowException:
         mlflow_client.create_registered_model(config.name)
-    created = mlflow_client.create_model_version(config.name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id)
+    with tracking(workspace):  # the registry resolves the logged model through the tracking URI
+        created = mlflow_client.create_model_version(
+            config.name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id
+        )
     version = str(created.version)
     _write_reference(mlflow_client, config, workspace, training_set, run_id, model_id, version)
     mlflow_client.set_registered_model_alias(config.name, CHAMPION, version)
