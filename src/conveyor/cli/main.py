@@ -79,8 +79,8 @@ def init(
     from rich.table import Table
 
     table = Table(title=f"{output}", title_justify="left")
-    for column in ("column", "type", "role"):
-        table.add_column(column)
+    for heading in ("column", "type", "role"):
+        table.add_column(heading)
     for col_name, column in schema.columns.items():
         role = "target" if col_name == schema.target else column.role
         table.add_row(col_name, column.type, role)

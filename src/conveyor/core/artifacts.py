@@ -73,9 +73,9 @@ class Artifact(Generic[R]):
             "result": self.result.model_dump(mode="json"),
         }
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any], root: Path, result_type: type[Result]) -> Artifact[Any]:
-        return cls(
+    @staticmethod
+    def from_json(data: dict[str, Any], root: Path, result_type: type[Result]) -> Artifact[Any]:
+        return Artifact[Any](
             kind=str(data["kind"]),
             path=resolve_in(str(data["path"]), root),
             digest=str(data["digest"]),

@@ -72,6 +72,16 @@ def champion_version(mlflow_client: Any, name: str) -> Any | None:
         return None
 
 
+def model_id_of(version: Any) -> str:
+    """The logged model behind a registered version (its source is `models:/<model id>`)."""
+    if getattr(version, "model_id", None):
+        return str(version.model_id)
+    source = str(version.source)
+    if source.startswith("models:/m-"):
+        return source.removeprefix("models:/")
+    raise TrainingError(f"model version {version.version} has no logged model id (source {source!r})")
+
+
 def _load(mlflow_client: Any, workspace: Workspace, model_id: str) -> ConveyorModel:
     import mlflow.pyfunc
 
@@ -144,7 +154,7 @@ def _score_champion(
     """The current champion's primary metric on today's test set, or None and why not."""
     _, test_df, _ = load_split(config, training_set)
     try:
-        model = _load(mlflow_client, workspace, current.model_id)
+        model = _load(mlflow_client, workspace, model_id_of(current))
         outputs = model.predict_frame(test_df)
     except Exception as exc:  # a champion from another schema cannot be compared: say why, in the decision
         return None, f"champion v{current.version} could not score this test split: {type(exc).__name__}: {exc}"
@@ -183,7 +193,7 @@ def load_champion(config: Config, workspace: Workspace, threads: int = 1) -> Cha
             "run `conveyor run` (a model is promoted only when it beats the baseline)"
         )
     try:
-        model = _load(mlflow_client, workspace, current.model_id)
+        model = _load(mlflow_client, workspace, model_id_of(current))
     except Exception as exc:
         raise TrainingError(f"cannot load models:/{config.name}@{CHAMPION} (v{current.version}): {exc}") from exc
     model.set_threads(threads)
