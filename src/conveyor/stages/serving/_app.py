@@ -15,8 +15,8 @@ from pydantic import BaseModel
 
 from conveyor.core.config import Config
 from conveyor.core.errors import ServingError
-from conveyor.stages.serving._auth import UNAUTHORIZED, Guard, api_key_of, security
 from conveyor.stages.serving._errors import validation_error
+from conveyor.stages.serving._guard import UNAUTHORIZED, Guard, api_key_of, security
 from conveyor.stages.serving._metrics import Measure, ServiceMetrics
 from conveyor.stages.serving._ports import ServedModel, ServiceParts
 from conveyor.stages.serving._predict import answer, rows_by_entity, rows_by_value
@@ -44,7 +44,7 @@ def create_app(config: Config, parts: ServiceParts, *, max_body_bytes: int = MAX
     add_health(app, config, parts.model)
     add_metrics(app, metrics)
     add_predict(app, config, parts, metrics, api_key=api_key, max_body_bytes=max_body_bytes)
-    app.add_middleware(Guard, path=PREDICT, api_key=api_key)  # inside Measure: a 401 is counted too
+    app.add_middleware(Guard, path=PREDICT, api_key=api_key, max_body_bytes=max_body_bytes)  # inside Measure
     app.add_middleware(Measure, metrics=metrics, paths=frozenset({PREDICT, "/health", "/metrics"}))
     return app
 

@@ -1,4 +1,4 @@
-"""The API key of /predict, checked before anything reads the body; and the 415 of a non-JSON body.
+"""The API key of /predict, checked before anything reads the body; then 415 and 413 from the headers.
 
 `Guard` is a plain ASGI middleware: a request to /predict without a valid key is a 401 for
 every method, before FastAPI reads, parses or validates the body (a caller without a key
@@ -62,15 +62,18 @@ def _is_json(content_type: str) -> bool:
 
 
 class Guard:
-    """On `path`: 401 without the key (any method), then 415 for a POST whose Content-Type is not JSON.
+    """On `path`: 401 without the key (any method); then, for a POST, 415 if the Content-Type is not
+    JSON and 413 if the Content-Length is over `max_body_bytes`, all before a byte of the body is read.
 
-    A POST without a Content-Type is left to FastAPI, which does not parse it as JSON (a 422).
+    A POST without a Content-Type is left to FastAPI, which does not parse it as JSON (a 422). A body
+    without a Content-Length (chunked) is counted as it arrives by the route's own `max_body_size`.
     """
 
-    def __init__(self, app: ASGIApp, *, path: str, api_key: str | None) -> None:
+    def __init__(self, app: ASGIApp, *, path: str, api_key: str | None, max_body_bytes: int) -> None:
         self.app = app
         self.path = path
         self.api_key = api_key
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
@@ -83,10 +86,16 @@ class Guard:
             response = JSONResponse({"detail": UNAUTHORIZED}, 401, headers={"WWW-Authenticate": "Bearer"})
             await response(scope, receive, send)
             return
-        content_type = headers.get("content-type")
-        if scope["method"] == "POST" and content_type is not None and not _is_json(content_type):
-            await JSONResponse({"detail": NOT_JSON}, 415)(scope, receive, send)
-            return
+        if scope["method"] == "POST":
+            content_type = headers.get("content-type")
+            if content_type is not None and not _is_json(content_type):
+                await JSONResponse({"detail": NOT_JSON}, 415)(scope, receive, send)
+                return
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > self.max_body_bytes:
+                detail = f"the body is {length} bytes, over the limit of {self.max_body_bytes}; send smaller batches"
+                await JSONResponse({"detail": detail}, 413)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
