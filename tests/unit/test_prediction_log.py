@@ -1,9 +1,25 @@
 from __future__ import annotations
 
+import json
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from conveyor.core.records import PredictionRecord
 from conveyor.stages.monitoring import PredictionLog
+
+NOW = datetime(2026, 11, 27, 9, 30, tzinfo=UTC)
+
+
+def record(request_id: str, **changes: Any) -> PredictionRecord:
+    fields: dict[str, Any] = {
+        "request_id": request_id, "timestamp": NOW, "model": "bike", "model_version": "2", "source": "rows",
+        "inputs": {"temp": 0.5, "season": 2, "weather": None}, "prediction": 41.5,
+    }
+    return PredictionRecord(**{**fields, **changes})
 
 
 def test_appends_survive_a_new_reader_and_concurrent_writers(tmp_path: Path) -> None:
@@ -11,25 +27,92 @@ def test_appends_survive_a_new_reader_and_concurrent_writers(tmp_path: Path) -> 
 
     def write(worker: int) -> None:
         for i in range(50):
-            log.append([{"request_id": f"{worker}-{i}-{j}", "prediction": j} for j in range(3)])
+            log.append([record(f"{worker}-{i}-{j}", prediction=j) for j in range(3)])
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    records = PredictionLog(tmp_path / "predictions").read()
-    assert len(records) == 600 and len({r["request_id"] for r in records}) == 600
-    assert [r["request_id"] for r in PredictionLog(tmp_path / "predictions").read(last=2)] == [
-        records[-2]["request_id"], records[-1]["request_id"],
+    records = PredictionLog(tmp_path / "predictions").records()
+    assert len(records) == 600 and len({r.request_id for r in records}) == 600
+    assert [r.request_id for r in PredictionLog(tmp_path / "predictions").records(last=2)] == [
+        records[-2].request_id, records[-1].request_id,
     ]
+    assert [r["request_id"] for r in log.read(last=2)] == [records[-2].request_id, records[-1].request_id]
+
+
+def test_a_record_round_trips_through_its_json_line(tmp_path: Path) -> None:
+    rows = record("a")
+    entity = record("b", source="entities", entity=17, prediction="yes", probability=0.75)
+    log = PredictionLog(tmp_path)
+    log.append([rows, entity])
+    assert log.records() == [rows, entity]
+    assert PredictionRecord.from_json(entity.to_json()) == entity
+    line = json.loads(rows.to_json())
+    assert line == {
+        "request_id": "a", "prediction": 41.5, "timestamp": "2026-11-27T09:30:00+00:00", "model": "bike",
+        "model_version": "2", "source": "rows", "inputs": {"temp": 0.5, "season": 2, "weather": None},
+    }  # the log's line format: probability and entity only when there is one
+    assert log.read()[1]["entity"] == 17 and log.read()[1]["probability"] == 0.75
+
+
+def test_a_line_of_the_old_format_still_reads() -> None:
+    old = ('{"request_id":"9f","prediction":12.5,"entity":3,"timestamp":"2026-11-26T10:00:00.123456+00:00",'
+           '"model":"bike","model_version":"1","source":"entities","inputs":{"temp":0.1}}')
+    parsed = PredictionRecord.from_json(old)
+    assert parsed.entity == 3 and parsed.probability is None and parsed.timestamp.tzinfo is not None
+    with pytest.raises(ValueError, match="source"):
+        PredictionRecord.from_json(old.replace('"entities"', '"batch"'))
+    with pytest.raises(ValueError, match="inputs"):
+        PredictionRecord.from_json('{"request_id":"x"}')
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_records_are_standard_json_or_not_written(tmp_path: Path, bad: float) -> None:
+    log = PredictionLog(tmp_path)
+    with pytest.raises(ValueError, match="JSON compliant"):
+        log.append([record("ok"), record("bad", inputs={"temp": bad})])
+    with pytest.raises(ValueError, match="JSON compliant"):
+        log.append([record("bad", prediction=bad)])
+    assert log.read() == [] and not list(tmp_path.glob("*.jsonl"))  # all or nothing
+    with pytest.raises(ValueError, match="NaN is not standard JSON"):
+        PredictionRecord.from_json(record("x").to_json().replace("0.5", "NaN"))
 
 
 def test_a_torn_last_line_is_skipped_not_fatal(tmp_path: Path) -> None:
     log = PredictionLog(tmp_path)
-    log.append([{"request_id": "a"}, {"request_id": "b"}])
+    log.append([record("a"), record("b")])
     day = next(tmp_path.glob("*.jsonl"))
     with day.open("a") as handle:
         handle.write('{"request_id": "c", "predic')  # a crash in the middle of a write
     assert [r["request_id"] for r in log.read()] == ["a", "b"]
+    assert [r.request_id for r in log.records()] == ["a", "b"]
     assert log.count() == 2
+
+
+def test_a_torn_tail_is_repaired_before_the_first_append_after_a_restart(tmp_path: Path) -> None:
+    PredictionLog(tmp_path).append([record("a"), record("b")])
+    day = next(tmp_path.glob("*.jsonl"))
+    with day.open("ab") as handle:
+        handle.write(record("torn").to_json().encode()[:40])  # the server died mid-write: no newline
+    restarted = PredictionLog(tmp_path)  # a new process opens the log
+    restarted.append([record("c")])
+    restarted.append([record("d"), record("e")])
+    assert [r.request_id for r in PredictionLog(tmp_path).records()] == ["a", "b", "c", "d", "e"]
+    assert day.read_bytes().endswith(b"\n") and day.read_bytes().count(b"\n") == 6  # the torn line is ended
+
+
+def test_a_complete_record_without_its_newline_is_kept(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    day = tmp_path / f"{datetime.now(UTC).strftime('%Y-%m-%d')}.jsonl"
+    day.write_text(record("a").to_json() + "\n" + record("b").to_json())  # torn just before the newline
+    PredictionLog(tmp_path).append([record("c")])
+    assert [r.request_id for r in PredictionLog(tmp_path).records()] == ["a", "b", "c"]
+
+
+def test_an_empty_file_needs_no_repair(tmp_path: Path) -> None:
+    day = tmp_path / f"{datetime.now(UTC).strftime('%Y-%m-%d')}.jsonl"
+    day.write_bytes(b"")
+    PredictionLog(tmp_path).append([record("a")])
+    assert day.read_text() == record("a").to_json() + "\n"

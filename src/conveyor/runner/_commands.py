@@ -55,10 +55,9 @@ def init_project(
 
 
 def serve_project(config: Config, workspace: Workspace, host: str | None, port: int | None) -> None:
-    from conveyor.stages.serving import create_app, open_service, serve
+    from conveyor.runner._serve import serve_project as serve
 
-    app = create_app(config, workspace, open_service(config, workspace))  # fails here, before binding
-    serve(app, host or config.serving.host, port or config.serving.port)
+    serve(config, workspace, host, port)  # opens the champion, store and log before binding the port
 
 
 def monitor_project(config: Config, workspace: Workspace, window: int | None) -> Artifact[DriftCheck]:

@@ -1,13 +1,31 @@
-"""Serving: the FastAPI prediction service (uvicorn), on the champion and the online store."""
+"""Serving: the FastAPI prediction service (uvicorn) over small Protocols.
 
-from conveyor.stages.serving._app import Service, create_app, open_service
-from conveyor.stages.serving._schemas import request_models
+Serving imports no other stage. It takes a `ServiceParts`: a `ServedModel` (the champion), a
+`FeatureReader` (the online store) and a `PredictionSink` (the prediction log), which the
+runner composes from training, features and monitoring (`conveyor.runner._serve`).
+"""
 
-__all__ = ["Service", "create_app", "open_service", "request_models", "serve"]
+from fastapi import FastAPI
+
+from conveyor.stages.serving._app import MAX_BODY_MB, create_app
+from conveyor.stages.serving._ports import FeatureReader, PredictionSink, ServedModel, ServiceParts
+from conveyor.stages.serving._schemas import RequestModels, request_models
+
+__all__ = [
+    "MAX_BODY_MB",
+    "FeatureReader",
+    "PredictionSink",
+    "RequestModels",
+    "ServedModel",
+    "ServiceParts",
+    "create_app",
+    "request_models",
+    "serve",
+]
 
 
-def serve(app: object, host: str, port: int, log_level: str = "info") -> None:
+def serve(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
     """Run the app with uvicorn, one worker, until interrupted."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)  # type: ignore[arg-type]
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

@@ -1,164 +1,125 @@
-"""The prediction service: FastAPI on the champion model and the Feast online store."""
+"""The prediction service: a FastAPI app over a `ServiceParts` (model, feature reader, log).
+
+`create_app` only composes: each piece below adds one concern (errors, health, metrics,
+prediction, auth), and knows nothing of MLflow, Feast or the log's files.
+"""
 
 # No `from __future__ import annotations`: FastAPI reads the request model from the annotations.
 
-import hmac
-import os
-import time
-import uuid
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from conveyor.core.config import Config
 from conveyor.core.errors import ServingError
-from conveyor.core.workspace import Workspace
-from conveyor.stages.serving._metrics import ServiceMetrics
-from conveyor.stages.serving._schemas import request_models
+from conveyor.stages.serving._errors import validation_error
+from conveyor.stages.serving._guard import UNAUTHORIZED, Guard, api_key_of, security
+from conveyor.stages.serving._metrics import Measure, ServiceMetrics
+from conveyor.stages.serving._ports import ServedModel, ServiceParts
+from conveyor.stages.serving._predict import answer, rows_by_entity, rows_by_value
+from conveyor.stages.serving._schemas import ONE_OF, PredictResponse, request_models
 
-__all__ = ["Service", "create_app", "open_service"]
+__all__ = ["MAX_BODY_MB", "create_app"]
 
+MAX_BODY_MB = 32
+"""Largest POST /predict body; larger is a 413. A default until `serving.max_body_mb` exists in the config."""
 
-class Service:
-    """What a running service holds: the champion, the online store, the prediction log."""
-
-    def __init__(self, config: Config, workspace: Workspace) -> None:
-        from conveyor.stages.features import OnlineFeatures
-        from conveyor.stages.monitoring import PredictionLog
-        from conveyor.stages.training import load_champion
-
-        self.champion = load_champion(config, workspace, threads=1)
-        self.online = OnlineFeatures(config, workspace)
-        self.log = PredictionLog(workspace.predictions)
-        buckets = _prediction_buckets(self.champion.reference, config.schema.task)
-        self.metrics = ServiceMetrics(config.schema.task, buckets)
-        self.metrics.model.labels(self.champion.name, self.champion.version).set(1)
+PREDICT = "/predict"
 
 
-def open_service(config: Config, workspace: Workspace) -> Service:
-    """Load everything the service needs; raises a ConveyorError naming what is missing."""
-    return Service(config, workspace)
-
-
-def _prediction_buckets(reference: str | None, task: str) -> tuple[float, ...] | None:
-    """Histogram buckets at the deciles of the champion's predictions on its training data."""
-    if reference is None or task != "regression":
-        return None
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    values = pq.read_table(reference, columns=["__prediction"])["__prediction"].to_numpy()
-    edges = np.unique(np.round(np.quantile(values, np.linspace(0, 1, 11)), 3))
-    return (*[float(e) for e in edges], float("inf"))
-
-
-def create_app(config: Config, workspace: Workspace, service: Service | None = None) -> FastAPI:
-    """The app; without a ready `service`, the champion and stores are opened when it starts."""
-    schema = config.schema
-    FeatureRow, PredictRequest = request_models(config)
-    key = schema.entity.key
-    api_key: str | None = None
-    if config.serving.api_key_env:
-        api_key = os.environ.get(config.serving.api_key_env)
-        if not api_key:
-            raise ServingError(
-                f"serving.api_key_env is {config.serving.api_key_env!r} but that environment variable "
-                "is empty; set it, or remove the key to serve without auth"
-            )
-    state: dict[str, Any] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> Any:
-        ready = service or open_service(config, workspace)
-        state.update(champion=ready.champion, online=ready.online, log=ready.log, metrics=ready.metrics)
-        yield
-
+def create_app(config: Config, parts: ServiceParts, *, max_body_bytes: int = MAX_BODY_MB * 2**20) -> FastAPI:
+    """The app serving `parts`; a ServingError if they do not fit the project (or the API key is unset)."""
+    check_model(config, parts.model)
+    api_key = api_key_of(config.serving)
+    metrics = ServiceMetrics(config.schema.task, parts.value_buckets)
+    metrics.model.labels(parts.model.name, parts.model.version).set(1)
     app = FastAPI(
         title=f"Conveyor: {config.name}",
-        description=f"Predicts {schema.target!r} ({schema.task}) with models:/{config.name}@champion.",
-        lifespan=lifespan,
+        description=f"Predicts {config.schema.target!r} ({config.schema.task}) with models:/{config.name}@champion.",
     )
+    app.add_exception_handler(RequestValidationError, validation_error)
+    add_health(app, config, parts.model)
+    add_metrics(app, metrics)
+    add_predict(app, config, parts, metrics, api_key=api_key, max_body_bytes=max_body_bytes)
+    app.add_middleware(Guard, path=PREDICT, api_key=api_key, max_body_bytes=max_body_bytes)  # inside Measure
+    app.add_middleware(Measure, metrics=metrics, paths=frozenset({PREDICT, "/health", "/metrics"}))
+    return app
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        metrics: ServiceMetrics | None = state.get("metrics")
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        if metrics is not None:
-            metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-            metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
-        return response
 
-    def _check_auth(request: Request) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("x-api-key") or ""
-        bearer = request.headers.get("authorization", "")
-        if bearer.lower().startswith("bearer "):
-            given = bearer[7:]
-        if not hmac.compare_digest(given.encode(), api_key.encode()):
-            raise HTTPException(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key')")
-
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        champion = state["champion"]
-        return {
-            "status": "ok",
-            "model": {"name": champion.name, "version": champion.version, "run_id": champion.run_id},
-            "task": schema.task,
-            "features": schema.features(),
-            "entity_key": key,
-        }
-
-    @app.get("/metrics")
-    def prometheus() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return Response(generate_latest(state["metrics"].registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.post("/predict")
-    def predict(body: PredictRequest, request: Request) -> JSONResponse:  # type: ignore[valid-type]
-        _check_auth(request)
-        champion = state["champion"]
-        metrics: ServiceMetrics = state["metrics"]
-        entities: list[Any] | None = body.entities  # type: ignore[attr-defined]
-        if entities is not None:
-            found = state["online"].get(entities)
-            unknown = [k for k, row in zip(entities, found, strict=True) if row is None]
-            if unknown:
-                raise HTTPException(404, f"no features in the online store for {key} = {unknown[:20]}")
-            rows: list[dict[str, Any]] = found  # type: ignore[assignment]
-            source = "entities"
-        else:
-            clean = champion.model.encoder.clean
-            rows = [clean(r.model_dump(by_alias=True)) for r in body.rows]  # type: ignore[attr-defined]
-            source = "rows"
-        outputs = champion.model.predict_records(rows, cleaned=True)  # store rows were cleaned in prepare
-        now = datetime.now(UTC).isoformat()
-        results, records = [], []
-        for index, row in enumerate(rows):
-            result: dict[str, Any] = {"request_id": uuid.uuid4().hex}
-            for name, values in outputs.items():
-                result[name] = values[index]
-            if entities is not None:
-                result["entity"] = entities[index]
-            results.append(result)
-            records.append(
-                {**result, "timestamp": now, "model": champion.name, "model_version": champion.version,
-                 "source": source, "inputs": row}
-            )
-        state["log"].append(records)  # durable before the answer leaves
-        metrics.predictions.labels(source).inc(len(rows))
-        observed = outputs.get("probability", outputs["prediction"])
-        for value in observed:
-            metrics.prediction_value.observe(float(value))
-        return JSONResponse(
-            {"model": {"name": champion.name, "version": champion.version}, "predictions": results}
+def check_model(config: Config, model: ServedModel) -> None:
+    """The champion must take the features the request models are built from, for the same task."""
+    declared, trained = set(config.schema.features()), set(model.features)
+    if declared != trained or model.task != config.schema.task:
+        raise ServingError(
+            f"the champion {model.name} v{model.version} is a {model.task} model of {sorted(trained)}, but "
+            f"conveyor.yaml declares a {config.schema.task} of {sorted(declared)}; run `conveyor run` "
+            "so a model of the current schema is promoted, or restore conveyor.yaml"
         )
 
-    return app
+
+def add_health(app: FastAPI, config: Config, model: ServedModel) -> None:
+    body = {
+        "status": "ok",
+        "model": {"name": model.name, "version": model.version, "run_id": model.run_id},
+        "task": model.task,
+        "features": config.schema.features(),
+        "entity_key": config.schema.entity.key,
+    }
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """The model being served, its features and the entity key."""
+        return body
+
+
+def add_metrics(app: FastAPI, metrics: ServiceMetrics) -> None:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus text: requests, latency, predictions, prediction values, the model."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _detail(text: str) -> dict[str, Any]:
+    return {"description": text, "content": {"application/json": {"example": {"detail": text}}}}
+
+
+def add_predict(
+    app: FastAPI, config: Config, parts: ServiceParts, metrics: ServiceMetrics, *, api_key: str | None,
+    max_body_bytes: int,
+) -> None:
+    models = request_models(config)
+    PredictRequest, RowsRequest = models.request, models.rows
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"model": PredictResponse},
+        404: _detail(f"an entity key unknown to the online store ({config.schema.entity.key})"),
+        413: _detail(f"a body over {max_body_bytes} bytes"),
+        415: _detail("a Content-Type that is not JSON"),
+        422: _detail(f"not {ONE_OF}, or a field of the wrong type, missing, NaN or out of range (`loc` names it)"),
+    }
+    if api_key is not None:
+        responses[401] = _detail(UNAUTHORIZED)
+
+    def predict(body: PredictRequest) -> JSONResponse:  # type: ignore[valid-type]  # built from the schema at run time
+        request: BaseModel = body.root  # type: ignore[attr-defined]  # a RootModel: RowsRequest or EntitiesRequest
+        if isinstance(request, RowsRequest):
+            return JSONResponse(predict_rows(parts, metrics, request.rows))  # type: ignore[attr-defined]
+        return JSONResponse(predict_entities(parts, metrics, request.entities))  # type: ignore[attr-defined]
+
+    predict.__doc__ = f"Predict {config.schema.target!r} for raw feature rows, or for entity keys."
+    app.post(
+        PREDICT, dependencies=security(api_key), responses=responses, response_class=JSONResponse,
+        max_body_size=max_body_bytes,
+    )(predict)
+
+
+def predict_rows(parts: ServiceParts, metrics: ServiceMetrics, rows: list[BaseModel]) -> dict[str, Any]:
+    return answer(parts, metrics, rows_by_value(parts.model, rows), "rows")
+
+
+def predict_entities(parts: ServiceParts, metrics: ServiceMetrics, keys: list[Any]) -> dict[str, Any]:
+    return answer(parts, metrics, rows_by_entity(parts.features, keys), "entities", entities=keys)

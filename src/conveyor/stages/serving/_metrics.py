@@ -1,10 +1,14 @@
-"""Prometheus metrics of one service, in a registry of its own."""
+"""Prometheus metrics of one service, in a registry of its own, and the middleware that counts requests."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import time
+from typing import Any
 
-__all__ = ["ServiceMetrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["Measure", "ServiceMetrics"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -29,8 +33,45 @@ class ServiceMetrics:
         )
         self.model = Gauge("conveyor_model_info", "The model being served", ["name", "version"], registry=self.registry)
 
+    def served(self, source: str, outputs: dict[str, list[Any]]) -> None:
+        """Count predictions and observe their values (the probability, for classification)."""
+        observed = outputs.get("probability", outputs["prediction"])
+        self.predictions.labels(source).inc(len(observed))
+        for value in observed:
+            self.prediction_value.observe(float(value))
+
 
 def _value_buckets(task: str) -> tuple[float, ...]:
     if task == "regression":
         return (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, float("inf"))
     return tuple(i / 10 for i in range(11)) + (float("inf"),)
+
+
+class Measure:
+    """ASGI middleware: count each HTTP request by method, route and status, and time it."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics, paths: frozenset[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.paths = paths  # answered before routing (401, 415) still count under their own path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            path = route or (scope["path"] if scope["path"] in self.paths else "unmatched")
+            self.metrics.requests.labels(scope["method"], path, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - started)

@@ -1,0 +1,129 @@
+"""Records shared by stages that must not import each other.
+
+`PredictionRecord` is one served prediction: serving writes it, monitoring reads it back,
+through `PredictionLog` (one JSON object per line). The reference columns are the names the
+promotion step writes next to the champion's training set and the monitor reads back.
+
+Only the standard library here: core imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, cast, get_args
+
+__all__ = [
+    "REFERENCE_PREDICTION",
+    "REFERENCE_PROBABILITY",
+    "PredictionRecord",
+    "PredictionSource",
+    "finite_or_none",
+]
+
+REFERENCE_PREDICTION = "__prediction"
+"""Column of `data/reference/<name>-v<N>.parquet`: the champion's prediction on each training row."""
+
+REFERENCE_PROBABILITY = "__probability"
+"""Column of the reference, classification only: the probability the model gave its answer."""
+
+PredictionSource = Literal["rows", "entities"]
+"""How a request gave the features: raw `rows`, or `entities` keys read from the online store."""
+
+_SOURCES: frozenset[str] = frozenset(get_args(PredictionSource))
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    """One prediction as served and logged. `to_json` is the log's line format (without newline)."""
+
+    request_id: str
+    timestamp: datetime
+    """When the answer was computed (UTC, timezone-aware)."""
+    model: str
+    model_version: str
+    source: PredictionSource
+    inputs: Mapping[str, Any]
+    """The feature values the model saw, after the project's missing-value rule (None = missing)."""
+    prediction: Any
+    """A float (regression) or a class label (classification)."""
+    probability: float | None = None
+    """Classification only: the probability of the positive class (binary) or of the answer."""
+    entity: Any = None
+    """The entity key, for `source == "entities"`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object: absent `probability`/`entity` are left out, as the log always did."""
+        data: dict[str, Any] = {"request_id": self.request_id, "prediction": self.prediction}
+        if self.probability is not None:
+            data["probability"] = self.probability
+        if self.entity is not None:
+            data["entity"] = self.entity
+        data.update(
+            timestamp=self.timestamp.isoformat(),
+            model=self.model,
+            model_version=self.model_version,
+            source=self.source,
+            inputs=dict(self.inputs),
+        )
+        return data
+
+    def to_json(self) -> str:
+        """Standard JSON, one line: a NaN or an infinity is a ValueError, never written."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False, default=_plain)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PredictionRecord:
+        """A record from its JSON object; ValueError naming what is missing or wrong."""
+        missing = [k for k in ("request_id", "timestamp", "model", "model_version", "source", "inputs", "prediction")
+                   if k not in data]
+        if missing:
+            raise ValueError(f"prediction record without {', '.join(missing)}")
+        source = data["source"]
+        if source not in _SOURCES:
+            raise ValueError(f"prediction record with source {source!r}; expected 'rows' or 'entities'")
+        inputs = data["inputs"]
+        if not isinstance(inputs, Mapping):
+            raise ValueError(f"prediction record with inputs of type {type(inputs).__name__}; expected an object")
+        probability = data.get("probability")
+        return cls(
+            request_id=str(data["request_id"]),
+            timestamp=datetime.fromisoformat(str(data["timestamp"])),
+            model=str(data["model"]),
+            model_version=str(data["model_version"]),
+            source=cast(PredictionSource, source),
+            inputs=dict(inputs),
+            prediction=data["prediction"],
+            probability=None if probability is None else float(probability),
+            entity=data.get("entity"),
+        )
+
+    @classmethod
+    def from_json(cls, line: str | bytes) -> PredictionRecord:
+        """A record from one log line; ValueError if it is not one (json.JSONDecodeError is a ValueError)."""
+        data = json.loads(line, parse_constant=_reject_constant)
+        if not isinstance(data, dict):
+            raise ValueError(f"a prediction record is a JSON object, not {type(data).__name__}")
+        return cls.from_dict(data)
+
+
+def finite_or_none(value: Any) -> Any:
+    """A float NaN or infinity becomes None (missing); anything else is returned as is."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what `json` does not know: numpy scalars by `.item()`, anything else as text."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    return str(value)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not standard JSON")

@@ -1,0 +1,71 @@
+"""What the service needs from the rest of Conveyor, as small Protocols.
+
+Serving imports no other stage: the runner (`conveyor.runner._serve`) adapts the champion
+(training), the online store (features) and the prediction log (monitoring) to these, and
+tests pass tiny in-memory implementations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from conveyor.core.records import PredictionRecord
+
+__all__ = ["FeatureReader", "PredictionSink", "ServedModel", "ServiceParts"]
+
+
+class ServedModel(Protocol):
+    """The model a service answers with: where it came from, its inputs, and its predictions."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def task(self) -> str:
+        """`regression` or `classification`."""
+        ...
+    @property
+    def features(self) -> list[str]: ...
+
+    def clean(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row with the project's missing-value rule applied (`cleaning.null_values` -> None)."""
+        ...
+
+    def predict_records(self, rows: list[dict[str, Any]], *, cleaned: bool) -> dict[str, list[Any]]:
+        """`{"prediction": [...]}`, plus `"probability"` for classification; one value per row."""
+        ...
+
+
+class FeatureReader(Protocol):
+    """Feature rows by entity key (the online store)."""
+
+    @property
+    def key(self) -> str:
+        """The name of the entity key."""
+        ...
+
+    def get(self, keys: list[Any]) -> list[dict[str, Any] | None]:
+        """One row per key, in order; None for a key the store does not know."""
+        ...
+
+
+class PredictionSink(Protocol):
+    """Where served predictions go, durably, before the answer is sent (the prediction log)."""
+
+    def append(self, records: Sequence[PredictionRecord]) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServiceParts:
+    """Everything a running service holds, opened before the port is bound."""
+
+    model: ServedModel
+    features: FeatureReader
+    log: PredictionSink
+    value_buckets: tuple[float, ...] | None = None
+    """Histogram buckets for `conveyor_prediction_value` (e.g. deciles of the reference predictions)."""
