@@ -160,7 +160,8 @@ def _levels(s: pl.Series, top: int = _TOP_LEVELS) -> tuple[list[Any], list[int]]
     """The ``top`` most frequent levels (null included), in natural order if numeric."""
     import polars as pl
 
-    vc = s.alias("v").value_counts(sort=True, name="n").head(top)
+    vc = (s.alias("v").value_counts(name="n")  # ties broken by value: the same levels every time
+          .sort(["n", "v"], descending=[True, False], nulls_last=True).head(top))
     pairs = list(zip(vc["v"].to_list(), vc["n"].to_list()))
     if s.dtype.is_numeric() or s.dtype == pl.Boolean:
         pairs.sort(key=lambda p: (p[0] is None, p[0] if p[0] is not None else 0))
