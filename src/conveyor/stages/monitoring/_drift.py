@@ -294,6 +294,13 @@ def _column(data: Mapping[str, Any], name: str, side: str) -> Any:
     return data[name]
 
 
+def _prediction_drift(reference: np.ndarray, current: np.ndarray, kind: str,
+                      thresholds: DriftThresholds) -> FeatureDrift:
+    if kind == "categorical":
+        return replace(categorical_drift("prediction", reference, current, thresholds), kind="prediction")
+    return numeric_drift("prediction", reference, current, thresholds, kind="prediction")
+
+
 def compute_drift(
     reference: Mapping[str, np.ndarray | Sequence[Any]],
     current: Mapping[str, np.ndarray | Sequence[Any]],
@@ -319,13 +326,8 @@ def compute_drift(
 
     pred: FeatureDrift | None = None
     if prediction is not None:
-        ref_pred, cur_pred = prediction
-        n_ref, n_cur = max(n_ref, len(ref_pred)), max(n_cur, len(cur_pred))
-        if prediction_kind == "categorical":
-            pred = replace(categorical_drift("prediction", ref_pred, cur_pred, thresholds), kind="prediction")
-        else:
-            pred = numeric_drift("prediction", ref_pred, cur_pred, thresholds, kind="prediction")
-
+        n_ref, n_cur = max(n_ref, len(prediction[0])), max(n_cur, len(prediction[1]))
+        pred = _prediction_drift(*prediction, prediction_kind, thresholds)
     drifted_share = sum(f.drifted for f in features) / len(features) if features else math.nan
     dataset_drift, verdict = _verdict(features, pred, drifted_share, n_cur, thresholds)
     return DriftReport(
