@@ -85,7 +85,7 @@ def test_messy_regression_report(messy: pl.DataFrame, tmp_path: Path) -> None:
     assert table["const"][6] == table["const"][8] == "7"  # min == max
     assert table["empty"][6] == "–"  # no min for an all-null column
     assert table["color"][9] == "blue (35.0%)"  # blue and red tie at 14 of 40: the smaller value, every time
-    assert ">3</b><span>quarantined rows" in text
+    assert "<div class='card warn'><b>3</b><span>quarantined rows (7.0%)</span>" in text  # 3 of 43 input rows
     assert ">40</b><span>rows" in text
     # the constant and all-null columns have no defined correlation and are named as such
     assert re.search(r"Undefined[^<]*const, empty", text)
@@ -95,6 +95,7 @@ def test_no_missing_says_so(tmp_path: Path) -> None:
     df = pl.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["p", "q", "p", "q"], "y": [1.0, 3.0, 2.0, 5.0]})
     text = report(df, tmp_path, numeric=["x"], categorical=["c"])
     assert "No missing values" in text
+    assert "<div class='card'><b>0</b><span>quarantined rows</span>" in text  # no share, no warning
     # target, features, target correlation, mean per level; no missing chart, no heatmap (1 numeric)
     assert img_count(text) == 4
 

@@ -389,13 +389,16 @@ def _draw_distribution(ax: Axes, dist: Histogram | LevelCounts) -> None:
 
 
 def _cards_html(s: EdaSummary) -> str:
-    cards = [(f"{s.rows:,}", "rows"), (f"{s.n_columns:,}", "columns"),
-             (f"{s.quarantined:,}", "quarantined rows"), (s.target, "target"), (s.task, "task"),
-             (str(len(s.numeric)), "numeric features"), (str(len(s.categorical)), "categorical features")]
+    quarantine = "quarantined rows"
+    if s.quarantined:  # the share of the input rows that did not make it into the data
+        quarantine += f" ({100 * s.quarantined / (s.rows + s.quarantined):.1f}%)"
+    cards = [(f"{s.rows:,}", "rows"), (f"{s.n_columns:,}", "columns"), (f"{s.quarantined:,}", quarantine),
+             (s.target, "target"), (s.task, "task"), (str(len(s.numeric)), "numeric features"),
+             (str(len(s.categorical)), "categorical features")]
     esc = html.escape
-    out = ['<h2>Summary</h2><div class="cards">'
-           + "".join(f"<div class='card'><b>{esc(v)}</b><span>{esc(k)}</span></div>" for v, k in cards)
-           + "</div>"]
+    out = ['<h2>Summary</h2><div class="cards">' + "".join(
+        f"<div class='card{' warn' if k == quarantine and s.quarantined else ''}'><b>{esc(v)}</b><span>{esc(k)}</span></div>"
+        for v, k in cards) + "</div>"]
     if s.sample_rows < s.rows:
         out.append(f"<p class='note'>Plots and correlations use a random sample of "
                    f"{s.sample_rows:,} rows (seed 0); the tables use all {s.rows:,} rows.</p>")
