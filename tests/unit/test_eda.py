@@ -55,7 +55,7 @@ def report(df: pl.DataFrame, tmp_path: Path, **kw: object) -> str:
     args: dict[str, object] = {"target": "y", "task": "regression", "numeric": ["a", "b", "const", "empty"],
                                "categorical": ["color", "lvl"], "title": "test report"}
     args.update(kw)
-    out = write_eda_report(df, path=tmp_path / "sub" / "eda.html", **args)  # type: ignore[arg-type]
+    out = write_eda_report(df, path=tmp_path / "sub" / "eda.html", **args)  # type: ignore[arg-type]  # the test passes keywords as a dict
     assert out == tmp_path / "sub" / "eda.html"
     assert out.is_file()
     return out.read_text(encoding="utf-8")

@@ -128,7 +128,7 @@ def test_writing_a_report_leaves_no_global_matplotlib_state(which: str, tmp_path
             report = compute_drift(ref, cur, numeric=["x"], categorical=["c"])
             write_drift_report(report, ref, cur, numeric=["x"], categorical=["c"],
                                path=__import__("pathlib").Path({str(tmp_path)!r}) / "r.html", title="t")
-        print("pyplot" , "matplotlib.pyplot" in sys.modules)
+        print("pyplot", "matplotlib.pyplot" in sys.modules)
         print("rc", raw() == before)
         print("filters", list(warnings.filters) == filters)
     """
