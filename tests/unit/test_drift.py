@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import ks_2samp, wasserstein_distance
 
+from conveyor.core.config import Config
+from conveyor.core.errors import MonitoringError
 from conveyor.stages.monitoring._drift import (
     DriftThresholds,
     categorical_drift,
@@ -20,7 +23,8 @@ from conveyor.stages.monitoring._drift import (
     psi,
     to_labels,
 )
-from conveyor.stages.monitoring._report import write_drift_report
+from conveyor.stages.monitoring._monitor import check_drift, drift_summary, newest_version
+from conveyor.stages.monitoring._report import histogram_edges, level_shares, render_drift_html, write_drift_report
 
 DEFAULT = DriftThresholds()
 LEVELS = np.array([f"L{i}" for i in range(10)])
@@ -225,3 +229,121 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
     out2 = write_drift_report(empty, {"x": [None] * 40}, {"x": [None] * 40}, numeric=["x"], categorical=[],
                               path=tmp_path / "empty.html", title="empty")
     assert out2.read_text(encoding="utf-8").count("data:image/png") == 1
+
+
+# --------------------------------------------------------------------------- #
+# plot data and the page, without files
+# --------------------------------------------------------------------------- #
+def test_histogram_edges() -> None:
+    few = histogram_edges(np.array([1.0, 2.0, 2.0, 4.0]))
+    assert few == [0.5, 1.5, 3.0, 4.5]  # one bin around each value
+    assert histogram_edges(np.array([3.0, 3.0])) == [2.5, 3.5]
+    rng = np.random.default_rng(17)
+    many = np.concatenate([rng.normal(size=5000), [1e6]])  # one far outlier
+    edges = histogram_edges(many)
+    assert len(edges) == 41 and edges == sorted(edges)
+    assert edges[-1] < 10  # the central 99.8%: the outlier does not squash the plot
+    small = rng.normal(size=200)
+    assert histogram_edges(small)[0] == small.min() and histogram_edges(small)[-1] == small.max()
+
+
+def test_level_shares_order_and_cut() -> None:
+    levels, ref, cur, hidden = level_shares([2, 10, 10, 1, None], ["10", "10", "x", "x"])
+    assert levels == ["1", "2", "10", "x", "<null>"]  # numbers in numeric order, then text, then nulls
+    assert ref == [0.2, 0.2, 0.4, 0.0, 0.2] and cur == [0.0, 0.0, 0.5, 0.5, 0.0]
+    assert hidden == 0
+    many = [f"L{i:02d}" for i in range(30)]
+    levels, ref, cur, hidden = level_shares(many + ["L29"] * 5, many, top=4)
+    assert hidden == 26 and levels[-1] == "L29" and len(levels) == 4
+    assert levels[:3] == ["L00", "L01", "L02"]  # ties broken by label: the same levels every time
+
+
+def _config(task: str = "regression", **monitoring: object) -> Config:
+    columns = {"row": {"type": "integer", "role": "id"}, "x": {"type": "float", "role": "numeric"},
+               "c": {"type": "string", "role": "categorical"}, "y": {"type": "float", "role": "numeric"}}
+    return Config.model_validate({
+        "name": "demo",
+        "source": {"kind": "csv", "path": "data.csv"},
+        "schema": {"target": "y", "task": task, "entity": {"key": "row"}, "event_time": {"kind": "ingest_time"},
+                   "columns": columns},
+        "monitoring": {"min_rows": 10, **monitoring},
+    })
+
+
+def _records(version: str, n: int, shift: float, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [
+        {"model_version": version, "timestamp": f"t{version}-{i}", "prediction": float(rng.normal(shift)),
+         "inputs": {"x": float(rng.normal(shift)), "c": str(rng.choice(["a", "b"]))}}
+        for i in range(n)
+    ]
+
+
+def _reference(n: int = 2000) -> dict:
+    rng = np.random.default_rng(18)
+    return {"x": rng.normal(size=n), "c": rng.choice(["a", "b"], n).tolist(), "__prediction": rng.normal(size=n)}
+
+
+def test_check_drift_compares_the_newest_version_only() -> None:
+    records = _records("1", 300, 3.0, 19) + _records("2", 200, 0.0, 20)
+    result = check_drift(records, _reference(), _config())
+    assert (result.version, result.n_current, result.skipped) == ("2", 200, {"1": 300})
+    assert (result.first, result.last) == ("t2-0", "t2-199")
+    assert result.report.verdict == "no drift" and result.report.n_current == 200
+    assert result.prediction is not None and result.report.prediction is not None
+    assert result.thresholds.min_rows == 10
+    shifted = check_drift(_records("2", 200, 3.0, 21), _reference(), _config())
+    assert shifted.report.verdict == "drift"
+    assert [f.name for f in shifted.report.features if f.drifted] == ["x"]
+    assert shifted.report.prediction is not None and shifted.report.prediction.drifted
+
+
+def test_check_drift_reads_inputs_as_logged() -> None:
+    records = _records("3", 40, 0.0, 22)
+    records[0]["inputs"] = {"x": None, "c": None}  # explicit nulls
+    records[1]["inputs"] = {"x": "abc"}  # a non-number, and a missing key
+    records[2]["prediction"] = None
+    result = check_drift(records, _reference(), _config(psi=5.0))
+    assert np.isnan(result.current["x"][:2]).all() and result.current["c"][:2] == [None, None]
+    x = next(f for f in result.report.features if f.name == "x")
+    assert x.current_missing == pytest.approx(2 / 40) and x.n_current == 38
+    assert result.prediction is not None and np.isnan(result.prediction[1][2])
+
+
+def test_check_drift_on_a_classifier_uses_the_probability_or_nothing() -> None:
+    records = _records("1", 50, 0.0, 23)
+    for r in records:
+        r["probability"] = 0.5
+    ref = _reference() | {"__probability": np.full(2000, 0.5)}
+    with_probability = check_drift(records, ref, _config("classification"))
+    assert with_probability.prediction is not None and with_probability.prediction[1].tolist() == [0.5] * 50
+    labels_only = check_drift(records, _reference(), _config("classification"))
+    assert labels_only.prediction is None and labels_only.report.prediction is None
+
+
+def test_check_drift_names_what_is_missing() -> None:
+    with pytest.raises(MonitoringError, match=r"lacks the feature\(s\) \['c'\]"):
+        check_drift(_records("1", 50, 0.0, 24), {"x": np.zeros(10)}, _config())
+    with pytest.raises(MonitoringError, match="no logged predictions"):
+        newest_version([])
+
+
+def test_drift_summary_is_the_json_record() -> None:
+    result = check_drift(_records("7", 60, 0.0, 25), _reference(), _config())
+    stamp = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    summary = drift_summary(result, _config(), Path("ref.parquet"), stamp)
+    assert summary["model_version"] == "7" and summary["checked_at"] == "2026-01-02T03:04:05+00:00"
+    assert summary["window"] == {"predictions": 60, "from": "t7-0", "to": "t7-59", "other_versions_skipped": {}}
+    assert summary["thresholds"]["min_rows"] == 10 and summary["reference"] == "ref.parquet"
+    assert summary["verdict"] == result.report.verdict and len(summary["features"]) == 2
+    json.dumps(summary, allow_nan=False)
+
+
+def test_render_drift_html_without_files() -> None:
+    ref, cur = {"x": np.arange(100.0), "c": ["a", "b"] * 50}, {"x": np.arange(100.0) + 60, "c": ["a"] * 100}
+    report = compute_drift(ref, cur, numeric=["x"], categorical=["c"])
+    text = render_drift_html(report, ref, cur, title="T", thresholds=DriftThresholds(psi=0.3))
+    assert text.startswith("<!DOCTYPE html>") and "DRIFT</span>" in text
+    assert "PSI &ge; 0.3 per feature" in text
+    assert text.count("data:image/png;base64,") == 2 and text.count('<tr class="drifted">') == 2
+    assert "n/a" not in text

@@ -84,7 +84,8 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (plain Python types, NaN -> None)."""
-        return _clean(asdict(self))
+        data: dict[str, Any] = _clean(asdict(self))
+        return data
 
 
 # --------------------------------------------------------------------------- #
@@ -150,7 +151,7 @@ def _cdf_gap(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[np.ndarray
 
 
 def _kolmogorov_p(d: float, n: int, m: int) -> float:
-    from scipy.stats import kstwobign
+    from scipy.stats import kstwobign  # type: ignore[import-untyped]  # scipy has no stubs here
 
     p = float(kstwobign.sf(d * math.sqrt(n * m / (n + m))))
     return min(max(p, 0.0), 1.0)
@@ -204,6 +205,60 @@ def _is_drifted(p: float, psi_value: float, thresholds: DriftThresholds) -> bool
     return bool(p < thresholds.p_value and psi_value >= thresholds.psi)
 
 
+_NO_STATS = (math.nan, math.nan, math.nan, math.nan)
+
+
+def _numeric_stats(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, float, float]:
+    """KS D, its p-value, PSI and Wasserstein / reference std of two sorted finite samples."""
+    if ref.size < 2 or cur.size < 2:
+        return _NO_STATS
+    # KS D and the Wasserstein-1 distance share one pass over the CDFs:
+    # W1 = integral |F_ref - F_cur| dx, identical to
+    # scipy.stats.wasserstein_distance (which sorts and searches again).
+    grid, gap = _cdf_gap(ref, cur)
+    stat = float(gap.max())
+    std = float(np.std(ref))
+    effect = float(np.dot(gap[:-1], np.diff(grid))) / std if std > 0 else 0.0
+    return stat, _kolmogorov_p(stat, ref.size, cur.size), psi(*_numeric_bin_shares(ref, cur)), effect
+
+
+def _categorical_stats(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, float, float]:
+    """Chi-square statistic, its p-value, PSI and Jensen-Shannon distance of two label arrays."""
+    from scipy.spatial.distance import jensenshannon  # type: ignore[import-untyped]  # scipy has no stubs here
+    from scipy.stats import chi2_contingency
+
+    if ref.size < 2 or cur.size < 2:
+        return _NO_STATS
+    levels, inverse = np.unique(np.concatenate([ref, cur]), return_inverse=True)
+    k = levels.size
+    counts_r = np.bincount(inverse[: ref.size], minlength=k)
+    counts_c = np.bincount(inverse[ref.size :], minlength=k)
+    share_r, share_c = counts_r / ref.size, counts_c / cur.size
+    if k < 2:
+        return 0.0, 1.0, psi(share_r, share_c), 0.0
+    res = chi2_contingency(np.vstack([counts_r, counts_c]))
+    return float(res[0]), float(res[1]), psi(share_r, share_c), float(jensenshannon(share_r, share_c, base=2))
+
+
+def _feature(name: str, kind: str, test: str, stats: tuple[float, float, float, float],
+             thresholds: DriftThresholds, missing: tuple[float, float], n: tuple[int, int]) -> FeatureDrift:
+    stat, p, psi_value, effect = stats
+    return FeatureDrift(
+        name=name,
+        kind=kind,
+        test=test,
+        statistic=stat,
+        p_value=p,
+        psi=psi_value,
+        effect=effect,
+        drifted=_is_drifted(p, psi_value, thresholds),
+        reference_missing=missing[0],
+        current_missing=missing[1],
+        n_reference=n[0],
+        n_current=n[1],
+    )
+
+
 def numeric_drift(
     name: str,
     reference: np.ndarray | Sequence[Any],
@@ -215,31 +270,8 @@ def numeric_drift(
     ref_all, cur_all = to_float(reference), to_float(current)
     ref_ok, cur_ok = np.isfinite(ref_all), np.isfinite(cur_all)  # inf counts as missing
     ref, cur = np.sort(ref_all[ref_ok]), np.sort(cur_all[cur_ok])
-    stat = p = psi_value = effect = math.nan
-    if ref.size >= 2 and cur.size >= 2:
-        # KS D and the Wasserstein-1 distance share one pass over the CDFs:
-        # W1 = integral |F_ref - F_cur| dx, identical to
-        # scipy.stats.wasserstein_distance (which sorts and searches again).
-        grid, gap = _cdf_gap(ref, cur)
-        stat = float(gap.max())
-        p = _kolmogorov_p(stat, ref.size, cur.size)
-        psi_value = psi(*_numeric_bin_shares(ref, cur))
-        std = float(np.std(ref))
-        effect = float(np.dot(gap[:-1], np.diff(grid))) / std if std > 0 else 0.0
-    return FeatureDrift(
-        name=name,
-        kind=kind,
-        test="ks",
-        statistic=stat,
-        p_value=p,
-        psi=psi_value,
-        effect=effect,
-        drifted=_is_drifted(p, psi_value, thresholds),
-        reference_missing=_missing_share(int((~ref_ok).sum()), ref_all.size),
-        current_missing=_missing_share(int((~cur_ok).sum()), cur_all.size),
-        n_reference=int(ref.size),
-        n_current=int(cur.size),
-    )
+    missing = (_missing_share(int((~ref_ok).sum()), ref_all.size), _missing_share(int((~cur_ok).sum()), cur_all.size))
+    return _feature(name, kind, "ks", _numeric_stats(ref, cur), thresholds, missing, (int(ref.size), int(cur.size)))
 
 
 def categorical_drift(
@@ -249,44 +281,24 @@ def categorical_drift(
     thresholds: DriftThresholds = DriftThresholds(),
 ) -> FeatureDrift:
     """Chi-square homogeneity + PSI + Jensen-Shannon drift of one categorical column."""
-    from scipy.spatial.distance import jensenshannon
-    from scipy.stats import chi2_contingency
-
     ref, cur = to_labels(reference), to_labels(current)
-    stat = p = psi_value = effect = math.nan
-    if ref.size >= 2 and cur.size >= 2:
-        levels, inverse = np.unique(np.concatenate([ref, cur]), return_inverse=True)
-        k = levels.size
-        counts_r = np.bincount(inverse[: ref.size], minlength=k)
-        counts_c = np.bincount(inverse[ref.size :], minlength=k)
-        if k < 2:
-            stat, p = 0.0, 1.0
-        else:
-            res = chi2_contingency(np.vstack([counts_r, counts_c]))
-            stat, p = float(res[0]), float(res[1])
-        share_r, share_c = counts_r / ref.size, counts_c / cur.size
-        psi_value = psi(share_r, share_c)
-        effect = float(jensenshannon(share_r, share_c, base=2)) if k >= 2 else 0.0
-    return FeatureDrift(
-        name=name,
-        kind="categorical",
-        test="chi2",
-        statistic=stat,
-        p_value=p,
-        psi=psi_value,
-        effect=effect,
-        drifted=_is_drifted(p, psi_value, thresholds),
-        reference_missing=_missing_share(int((ref == NULL_LEVEL).sum()), ref.size),
-        current_missing=_missing_share(int((cur == NULL_LEVEL).sum()), cur.size),
-        n_reference=int(ref.size),
-        n_current=int(cur.size),
-    )
+    missing = (_missing_share(int((ref == NULL_LEVEL).sum()), ref.size),
+               _missing_share(int((cur == NULL_LEVEL).sum()), cur.size))
+    stats = _categorical_stats(ref, cur)
+    return _feature(name, "categorical", "chi2", stats, thresholds, missing, (int(ref.size), int(cur.size)))
 
 
 def _column(data: Mapping[str, Any], name: str, side: str) -> Any:
     if name not in data:
         raise KeyError(f"column {name!r} missing from the {side} data")
     return data[name]
+
+
+def _prediction_drift(reference: np.ndarray, current: np.ndarray, kind: str,
+                      thresholds: DriftThresholds) -> FeatureDrift:
+    if kind == "categorical":
+        return replace(categorical_drift("prediction", reference, current, thresholds), kind="prediction")
+    return numeric_drift("prediction", reference, current, thresholds, kind="prediction")
 
 
 def compute_drift(
@@ -314,22 +326,10 @@ def compute_drift(
 
     pred: FeatureDrift | None = None
     if prediction is not None:
-        ref_pred, cur_pred = prediction
-        n_ref, n_cur = max(n_ref, len(ref_pred)), max(n_cur, len(cur_pred))
-        if prediction_kind == "categorical":
-            pred = replace(categorical_drift("prediction", ref_pred, cur_pred, thresholds), kind="prediction")
-        else:
-            pred = numeric_drift("prediction", ref_pred, cur_pred, thresholds, kind="prediction")
-
+        n_ref, n_cur = max(n_ref, len(prediction[0])), max(n_cur, len(prediction[1]))
+        pred = _prediction_drift(*prediction, prediction_kind, thresholds)
     drifted_share = sum(f.drifted for f in features) / len(features) if features else math.nan
-    dataset_drift: bool | None
-    if n_cur < thresholds.min_rows:
-        dataset_drift, verdict = None, "insufficient data"
-    else:
-        share_hit = bool(features) and drifted_share >= thresholds.drift_share
-        severe = any(f.drifted and f.psi >= thresholds.severe_psi for f in features)
-        dataset_drift = bool(share_hit or severe or (pred is not None and pred.drifted))
-        verdict = "drift" if dataset_drift else "no drift"
+    dataset_drift, verdict = _verdict(features, pred, drifted_share, n_cur, thresholds)
     return DriftReport(
         features=features,
         prediction=pred,
@@ -339,3 +339,14 @@ def compute_drift(
         n_reference=n_ref,
         n_current=n_cur,
     )
+
+
+def _verdict(features: list[FeatureDrift], pred: FeatureDrift | None, drifted_share: float, n_current: int,
+             thresholds: DriftThresholds) -> tuple[bool | None, str]:
+    """Dataset drift and the verdict: too few rows, enough drifted features, one severe, or the prediction."""
+    if n_current < thresholds.min_rows:
+        return None, "insufficient data"
+    share_hit = bool(features) and drifted_share >= thresholds.drift_share
+    severe = any(f.drifted and f.psi >= thresholds.severe_psi for f in features)
+    dataset_drift = bool(share_hit or severe or (pred is not None and pred.drifted))
+    return dataset_drift, "drift" if dataset_drift else "no drift"

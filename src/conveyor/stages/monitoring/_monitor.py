@@ -1,20 +1,163 @@
-"""Monitor: served traffic against the champion's training reference."""
+"""Monitor: served traffic against the champion's training reference.
+
+``check_drift`` is the computation (logged records and reference columns in, a
+``DriftResult`` out; no files), ``drift_summary`` is the JSON it becomes, and ``monitor``
+reads the log and the reference and writes the reports.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from conveyor.core.artifacts import Artifact
 from conveyor.core.config import Config
 from conveyor.core.errors import MonitoringError
 from conveyor.core.hashing import hash_file, hash_json
+from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
 from conveyor.stages.monitoring._log import PredictionLog
 from conveyor.stages.monitoring._result import DriftCheck
 
-__all__ = ["monitor"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from conveyor.stages.monitoring._drift import DriftReport, DriftThresholds
+
+__all__ = ["DriftResult", "check_drift", "drift_summary", "monitor", "newest_version"]
+
+OUTPUTS = (REFERENCE_PROBABILITY, REFERENCE_PREDICTION)  # the model's output columns in a reference, preferred first
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """One check of a model version's served traffic against its training reference."""
+
+    version: str  # the model version checked: that of the newest record
+    n_current: int  # its records in the window
+    first: str | None  # timestamps of its first and last record
+    last: str | None
+    skipped: dict[str, int]  # records of other versions in the window, per version
+    reference: dict[str, Any]  # the compared columns, reference side
+    current: dict[str, Any]  # ... and served side
+    prediction: tuple[np.ndarray, np.ndarray] | None  # model output: reference, served
+    thresholds: DriftThresholds
+    report: DriftReport
+
+
+def newest_version(records: Sequence[Mapping[str, Any]]) -> str:
+    """The model version of the last logged record: the one a monitor checks."""
+    if not records:
+        raise MonitoringError("no logged predictions to check")
+    return str(records[-1]["model_version"])
+
+
+def _number(value: Any) -> float:
+    """A logged input as a float; a missing or non-numeric value is NaN."""
+    if value is None or isinstance(value, (list, dict)):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _thresholds(config: Config) -> DriftThresholds:
+    from conveyor.stages.monitoring._drift import DriftThresholds
+
+    m = config.monitoring
+    return DriftThresholds(psi=m.psi, p_value=m.p_value, drift_share=m.drift_share, min_rows=m.min_rows,
+                           severe_psi=m.severe_psi)
+
+
+def _prediction_pair(reference: Mapping[str, Any], current: list[Mapping[str, Any]],
+                     task: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The model output on the reference and as served: the probability when there is one,
+    else the prediction of a regression; None for a classifier's labels."""
+    import numpy as np
+
+    output = next((c for c in OUTPUTS if c in reference), None)
+    if output is None or (task != "regression" and output != REFERENCE_PROBABILITY):
+        return None
+    key = output.removeprefix("__")
+    served = np.asarray([_number(r.get(key)) for r in current], dtype=float)
+    return np.asarray(reference[output], dtype=float), served
+
+
+def check_drift(records: Sequence[Mapping[str, Any]], reference: Mapping[str, Any], config: Config) -> DriftResult:
+    """Drift of the newest model version's logged inputs and outputs against ``reference``
+    (its training set: one sequence per column, plus ``__prediction``/``__probability``).
+    Records of other versions are counted, not compared. Pure: reads and writes nothing."""
+    import numpy as np
+
+    from conveyor.stages.monitoring._drift import compute_drift
+
+    version = newest_version(records)
+    current = [r for r in records if str(r["model_version"]) == version]
+    numeric, categorical = config.schema.numeric(), config.schema.categorical()
+    if absent := [c for c in [*numeric, *categorical] if c not in reference]:
+        raise MonitoringError(f"the training reference of v{version} lacks the feature(s) {absent}")
+    inputs = [r.get("inputs") or {} for r in current]
+    cur_cols: dict[str, Any] = {c: np.asarray([_number(i.get(c)) for i in inputs], dtype=float) for c in numeric}
+    cur_cols |= {c: [i.get(c) for i in inputs] for c in categorical}
+    ref_cols = {c: reference[c] for c in [*numeric, *categorical]}
+    prediction = _prediction_pair(reference, current, config.schema.task)
+    thresholds = _thresholds(config)
+    report = compute_drift(ref_cols, cur_cols, numeric=numeric, categorical=categorical,
+                           prediction=prediction, thresholds=thresholds)
+    skipped = Counter(str(r["model_version"]) for r in records if str(r["model_version"]) != version)
+    return DriftResult(version, len(current), current[0].get("timestamp"), current[-1].get("timestamp"),
+                       dict(skipped), ref_cols, cur_cols, prediction, thresholds, report)
+
+
+def drift_summary(result: DriftResult, config: Config, reference_path: Path, checked_at: datetime) -> dict[str, Any]:
+    """The JSON record of one check (``reports/drift-<time>.json``)."""
+    return {
+        "project": config.name,
+        "model": config.name,
+        "model_version": result.version,
+        "checked_at": checked_at.isoformat(),
+        "window": {
+            "predictions": result.n_current,
+            "from": result.first,
+            "to": result.last,
+            "other_versions_skipped": result.skipped,
+        },
+        "reference": str(reference_path),
+        "thresholds": asdict(result.thresholds),
+        **result.report.to_dict(),
+    }
+
+
+def _read_reference(path: Path, config: Config) -> dict[str, Any]:
+    """The reference columns a check needs that the file has: numeric ones and the model's
+    outputs as float arrays (null -> NaN), categorical ones as lists."""
+    import polars as pl
+
+    numeric = {*config.schema.numeric(), *OUTPUTS}
+    frame = pl.scan_parquet(path)
+    available = set(frame.collect_schema().names())
+    wanted = [c for c in [*config.schema.numeric(), *config.schema.categorical(), *OUTPUTS] if c in available]
+    data = frame.select(wanted).collect()
+    return {c: data[c].cast(pl.Float64, strict=False).to_numpy() if c in numeric else data[c].to_list() for c in wanted}
+
+
+def _write_reports(workspace: Workspace, stem: str, summary: dict[str, Any], html: str) -> tuple[Path, Path]:
+    """``reports/<stem>.json`` and ``.html``, copied to ``drift.json`` and ``drift.html``
+    (the latest); returns the paths of the stamped pair."""
+    from conveyor.core.report import write_text
+
+    text = json.dumps(summary, indent=2)
+    for name in (stem, "drift"):
+        write_text(workspace.reports / f"{name}.json", text)
+        write_text(workspace.reports / f"{name}.html", html)
+    return workspace.reports / f"{stem}.json", workspace.reports / f"{stem}.html"
 
 
 def monitor(config: Config, workspace: Workspace, *, window: int | None = None) -> Artifact[DriftCheck]:
@@ -22,89 +165,42 @@ def monitor(config: Config, workspace: Workspace, *, window: int | None = None) 
 
     Writes `reports/drift-<time>.json` and `.html` (and `drift.json`/`drift.html`, the latest).
     """
-    import numpy as np
-    import pandas as pd
+    from conveyor.stages.monitoring._report import render_drift_html
 
-    from conveyor.stages.monitoring._drift import DriftThresholds, compute_drift
-    from conveyor.stages.monitoring._report import write_drift_report
-
-    log = PredictionLog(workspace.predictions)
-    records = log.read(last=window or config.monitoring.window)
+    records = PredictionLog(workspace.predictions).read(last=window or config.monitoring.window)
     if not records:
         raise MonitoringError(
             f"no logged predictions in {workspace.predictions}; serve some traffic with `conveyor serve` first"
         )
-    versions = Counter(str(r["model_version"]) for r in records)
-    version = str(records[-1]["model_version"])
-    current = [r for r in records if str(r["model_version"]) == version]
+    version = newest_version(records)
     reference_path = workspace.reference_file(config.name, version)
     if not reference_path.exists():
         raise MonitoringError(
             f"no training reference for {config.name} v{version} at {reference_path}; "
             "it is written when `conveyor promote` makes a champion"
         )
-    schema = config.schema
-    numeric, categorical = schema.numeric(), schema.categorical()
-    reference = pd.read_parquet(reference_path)
-    served = pd.DataFrame([r["inputs"] for r in current], columns=[*numeric, *categorical])
-    ref_cols = {c: reference[c].to_numpy() for c in numeric} | {c: reference[c].tolist() for c in categorical}
-    cur_cols = {c: pd.to_numeric(served[c], errors="coerce").to_numpy(dtype=float) for c in numeric} | {
-        c: served[c].tolist() for c in categorical
-    }
-    output = "__probability" if "__probability" in reference.columns else "__prediction"
-    key = output.removeprefix("__")
-    prediction = None
-    if schema.task == "regression" or key == "probability":
-        prediction = (
-            reference[output].to_numpy(dtype=float),
-            np.asarray([r.get(key, np.nan) for r in current], dtype=float),
-        )
-    m = config.monitoring
-    thresholds = DriftThresholds(psi=m.psi, p_value=m.p_value, drift_share=m.drift_share, min_rows=m.min_rows, severe_psi=m.severe_psi)
-    result = compute_drift(
-        ref_cols, cur_cols, numeric=numeric, categorical=categorical, prediction=prediction, thresholds=thresholds
-    )
+    result = check_drift(records, _read_reference(reference_path, config), config)
     stamp = datetime.now(UTC)
-    workspace.ensure(workspace.reports)
-    name = f"drift-{stamp.strftime('%Y%m%dT%H%M%S')}"
-    summary = {
-        "project": config.name,
-        "model": config.name,
-        "model_version": version,
-        "checked_at": stamp.isoformat(),
-        "window": {
-            "predictions": len(current),
-            "from": current[0]["timestamp"],
-            "to": current[-1]["timestamp"],
-            "other_versions_skipped": {v: n for v, n in versions.items() if v != version},
-        },
-        "reference": str(reference_path),
-        "thresholds": thresholds.__dict__,
-        **result.to_dict(),
-    }
-    text = json.dumps(summary, indent=2)
-    for stem in (name, "drift"):
-        (workspace.reports / f"{stem}.json").write_text(text, encoding="utf-8")
-    html = write_drift_report(
-        result, ref_cols, cur_cols, numeric=numeric, categorical=categorical,
-        path=workspace.reports / f"{name}.html",
-        title=f"{config.name} v{version}: drift of {len(current)} served predictions",
-        prediction=prediction,
-        thresholds=thresholds,
-    )
-    (workspace.reports / "drift.html").write_bytes(html.read_bytes())
-    digest = hash_json(summary)
-    check = DriftCheck(
-        verdict=result.verdict,
-        dataset_drift=result.dataset_drift,
-        drifted_share=result.drifted_share,
-        drifted=[f.name for f in result.features if f.drifted],
-        prediction_drift=None if result.prediction is None else result.prediction.drifted,
-        n_current=len(current),
-        model_version=version,
-        json_report=str(workspace.reports / f"{name}.json"),
-        html_report=str(html),
-    )
-    return Artifact("drift", html, digest, check, {"reference": hash_file(reference_path)})
+    summary = drift_summary(result, config, reference_path, stamp)
+    title = f"{config.name} v{version}: drift of {result.n_current} served predictions"
+    html = render_drift_html(result.report, result.reference, result.current, title=title,
+                             prediction=result.prediction, thresholds=result.thresholds)
+    json_path, html_path = _write_reports(workspace, f"drift-{stamp.strftime('%Y%m%dT%H%M%S')}", summary, html)
+    return Artifact("drift", html_path, hash_json(summary), _check(result, json_path, html_path),
+                    {"reference": hash_file(reference_path)})
 
 
+def _check(result: DriftResult, json_path: Path, html_path: Path) -> DriftCheck:
+    """What the CLI prints and acts on (``--fail-on-drift`` reads ``verdict``)."""
+    report = result.report
+    return DriftCheck(
+        verdict=report.verdict,
+        dataset_drift=report.dataset_drift,
+        drifted_share=report.drifted_share,
+        drifted=[f.name for f in report.features if f.drifted],
+        prediction_drift=None if report.prediction is None else report.prediction.drifted,
+        n_current=result.n_current,
+        model_version=result.version,
+        json_report=str(json_path),
+        html_report=str(html_path),
+    )
