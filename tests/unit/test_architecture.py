@@ -36,6 +36,10 @@ PUBLIC = {
         "describe_version", "load_champion", "promote", "train",
     ],
     "conveyor.stages.monitoring": ["DriftCheck", "PredictionLog", "monitor"],
+    "conveyor.stages.serving": [
+        "MAX_BODY_MB", "FeatureReader", "PredictionSink", "RequestModels", "ServedModel", "ServiceParts", "create_app",
+        "request_models", "serve",
+    ],
 }
 
 

@@ -41,7 +41,7 @@ def lineage_of_prediction(config: Config, workspace: Workspace, request_id: str)
     outputs = {k: v for k, v in (("prediction", record.prediction), ("probability", record.probability)) if v is not None}
     head = LineageStep(
         0, "prediction", record.request_id, relative_to(workspace.predictions, workspace.root),
-        f"{record.timestamp} by v{record.model_version} ({record.source}): "
+        f"{record.timestamp.isoformat()} by v{record.model_version} ({record.source}): "
         + ", ".join(f"{k}={v}" for k, v in outputs.items()),
     )
     return [head, *lineage_of_model(config, workspace, record.model_version, depth=1)]

@@ -59,7 +59,7 @@ def prediction_buckets(reference: str | None, task: str) -> tuple[float, ...] | 
     if reference is None or task != "regression":
         return None
     import numpy as np
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]  # pyarrow ships no type hints
+    import pyarrow.parquet as pq
 
     values = pq.read_table(reference, columns=[REFERENCE_PREDICTION])[REFERENCE_PREDICTION].to_numpy()
     edges = np.unique(np.round(np.quantile(values, np.linspace(0, 1, 11)), 3))

@@ -151,7 +151,7 @@ def _cdf_gap(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[np.ndarray
 
 
 def _kolmogorov_p(d: float, n: int, m: int) -> float:
-    from scipy.stats import kstwobign  # type: ignore[import-untyped]  # scipy has no stubs here
+    from scipy.stats import kstwobign
 
     p = float(kstwobign.sf(d * math.sqrt(n * m / (n + m))))
     return min(max(p, 0.0), 1.0)
@@ -224,7 +224,7 @@ def _numeric_stats(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, floa
 
 def _categorical_stats(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, float, float]:
     """Chi-square statistic, its p-value, PSI and Jensen-Shannon distance of two label arrays."""
-    from scipy.spatial.distance import jensenshannon  # type: ignore[import-untyped]  # scipy has no stubs here
+    from scipy.spatial.distance import jensenshannon
     from scipy.stats import chi2_contingency
 
     if ref.size < 2 or cur.size < 2:

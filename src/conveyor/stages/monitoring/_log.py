@@ -69,6 +69,16 @@ class PredictionLog:
     def count(self) -> int:
         return sum(1 for _ in self._iter())
 
+    def find(self, request_id: str) -> PredictionRecord | None:
+        """The logged prediction with this request id (a scan of the log), or None."""
+        for data in self._iter():
+            if data.get("request_id") == request_id:
+                try:
+                    return PredictionRecord.from_dict(data)
+                except (ValueError, TypeError):
+                    return None
+        return None
+
     def _iter(self) -> Iterator[dict[str, Any]]:
         if not self.folder.is_dir():
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from conveyor.core.artifacts import Artifact, Result, relative_to
@@ -213,7 +214,7 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
     return Artifact("clean", out, digest, result, {"raw": raw.digest})
 
 
-def _eda(config: Config, workspace: Workspace, clean: pl.DataFrame, quarantined: int) -> object:
+def _eda(config: Config, workspace: Workspace, clean: pl.DataFrame, quarantined: int) -> Path:
     from conveyor.stages.prep._eda import write_eda_report
 
     schema = config.schema

@@ -70,7 +70,7 @@ def request_models(config: Config) -> RequestModels:
         """Raw feature rows."""
 
         model_config = ConfigDict(strict=True, extra="forbid")
-        rows: list[row] = Field(min_length=1, max_length=limit)  # type: ignore[valid-type]  # a model built above
+        rows: list[row] = Field(min_length=1, max_length=limit)
 
     class EntitiesRequest(BaseModel):
         """Entity keys whose features are read from the online store."""

@@ -9,6 +9,7 @@ from conveyor.core.artifacts import Artifact, Result
 from conveyor.core.config import Config
 from conveyor.core.errors import TrainingError
 from conveyor.core.hashing import hash_json
+from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
 from conveyor.stages.training._estimators import score
 from conveyor.stages.training._tracking import client, local_model_path, tracking
@@ -173,8 +174,9 @@ def _write_reference(
     frame = pd.read_parquet(training_set.path)
     outputs = _load(mlflow_client, workspace, model_id).predict_frame(frame)
     reference = frame[[*config.schema.features(), config.schema.target]].copy()
-    for column, values in outputs.items():
-        reference[f"__{column}"] = values
+    columns = {"prediction": REFERENCE_PREDICTION, "probability": REFERENCE_PROBABILITY}
+    for output, values in outputs.items():
+        reference[columns[output]] = values
     workspace.ensure(workspace.reference)
     path = workspace.reference_file(config.name, version)
     reference.to_parquet(path, index=False)
