@@ -50,7 +50,7 @@ def small_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("monitoring", "psi", 0.25, []),
         ("promotion", "min_improvement", 0.001, ["promote"]),
         ("training", "seed", 7, ["train", "promote"]),
-        ("cleaning", "null_values", {"windspeed": [0]}, ["prepare", "features", "dataset", "train", "promote"]),
+        ("cleaning", "null_values", {"hum": [0]}, ["prepare", "features", "dataset", "train", "promote"]),
         ("source", "on_bad_lines", "quarantine", STAGES),
     ],
 )
@@ -62,9 +62,10 @@ def test_an_edit_reruns_exactly_the_stages_that_read_it(
     assert statuses == {s: "ran" if s in reruns else "cached" for s in STAGES}
 
 
-def test_a_deleted_mlflow_run_or_a_moved_alias_is_noticed(small_project: Path) -> None:
+def test_a_deleted_mlflow_run_or_a_moved_alias_is_noticed(small_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
+    monkeypatch.setenv("COLUMNS", "250")  # the run table on one line per stage, reasons unwrapped
     conveyor("run", "-C", str(small_project))
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{small_project / 'mlflow.db'}")
     train = stage_result(small_project, "train")
