@@ -36,10 +36,11 @@ R = TypeVar("R")
 
 def relative_to(path: Path, root: Path) -> str:
     """`path` as a POSIX string relative to `root` when it is inside it, else absolute."""
+    resolved = path.resolve()
     try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
+        return resolved.relative_to(root.resolve()).as_posix()
     except ValueError:
-        return str(path)
+        return str(resolved)
 
 
 def resolve_in(text: str, root: Path) -> Path:
