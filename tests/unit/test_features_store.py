@@ -148,11 +148,13 @@ def test_hostile_headers_online_rows_by_original_names(hostile: tuple[Config, Wo
     assert not MARKER.exists()
 
 
-def test_a_moved_project_reads_its_new_place(tmp_path: Path) -> None:
+def test_a_moved_project_reads_its_new_place(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     old, new = tmp_path / "old", tmp_path / "elsewhere" / "new"
     config = _config(key_type="string")
     clean = _clean(old, key_type="string")
+    capfd.readouterr()
     features = build_features(config, Workspace.at(old), clean)
+    assert capfd.readouterr().out == ""  # Feast printed nothing (materialize would have)
     before = OnlineFeatures(config, Workspace.at(old)).get(["k-1", "k-7", "k-40"])
     repo_files = [p.read_text(encoding="utf-8") for p in (old / "feature_repo").glob("*.*") if p.suffix in (".yaml", ".py")]
     assert repo_files and not any(str(old) in text for text in repo_files)
