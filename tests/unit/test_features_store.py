@@ -223,3 +223,19 @@ def test_feast_logs_touch_only_the_feast_logger() -> None:
     assert outer == ["warning: careful there", "error: outer only"]
     assert sys.stdout is stdout and list(__import__("warnings").filters) == filters
     assert logging.getLogger("feast").propagate == propagate and not logging.getLogger("feast").handlers
+
+
+def test_a_store_never_built_is_an_error_not_an_empty_store(tmp_path: Path) -> None:
+    from conveyor.core.errors import FeatureStoreError
+
+    config = _config()
+    workspace = Workspace.at(tmp_path)
+    (workspace.feature_repo / "data").mkdir(parents=True)
+    (workspace.feature_repo / "data" / "registry.db").write_bytes(b"")  # what Conveyor 0.1 left
+    with pytest.raises(FeatureStoreError, match="conveyor run --from features"):
+        OnlineFeatures(config, workspace)
+    clean = _clean(tmp_path)
+    fake = Artifact("features", workspace.feature_repo, "f" * 64, {}, {"feature_service": "hostile_model"})
+    with pytest.raises(FeatureStoreError, match="never built"):
+        training_set(config, workspace, fake, clean)
+    assert sorted(p.name for p in (workspace.feature_repo / "data").iterdir()) == ["registry.db"]

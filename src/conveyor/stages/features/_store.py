@@ -29,6 +29,7 @@ from conveyor.stages.features._names import ROW, FieldNames, feast_names, field_
 from conveyor.stages.features._online import write_online
 from conveyor.stages.features._repo import (
     ONLINE_STORE,
+    REGISTRY,
     SOURCE,
     feast_objects,
     key_is_integer,
@@ -86,10 +87,22 @@ def feast_logs() -> Iterator[list[str]]:
                 logger.propagate = _saved.pop("propagate", True)
 
 
-def open_store(config: Config, workspace: Workspace) -> Any:
-    """A `feast.FeatureStore` on the workspace's repo, configured for where the workspace is now."""
+def open_store(config: Config, workspace: Workspace, *, existing: bool = False) -> Any:
+    """A `feast.FeatureStore` on the workspace's repo, configured for where the workspace is now.
+
+    With `existing`, the store must have been built (by this version of Conveyor): a missing
+    registry or online store is an error, never an empty store made on the spot.
+    """
     from feast import FeatureStore
 
+    if existing:
+        repo = workspace.feature_repo
+        missing = [part for part in (REGISTRY, ONLINE_STORE, SOURCE) if not (repo / part).is_file()]
+        if missing:
+            raise FeatureStoreError(
+                f"no feature store in {repo} (missing {', '.join(missing)}); it was never built, or built "
+                "by an older Conveyor: run `conveyor run --from features`"
+            )
     return FeatureStore(repo_path=str(workspace.feature_repo), config=repo_config(config, workspace))
 
 
@@ -204,8 +217,8 @@ def training_set(config: Config, workspace: Workspace, features: Artifact, clean
         .to_pandas()
     )
     with feast_logs() as logs:
+        store = open_store(config, workspace, existing=True)
         try:
-            store = open_store(config, workspace)
             view, refs = _registry_view(store, features.meta["feature_service"])
             # The registry keeps the source path relative to the repo; the DuckDB offline store
             # reads it as given (relative to the process's cwd), so resolve it against the repo
@@ -262,8 +275,8 @@ class OnlineFeatures:
         self._feast_key = fields.feast_key
         self._as_text = not key_is_integer(config)
         with feast_logs() as logs:
+            self._store = open_store(config, workspace, existing=True)
             try:
-                self._store = open_store(config, workspace)
                 view, refs = _registry_view(self._store, feast_names(config).service)
             except Exception as exc:
                 raise FeatureStoreError(
