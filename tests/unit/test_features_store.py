@@ -239,3 +239,19 @@ def test_a_store_never_built_is_an_error_not_an_empty_store(tmp_path: Path) -> N
     with pytest.raises(FeatureStoreError, match="never built"):
         training_set(config, workspace, fake, clean)
     assert sorted(p.name for p in (workspace.feature_repo / "data").iterdir()) == ["registry.db"]
+
+
+def test_a_failed_build_leaves_the_previous_store_working(tmp_path: Path) -> None:
+    from conveyor.core.errors import FeatureStoreError
+
+    config = _config()
+    workspace = Workspace.at(tmp_path)
+    clean = _clean(tmp_path, entities=10, steps=1)
+    features = build_features(config, workspace, clean)
+    before = OnlineFeatures(config, workspace).get([1, 2, 3])
+    broken = tmp_path / "broken.parquet"
+    pl.read_parquet(clean.path).drop(FEATURES[0]).write_parquet(broken)
+    with pytest.raises(FeatureStoreError, match="could not build the feature store"):
+        build_features(config, workspace, Artifact("clean", broken, "0" * 64, {}, {}))
+    assert OnlineFeatures(config, workspace).get([1, 2, 3]) == before
+    assert training_set(config, workspace, features, clean).meta["rows"] == 10

@@ -73,11 +73,10 @@ def feast_types(config: Config) -> dict[str, str]:
     return types
 
 
-def repo_config(config: Config, workspace: Workspace) -> Any:
-    """The Feast `RepoConfig` of a workspace, with absolute paths computed from where it is now."""
+def repo_config(config: Config, repo: Path) -> Any:
+    """The Feast `RepoConfig` of a repo folder, with absolute paths computed from where it is now."""
     from feast.repo_config import RepoConfig
 
-    repo = workspace.feature_repo
     return RepoConfig(
         project=feast_names(config).project,
         provider="local",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -93,8 +94,6 @@ def open_store(config: Config, workspace: Workspace, *, existing: bool = False) 
     With `existing`, the store must have been built (by this version of Conveyor): a missing
     registry or online store is an error, never an empty store made on the spot.
     """
-    from feast import FeatureStore
-
     if existing:
         repo = workspace.feature_repo
         missing = [part for part in (REGISTRY, ONLINE_STORE, SOURCE) if not (repo / part).is_file()]
@@ -103,7 +102,13 @@ def open_store(config: Config, workspace: Workspace, *, existing: bool = False) 
                 f"no feature store in {repo} (missing {', '.join(missing)}); it was never built, or built "
                 "by an older Conveyor: run `conveyor run --from features`"
             )
-    return FeatureStore(repo_path=str(workspace.feature_repo), config=repo_config(config, workspace))
+    return _open(config, workspace.feature_repo)
+
+
+def _open(config: Config, repo: Path) -> Any:
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=str(repo), config=repo_config(config, repo))
 
 
 def _feast_error(what: str, exc: Exception, logs: list[str]) -> FeatureStoreError:
@@ -140,23 +145,27 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact) -> Art
     fields = field_names(config)
     objects = feast_objects(config)  # FileSource path relative to the repo: it moves with it
     repo = workspace.feature_repo
-    write_repo(config, workspace)
-    source = repo / SOURCE
-    rows = _write_source(config, fields, clean.path, source)
-    online = repo / ONLINE_STORE
-    online.unlink(missing_ok=True)  # rebuilt from scratch: no entity of older data survives
-    (repo / "data" / "registry.db").unlink(missing_ok=True)  # the SQL registry of FEATURES_VERSION 1
+    # Build a whole store in a staging repo, then move its files in: a failed build leaves the
+    # previous store as it was, and a server still reading the old online store keeps its file.
+    staging = repo / ".building"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "data").mkdir(parents=True)
     with feast_logs() as logs:
         try:
-            store = open_store(config, workspace)
+            rows = _write_source(config, fields, clean.path, staging / SOURCE)
+            store = _open(config, staging)
             store.apply(objects.all())
             began = time.perf_counter()
-            written = write_online(store, objects.view, source, fields.feast_key)
+            written = write_online(store, objects.view, staging / SOURCE, fields.feast_key)
             seconds = time.perf_counter() - began
-        except FeatureStoreError:
-            raise
         except Exception as exc:  # Feast raises many unrelated types
-            raise _feast_error(f"Feast could not apply or fill the online store of {repo}", exc, logs) from exc
+            raise _feast_error(f"could not build the feature store in {repo} from {clean.path}", exc, logs) from exc
+    (repo / "data").mkdir(parents=True, exist_ok=True)
+    for part in (SOURCE, ONLINE_STORE, REGISTRY):  # the registry last: it names what the others hold
+        (staging / part).replace(repo / part)
+    shutil.rmtree(staging)
+    (repo / "data" / "registry.db").unlink(missing_ok=True)  # the SQL registry of FEATURES_VERSION 1
+    write_repo(config, workspace)
     renamed = {o: s for o, s in fields.to_feast.items() if o != s}
     meta = {
         "repo": "feature_repo",
