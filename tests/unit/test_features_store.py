@@ -255,3 +255,19 @@ def test_a_failed_build_leaves_the_previous_store_working(tmp_path: Path) -> Non
         build_features(config, workspace, Artifact("clean", broken, "0" * 64, {}, {}))
     assert OnlineFeatures(config, workspace).get([1, 2, 3]) == before
     assert training_set(config, workspace, features, clean).meta["rows"] == 10
+
+
+def test_a_store_built_for_other_features_is_an_error(tmp_path: Path) -> None:
+    from conveyor.core.errors import FeatureStoreError
+
+    config = _config()
+    workspace = Workspace.at(tmp_path)
+    clean = _clean(tmp_path, entities=5, steps=1)
+    features = build_features(config, workspace, clean)
+    data = config.model_dump(mode="json", by_alias=True)
+    data["schema"]["columns"][FEATURES[0]]["role"] = "ignore"
+    fewer = Config.model_validate(data)
+    with pytest.raises(FeatureStoreError, match="built for other features"):
+        OnlineFeatures(fewer, workspace)
+    with pytest.raises(FeatureStoreError, match="built for other features"):
+        training_set(fewer, workspace, features, clean)

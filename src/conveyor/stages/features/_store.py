@@ -187,14 +187,22 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact) -> Art
     return Artifact("features", repo, digest, {"clean": clean.digest}, meta)
 
 
-def _registry_view(store: Any, service_name: str) -> tuple[Any, list[str]]:
-    """The (one) feature view of a service, from the registry, and its feature references."""
+def _registry_view(store: Any, service_name: str, fields: FieldNames) -> tuple[Any, list[str]]:
+    """The (one) feature view of a service, from the registry, and its feature references.
+
+    The registry must hold the features the Config names (by their Feast names).
+    """
     service = store.get_feature_service(service_name)
     if len(service.feature_view_projections) != 1:
         raise FeatureStoreError(f"feature service {service_name!r} should read one feature view")
     projection = service.feature_view_projections[0]
     view = store.get_feature_view(projection.name)
     refs = [f"{projection.name_to_use()}:{feature.name}" for feature in projection.features]
+    if [feature.name for feature in projection.features] != fields.feast_features:
+        raise FeatureStoreError(
+            f"the feature store in {store.repo_path} was built for other features than conveyor.yaml "
+            "names; run `conveyor run --from features` to rebuild it"
+        )
     return view, refs
 
 
@@ -228,7 +236,7 @@ def training_set(config: Config, workspace: Workspace, features: Artifact, clean
     with feast_logs() as logs:
         store = open_store(config, workspace, existing=True)
         try:
-            view, refs = _registry_view(store, features.meta["feature_service"])
+            view, refs = _registry_view(store, features.meta["feature_service"], fields)
             # The registry keeps the source path relative to the repo; the DuckDB offline store
             # reads it as given (relative to the process's cwd), so resolve it against the repo
             # where it is now, with Feast's own rule.
@@ -286,18 +294,14 @@ class OnlineFeatures:
         with feast_logs() as logs:
             self._store = open_store(config, workspace, existing=True)
             try:
-                view, refs = _registry_view(self._store, feast_names(config).service)
+                _, refs = _registry_view(self._store, feast_names(config).service, fields)
+            except FeatureStoreError:
+                raise
             except Exception as exc:
                 raise FeatureStoreError(
                     f"no feature service in {workspace.feature_repo}; run `conveyor run` first "
                     f"({type(exc).__name__}: {exc}{'; ' + ' | '.join(logs[-3:]) if logs else ''})"
                 ) from exc
-        stored = {feature.name for feature in view.features}
-        if stored != set(fields.feast_features):
-            raise FeatureStoreError(
-                f"the feature store in {workspace.feature_repo} was built for other features; "
-                "run `conveyor run` to rebuild it"
-            )
         self._refs = refs  # built once: get() runs per request
         self._columns = [(name, fields.to_feast[name]) for name in self.features]
 
