@@ -144,7 +144,8 @@ def test_hostile_headers_online_rows_by_original_names(hostile: tuple[Config, Wo
         assert row is not None and set(row) == set(FEATURES)
         assert all(_same(row[n], expected[key][n]) for n in FEATURES), (key, row, expected[key])
     assert features.meta["online_entities"] == len(expected)
-    assert features.meta["online_as_of"] == pl.read_parquet(clean.path)[EVENT_TIMESTAMP].max().isoformat()
+    newest = pl.read_parquet(clean.path)[EVENT_TIMESTAMP].max()
+    assert features.meta["online_as_of"] == newest.isoformat() and online.as_of == newest
     assert not MARKER.exists()
 
 

@@ -18,6 +18,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -294,7 +295,7 @@ class OnlineFeatures:
         with feast_logs() as logs:
             self._store = open_store(config, workspace, existing=True)
             try:
-                _, refs = _registry_view(self._store, feast_names(config).service, fields)
+                view, refs = _registry_view(self._store, feast_names(config).service, fields)
             except FeatureStoreError:
                 raise
             except Exception as exc:
@@ -303,6 +304,9 @@ class OnlineFeatures:
                     f"({type(exc).__name__}: {exc}{'; ' + ' | '.join(logs[-3:]) if logs else ''})"
                 ) from exc
         self._refs = refs  # built once: get() runs per request
+        intervals = view.materialization_intervals
+        self.as_of: datetime | None = max(end for _, end in intervals) if intervals else None
+        """The latest event time written to the online store: how fresh its values are."""
         self._columns = [(name, fields.to_feast[name]) for name in self.features]
 
     def get(self, keys: list[Any]) -> list[dict[str, Any] | None]:
