@@ -65,6 +65,25 @@ def make_bike_project(folder: Path, rows: list[dict[str, str]] | None = None, na
     return folder
 
 
+def stage_result(project: Path, stage: str) -> Any:
+    """The typed result the last run of a stage recorded in a project."""
+    from conveyor.core import Workspace
+    from conveyor.runner import last_artifact
+
+    artifact = last_artifact(Workspace.at(project), stage)
+    assert artifact is not None, f"no record of {stage} in {project}"
+    return artifact.result
+
+
+def stage_artifact(project: Path, stage: str) -> Any:
+    from conveyor.core import Workspace
+    from conveyor.runner import last_artifact
+
+    artifact = last_artifact(Workspace.at(project), stage)
+    assert artifact is not None, f"no record of {stage} in {project}"
+    return artifact
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -128,20 +128,25 @@ def main() -> None:
         raise SystemExit(result.returncode)
 
     step("Summary")
-    train = json.loads((WORK / ".conveyor" / "stages" / "train.json").read_text())["artifact"]["meta"]
-    promote = json.loads((WORK / ".conveyor" / "stages" / "promote.json").read_text())["artifact"]["meta"]
+    from conveyor.core import Workspace
+    from conveyor.runner import last_artifact
+
+    workspace = Workspace.at(WORK)
+    train_artifact, promote_artifact = last_artifact(workspace, "train"), last_artifact(workspace, "promote")
+    assert train_artifact is not None and promote_artifact is not None
+    train, promote = train_artifact.result, promote_artifact.result
     drift = json.loads((WORK / "reports" / "drift.json").read_text())
-    table = Table(title=f"bike-sharing: {train['split']} split, {train['train_rows']} train / "
-                        f"{train['test_rows']} test rows", title_justify="left")
+    table = Table(title=f"bike-sharing: {train.split} split, {train.train_rows} train / "
+                        f"{train.test_rows} test rows", title_justify="left")
     table.add_column("model")
-    metric_names = list(train["candidates"]["lightgbm"]["metrics"])
+    metric_names = list(train.candidates[train.best].metrics)
     for name in metric_names:
         table.add_column(f"test {name}", justify="right")
-    for name, candidate in train["candidates"].items():
-        table.add_row(name, *[f"{candidate['metrics'][m]:.4f}" for m in metric_names])
+    for name, candidate in train.candidates.items():
+        table.add_row(name, *[f"{candidate.metrics[m]:.4f}" for m in metric_names])
     console.print(table)
     rel = os.path.relpath
-    console.print(f"champion: models:/bike-sharing@champion = v{promote['champion']}")
+    console.print(f"champion: models:/bike-sharing@champion = v{promote.champion}")
     console.print(f"drift verdict: [bold]{drift['verdict']}[/] ({drift['window']['predictions']} predictions)")
     console.print(f"EDA report:    {rel(WORK / 'reports' / 'eda.html')}")
     console.print(f"drift report:  {rel(WORK / 'reports' / 'drift.html')}")

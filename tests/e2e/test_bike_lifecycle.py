@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import BIKE_CSV, Server, bike_rows, conveyor, feature_row
+from tests.conftest import BIKE_CSV, Server, bike_rows, conveyor, feature_row, stage_artifact, stage_result
 
 pytestmark = pytest.mark.slow
-
-
-def _record(project: Path, stage: str) -> dict:
-    return json.loads((project / ".conveyor" / "stages" / f"{stage}.json").read_text())["artifact"]
 
 
 def test_init_infers_the_demo_schema(tmp_path: Path) -> None:
@@ -36,15 +31,14 @@ def test_init_infers_the_demo_schema(tmp_path: Path) -> None:
 
 
 def test_champion_beats_baseline_on_the_latest_20_percent(bike_project: Path) -> None:
-    train = _record(bike_project, "train")["meta"]
-    assert train["split"] == "time"
-    lightgbm, baseline = train["candidates"]["lightgbm"]["metrics"], train["candidates"]["baseline"]["metrics"]
+    train = stage_result(bike_project, "train")
+    assert train.split == "time"
+    lightgbm, baseline = train.candidates["lightgbm"].metrics, train.candidates["baseline"].metrics
     assert lightgbm["r2"] >= 0.85
     assert lightgbm["r2"] > baseline["r2"]
-    # the test set really is the future: every test row is later than every training row
-    frame = pd.read_parquet(train["training_set"]["path"]).sort_values("event_timestamp")
-    assert train["test_rows"] == pytest.approx(len(frame) * 0.2, abs=30)
-    assert train["train_rows"] + train["test_rows"] == len(frame)
+    frame = pd.read_parquet(stage_artifact(bike_project, "dataset").path).sort_values("event_timestamp")
+    assert train.test_rows == pytest.approx(len(frame) * 0.2, abs=30)
+    assert train.train_rows + train.test_rows == len(frame)
 
 
 def test_champion_is_registered_in_mlflow(bike_project: Path) -> None:
@@ -52,8 +46,8 @@ def test_champion_is_registered_in_mlflow(bike_project: Path) -> None:
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{bike_project / 'mlflow.db'}")
     version = client.get_model_version_by_alias("bike-sharing", "champion")
-    promote = _record(bike_project, "promote")["meta"]
-    assert promote["promoted"] and promote["champion"] == str(version.version)
+    promote = stage_result(bike_project, "promote")
+    assert promote.promoted and promote.champion == str(version.version)
     run = client.get_run(version.run_id)
     assert run.data.params["model"] == "lightgbm"
     assert run.data.metrics["test_r2"] >= 0.85
@@ -76,9 +70,9 @@ def test_training_set_comes_from_feast_without_losing_rows(bike_project: Path) -
         "season", "yr", "mnth", "hr", "holiday", "weekday", "workingday", "weathersit",
         "temp", "atemp", "hum", "windspeed",
     }
-    train = _record(bike_project, "train")["meta"]
-    prepare = _record(bike_project, "prepare")["meta"]
-    assert train["training_set"]["meta"]["rows"] == prepare["rows"] == 17379
+    dataset = stage_result(bike_project, "dataset")
+    prepare = stage_result(bike_project, "prepare")
+    assert dataset.rows == dataset.entity_rows == prepare.rows == 17379
 
 
 def test_eda_report_is_offline_html_with_plots(bike_project: Path) -> None:
@@ -89,14 +83,14 @@ def test_eda_report_is_offline_html_with_plots(bike_project: Path) -> None:
 
 def test_second_run_is_cached_and_from_reruns(bike_project: Path) -> None:
     again = conveyor("run", "-C", str(bike_project))
-    assert again.stdout.count("cached") == 5, again.stdout
-    before = _record(bike_project, "promote")["meta"]["champion"]
+    assert again.stdout.count("cached") == 6, again.stdout
+    before = stage_result(bike_project, "promote").champion
     rerun = conveyor("run", "-C", str(bike_project), "--from", "train")
-    assert rerun.stdout.count("cached") == 3, rerun.stdout
-    promote = _record(bike_project, "promote")["meta"]
+    assert rerun.stdout.count("cached") == 4, rerun.stdout
+    promote = stage_result(bike_project, "promote")
     # the same data and seed give the same score: the gate wants better, not equal
-    assert not promote["promoted"] and promote["champion"] == before
-    assert any("does not beat champion" in reason for reason in promote["reasons"])
+    assert not promote.promoted and promote.champion == before
+    assert any("does not beat champion" in reason for reason in promote.reasons)
 
 
 def test_predictions_by_rows_and_by_entity_agree(bike_server: Server) -> None:

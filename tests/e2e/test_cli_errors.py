@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BIKE_CSV, bike_rows, conveyor, make_bike_project, write_csv
+from tests.conftest import BIKE_CSV, bike_rows, conveyor, make_bike_project, stage_result, write_csv
 
 
 def _fails(result: subprocess.CompletedProcess[str], *needles: str) -> str:
@@ -57,9 +56,9 @@ def test_bad_rows_are_quarantined_with_reasons_not_dropped(tmp_path: Path) -> No
     (project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     conveyor("ingest", "-C", str(project))
     result = conveyor("prepare", "-C", str(project))
-    assert "296 clean, 3 quarantined" in result.stdout
-    record = json.loads((project / ".conveyor" / "stages" / "prepare.json").read_text())["artifact"]["meta"]
-    with open(record["quarantine_file"], newline="") as handle:
+    assert "296 clean, 4 quarantined" in result.stdout  # 3 here, 1 ragged row at ingest
+    record = stage_result(project, "prepare")
+    with open(project / record.quarantine_file, newline="") as handle:
         quarantined = {int(r["_line"]): r for r in csv.DictReader(handle)}
     assert set(quarantined) == {5, 12, 22}
     assert "cnt: the target is missing" in quarantined[5]["_reason"]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import CREDIT_CSV, Server, conveyor
+from tests.conftest import CREDIT_CSV, Server, conveyor, stage_result
 
 pytestmark = pytest.mark.slow
 
@@ -26,15 +25,14 @@ def test_credit_default_init_and_run(tmp_path: Path) -> None:
     assert config.schema.columns["LIMIT_BAL"].type == "float"  # "5e+05" in 4150 cells
     assert "ID" not in config.schema.features()
     conveyor("run", cwd=tmp_path)
-    stages = tmp_path / ".conveyor" / "stages"
-    train = json.loads((stages / "train.json").read_text())["artifact"]["meta"]
-    assert train["split"] == "random" and train["primary_metric"] == "roc_auc"
-    assert train["train_rows"] + train["test_rows"] == 30000
-    auc = train["candidates"]["lightgbm"]["metrics"]["roc_auc"]
+    train = stage_result(tmp_path, "train")
+    assert train.split == "random" and train.primary_metric == "roc_auc"
+    assert train.train_rows + train.test_rows == 30000
+    auc = train.candidates["lightgbm"].metrics["roc_auc"]
     assert auc >= 0.76
-    assert auc > train["candidates"]["baseline"]["metrics"]["roc_auc"]
-    promote = json.loads((stages / "promote.json").read_text())["artifact"]["meta"]
-    assert promote["promoted"] and promote["champion"] == "1"
+    assert auc > train.candidates["baseline"].metrics["roc_auc"]
+    promote = stage_result(tmp_path, "promote")
+    assert promote.promoted and promote.champion == "1"
 
     # a classifier serves a label and the probability of the positive class, by entity or by row
     server = Server(tmp_path).start()

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from conveyor.stages.training._encoder import FeatureEncoder, level
+from conveyor.core.cleaning import MissingValues, level
+from conveyor.stages.training._encoder import FeatureEncoder
 
 
 def test_levels_are_the_same_whatever_the_json_type() -> None:
@@ -16,7 +17,7 @@ def test_levels_are_the_same_whatever_the_json_type() -> None:
 
 def test_transform_and_the_serving_path_agree() -> None:
     train = pd.DataFrame({"x": [1.0, 2.0, None, 4.0], "c": [1, 1, 2, None], "w": [0.0, 0.5, 0.0, 1.0]})
-    encoder = FeatureEncoder(["x", "w"], ["c"], null_values={"w": [0]}).fit(train)
+    encoder = FeatureEncoder(["x", "w"], ["c"], MissingValues({"w": [0]})).fit(train)
     assert encoder.codes_ == {"c": {"1": 0, "2": 1}}  # by frequency
     rows = [{"x": 3, "w": 0, "c": 2.0}, {"x": None, "w": 0.5, "c": 7}, {"x": 1.5, "w": 1, "c": None}]
     batch = encoder.transform(pd.DataFrame(rows))

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from conveyor.core.config import Config
-from conveyor.stages.features import field_names
+from conveyor.stages.features._names import field_names
 
 PAYLOAD = 'x", dtype=Float64 if __import__("os").system("touch /tmp/owned") else Float64), Field(name="y'
 HOSTILE = [

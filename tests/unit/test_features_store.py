@@ -10,6 +10,7 @@ import ast
 import math
 import shutil
 import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,9 @@ import pytest
 from conveyor.core.artifacts import Artifact
 from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.core.workspace import Workspace
-from conveyor.stages.features import (
-    OnlineFeatures,
-    build_features,
-    feast_logs,
-    feast_names,
-    feast_objects,
-    open_store,
-    training_set,
-)
+from conveyor.stages.features import FeatureRepo, OnlineFeatures, build_features, feast_names, training_set
+from conveyor.stages.features._repo import feast_objects
+from conveyor.stages.features._store import feast_logs, open_store
 from tests.unit.test_features_names import HOSTILE, hostile_config
 
 MARKER = Path("/tmp/conveyor-features-owned")
@@ -37,6 +32,13 @@ FEATURES = [*(PAYLOAD if "__import__" in name else name for name in HOSTILE if n
 KEY = 'the "key"\\\n'
 TARGET = 'y "target"'
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class _CleanResult:
+    """What the features stage reads of prepare's result (the `CleanInput` protocol)."""
+
+    rows: int
 
 
 def _config(key_type: str = "integer") -> Config:
@@ -78,7 +80,7 @@ def _clean(folder: Path, entities: int = 40, steps: int = 3, key_type: str = "in
     path = folder / "data" / "clean" / "c0ffee.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.write_parquet(path)
-    return Artifact("clean", path, "c0ffee" * 10, {}, {"rows": frame.height})
+    return Artifact("clean", path, "c0ffee" * 10, _CleanResult(frame.height))
 
 
 def _expected_latest(clean: Path) -> dict[Any, dict[str, Any]]:
@@ -109,7 +111,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Workspace
 def test_hostile_headers_run_no_code(hostile: tuple[Config, Workspace, Artifact, Artifact]) -> None:
     config, workspace, _, features = hostile
     assert not MARKER.exists()
-    assert features.meta["features"] == config.schema.features() and features.meta["feature_service"]
+    assert features.result.features == config.schema.features() and features.result.feature_service
     # the file written for people parses, and the payload is only ever inside a string literal
     tree = ast.parse((workspace.feature_repo / "definitions.py").read_text(encoding="utf-8"))
     calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
@@ -125,7 +127,7 @@ def test_hostile_headers_training_set_has_original_names_and_values(
     got = pl.read_parquet(dataset.path)
     source = pl.read_parquet(clean.path)
     assert got.columns == [KEY, EVENT_TIMESTAMP, *FEATURES, TARGET]
-    assert dataset.meta["rows"] == dataset.meta["entity_rows"] == source.height
+    assert dataset.result.rows == dataset.result.entity_rows == source.height
     # each entity row's event time is its own feature row's: the point-in-time join returns that row
     want = source.sort([EVENT_TIMESTAMP, KEY]).select(got.columns)
     assert got.equals(want, null_equal=True)
@@ -143,9 +145,9 @@ def test_hostile_headers_online_rows_by_original_names(hostile: tuple[Config, Wo
     for key, row in zip(keys, rows[:-1]):
         assert row is not None and set(row) == set(FEATURES)
         assert all(_same(row[n], expected[key][n]) for n in FEATURES), (key, row, expected[key])
-    assert features.meta["online_entities"] == len(expected)
+    assert features.result.online_entities == len(expected)
     newest = pl.read_parquet(clean.path)[EVENT_TIMESTAMP].max()
-    assert features.meta["online_as_of"] == newest.isoformat() and online.as_of == newest
+    assert features.result.materialized_to == newest.isoformat() and online.as_of == newest
     assert not MARKER.exists()
 
 
@@ -163,7 +165,7 @@ def test_a_moved_project_reads_its_new_place(tmp_path: Path, capfd: pytest.Captu
     new.parent.mkdir(parents=True)
     shutil.move(str(old), str(new))
     workspace = Workspace.at(new)
-    moved = Artifact(clean.kind, new / clean.path.relative_to(old), clean.digest, clean.inputs, clean.meta)
+    moved = Artifact(clean.kind, new / clean.path.relative_to(old), clean.digest, clean.result, clean.inputs)
     dataset = training_set(config, workspace, features, moved)
     assert dataset.path.is_relative_to(new)
     got = pl.read_parquet(dataset.path)
@@ -200,8 +202,8 @@ def test_bulk_online_write_equals_feast_materialize(tmp_path: Path, monkeypatch:
     # materialize reads the FileSource through DuckDB, which takes the registry's relative path
     # against the working directory (Feast's CLI chdirs to the repo for the same reason)
     monkeypatch.chdir(workspace.feature_repo)
-    start = datetime.fromisoformat(features.meta["materialized_from"]) - timedelta(seconds=1)
-    end = datetime.fromisoformat(features.meta["materialized_to"]) + timedelta(seconds=1)
+    start = datetime.fromisoformat(features.result.materialized_from) - timedelta(seconds=1)
+    end = datetime.fromisoformat(features.result.materialized_to) + timedelta(seconds=1)
     with feast_logs():
         store.materialize(start, end)
     assert _online_table(workspace, config) == bulk_rows
@@ -236,7 +238,7 @@ def test_a_store_never_built_is_an_error_not_an_empty_store(tmp_path: Path) -> N
     with pytest.raises(FeatureStoreError, match="conveyor run --from features"):
         OnlineFeatures(config, workspace)
     clean = _clean(tmp_path)
-    fake = Artifact("features", workspace.feature_repo, "f" * 64, {}, {"feature_service": "hostile_model"})
+    fake = Artifact("features", workspace.feature_repo, "f" * 64, _repo_result(config))
     with pytest.raises(FeatureStoreError, match="never built"):
         training_set(config, workspace, fake, clean)
     assert sorted(p.name for p in (workspace.feature_repo / "data").iterdir()) == ["registry.db"]
@@ -253,9 +255,9 @@ def test_a_failed_build_leaves_the_previous_store_working(tmp_path: Path) -> Non
     broken = tmp_path / "broken.parquet"
     pl.read_parquet(clean.path).drop(FEATURES[0]).write_parquet(broken)
     with pytest.raises(FeatureStoreError, match="could not build the feature store"):
-        build_features(config, workspace, Artifact("clean", broken, "0" * 64, {}, {}))
+        build_features(config, workspace, Artifact("clean", broken, "0" * 64, _CleanResult(10)))
     assert OnlineFeatures(config, workspace).get([1, 2, 3]) == before
-    assert training_set(config, workspace, features, clean).meta["rows"] == 10
+    assert training_set(config, workspace, features, clean).result.rows == 10
 
 
 def test_a_store_built_for_other_features_is_an_error(tmp_path: Path) -> None:
@@ -272,3 +274,11 @@ def test_a_store_built_for_other_features_is_an_error(tmp_path: Path) -> None:
         OnlineFeatures(fewer, workspace)
     with pytest.raises(FeatureStoreError, match="built for other features"):
         training_set(fewer, workspace, features, clean)
+
+
+def _repo_result(config: Config) -> FeatureRepo:
+    names = feast_names(config)
+    return FeatureRepo(
+        project=names.project, feature_view=names.view, feature_service=names.service,
+        features=config.schema.features(), materialized_from="", materialized_to="", online_store="",
+    )

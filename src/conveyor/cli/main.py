@@ -27,13 +27,6 @@ app = typer.Typer(
 ProjectOpt = Annotated[
     Path, typer.Option("--project", "-C", help="Folder holding conveyor.yaml.", show_default=False)
 ]
-_STAGE_HELP = {
-    "ingest": "Snapshot the source CSV to Parquet under its content hash.",
-    "prepare": "Type and clean the data; quarantine bad rows; write the EDA report.",
-    "features": "Generate the Feast repo, apply it, materialize to the online store.",
-    "train": "Build the training set with Feast; train baseline and LightGBM; track in MLflow.",
-    "promote": "Register the best model; move @champion only if it beats baseline and champion.",
-}
 
 
 def _console() -> Any:
@@ -86,8 +79,8 @@ def init(
     from rich.table import Table
 
     table = Table(title=f"{output}", title_justify="left")
-    for column in ("column", "type", "role"):
-        table.add_column(column)
+    for heading in ("column", "type", "role"):
+        table.add_column(heading)
     for col_name, column in schema.columns.items():
         role = "target" if col_name == schema.target else column.role
         table.add_row(col_name, column.type, role)
@@ -100,7 +93,7 @@ def init(
     console.print(f"Wrote {output}. Review it (drop leaking columns), then: conveyor run -C {output.parent}")
 
 
-def _run(project: Path, *, only: str | None = None, start: str | None = None, force: bool = False) -> dict[str, Any]:
+def _run(project: Path, *, only: str | None = None, start: str | None = None, force: bool = False) -> None:
     from rich.table import Table
 
     from conveyor.runner import STAGES, Event, load_project, run_pipeline
@@ -120,46 +113,22 @@ def _run(project: Path, *, only: str | None = None, start: str | None = None, fo
         if status is not None:
             status.stop()
             status = None
-        rows.append((event.stage, event.status, f"{event.seconds:.1f}s" if event.status == "ran" else "-",
-                     _summary(event)))
+        state = event.status if not event.why or event.why == "forced" else f"{event.status} ({event.why})"
+        summary = event.artifact.result.summary() if event.artifact is not None else ""
+        rows.append((event.stage, state, f"{event.seconds:.1f}s" if event.status == "ran" else "-", summary))
 
     try:
-        artifacts = run_pipeline(config, workspace, only=only, start=start, force=force, on_event=on_event)
+        run_pipeline(config, workspace, only=only, start=start, force=force, on_event=on_event)
     finally:
         if status is not None:
             status.stop()
-    table = Table(title=f"{config.name}: {workspace.root}", title_justify="left")
-    for column in ("stage", "status", "time", "result"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-    return artifacts
-
-
-def _summary(event: Any) -> str:
-    artifact = event.artifact
-    if artifact is None:
-        return ""
-    meta = artifact.meta
-    if event.stage == "ingest":
-        return f"{meta.get('rows')} rows -> {artifact.path.name}"
-    if event.stage == "prepare":
-        text = f"{meta['rows']} clean, {meta['quarantined']} quarantined"
-        if meta.get("quarantine_reasons"):
-            text += " (" + ", ".join(f"{k}: {v}" for k, v in meta["quarantine_reasons"].items()) + ")"
-        return text + f"; EDA {meta['eda_report']}"
-    if event.stage == "features":
-        return f"{len(meta['features'])} features in {meta['feature_service']}"
-    if event.stage == "train":
-        metric = meta["primary_metric"]
-        scores = ", ".join(f"{n} {metric}={c['metrics'][metric]:.4f}" for n, c in meta["candidates"].items())
-        return f"{meta['split']} split {meta['train_rows']}/{meta['test_rows']}: {scores}"
-    if event.stage == "promote":
-        if meta["promoted"]:
-            return f"champion = v{meta['champion']} ({meta['metric']}={meta['candidate_score']:.4f})"
-        return "not promoted: " + "; ".join(meta["reasons"])
-    return ""
+        if rows:
+            table = Table(title=f"{config.name}: {workspace.root}", title_justify="left")
+            for column in ("stage", "status", "time", "result"):
+                table.add_column(column)
+            for row in rows:
+                table.add_row(*row)
+            console.print(table)
 
 
 @app.command()
@@ -167,23 +136,56 @@ def run(
     project: ProjectOpt = Path("."),
     from_: Annotated[Optional[str], typer.Option("--from", help="Re-run from this stage on.")] = None,
 ) -> None:
-    """Run ingest -> prepare -> features -> train -> promote, skipping unchanged stages."""
+    """Run ingest -> prepare -> features -> dataset -> train -> promote, skipping unchanged stages."""
     _run(project, start=from_)
 
 
-def _stage_command(stage: str) -> None:
+def _stage_command(stage: str, help_text: str) -> None:
     def command(
         project: ProjectOpt = Path("."),
         force: Annotated[bool, typer.Option("--force", help="Run even if its inputs are unchanged.")] = False,
     ) -> None:
         _run(project, only=stage, force=force)
 
-    command.__doc__ = _STAGE_HELP[stage]
+    command.__doc__ = help_text
     app.command(name=stage)(command)
 
 
-for _stage in _STAGE_HELP:
-    _stage_command(_stage)
+def _register_stage_commands() -> None:
+    from conveyor.runner import STAGES
+
+    for stage in STAGES:
+        _stage_command(stage.name, stage.help)
+
+
+_register_stage_commands()
+
+
+@app.command()
+def lineage(
+    request_id: Annotated[Optional[str], typer.Argument(help="A request id from the prediction log.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="A registered model version instead.")] = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Walk from a served prediction (or a model version) back to the source file's bytes."""
+    from rich.tree import Tree
+
+    from conveyor.runner import lineage_of_model, lineage_of_prediction, load_project
+
+    if (request_id is None) == (model is None):
+        raise typer.BadParameter("give a REQUEST_ID or --model VERSION (one of them)")
+    config, workspace = load_project(project)
+    steps = (
+        lineage_of_prediction(config, workspace, request_id) if request_id is not None
+        else lineage_of_model(config, workspace, model or "")
+    )
+    root = Tree(f"[bold]{config.name}[/]: {workspace.root}")
+    branches: dict[int, Any] = {-1: root}
+    for step in steps:
+        label = f"[bold]{step.kind}[/] {step.digest[:16]}  {step.path}".rstrip()
+        node = branches[step.depth - 1].add(label + (f"\n[dim]{step.summary}[/]" if step.summary else ""))
+        branches[step.depth] = node
+    _console().print(root)
 
 
 @app.command()
@@ -214,7 +216,8 @@ def monitor(
     artifact = monitor_project(config, workspace, window)
     import json
 
-    report = json.loads(Path(artifact.meta["json"]).read_text())
+    check = artifact.result
+    report = json.loads(Path(check.json_report).read_text())
     console = _console()
     table = Table(title=f"drift of {report['n_current']} predictions vs {report['n_reference']} training rows",
                   title_justify="left")
@@ -225,10 +228,9 @@ def monitor(
         table.add_row(feature["name"], feature["test"], _fmt(feature["p_value"]), _fmt(feature["psi"]),
                       "[red]yes[/]" if feature["drifted"] else "no")
     console.print(table)
-    colour = "red" if artifact.meta["verdict"] == "drift" else "green"
-    console.print(f"verdict: [bold {colour}]{artifact.meta['verdict']}[/] (model v{artifact.meta['model_version']}); "
-                  f"report {artifact.meta['html']}")
-    if fail_on_drift and artifact.meta["verdict"] == "drift":
+    colour = "red" if check.verdict == "drift" else "green"
+    console.print(f"verdict: [bold {colour}]{check.verdict}[/] (model v{check.model_version}); report {check.html_report}")
+    if fail_on_drift and check.verdict == "drift":
         raise typer.Exit(3)
 
 
@@ -240,8 +242,11 @@ def cli() -> None:
     """Entry point: user errors print one clear message and exit non-zero, without a traceback."""
     import warnings
 
+    # The application, not the library, decides what reaches the user's terminal: the
+    # libraries' own deprecation notes and MLflow's hints are for their developers.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\..*)?$")
     try:
         app()
     except ConveyorError as exc:

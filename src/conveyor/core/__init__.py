@@ -1,6 +1,7 @@
 """Core: configuration, errors, workspace paths, artifacts and hashes. Imports nothing heavy."""
 
-from conveyor.core.artifacts import Artifact
+from conveyor.core.artifacts import Artifact, Result
+from conveyor.core.cleaning import MissingValues
 from conveyor.core.config import CONFIG_FILE, Config, dump_config, load_config
 from conveyor.core.errors import (
     ConfigError,
@@ -12,6 +13,7 @@ from conveyor.core.errors import (
     TrainingError,
 )
 from conveyor.core.hashing import hash_file, hash_json, short
+from conveyor.core.stage import Stage, Upstream
 from conveyor.core.workspace import Workspace
 
 __all__ = [
@@ -22,9 +24,13 @@ __all__ = [
     "ConveyorError",
     "DataError",
     "FeatureStoreError",
+    "MissingValues",
     "MonitoringError",
+    "Result",
     "ServingError",
+    "Stage",
     "TrainingError",
+    "Upstream",
     "Workspace",
     "dump_config",
     "hash_file",

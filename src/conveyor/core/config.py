@@ -216,7 +216,8 @@ class Config(_Model):
 
     def section(self, name: str) -> dict[str, Any]:
         """One section as plain data, for hashing a stage's inputs."""
-        return self.model_dump(mode="json", by_alias=True)[name]
+        section: dict[str, Any] = self.model_dump(mode="json", by_alias=True)[name]
+        return section
 
 
 def _describe(error: dict[str, Any]) -> str:

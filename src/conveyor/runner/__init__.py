@@ -1,14 +1,18 @@
-"""Runner: the stage DAG with content-hash caching, run records, and the use cases behind the CLI."""
+"""Runner: the stage graph with content-hash caching, run records, lineage, and the use cases behind the CLI."""
 
 from conveyor.runner._commands import init_project, load_project, monitor_project, serve_project
-from conveyor.runner._pipeline import STAGES, Event, Stage, last_artifact, run_pipeline, stage_names
+from conveyor.runner._lineage import LineageStep, lineage_of_model, lineage_of_prediction
+from conveyor.runner._pipeline import STAGES, Event, cache_key, last_artifact, run_pipeline, stage_names
 
 __all__ = [
     "STAGES",
     "Event",
-    "Stage",
+    "LineageStep",
+    "cache_key",
     "init_project",
     "last_artifact",
+    "lineage_of_model",
+    "lineage_of_prediction",
     "load_project",
     "monitor_project",
     "run_pipeline",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conveyor.core.artifacts import Artifact
 from conveyor.core.config import Config, dump_config, load_config
 from conveyor.core.errors import ConfigError
 from conveyor.core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from conveyor.stages.monitoring import DriftCheck
 
 __all__ = ["init_project", "load_project", "monitor_project", "serve_project"]
 
@@ -57,7 +61,7 @@ def serve_project(config: Config, workspace: Workspace, host: str | None, port: 
     serve(app, host or config.serving.host, port or config.serving.port)
 
 
-def monitor_project(config: Config, workspace: Workspace, window: int | None) -> Artifact:
+def monitor_project(config: Config, workspace: Workspace, window: int | None) -> Artifact[DriftCheck]:
     from conveyor.stages.monitoring import monitor
 
     return monitor(config, workspace, window=window)

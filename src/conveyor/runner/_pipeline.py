@@ -1,8 +1,10 @@
-"""The stage DAG: ingest -> prepare -> features -> train -> promote, with content-hash caching.
+"""The stage graph: ingest -> prepare -> features -> dataset -> train -> promote, with caching.
 
-A stage is skipped when the hash of its inputs (the upstream artifacts' digests and the
-config sections it reads) matches its last record and its output still exists. Every run
-leaves a record in `.conveyor/runs/`, which is the lineage of what it made.
+The runner only walks the graph. Each stage declares (in its own package) what it needs, the
+config sections it reads and its code version; a stage is skipped when the hash of those,
+plus Conveyor's version, matches its last record, its output still exists, and the stage
+says its cached output is still valid. Every artifact is recorded by digest in
+`.conveyor/artifacts/`, which is the lineage `conveyor lineage` walks.
 """
 
 from __future__ import annotations
@@ -12,108 +14,153 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from conveyor.core.artifacts import Artifact
+from conveyor import __version__
+from conveyor.core.artifacts import Artifact, Result
 from conveyor.core.config import Config
 from conveyor.core.errors import ConveyorError
-from conveyor.core.hashing import hash_json
+from conveyor.core.hashing import hash_json, short
+from conveyor.core.stage import Stage, Upstream
 from conveyor.core.workspace import Workspace
+from conveyor.stages.features import DATASET, FEATURES
+from conveyor.stages.prep import PREPARE
+from conveyor.stages.sources import INGEST
+from conveyor.stages.training import PROMOTE, TRAIN
 
-__all__ = ["STAGES", "Event", "Stage", "last_artifact", "run_pipeline", "stage_names"]
+__all__ = [
+    "STAGES",
+    "Event",
+    "artifact_record",
+    "cache_key",
+    "last_artifact",
+    "run_pipeline",
+    "stage_names",
+]
 
-Runner = Callable[[Config, Workspace, dict[str, Artifact]], Artifact]
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    needs: tuple[str, ...]
-    sections: tuple[str, ...]
-    run: Runner
-    describe: str
+STAGES: tuple[Stage[Any], ...] = (INGEST, PREPARE, FEATURES, DATASET, TRAIN, PROMOTE)
 
 
 @dataclass(frozen=True)
 class Event:
     stage: str
     status: str  # "running" | "ran" | "cached"
-    artifact: Artifact | None = None
+    artifact: Artifact[Any] | None = None
     seconds: float = 0.0
-
-
-def _ingest(config: Config, workspace: Workspace, _: dict[str, Artifact]) -> Artifact:
-    from conveyor.stages.sources import ingest
-
-    return ingest(config, workspace)
-
-
-def _prepare(config: Config, workspace: Workspace, up: dict[str, Artifact]) -> Artifact:
-    from conveyor.stages.prep import prepare
-
-    return prepare(config, workspace, up["ingest"])
-
-
-def _features(config: Config, workspace: Workspace, up: dict[str, Artifact]) -> Artifact:
-    from conveyor.stages.features import build_features
-
-    return build_features(config, workspace, up["prepare"])
-
-
-def _train(config: Config, workspace: Workspace, up: dict[str, Artifact]) -> Artifact:
-    from conveyor.stages.features import training_set
-    from conveyor.stages.training import train
-
-    dataset = training_set(config, workspace, up["features"], up["prepare"])
-    trained = train(config, workspace, dataset)
-    return Artifact(
-        trained.kind, trained.path, trained.digest, trained.inputs, trained.meta | {"training_set": dataset.to_json()}
-    )
-
-
-def _promote(config: Config, workspace: Workspace, up: dict[str, Artifact]) -> Artifact:
-    from conveyor.stages.training import promote
-
-    trained = up["train"]
-    return promote(config, workspace, trained, Artifact.from_json(trained.meta["training_set"]))
-
-
-STAGES: tuple[Stage, ...] = (
-    Stage("ingest", (), ("source",), _ingest, "CSV snapshot to Parquet"),
-    Stage("prepare", ("ingest",), ("schema", "cleaning"), _prepare, "types, quarantine, EDA (Polars)"),
-    Stage("features", ("prepare",), ("schema", "features"), _features, "apply + materialize (Feast)"),
-    Stage("train", ("features", "prepare"), ("schema", "training"), _train, "baseline + LightGBM (MLflow)"),
-    Stage("promote", ("train",), ("promotion",), _promote, "gate + @champion (MLflow registry)"),
-)
+    why: str = ""
+    """For "ran": why the cached output could not be reused ("" on a first run)."""
 
 
 def stage_names() -> list[str]:
     return [stage.name for stage in STAGES]
 
 
-def _record_path(workspace: Workspace, name: str) -> Any:
+def _by_name(name: str) -> Stage[Any]:
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise ConveyorError(f"{name}: no such stage; the stages are {', '.join(stage_names())}")
+
+
+def _record_path(workspace: Workspace, name: str) -> Path:
     return workspace.state / "stages" / f"{name}.json"
 
 
-def last_artifact(workspace: Workspace, name: str) -> Artifact | None:
-    """The artifact the last successful run of a stage left, if it still exists."""
-    path = _record_path(workspace, name)
+def artifact_record(workspace: Workspace, digest: str) -> Path:
+    """Where the artifact with this digest is recorded, whichever stage made it."""
+    return workspace.state / "artifacts" / f"{short(digest)}.json"
+
+
+def _read_record(workspace: Workspace, stage: Stage[Any]) -> tuple[str, Artifact[Any]] | None:
+    path = _record_path(workspace, stage.name)
     if not path.exists():
         return None
-    record = json.loads(path.read_text(encoding="utf-8"))
-    artifact = Artifact.from_json(record["artifact"])
-    return artifact if artifact.path.exists() else None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return str(saved["key"]), Artifact.from_json(saved["artifact"], workspace.root, stage.result)
+    except (ValueError, KeyError, TypeError):  # a record from another version, or torn: run again
+        return None
 
 
-def _key(stage: Stage, config: Config, workspace: Workspace, upstream: dict[str, Artifact]) -> str:
-    inputs: dict[str, Any] = {name: upstream[name].digest for name in stage.needs}
-    inputs["config"] = {section: config.section(section) for section in stage.sections}
-    inputs["name"] = config.name
-    if stage.name == "ingest":
-        from conveyor.stages.sources import source_digest
+def last_artifact(workspace: Workspace, name: str) -> Artifact[Any] | None:
+    """The artifact the last successful run of a stage left, if it still exists."""
+    found = _read_record(workspace, _by_name(name))
+    if found is None or not found[1].path.exists():
+        return None
+    return found[1]
 
-        inputs["source"] = source_digest(config, workspace)
-    return hash_json({"stage": stage.name, **inputs})
+
+def cache_key(stage: Stage[Any], config: Config, workspace: Workspace, upstream: dict[str, Artifact[Any]]) -> str:
+    """What a stage's output depends on: upstream digests, config sections, code versions."""
+    inputs: dict[str, Any] = {
+        "stage": stage.name,
+        "stage_version": stage.version,
+        "conveyor": __version__,
+        "name": config.name,
+        "upstream": {name: upstream[name].digest for name in stage.needs},
+        "config": {section: config.section(section) for section in stage.sections},
+    }
+    if stage.extra_key is not None:
+        inputs["extra"] = stage.extra_key(config, workspace)
+    return hash_json(inputs)
+
+
+def _cached(stage: Stage[Any], config: Config, workspace: Workspace, key: str) -> tuple[Artifact[Any] | None, str]:
+    """The reusable cached artifact, or None and why it cannot be reused."""
+    found = _read_record(workspace, stage)
+    if found is None:
+        return None, ""
+    saved_key, artifact = found
+    if saved_key != key:
+        return None, "inputs changed"
+    if not artifact.path.exists():
+        return None, f"{artifact.path} is gone"
+    if stage.still_valid is not None:
+        reason = stage.still_valid(config, workspace, artifact)
+        if reason is not None:
+            return None, reason
+    return artifact, ""
+
+
+def _save(workspace: Workspace, stage: Stage[Any], key: str, artifact: Artifact[Any], seconds: float) -> None:
+    artifact.write(artifact_record(workspace, artifact.digest), workspace.root)
+    record = {
+        "key": key,
+        "artifact": artifact.to_json(workspace.root),
+        "seconds": round(seconds, 3),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "conveyor": __version__,
+    }
+    path = _record_path(workspace, stage.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _needs_closure(name: str) -> set[str]:
+    todo, seen = list(_by_name(name).needs), set()
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(_by_name(current).needs)
+    return seen
+
+
+def _upstream_of(only: str, workspace: Workspace) -> dict[str, Artifact[Any]]:
+    """For a single-stage command: the recorded outputs of everything it depends on."""
+    artifacts: dict[str, Artifact[Any]] = {}
+    for name in _needs_closure(only):
+        found = last_artifact(workspace, name)
+        if found is None:
+            raise ConveyorError(
+                f"`conveyor {only}` needs the output of `{name}`, which has not run "
+                f"in {workspace.root}; run `conveyor run` (or `conveyor {name}`) first"
+            )
+        artifacts[name] = found
+    return artifacts
 
 
 def run_pipeline(
@@ -124,7 +171,7 @@ def run_pipeline(
     start: str | None = None,
     force: bool = False,
     on_event: Callable[[Event], None] = lambda event: None,
-) -> dict[str, Artifact]:
+) -> dict[str, Artifact[Any]]:
     """Run the stages in order (or `only` one, from the recorded upstream artifacts).
 
     `start` forces that stage and every later one to run again; earlier ones may be cached.
@@ -133,61 +180,43 @@ def run_pipeline(
     for option, value in (("--from", start), ("stage", only)):
         if value is not None and value not in names:
             raise ConveyorError(f"{option} {value}: no such stage; the stages are {', '.join(names)}")
-    forced_from = names.index(start) if start else (names.index(only) if only and force else len(names))
-    artifacts: dict[str, Artifact] = {}
+    forced_from = names.index(start) if start else len(names)
+    todo = [_by_name(only)] if only else list(STAGES)
+    if only and force:
+        forced_from = names.index(only)
+    artifacts = _upstream_of(only, workspace) if only else {}
     log: list[dict[str, Any]] = []
     began = datetime.now(UTC)
-    for index, stage in enumerate(STAGES):
-        if only is not None and stage.name != only:
-            if names.index(stage.name) < names.index(only) and stage.name in _needs_closure(only):
-                found = last_artifact(workspace, stage.name)
-                if found is None:
-                    raise ConveyorError(
-                        f"`conveyor {only}` needs the output of `{stage.name}`, which has not run "
-                        f"in {workspace.root}; run `conveyor run` (or `conveyor {stage.name}`) first"
-                    )
-                artifacts[stage.name] = found
-            continue
-        key = _key(stage, config, workspace, artifacts)
-        record = _record_path(workspace, stage.name)
-        if index < forced_from and record.exists():
-            saved = json.loads(record.read_text(encoding="utf-8"))
-            cached = Artifact.from_json(saved["artifact"])
-            if saved.get("key") == key and cached.path.exists():
+    for stage in todo:
+        key = cache_key(stage, config, workspace, artifacts)
+        why = "forced"
+        if names.index(stage.name) < forced_from:
+            cached, why = _cached(stage, config, workspace, key)
+            if cached is not None:
                 artifacts[stage.name] = cached
                 on_event(Event(stage.name, "cached", cached))
                 log.append({"stage": stage.name, "status": "cached", "digest": cached.digest})
                 continue
         on_event(Event(stage.name, "running"))
         started = time.perf_counter()
-        artifact = stage.run(config, workspace, artifacts)
+        artifact = stage.run(config, workspace, Upstream(artifacts))
         seconds = time.perf_counter() - started
         artifacts[stage.name] = artifact
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(
-            json.dumps({"key": key, "artifact": artifact.to_json(), "seconds": seconds,
-                        "finished_at": datetime.now(UTC).isoformat()}, indent=2, default=str),
-            encoding="utf-8",
-        )
-        on_event(Event(stage.name, "ran", artifact, seconds))
+        _save(workspace, stage, key, artifact, seconds)
+        on_event(Event(stage.name, "ran", artifact, seconds, why))
         log.append({"stage": stage.name, "status": "ran", "seconds": round(seconds, 3), "digest": artifact.digest})
     _write_run(workspace, began, log)
     return artifacts
-
-
-def _needs_closure(name: str) -> set[str]:
-    by_name = {stage.name: stage for stage in STAGES}
-    todo, seen = list(by_name[name].needs), set()
-    while todo:
-        current = todo.pop()
-        if current not in seen:
-            seen.add(current)
-            todo.extend(by_name[current].needs)
-    return seen
 
 
 def _write_run(workspace: Workspace, began: datetime, log: list[dict[str, Any]]) -> None:
     runs = workspace.state / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     stamp = began.strftime("%Y%m%dT%H%M%S%fZ")
-    (runs / f"{stamp}.json").write_text(json.dumps({"started_at": began.isoformat(), "stages": log}, indent=2))
+    record = {"started_at": began.isoformat(), "conveyor": __version__, "stages": log}
+    (runs / f"{stamp}.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
+
+
+def result_types() -> dict[str, type[Result]]:
+    """Every stage's result type by artifact kind, for reading artifact records back."""
+    return {stage.result.kind: stage.result for stage in STAGES}

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from conveyor.core.artifacts import Artifact
+from conveyor.core.artifacts import Artifact, relative_to
 from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.core.errors import FeatureStoreError
 from conveyor.core.hashing import hash_json, short
@@ -38,11 +38,15 @@ from conveyor.stages.features._repo import (
     repo_config,
     write_repo,
 )
+from conveyor.stages.features._stage import (
+    DATASET_VERSION,
+    FEATURES_VERSION,
+    CleanInput,
+    FeatureRepo,
+    TrainingSet,
+)
 
-__all__ = ["FEATURES_VERSION", "OnlineFeatures", "build_features", "feast_logs", "open_store", "training_set"]
-
-FEATURES_VERSION = 2
-"""2: objects built in Python, safe field names, relocatable repo, bulk online write."""
+__all__ = ["OnlineFeatures", "build_features", "feast_logs", "open_store", "training_set"]
 
 
 class _Captured(logging.Handler):
@@ -137,10 +141,11 @@ def _write_source(config: Config, fields: FieldNames, clean: Path, out: Path) ->
     return frame.height
 
 
-def build_features(config: Config, workspace: Workspace, clean: Artifact) -> Artifact:
+def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanInput]) -> Artifact[FeatureRepo]:
     """Apply the project's Feast objects and fill the online store with the latest row per entity."""
     digest = hash_json(
-        {"clean": clean.digest, "features": config.section("features"), "version": FEATURES_VERSION}
+        {"clean": clean.digest, "schema": config.section("schema"), "features": config.section("features"),
+         "version": FEATURES_VERSION}
     )
     names = feast_names(config)
     fields = field_names(config)
@@ -167,25 +172,22 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact) -> Art
     shutil.rmtree(staging)
     (repo / "data" / "registry.db").unlink(missing_ok=True)  # the SQL registry of FEATURES_VERSION 1
     write_repo(config, workspace)
-    renamed = {o: s for o, s in fields.to_feast.items() if o != s}
-    meta = {
-        "repo": "feature_repo",
-        "project": names.project,
-        "feature_view": names.view,
-        "feature_service": names.service,
-        "features": list(fields.features),
-        "feast_names": renamed,
-        "source_rows": rows,
-        "online_entities": written.entities,
-        "online_entities_without_values": written.skipped,
-        "materialized_from": written.start.isoformat(),
-        "materialized_to": written.end.isoformat(),
-        "online_as_of": written.end.isoformat(),
-        "online_write_seconds": round(seconds, 3),
-        "online_store": f"feature_repo/{ONLINE_STORE}",
-        "feast_log": logs[:20],
-    }
-    return Artifact("features", repo, digest, {"clean": clean.digest}, meta)
+    result = FeatureRepo(
+        project=names.project,
+        feature_view=names.view,
+        feature_service=names.service,
+        features=list(fields.features),
+        materialized_from=written.start.isoformat(),
+        materialized_to=written.end.isoformat(),
+        online_store=relative_to(repo / ONLINE_STORE, workspace.root),
+        feast_names={o: f for o, f in fields.to_feast.items() if o != f},
+        source_rows=rows,
+        online_entities=written.entities,
+        online_entities_without_values=written.skipped,
+        online_write_seconds=round(seconds, 3),
+        feast_log=logs[:20],
+    )
+    return Artifact("features", repo, digest, result, {"clean": clean.digest})
 
 
 def _registry_view(store: Any, service_name: str, fields: FieldNames) -> tuple[Any, list[str]]:
@@ -207,7 +209,9 @@ def _registry_view(store: Any, service_name: str, fields: FieldNames) -> tuple[A
     return view, refs
 
 
-def training_set(config: Config, workspace: Workspace, features: Artifact, clean: Artifact) -> Artifact:
+def training_set(
+    config: Config, workspace: Workspace, features: Artifact[FeatureRepo], clean: Artifact[CleanInput]
+) -> Artifact[TrainingSet]:
     """The training set, built by Feast's point-in-time join, written to `data/training/`.
 
     Entity key, event time and label come from the clean data; every feature comes through Feast
@@ -222,7 +226,9 @@ def training_set(config: Config, workspace: Workspace, features: Artifact, clean
     schema = config.schema
     fields = field_names(config)
     key, target = schema.entity.key, schema.target
-    digest = hash_json({"features": features.digest, "target": target, "version": FEATURES_VERSION})
+    digest = hash_json(
+        {"features": features.digest, "clean": clean.digest, "target": target, "version": DATASET_VERSION}
+    )
     out = workspace.training_sets / f"{short(digest)}.parquet"
     labels = pl.read_parquet(clean.path, columns=list(dict.fromkeys([key, EVENT_TIMESTAMP, target])))
     labels = labels.with_row_index(ROW)
@@ -237,7 +243,7 @@ def training_set(config: Config, workspace: Workspace, features: Artifact, clean
     with feast_logs() as logs:
         store = open_store(config, workspace, existing=True)
         try:
-            view, refs = _registry_view(store, features.meta["feature_service"], fields)
+            view, refs = _registry_view(store, features.result.feature_service, fields)
             # The registry keeps the source path relative to the repo; the DuckDB offline store
             # reads it as given (relative to the process's cwd), so resolve it against the repo
             # where it is now, with Feast's own rule.
@@ -276,8 +282,8 @@ def training_set(config: Config, workspace: Workspace, features: Artifact, clean
     tmp = out.with_name(out.name + ".tmp")
     frame.write_parquet(tmp)
     tmp.replace(out)
-    meta = {"rows": frame.height, "entity_rows": labels.height, "columns": frame.columns}
-    return Artifact("training_set", out, digest, {"features": features.digest, "clean": clean.digest}, meta)
+    result = TrainingSet(rows=frame.height, entity_rows=labels.height, columns=frame.columns)
+    return Artifact("training_set", out, digest, result, {"features": features.digest, "clean": clean.digest})
 
 
 class OnlineFeatures:

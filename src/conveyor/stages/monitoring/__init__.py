@@ -2,5 +2,6 @@
 
 from conveyor.stages.monitoring._log import PredictionLog
 from conveyor.stages.monitoring._monitor import monitor
+from conveyor.stages.monitoring._result import DriftCheck
 
-__all__ = ["PredictionLog", "monitor"]
+__all__ = ["DriftCheck", "PredictionLog", "monitor"]

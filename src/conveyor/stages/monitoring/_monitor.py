@@ -9,14 +9,15 @@ from datetime import UTC, datetime
 from conveyor.core.artifacts import Artifact
 from conveyor.core.config import Config
 from conveyor.core.errors import MonitoringError
-from conveyor.core.hashing import hash_json
+from conveyor.core.hashing import hash_file, hash_json
 from conveyor.core.workspace import Workspace
 from conveyor.stages.monitoring._log import PredictionLog
+from conveyor.stages.monitoring._result import DriftCheck
 
 __all__ = ["monitor"]
 
 
-def monitor(config: Config, workspace: Workspace, *, window: int | None = None) -> Artifact:
+def monitor(config: Config, workspace: Workspace, *, window: int | None = None) -> Artifact[DriftCheck]:
     """Compare the logged inputs and predictions of the newest model version with its reference.
 
     Writes `reports/drift-<time>.json` and `.html` (and `drift.json`/`drift.html`, the latest).
@@ -93,17 +94,17 @@ def monitor(config: Config, workspace: Workspace, *, window: int | None = None) 
     )
     (workspace.reports / "drift.html").write_bytes(html.read_bytes())
     digest = hash_json(summary)
-    meta = {
-        "verdict": result.verdict,
-        "dataset_drift": result.dataset_drift,
-        "drifted_share": result.drifted_share,
-        "drifted": [f.name for f in result.features if f.drifted],
-        "prediction_drift": None if result.prediction is None else result.prediction.drifted,
-        "n_current": len(current),
-        "model_version": version,
-        "json": str(workspace.reports / f"{name}.json"),
-        "html": str(html),
-    }
-    return Artifact("drift", html, digest, {"reference": str(reference_path)}, meta)
+    check = DriftCheck(
+        verdict=result.verdict,
+        dataset_drift=result.dataset_drift,
+        drifted_share=result.drifted_share,
+        drifted=[f.name for f in result.features if f.drifted],
+        prediction_drift=None if result.prediction is None else result.prediction.drifted,
+        n_current=len(current),
+        model_version=version,
+        json_report=str(workspace.reports / f"{name}.json"),
+        html_report=str(html),
+    )
+    return Artifact("drift", html, digest, check, {"reference": hash_file(reference_path)})
 
 

@@ -11,27 +11,13 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from conveyor.core.cleaning import MissingValues, level
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["FeatureEncoder", "level"]
-
-
-def level(value: Any) -> str | None:
-    """A categorical value as a level name: 1, 1.0 and "1" are the same level."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if value.is_integer():
-            return str(int(value))
-    if hasattr(value, "item"):  # numpy scalars
-        return level(value.item())
-    return str(value)
+__all__ = ["FeatureEncoder"]
 
 
 class FeatureEncoder:
@@ -41,23 +27,19 @@ class FeatureEncoder:
     missing value, becomes NaN, which the models treat as missing.
     """
 
-    def __init__(
-        self, numeric: list[str], categorical: list[str], null_values: dict[str, list[Any]] | None = None
-    ) -> None:
+    def __init__(self, numeric: list[str], categorical: list[str], missing: MissingValues | None = None) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
-        self.null_values = {k: list(v) for k, v in (null_values or {}).items() if k in self.columns}
-        self._nulls = {k: {level(v) for v in values} for k, values in self.null_values.items()}
+        self.missing = (missing or MissingValues()).only(self.columns)
 
     def clean(self, row: dict[str, Any]) -> dict[str, Any]:
         """A row with the project's 'means missing' values (cleaning.null_values) set to None.
 
-        Training data went through the same rule in `prepare`; serving applies it here, so a
-        raw request and the online store's row for the same entity give the same prediction.
+        Training data went through the same rule (the same `MissingValues`) in `prepare`;
+        serving applies it here, so a raw request and the online store's row for the same
+        entity give the same prediction.
         """
-        if not self._nulls:
-            return row
-        return {k: None if k in self._nulls and level(v) in self._nulls[k] else v for k, v in row.items()}
+        return self.missing.clean(row)
 
     @property
     def columns(self) -> list[str]:
@@ -82,10 +64,10 @@ class FeatureEncoder:
         import pandas as pd
 
         out = np.empty((len(frame), len(self.columns)), dtype=np.float64)
-        if self._nulls:
+        if self.missing:
             frame = frame.copy()
-            for name, nulls in self._nulls.items():
-                frame[name] = [None if level(v) in nulls else v for v in frame[name].tolist()]
+            for name in self.missing.per_column:
+                frame[name] = [None if self.missing.is_missing(name, v) else v for v in frame[name].tolist()]
         for index, name in enumerate(self.numeric):
             out[:, index] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         for offset, name in enumerate(self.categorical):

@@ -1,0 +1,115 @@
+"""The features stages: `features` (apply + fill the online store) and `dataset` (the training set)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol, runtime_checkable
+
+from pydantic import Field
+
+from conveyor.core.artifacts import Artifact, Result
+from conveyor.core.config import Config
+from conveyor.core.stage import Stage, Upstream
+from conveyor.core.workspace import Workspace
+
+__all__ = ["DATASET", "DATASET_VERSION", "FEATURES", "FEATURES_VERSION", "FeatureRepo", "TrainingSet"]
+
+FEATURES_VERSION = 3
+"""3: Feast objects built in Python (no generated code runs), safe Feast field names, a repo with
+relative paths only (file registry, `data/source.parquet`), the online store written in bulk."""
+DATASET_VERSION = 2
+"""2: the join through the registry's view at the repo's current place; columns by original names."""
+
+
+class FeatureRepo(Result):
+    """The applied Feast repo and what was materialized to its online store."""
+
+    kind: ClassVar[str] = "features"
+
+    project: str
+    feature_view: str
+    feature_service: str
+    features: list[str]
+    materialized_from: str
+    materialized_to: str
+    """The newest event time in the online store: online values are this fresh."""
+    online_store: str
+    feast_names: dict[str, str] = Field(default_factory=dict)
+    """Column -> Feast field name, for the columns whose name Feast does not see as it is."""
+    source_rows: int = 0
+    """Rows of the Feast source (`feature_repo/data/source.parquet`)."""
+    online_entities: int = 0
+    """Entities written to the online store: their latest row each."""
+    online_entities_without_values: int = 0
+    """Entities not written because Feast refuses a write batch without any feature value."""
+    online_write_seconds: float = 0.0
+    feast_log: list[str] = Field(default_factory=list)
+    """Warnings Feast logged while the store was built (at most 20)."""
+
+    def summary(self) -> str:
+        return f"{len(self.features)} features in {self.feature_service}, online as of {self.materialized_to}"
+
+
+class TrainingSet(Result):
+    """A point-in-time correct training set, from Feast's historical retrieval."""
+
+    kind: ClassVar[str] = "training_set"
+
+    rows: int
+    entity_rows: int
+    columns: list[str]
+
+    def summary(self) -> str:
+        return f"{self.rows} rows x {len(self.columns)} columns (point-in-time join, none lost)"
+
+
+@runtime_checkable
+class CleanInput(Protocol):
+    """What the features stages read of prepare's result: only its artifact (path and digest)."""
+
+    @property
+    def rows(self) -> int: ...
+
+
+def _features(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[FeatureRepo]:
+    from conveyor.stages.features._store import build_features
+
+    return build_features(config, workspace, upstream.get("prepare", CleanInput))
+
+
+def _dataset(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[TrainingSet]:
+    from conveyor.stages.features._store import training_set
+
+    return training_set(
+        config, workspace, upstream.get("features", FeatureRepo), upstream.get("prepare", CleanInput)
+    )
+
+
+def _features_still_valid(config: Config, workspace: Workspace, artifact: Artifact[FeatureRepo]) -> str | None:
+    from conveyor.stages.features._repo import ONLINE_STORE, REGISTRY, SOURCE
+
+    missing = [part for part in (REGISTRY, ONLINE_STORE, SOURCE) if not (workspace.feature_repo / part).is_file()]
+    return f"the feature store lacks {', '.join(missing)}" if missing else None
+
+
+FEATURES: Stage[FeatureRepo] = Stage(
+    name="features",
+    needs=("prepare",),
+    sections=("schema", "features"),
+    version=FEATURES_VERSION,
+    result=FeatureRepo,
+    run=_features,
+    describe="apply + online store (Feast)",
+    help="Apply the Feast objects (entity, source, view, service); write the latest row per entity online.",
+    still_valid=_features_still_valid,
+)
+
+DATASET: Stage[TrainingSet] = Stage(
+    name="dataset",
+    needs=("features", "prepare"),
+    sections=("schema",),
+    version=DATASET_VERSION,
+    result=TrainingSet,
+    run=_dataset,
+    describe="point-in-time training set (Feast)",
+    help="Build the training set with Feast's point-in-time join; no row may be lost.",
+)
