@@ -1,8 +1,10 @@
-"""The features stages: `features` (apply + materialize) and `dataset` (the training set)."""
+"""The features stages: `features` (apply + fill the online store) and `dataset` (the training set)."""
 
 from __future__ import annotations
 
 from typing import ClassVar, Protocol, runtime_checkable
+
+from pydantic import Field
 
 from conveyor.core.artifacts import Artifact, Result
 from conveyor.core.config import Config
@@ -11,8 +13,11 @@ from conveyor.core.workspace import Workspace
 
 __all__ = ["DATASET", "DATASET_VERSION", "FEATURES", "FEATURES_VERSION", "FeatureRepo", "TrainingSet"]
 
-FEATURES_VERSION = 2
-DATASET_VERSION = 1
+FEATURES_VERSION = 3
+"""3: Feast objects built in Python (no generated code runs), safe Feast field names, a repo with
+relative paths only (file registry, `data/source.parquet`), the online store written in bulk."""
+DATASET_VERSION = 2
+"""2: the join through the registry's view at the repo's current place; columns by original names."""
 
 
 class FeatureRepo(Result):
@@ -28,6 +33,17 @@ class FeatureRepo(Result):
     materialized_to: str
     """The newest event time in the online store: online values are this fresh."""
     online_store: str
+    feast_names: dict[str, str] = Field(default_factory=dict)
+    """Column -> Feast field name, for the columns whose name Feast does not see as it is."""
+    source_rows: int = 0
+    """Rows of the Feast source (`feature_repo/data/source.parquet`)."""
+    online_entities: int = 0
+    """Entities written to the online store: their latest row each."""
+    online_entities_without_values: int = 0
+    """Entities not written because Feast refuses a write batch without any feature value."""
+    online_write_seconds: float = 0.0
+    feast_log: list[str] = Field(default_factory=list)
+    """Warnings Feast logged while the store was built (at most 20)."""
 
     def summary(self) -> str:
         return f"{len(self.features)} features in {self.feature_service}, online as of {self.materialized_to}"
@@ -68,6 +84,13 @@ def _dataset(config: Config, workspace: Workspace, upstream: Upstream) -> Artifa
     )
 
 
+def _features_still_valid(config: Config, workspace: Workspace, artifact: Artifact[FeatureRepo]) -> str | None:
+    from conveyor.stages.features._repo import ONLINE_STORE, REGISTRY, SOURCE
+
+    missing = [part for part in (REGISTRY, ONLINE_STORE, SOURCE) if not (workspace.feature_repo / part).is_file()]
+    return f"the feature store lacks {', '.join(missing)}" if missing else None
+
+
 FEATURES: Stage[FeatureRepo] = Stage(
     name="features",
     needs=("prepare",),
@@ -75,8 +98,9 @@ FEATURES: Stage[FeatureRepo] = Stage(
     version=FEATURES_VERSION,
     result=FeatureRepo,
     run=_features,
-    describe="apply + materialize (Feast)",
-    help="Apply the Feast repo (entity, source, view, service); write the online store.",
+    describe="apply + online store (Feast)",
+    help="Apply the Feast objects (entity, source, view, service); write the latest row per entity online.",
+    still_valid=_features_still_valid,
 )
 
 DATASET: Stage[TrainingSet] = Stage(

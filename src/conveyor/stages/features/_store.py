@@ -1,106 +1,212 @@
-"""Feast, in process: apply, materialize, point-in-time training sets, online reads."""
+"""Feast, in process: apply, fill the online store, point-in-time training sets, online reads.
+
+The store is opened from a `RepoConfig` computed from where the workspace is now (`_repo.py`),
+with objects built in Python from the Config: no generated code runs, no stored absolute path
+is read. Feast sees only safe field names (`_names.py`); results are mapped back to the
+original column names here.
+
+Nothing here touches process-wide state (stdout, warning filters): Feast's log records are
+captured by a handler on the `feast` logger while a Feast call runs, and the printing path
+(`materialize`) is not used.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import io
 import logging
-import warnings
-from datetime import timedelta
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conveyor.core.artifacts import Artifact, relative_to
 from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.core.errors import FeatureStoreError
 from conveyor.core.hashing import hash_json, short
 from conveyor.core.workspace import Workspace
-from conveyor.stages.features._repo import feast_names, write_repo
-from conveyor.stages.features._stage import DATASET_VERSION, FEATURES_VERSION, CleanInput, FeatureRepo, TrainingSet
+from conveyor.stages.features._names import ROW, FieldNames, feast_names, field_names
+from conveyor.stages.features._online import write_online
+from conveyor.stages.features._repo import (
+    ONLINE_STORE,
+    REGISTRY,
+    SOURCE,
+    feast_objects,
+    key_is_integer,
+    repo_config,
+    write_repo,
+)
+from conveyor.stages.features._stage import (
+    DATASET_VERSION,
+    FEATURES_VERSION,
+    CleanInput,
+    FeatureRepo,
+    TrainingSet,
+)
 
-if TYPE_CHECKING:
-    from feast import FeatureStore
+__all__ = ["OnlineFeatures", "build_features", "feast_logs", "open_store", "training_set"]
 
-__all__ = ["OnlineFeatures", "build_features", "training_set"]
+
+class _Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string in a third-party log call
+            message = str(record.msg)
+        self.messages.append(f"{record.levelname.lower()}: {message}")
+
+
+_lock = threading.Lock()
+_active: list[_Captured] = []
+_saved: dict[str, Any] = {}
 
 
 @contextlib.contextmanager
-def _quiet() -> Any:
-    """Feast prints progress with colours and warns about its own internals; keep our output clean."""
-    import feast  # noqa: F401  # importing it adds warning filters of its own: do that before ours
+def feast_logs() -> Iterator[list[str]]:
+    """Feast's log records of WARNING and above while the block runs, kept off the console.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        previous = logging.getLogger("feast").level
-        logging.getLogger("feast").setLevel(logging.ERROR)
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                yield
-        finally:
-            logging.getLogger("feast").setLevel(previous)
+    Only the `feast` logger is touched (a handler, and `propagate` off), and only while some block
+    is active: blocks may nest or run in several threads; the last one out restores the logger.
+    Yields the list the messages are appended to.
+    """
+    logger = logging.getLogger("feast")
+    handler = _Captured()
+    with _lock:
+        if not _active:
+            _saved.update(propagate=logger.propagate)
+            logger.propagate = False
+        _active.append(handler)
+        logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        with _lock:
+            logger.removeHandler(handler)
+            _active.remove(handler)
+            if not _active:
+                logger.propagate = _saved.pop("propagate", True)
 
 
-def _store(workspace: Workspace) -> FeatureStore:
-    with _quiet():
-        from feast import FeatureStore
+def open_store(config: Config, workspace: Workspace, *, existing: bool = False) -> Any:
+    """A `feast.FeatureStore` on the workspace's repo, configured for where the workspace is now.
 
-        return FeatureStore(repo_path=str(workspace.feature_repo))
+    With `existing`, the store must have been built (by this version of Conveyor): a missing
+    registry or online store is an error, never an empty store made on the spot.
+    """
+    if existing:
+        repo = workspace.feature_repo
+        missing = [part for part in (REGISTRY, ONLINE_STORE, SOURCE) if not (repo / part).is_file()]
+        if missing:
+            raise FeatureStoreError(
+                f"no feature store in {repo} (missing {', '.join(missing)}); it was never built, or built "
+                "by an older Conveyor: run `conveyor run --from features`"
+            )
+    return _open(config, workspace.feature_repo)
 
 
-def _load_definitions(path: Path) -> list[Any]:
-    from feast import Entity, FeatureService, FeatureView, FileSource
+def _open(config: Config, repo: Path) -> Any:
+    from feast import FeatureStore
 
-    spec = importlib.util.spec_from_file_location("conveyor_feast_definitions", path)
-    if spec is None or spec.loader is None:
-        raise FeatureStoreError(f"{path}: cannot load the generated Feast definitions")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    kinds = (Entity, FileSource, FeatureView, FeatureService)
-    return [obj for obj in vars(module).values() if isinstance(obj, kinds)]
+    return FeatureStore(repo_path=str(repo), config=repo_config(config, repo))
+
+
+def _feast_error(what: str, exc: Exception, logs: list[str]) -> FeatureStoreError:
+    said = f"; Feast logged: {' | '.join(logs[-3:])}" if logs else ""
+    return FeatureStoreError(f"{what}: {type(exc).__name__}: {exc}{said}")
+
+
+def _key_cast(config: Config) -> Any:
+    import polars as pl
+
+    return pl.Int64 if key_is_integer(config) else pl.String
+
+
+def _write_source(config: Config, fields: FieldNames, clean: Path, out: Path) -> int:
+    """The Feast source: entity key, event time and features of the clean data, under safe names."""
+    import polars as pl
+
+    frame = pl.read_parquet(clean, columns=[fields.key, EVENT_TIMESTAMP, *fields.features])
+    frame = frame.with_columns(pl.col(fields.key).cast(_key_cast(config))).rename(
+        {name: fields.to_feast[name] for name in (fields.key, *fields.features)}
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    frame.write_parquet(tmp)
+    tmp.replace(out)
+    return frame.height
 
 
 def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanInput]) -> Artifact[FeatureRepo]:
-    """Generate the Feast repo, apply it, and materialize the clean data to the online store."""
+    """Apply the project's Feast objects and fill the online store with the latest row per entity."""
     digest = hash_json(
         {"clean": clean.digest, "schema": config.section("schema"), "features": config.section("features"),
          "version": FEATURES_VERSION}
     )
-    definitions = write_repo(config, workspace, clean.path)
     names = feast_names(config)
-    with _quiet():
+    fields = field_names(config)
+    objects = feast_objects(config)  # FileSource path relative to the repo: it moves with it
+    repo = workspace.feature_repo
+    # Build a whole store in a staging repo, then move its files in: a failed build leaves the
+    # previous store as it was, and a server still reading the old online store keeps its file.
+    staging = repo / ".building"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "data").mkdir(parents=True)
+    with feast_logs() as logs:
         try:
-            objects = _load_definitions(definitions)
-            store = _store(workspace)
-            store.apply(objects)
-            start, end = _time_range(clean.path)
-            store.materialize(start - timedelta(seconds=1), end + timedelta(seconds=1))
-        except FeatureStoreError:
-            raise
+            rows = _write_source(config, fields, clean.path, staging / SOURCE)
+            store = _open(config, staging)
+            store.apply(objects.all())
+            began = time.perf_counter()
+            written = write_online(store, objects.view, staging / SOURCE, fields.feast_key)
+            seconds = time.perf_counter() - began
         except Exception as exc:  # Feast raises many unrelated types
-            raise FeatureStoreError(
-                f"Feast could not apply or materialize {workspace.feature_repo}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+            raise _feast_error(f"could not build the feature store in {repo} from {clean.path}", exc, logs) from exc
+    (repo / "data").mkdir(parents=True, exist_ok=True)
+    for part in (SOURCE, ONLINE_STORE, REGISTRY):  # the registry last: it names what the others hold
+        (staging / part).replace(repo / part)
+    shutil.rmtree(staging)
+    (repo / "data" / "registry.db").unlink(missing_ok=True)  # the SQL registry of FEATURES_VERSION 1
+    write_repo(config, workspace)
     result = FeatureRepo(
         project=names.project,
         feature_view=names.view,
         feature_service=names.service,
-        features=config.schema.features(),
-        materialized_from=start.isoformat(),
-        materialized_to=end.isoformat(),
-        online_store=relative_to(workspace.feature_repo / "data" / "online_store.db", workspace.root),
+        features=list(fields.features),
+        materialized_from=written.start.isoformat(),
+        materialized_to=written.end.isoformat(),
+        online_store=relative_to(repo / ONLINE_STORE, workspace.root),
+        feast_names={o: f for o, f in fields.to_feast.items() if o != f},
+        source_rows=rows,
+        online_entities=written.entities,
+        online_entities_without_values=written.skipped,
+        online_write_seconds=round(seconds, 3),
+        feast_log=logs[:20],
     )
-    return Artifact("features", workspace.feature_repo, digest, result, {"clean": clean.digest})
+    return Artifact("features", repo, digest, result, {"clean": clean.digest})
 
 
-def _time_range(path: Path) -> tuple[Any, Any]:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+def _registry_view(store: Any, service_name: str, fields: FieldNames) -> tuple[Any, list[str]]:
+    """The (one) feature view of a service, from the registry, and its feature references.
 
-    column = pq.read_table(path, columns=[EVENT_TIMESTAMP])[EVENT_TIMESTAMP]
-    bounds = pc.min_max(column)
-    return bounds["min"].as_py(), bounds["max"].as_py()
+    The registry must hold the features the Config names (by their Feast names).
+    """
+    service = store.get_feature_service(service_name)
+    if len(service.feature_view_projections) != 1:
+        raise FeatureStoreError(f"feature service {service_name!r} should read one feature view")
+    projection = service.feature_view_projections[0]
+    view = store.get_feature_view(projection.name)
+    refs = [f"{projection.name_to_use()}:{feature.name}" for feature in projection.features]
+    if [feature.name for feature in projection.features] != fields.feast_features:
+        raise FeatureStoreError(
+            f"the feature store in {store.repo_path} was built for other features than conveyor.yaml "
+            "names; run `conveyor run --from features` to rebuild it"
+        )
+    return view, refs
 
 
 def training_set(
@@ -108,65 +214,113 @@ def training_set(
 ) -> Artifact[TrainingSet]:
     """The training set, built by Feast's point-in-time join, written to `data/training/`.
 
-    Labels and event times come from the clean data (the "entity dataframe"); every feature
-    comes through Feast. Rows in and rows out are counted: a join that loses a row is an error.
+    Entity key, event time and label come from the clean data; every feature comes through Feast
+    (DuckDB offline store, the registry's feature view). Rows in and rows out are counted and
+    matched one to one: a join that loses or repeats a row is an error. Columns carry the
+    original names.
     """
-    import pandas as pd
+    import polars as pl
+    from feast import FileSource
+    from feast.infra.offline_stores.duckdb import DuckDBOfflineStore
 
     schema = config.schema
+    fields = field_names(config)
     key, target = schema.entity.key, schema.target
     digest = hash_json(
         {"features": features.digest, "clean": clean.digest, "target": target, "version": DATASET_VERSION}
     )
     out = workspace.training_sets / f"{short(digest)}.parquet"
-    entity_df = pd.read_parquet(clean.path, columns=[key, EVENT_TIMESTAMP, target])
-    store = _store(workspace)
-    with _quiet():
-        try:
-            service = store.get_feature_service(features.result.feature_service)
-            frame = store.get_historical_features(entity_df=entity_df, features=service).to_df()
-        except Exception as exc:
-            raise FeatureStoreError(
-                f"Feast could not build the training set from {workspace.feature_repo}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-    if len(frame) != len(entity_df):
-        raise FeatureStoreError(
-            f"the point-in-time join returned {len(frame)} rows for {len(entity_df)} entity rows; "
-            "refusing to train on a silently changed training set"
+    labels = pl.read_parquet(clean.path, columns=list(dict.fromkeys([key, EVENT_TIMESTAMP, target])))
+    labels = labels.with_row_index(ROW)
+    entity_df = (
+        labels.select(
+            pl.col(key).cast(_key_cast(config)).alias(fields.feast_key),
+            pl.col(EVENT_TIMESTAMP),
+            pl.col(ROW).cast(pl.Int64),
         )
-    frame = frame.sort_values([EVENT_TIMESTAMP, key], kind="stable").reset_index(drop=True)
-    frame = frame[[key, EVENT_TIMESTAMP, *schema.features(), target]]
+        .to_pandas()
+    )
+    with feast_logs() as logs:
+        store = open_store(config, workspace, existing=True)
+        try:
+            view, refs = _registry_view(store, features.result.feature_service, fields)
+            # The registry keeps the source path relative to the repo; the DuckDB offline store
+            # reads it as given (relative to the process's cwd), so resolve it against the repo
+            # where it is now, with Feast's own rule.
+            view.batch_source.file_options.uri = FileSource.get_uri_for_file_path(
+                workspace.feature_repo, view.batch_source.path
+            )
+            job = DuckDBOfflineStore.get_historical_features(
+                config=store.config,
+                feature_views=[view],
+                feature_refs=refs,
+                entity_df=entity_df,
+                registry=store.registry,
+                project=store.project,
+                full_feature_names=False,
+            )
+            joined = pl.from_arrow(job.to_arrow())
+        except FeatureStoreError:
+            raise
+        except Exception as exc:
+            raise _feast_error(f"Feast could not build the training set from {workspace.feature_repo}", exc, logs) from exc
+    assert isinstance(joined, pl.DataFrame)
+    if joined.height != labels.height or joined[ROW].n_unique() != labels.height:
+        raise FeatureStoreError(
+            f"the point-in-time join returned {joined.height} rows ({joined[ROW].n_unique()} distinct) "
+            f"for {labels.height} entity rows; refusing to train on a silently changed training set"
+        )
+    feature_frame = joined.select(
+        pl.col(ROW).cast(pl.UInt32), *[pl.col(fields.to_feast[name]).alias(name) for name in fields.features]
+    )
+    frame = (
+        labels.join(feature_frame, on=ROW, how="left")
+        .sort([EVENT_TIMESTAMP, key], maintain_order=True)
+        .select([key, EVENT_TIMESTAMP, *fields.features, target])
+    )
     workspace.ensure(workspace.training_sets)
-    frame.to_parquet(out.with_suffix(".tmp"), index=False)
-    out.with_suffix(".tmp").replace(out)
-    result = TrainingSet(rows=len(frame), entity_rows=len(entity_df), columns=[str(c) for c in frame.columns])
+    tmp = out.with_name(out.name + ".tmp")
+    frame.write_parquet(tmp)
+    tmp.replace(out)
+    result = TrainingSet(rows=frame.height, entity_rows=labels.height, columns=frame.columns)
     return Artifact("training_set", out, digest, result, {"features": features.digest, "clean": clean.digest})
 
 
 class OnlineFeatures:
-    """Reads feature rows for entity keys from the online store, for serving."""
+    """Reads feature rows for entity keys from the online store, for serving.
+
+    `get` is safe to call from server threads: it touches no process-wide state.
+    """
 
     def __init__(self, config: Config, workspace: Workspace) -> None:
+        fields = field_names(config)
         self.key = config.schema.entity.key
-        self.features = config.schema.features()
-        self._store = _store(workspace)
-        with _quiet():
+        self.features = list(fields.features)
+        self._feast_key = fields.feast_key
+        self._as_text = not key_is_integer(config)
+        with feast_logs() as logs:
+            self._store = open_store(config, workspace, existing=True)
             try:
-                self._service = self._store.get_feature_service(feast_names(config).service)
+                view, refs = _registry_view(self._store, feast_names(config).service, fields)
+            except FeatureStoreError:
+                raise
             except Exception as exc:
                 raise FeatureStoreError(
-                    f"no feature service in {workspace.feature_repo}; run `conveyor run` first ({exc})"
+                    f"no feature service in {workspace.feature_repo}; run `conveyor run` first "
+                    f"({type(exc).__name__}: {exc}{'; ' + ' | '.join(logs[-3:]) if logs else ''})"
                 ) from exc
+        self._refs = refs  # built once: get() runs per request
+        intervals = view.materialization_intervals
+        self.as_of: datetime | None = max(end for _, end in intervals) if intervals else None
+        """The latest event time written to the online store: how fresh its values are."""
+        self._columns = [(name, fields.to_feast[name]) for name in self.features]
 
     def get(self, keys: list[Any]) -> list[dict[str, Any] | None]:
-        """One feature row per key, in order; None where the store knows no such entity."""
-        # no _quiet() here: this runs in server threads, where swapping stdout is not safe
-        result = self._store.get_online_features(
-            features=self._service, entity_rows=[{self.key: k} for k in keys]
-        ).to_dict()
+        """One feature row per key, in order, by original column names; None for an unknown key."""
+        values = [str(k) if self._as_text and not isinstance(k, str) else k for k in keys]
+        result = self._store.get_online_features(features=self._refs, entity_rows={self._feast_key: values}).to_dict()
         rows: list[dict[str, Any] | None] = []
         for index in range(len(keys)):
-            row = {name: result[name][index] for name in self.features}
+            row = {name: result[safe][index] for name, safe in self._columns}
             rows.append(None if all(v is None for v in row.values()) else row)
         return rows
