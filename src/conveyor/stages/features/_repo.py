@@ -20,6 +20,8 @@ Layout of `feature_repo/`:
 
 from __future__ import annotations
 
+import sys
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -73,8 +75,21 @@ def feast_types(config: Config) -> dict[str, str]:
     return types
 
 
+def import_feast() -> None:
+    """Import Feast once, keeping the application's warning filters.
+
+    Importing Feast puts `simplefilter("once", DeprecationWarning)` in front of every filter
+    the application set; the import runs inside `catch_warnings`, which restores them.
+    """
+    if "feast" in sys.modules:
+        return
+    with warnings.catch_warnings():
+        import feast  # noqa: F401
+
+
 def repo_config(config: Config, repo: Path) -> Any:
     """The Feast `RepoConfig` of a repo folder, with absolute paths computed from where it is now."""
+    import_feast()
     from feast.repo_config import RepoConfig
 
     return RepoConfig(
@@ -110,6 +125,7 @@ def feast_objects(config: Config, source_path: str = SOURCE) -> FeastObjects:
     keeps), or absolute (for a read through the DuckDB offline store, which does not resolve
     relative paths itself).
     """
+    import_feast()
     import feast.types as ftypes
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 

@@ -34,6 +34,7 @@ from conveyor.stages.features._repo import (
     REGISTRY,
     SOURCE,
     feast_objects,
+    import_feast,
     key_is_integer,
     repo_config,
     write_repo,
@@ -75,6 +76,7 @@ def feast_logs() -> Iterator[list[str]]:
     is active: blocks may nest or run in several threads; the last one out restores the logger.
     Yields the list the messages are appended to.
     """
+    import_feast()
     logger = logging.getLogger("feast")
     handler = _Captured()
     with _lock:
