@@ -192,9 +192,8 @@ def entity_table(events: Any, plan: EntityPlan) -> Any:
         .group_by([e, ts], maintain_order=True)
         .last()
         .select(e, ts, plan.last_event, *[lag.output() for lag in plan.lags], *[a.output() for a in lasts])
-        .sort(ts)
-    )
-    table = table.sort(ts).join_asof(
+    )  # both sorted by (entity, time): what an ASOF join by entity needs
+    table = table.join_asof(
         latest, on=ts, by=e, strategy="backward", allow_exact_matches=False, check_sortedness=False
     )
     table = table.with_columns(
@@ -211,15 +210,20 @@ def entity_table(events: Any, plan: EntityPlan) -> Any:
 
 def join_aggregates(rows: Any, tables: Mapping[str, Any], plans: list[EntityPlan]) -> Any:
     """`rows` (entity columns and `event_timestamp`) with every plan's features as of each row's
-    event time: an ASOF join on each entity's table. Rows in == rows out, in the same order; an
+    event time: an ASOF join on each entity's table (sorted by entity then time, as
+    `entity_table` makes it and the features stage writes it). Rows in == rows out, in the same order; an
     entity without an earlier row gets counts and sums 0, the rest null."""
     import polars as pl
 
-    out = rows.with_row_index(_ROW).sort(EVENT_TIMESTAMP)
+    out = rows.with_row_index(_ROW)
     for plan in plans:
         table = tables[plan.entity]
-        keyed = out.with_columns(pl.col(plan.entity).cast(_key_dtype(table, plan.entity)).alias(_ORDER))
-        right = table.select(pl.col(plan.entity).alias(_ORDER), EVENT_TIMESTAMP, *plan.outputs()).sort(EVENT_TIMESTAMP)
+        # Both sides sorted by (entity, time): the ASOF join by entity needs each entity's rows in
+        # time order, not a global sort (1M table rows: a sort would cost more than the join).
+        keyed = out.with_columns(pl.col(plan.entity).cast(_key_dtype(table, plan.entity)).alias(_ORDER)).sort(
+            [_ORDER, EVENT_TIMESTAMP]
+        )
+        right = table.select(pl.col(plan.entity).alias(_ORDER), EVENT_TIMESTAMP, *plan.outputs())
         out = (
             keyed.join_asof(right, on=EVENT_TIMESTAMP, by=_ORDER, strategy="backward", check_sortedness=False)
             .drop(_ORDER)
