@@ -185,17 +185,16 @@ def feature_views_list(ctx: typer.Context, project: ProjectOpt = Path(".")) -> N
     """List the feature views (`conveyor feature-views show VIEW` for one)."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.table import Table
-
     config, views = _views(project)
-    table = Table(title=f"{config.name}: feature views", title_justify="left")
-    for column in ("view", "entity", "fields", "source rows", "ttl", "online as of", "age"):
-        table.add_column(column)
+    typer.echo(f"{config.name}: {len(views)} feature views (`conveyor feature-views show VIEW` for the fields)")
+    width = max((len(v.name) for v in views), default=0)
     for view in views:
-        age = "-" if view.age_seconds is None else f"{view.age_seconds / 86400:.1f} d"
-        table.add_row(view.name, view.entity, str(len(view.fields)), str(view.source_rows), _ttl(view.ttl_seconds),
-                      view.online_as_of or "-", age)
-    _console().print(table)
+        age = "" if view.age_seconds is None else f" ({view.age_seconds / 86400:.1f} days ago)"
+        typer.echo(
+            f"  {view.name:<{width}}  entity {view.entity}; {len(view.fields)} fields; "
+            f"source {view.source} ({view.source_rows} rows); ttl {_ttl(view.ttl_seconds)}; "
+            f"online as of {view.online_as_of or '-'}{age}"
+        )
 
 
 @feature_views_app.command("show")
