@@ -161,6 +161,32 @@ def test_aggregates_use_only_strictly_earlier_rows() -> None:
     assert again.select(sorted(again.columns)).equals(out.sort("row_id").select(sorted(out.columns)))
 
 
+def test_late_arriving_and_future_dated_rows_do_not_leak() -> None:
+    """By hand: a zone's mean fare over 24 h never includes the row's own fare, a row of the same
+    instant, a row that arrives late in the file but happened later, or a future-dated row."""
+    config = _config(entities=["zone"], aggregates=[
+        {"entity": "zone", "function": "mean", "column": "fare", "window": "24h", "name": "mean_fare"},
+        {"entity": "zone", "function": "count", "window": "24h", "name": "trips"},
+    ], lags=[], on_demand=[])
+    h = timedelta(hours=1)
+    rows = [  # file order
+        {"zone": 1, EVENT_TIMESTAMP: T0 + 10 * h, "fare": 10.0},
+        {"zone": 1, EVENT_TIMESTAMP: T0 + 12 * h, "fare": 20.0},
+        {"zone": 1, EVENT_TIMESTAMP: T0 + 12 * h, "fare": 40.0},  # the same instant
+        {"zone": 1, EVENT_TIMESTAMP: T0 + 9000 * h, "fare": 5000.0},  # future-dated
+        {"zone": 1, EVENT_TIMESTAMP: T0 + 11 * h, "fare": 1000.0},  # arrives late, happened at 11:00
+        {"zone": 1, EVENT_TIMESTAMP: T0 + 30 * h, "fare": 3.0},
+        {"zone": 1, EVENT_TIMESTAMP: T0 + 40 * h, "fare": 7.0},  # only the 30:00 row is in its window
+    ]
+    for line, row in enumerate(rows, start=2):
+        row.update(row_id=line - 1, _line=line, dest="d", distance=1.0)
+    frame = _frame(rows)
+    [plan] = _plans(config)
+    out = join_aggregates(frame, {"zone": entity_table(frame, plan)}, [plan])
+    assert out["mean_fare"].to_list() == [None, 505.0, 505.0, None, 10.0, (10 + 1000 + 20 + 40) / 4, 3.0]
+    assert out["trips"].to_list() == [0, 2, 2, 0, 1, 4, 1]
+
+
 def test_feature_table_is_exact_between_rows() -> None:
     """The table is exact at any instant, not only at rows: windows empty out when rows expire."""
     config = _config()

@@ -455,7 +455,17 @@ class OnlineFeatures:
         self.entities_as_of: datetime | None = None
         """The instant the entity features are computed at: values for a request just after it."""
         if layout:
-            ends = [end for _, names in layout for _, end in self._store.get_feature_view(names.view).materialization_intervals]
+            try:
+                ends = [
+                    end
+                    for _, names in layout
+                    for _, end in self._store.get_feature_view(names.view).materialization_intervals
+                ]
+            except Exception as exc:  # a store built before features.entities was set
+                raise FeatureStoreError(
+                    f"the feature store in {workspace.feature_repo} has no view for every entity of "
+                    f"features.entities ({type(exc).__name__}: {exc}); run `conveyor run --from features`"
+                ) from exc
             self.entities_as_of = min(ends) if ends else None
 
     def get(self, keys: list[Any]) -> list[dict[str, Any] | None]:
