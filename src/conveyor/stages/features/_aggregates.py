@@ -144,18 +144,15 @@ def entity_table(events: Any, plan: EntityPlan) -> Any:
         .sort([e, ts, _ORDER])
     )
     windows = sorted({a.seconds() for a in plan.aggregates})
-    points = (
-        pl.concat(
-            [
-                ev.select(e, (pl.col(ts) + INSTANT).alias(ts)),
-                *[ev.select(e, (pl.col(ts) + timedelta(seconds=w) + INSTANT).alias(ts)) for w in windows],
-            ]
-        )
-        .unique()
-        .sort([e, ts])
+    points = pl.concat(
+        [
+            ev.select(e, (pl.col(ts) + INSTANT).alias(ts)),
+            *[ev.select(e, (pl.col(ts) + timedelta(seconds=w) + INSTANT).alias(ts)) for w in windows],
+        ]
     )
     # Windowed aggregates: the change points among the rows, each window [t - w, t) (closed left:
-    # a row at t itself is out). Query points carry no value, so they add nothing.
+    # a row at t itself is out, so the order of rows within one instant does not matter). Query
+    # points carry no value, so they add nothing. One sort for all (the costly step).
     combined = pl.concat(
         [
             ev.select(e, ts, *plan.columns, pl.lit(1, pl.Int64).alias(_EVENT)),
@@ -163,7 +160,7 @@ def entity_table(events: Any, plan: EntityPlan) -> Any:
                 e, ts, *[pl.lit(None, pl.Float64).alias(c) for c in plan.columns], pl.lit(None, pl.Int64).alias(_EVENT)
             ),
         ]
-    ).sort([e, ts], maintain_order=True)
+    ).sort([e, ts])
     exprs = []
     for a in plan.aggregates:
         if a.function == "last":
@@ -181,6 +178,8 @@ def entity_table(events: Any, plan: EntityPlan) -> Any:
         }[a.function]
         exprs.append(rolling(pl.col(a.column or ""), ts, w, closed="left").over(e).cast(pl.Float64).alias(a.output()))
     table = combined.with_columns(exprs).filter(pl.col(_EVENT).is_null()).drop(_EVENT, *plan.columns)
+    repeated = pl.col(e).eq_missing(pl.col(e).shift(1)) & pl.col(ts).eq_missing(pl.col(ts).shift(1))
+    table = table.filter(~repeated)  # one row per change point (a point can come from several rows)
     # Lags and `last`: from the latest row strictly before t (ties at one instant: the last in the file).
     lasts = [a for a in plan.aggregates if a.function == "last"]
     latest = (
