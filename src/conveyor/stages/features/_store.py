@@ -195,11 +195,11 @@ def _write_entity_tables(
     wanted = [EVENT_TIMESTAMP, *dict.fromkeys(c for plan, _ in layout for c in (plan.entity, *plan.columns))]
     events = pl.read_parquet(clean, columns=wanted) if layout else None
     tables: dict[str, Any] = {}
-    as_of = datetime.min
-    if events is None or events.height == 0:
-        return tables, as_of
+    if events is None:
+        return tables, datetime.min
     newest = events[EVENT_TIMESTAMP].max()
-    assert isinstance(newest, datetime)
+    if not isinstance(newest, datetime):
+        raise FeatureStoreError(f"{clean} has no row with an event time: no entity features to compute")
     as_of = newest
     for plan, names in layout:
         table = entity_table(events, plan)
