@@ -28,8 +28,9 @@ PUBLIC = {
     "conveyor.stages.sources": ["INGEST", "LINE_COLUMN", "RawSnapshot", "infer_config", "ingest", "source_digest"],
     "conveyor.stages.prep": ["EVENT_TIMESTAMP", "PREPARE", "CleanData", "clean_frame", "prepare"],
     "conveyor.stages.features": [
-        "DATASET", "FEATURES", "FeatureRepo", "OnlineFeatures", "TrainingSet", "build_features", "feast_names",
-        "training_set", "write_repo",
+        "DATASET", "FEATURES", "FeatureRepo", "OnlineFeatures", "TrainingSet", "UnknownEntityError", "ViewInfo",
+        "build_features", "feast_names", "feature_columns", "feature_views", "on_demand_values", "training_set",
+        "write_repo",
     ],
     "conveyor.stages.training": [
         "CHAMPION", "PROMOTE", "TRAIN", "Candidate", "Champion", "PromotionDecision", "TrainResult", "VersionInfo",

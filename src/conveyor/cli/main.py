@@ -161,6 +161,68 @@ def _register_stage_commands() -> None:
 _register_stage_commands()
 
 
+feature_views_app = typer.Typer(
+    help="The Feast feature views: entities, fields, sources, freshness.", no_args_is_help=False,
+    invoke_without_command=True, rich_markup_mode=None,
+)
+app.add_typer(feature_views_app, name="feature-views")
+
+
+def _views(project: Path) -> tuple[Any, list[Any]]:
+    from conveyor.runner import load_project
+    from conveyor.stages.features import feature_views
+
+    config, workspace = load_project(project)
+    return config, feature_views(config, workspace)
+
+
+def _ttl(seconds: int) -> str:
+    return "never expires" if seconds == 0 else f"{seconds / 3600:g} h"
+
+
+@feature_views_app.callback()
+def feature_views_list(ctx: typer.Context, project: ProjectOpt = Path(".")) -> None:
+    """List the feature views (`conveyor feature-views show VIEW` for one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    config, views = _views(project)
+    typer.echo(f"{config.name}: {len(views)} feature views (`conveyor feature-views show VIEW` for the fields)")
+    width = max((len(v.name) for v in views), default=0)
+    for view in views:
+        age = "" if view.age_seconds is None else f" ({view.age_seconds / 86400:.1f} days ago)"
+        typer.echo(
+            f"  {view.name:<{width}}  entity {view.entity}; {len(view.fields)} fields; "
+            f"source {view.source} ({view.source_rows} rows); ttl {_ttl(view.ttl_seconds)}; "
+            f"online as of {view.online_as_of or '-'}{age}"
+        )
+
+
+@feature_views_app.command("show")
+def feature_views_show(
+    view: Annotated[str, typer.Argument(help="A view name from `conveyor feature-views`.")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """One feature view: its entity, fields (with their Feast names and types), source and freshness."""
+    from rich.table import Table
+
+    config, views = _views(project)
+    found = [v for v in views if v.name == view]
+    if not found:
+        raise ConveyorError(f"no feature view {view!r}; the views are: {', '.join(v.name for v in views)}")
+    info = found[0]
+    console = _console()
+    console.print(f"[bold]{info.name}[/]  entity [bold]{info.entity}[/] (join key {info.join_key})")
+    console.print(f"source feature_repo/{info.source} ({info.source_rows} rows); ttl {_ttl(info.ttl_seconds)}; "
+                  f"online as of {info.online_as_of or '-'}"
+                  + (f" ({info.age_seconds / 86400:.1f} days ago)" if info.age_seconds is not None else ""))
+    table = Table(title_justify="left")
+    for column in ("feature", "Feast field", "type"):
+        table.add_column(column)
+    for name, feast_name, dtype in info.fields:
+        table.add_row(name, feast_name, dtype)
+    console.print(table)
+
+
 @app.command()
 def lineage(
     request_id: Annotated[Optional[str], typer.Argument(help="A request id from the prediction log.")] = None,

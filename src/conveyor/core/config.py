@@ -132,9 +132,115 @@ class CleaningConfig(_Model):
     """Per column, values that mean 'missing' in this data (e.g. a 0 wind speed)."""
 
 
+_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+AggregateFunction = Literal["count", "sum", "mean", "min", "max", "last"]
+OnDemandKind = Literal["hour_of_day", "day_of_week", "ratio", "difference"]
+
+
+def window_seconds(window: str) -> int:
+    """`90m`, `1h`, `24h`, `7d`, `2w` -> seconds (s, m, h, d, w)."""
+    return int(window[:-1]) * _WINDOW_UNITS[window[-1]]
+
+
+class Aggregate(_Model):
+    """A windowed aggregate per entity: over the entity's rows STRICTLY EARLIER than a row's event
+    time and no older than `window` (`[t - window, t)`): a row never sees itself or later rows."""
+
+    entity: str
+    """One of `features.entities`."""
+    function: AggregateFunction
+    column: str | None = None
+    """The column aggregated (a numeric feature or the target); none for `count` counts rows."""
+    window: str = Field(pattern=r"^[1-9][0-9]{0,5}[smhdw]$")
+    """How far back: a number and a unit, s, m, h, d or w (`1h`, `24h`, `7d`)."""
+    name: str | None = None
+    """The column's name in training sets and online; default `<entity>_<function>[_<column>]_<window>`."""
+
+    @model_validator(mode="after")
+    def _column_fits_function(self) -> Aggregate:
+        if self.column is None and self.function != "count":
+            raise ValueError(f"aggregate {self.function!r} needs a column")
+        return self
+
+    def output(self) -> str:
+        column = f"_{self.column}" if self.column is not None else ""
+        return self.name or f"{self.entity}_{self.function}{column}_{self.window}"
+
+    def seconds(self) -> int:
+        return window_seconds(self.window)
+
+
+class Lag(_Model):
+    """The value of `column` at the entity's `lag`-th most recent row strictly before a row's event time."""
+
+    entity: str
+    column: str
+    lag: int = Field(1, ge=1, le=100)
+    name: str | None = None
+    """Default `<entity>_<column>_lag<lag>`."""
+
+    def output(self) -> str:
+        return self.name or f"{self.entity}_{self.column}_lag{self.lag}"
+
+
+class OnDemandFeature(_Model):
+    """A feature computed from the row itself, by the same function in training and serving.
+
+    `hour_of_day` (0-23) and `day_of_week` (1 = Monday .. 7) of the event time (UTC);
+    `ratio` (`of[0] / of[1]`, none when the divisor is 0) and `difference` (`of[0] - of[1]`) of
+    two numeric columns: features of the schema or engineered features declared above.
+    """
+
+    name: str
+    kind: OnDemandKind
+    of: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _operands_fit_kind(self) -> OnDemandFeature:
+        wanted = 2 if self.kind in ("ratio", "difference") else 0
+        if len(self.of) != wanted:
+            raise ValueError(f"on-demand feature {self.name!r} of kind {self.kind!r} takes {wanted} column(s) in `of`")
+        return self
+
+
 class FeaturesConfig(_Model):
     online_store: Literal["sqlite"] = "sqlite"
     offline_store: Literal["duckdb"] = "duckdb"
+    entities: list[str] = Field(default_factory=list)
+    """Entity columns (e.g. `PULocationID`): each gets a Feast entity and a feature view of its aggregates."""
+    aggregates: list[Aggregate] = Field(default_factory=list)
+    lags: list[Lag] = Field(default_factory=list)
+    on_demand: list[OnDemandFeature] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeaturesConfig:
+        if len(set(self.entities)) != len(self.entities):
+            raise ValueError("features.entities: an entity is listed twice")
+        items: list[Aggregate | Lag] = [*self.aggregates, *self.lags]
+        for item in items:
+            if item.entity not in self.entities:
+                raise ValueError(f"{item.output()!r}: entity {item.entity!r} is not in features.entities")
+        names = self.engineered()
+        seen: set[str] = set()
+        for name in names:
+            if name.lower() in seen:
+                raise ValueError(f"features: two engineered features are named {name!r} (names ignore case)")
+            seen.add(name.lower())
+        for index, feature in enumerate(self.on_demand):
+            earlier = set(names[: len(self.aggregates) + len(self.lags) + index])
+            for operand in feature.of:
+                if operand in names and operand not in earlier:
+                    raise ValueError(f"on-demand feature {feature.name!r} uses {operand!r}, declared after it")
+        return self
+
+    def engineered(self) -> list[str]:
+        """The columns the features stage adds to the schema's features, in training sets and at
+        serving: aggregates, lags, then on-demand features; all numeric."""
+        return [
+            *(a.output() for a in self.aggregates),
+            *(lag.output() for lag in self.lags),
+            *(f.name for f in self.on_demand),
+        ]
 
 
 class LightGBMParams(_Model):

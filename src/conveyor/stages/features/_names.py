@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from conveyor.core.config import EVENT_TIMESTAMP, Config
 
-__all__ = ["ROW", "FeastNames", "FieldNames", "feast_names", "field_names"]
+__all__ = ["ROW", "EntityNames", "FeastNames", "FieldNames", "entity_names", "feast_names", "field_names"]
 
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 """A name kept as it is: ASCII letter first, then letters, digits, underscores; at most 48."""
@@ -117,3 +117,50 @@ def field_names(config: Config) -> FieldNames:
         to_feast[name] = candidate
         taken.add(candidate.lower())
     return FieldNames(key=key, features=tuple(features), to_feast=to_feast)
+
+
+@dataclass(frozen=True)
+class EntityNames:
+    """The Feast names of one entity column's objects, and of the fields of its view."""
+
+    column: str
+    """The entity column, as in the data."""
+    join_key: str
+    entity: str
+    source: str
+    view: str
+    path: str
+    """The view's source, relative to `feature_repo/`."""
+    to_feast: Mapping[str, str] = field(default_factory=dict)
+    """Engineered (and internal) column -> Feast field name."""
+
+
+def entity_names(config: Config, column: str, outputs: list[str]) -> EntityNames:
+    """Feast names for the objects of entity column `column` and its engineered `outputs`.
+
+    Objects are `<project>_entity_<key>`, `<project>_by_<key>` (view) and `<project>_by_<key>_source`:
+    never equal to the row-key objects (`_key`, `_features`, `_clean`). Output names are kept when
+    plain, else made safe as column names are; they are unique ignoring case across a project.
+    """
+    base = feast_names(config).project
+    fields = field_names(config)
+    join_key = fields.to_feast.get(column) or _made(column)
+    taken = {name.lower() for name in fields.to_feast.values()} | {config.schema.target.lower(), "_line"}
+    to_feast: dict[str, str] = {}
+    for name in outputs:
+        candidate = name if _is_plain(name) and name.lower() not in taken else _made(name)
+        n = 1
+        while candidate.lower() in taken or candidate.lower() in _RESERVED:
+            n += 1
+            candidate = f"{_made(name)}_{n}"
+        to_feast[name] = candidate
+        taken.add(candidate.lower())
+    return EntityNames(
+        column=column,
+        join_key=join_key,
+        entity=f"{base}_entity_{join_key}",
+        source=f"{base}_by_{join_key}_source",
+        view=f"{base}_by_{join_key}",
+        path=f"data/by_{join_key}.parquet",
+        to_feast=to_feast,
+    )

@@ -17,7 +17,7 @@ from typing import Any
 
 from conveyor.core.config import EVENT_TIMESTAMP
 
-__all__ = ["CHUNK_ROWS", "OnlineWrite", "latest_rows", "write_online"]
+__all__ = ["CHUNK_ROWS", "OnlineWrite", "latest_rows", "write_frame", "write_online"]
 
 CHUNK_ROWS = 20_000
 """Entities per write: bounds the memory of the pandas frame and the protos Feast makes of it."""
@@ -50,12 +50,20 @@ def write_online(store: Any, view: Any, source: Path, key: str, chunk_rows: int 
     """Write the latest row of every entity of `source` (Feast field names) to the online store."""
     import polars as pl
 
-    features = [f.name for f in view.features]
     events = pl.scan_parquet(source).select(
         pl.col(EVENT_TIMESTAMP).min().alias("start"), pl.col(EVENT_TIMESTAMP).max().alias("end")
     ).collect()
     start, end = events["start"][0], events["end"][0]
-    latest = latest_rows(source, key)
+    return write_frame(store, view, latest_rows(source, key), start, end, chunk_rows)
+
+
+def write_frame(
+    store: Any, view: Any, latest: Any, start: datetime, end: datetime, chunk_rows: int = CHUNK_ROWS
+) -> OnlineWrite:
+    """Write one row per entity (`latest`, Feast field names) to the online store; record `[start, end]`."""
+    import polars as pl
+
+    features = [f.name for f in view.features]
     empty = pl.all_horizontal([pl.col(name).is_null() for name in features]) if features else pl.lit(True)
     skipped = 0
     for offset in range(0, latest.height, chunk_rows):

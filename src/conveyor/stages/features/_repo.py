@@ -16,6 +16,8 @@ Layout of `feature_repo/`:
     data/source.parquet     the Feast source: entity key, event_timestamp, features, safe names
     data/registry.pb        Feast file registry
     data/online_store.db    Feast online store (SQLite)
+    data/by_<entity>.parquet   one per `features.entities` column: its engineered features over
+                            time (the source of the view `<project>_by_<entity>`)
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from typing import Any
 from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.core.errors import FeatureStoreError
 from conveyor.core.workspace import Workspace
-from conveyor.stages.features._names import FieldNames, feast_names, field_names
+from conveyor.stages.features._aggregates import EntityPlan, entity_plans
+from conveyor.stages.features._names import EntityNames, FieldNames, entity_names, feast_names, field_names
 
 __all__ = [
     "ONLINE_STORE",
+    "EntityObjects",
+    "entity_layout",
     "REGISTRY",
     "SOURCE",
     "FeastObjects",
@@ -108,17 +113,80 @@ def repo_config(config: Config, repo: Path) -> Any:
 
 
 @dataclass(frozen=True)
+class EntityObjects:
+    """The Feast objects of one entity column: its engineered features."""
+
+    plan: EntityPlan
+    names: EntityNames
+    entity: Any
+    source: Any
+    view: Any
+
+
+@dataclass(frozen=True)
 class FeastObjects:
     entity: Any
     source: Any
     view: Any
     service: Any
+    by_entity: tuple[EntityObjects, ...] = ()
 
     def all(self) -> list[Any]:
-        return [self.entity, self.source, self.view, self.service]
+        extra = [obj for e in self.by_entity for obj in (e.entity, e.source, e.view)]
+        return [self.entity, self.source, self.view, *extra, self.service]
 
 
-def feast_objects(config: Config, source_path: str = SOURCE) -> FeastObjects:
+def entity_layout(config: Config) -> list[tuple[EntityPlan, EntityNames]]:
+    """Each entity column's plan (what it computes) and Feast names."""
+    layout = []
+    for plan in entity_plans(config):
+        layout.append((plan, entity_names(config, plan.entity, [plan.last_event, *plan.outputs()])))
+    return layout
+
+
+def _entity_value_type(config: Config, column: str) -> str:
+    if column == config.schema.entity.key:
+        return "INT64" if key_is_integer(config) else "STRING"
+    return "INT64" if config.schema.columns[column].type == "integer" else "STRING"
+
+
+def _output_type(plan: EntityPlan, name: str) -> str:
+    if name == plan.last_event:
+        return "UnixTimestamp"
+    return "Int64" if name in {a.output() for a in plan.aggregates if a.function == "count"} else "Float64"
+
+
+def _entity_objects(config: Config, base_path: str | None) -> tuple[EntityObjects, ...]:
+    import feast.types as ftypes
+    from feast import Entity, FeatureView, Field, FileSource, ValueType
+
+    made = []
+    for plan, names in entity_layout(config):
+        entity = Entity(
+            name=names.entity,
+            join_keys=[names.join_key],
+            value_type=getattr(ValueType, _entity_value_type(config, plan.entity)),
+            description=f"entity column {plan.entity!r} of the data",
+        )
+        path = names.path if base_path is None else f"{base_path}/{names.path}"
+        source = FileSource(name=names.source, path=path, timestamp_field=EVENT_TIMESTAMP)
+        view = FeatureView(
+            name=names.view,
+            entities=[entity],
+            ttl=timedelta(seconds=plan.ttl_seconds()),
+            schema=[
+                Field(name=names.to_feast[name], dtype=getattr(ftypes, _output_type(plan, name)))
+                for name in [plan.last_event, *plan.outputs()]
+            ],
+            source=source,
+            online=True,
+            tags={"conveyor.project": config.name, "conveyor.entity": plan.entity},
+        )
+        made.append(EntityObjects(plan, names, entity, source, view))
+    return tuple(made)
+
+
+def feast_objects(config: Config, source_path: str = SOURCE, repo_path: str | None = None) -> FeastObjects:
     """The Feast objects of a project, made from the Config: no generated code, no data in names.
 
     `source_path` is where the FileSource reads, relative to `feature_repo/` (what the registry
@@ -148,12 +216,13 @@ def feast_objects(config: Config, source_path: str = SOURCE) -> FeastObjects:
         online=True,
         tags={"conveyor.project": config.name},
     )
+    by_entity = _entity_objects(config, repo_path)
     service = FeatureService(
         name=names.service,
-        features=[view],
+        features=[view, *(e.view for e in by_entity)],
         description=f"The features the {config.name} model reads, in training and at serving time",
     )
-    return FeastObjects(entity, source, view, service)
+    return FeastObjects(entity, source, view, service, by_entity)
 
 
 def _yaml(project: str) -> str:
@@ -198,7 +267,7 @@ runs this file. Field names are the safe Feast names of the data columns (see th
 from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Bool, Float64, Int64, String  # noqa: F401
+from feast.types import Bool, Float64, Int64, String, UnixTimestamp  # noqa: F401
 
 entity = Entity(
     name={names.entity!r},
@@ -225,12 +294,48 @@ view = FeatureView(
     tags={{"conveyor.project": {config.name!r}}},
 )
 
+{_entity_definitions(config)}
 service = FeatureService(
     name={names.service!r},
-    features=[view],
+    features=[view{"".join(f", view_{plan.index}" for plan, _ in entity_layout(config))}],
     description={f"The features the {config.name} model reads, in training and at serving time"!r},
 )
 '''
+
+
+def _entity_definitions(config: Config) -> str:
+    """The entity views in `definitions.py`: one entity, source and view per entity column."""
+    parts = []
+    for plan, names in entity_layout(config):
+        i = plan.index
+        schema = "\n".join(
+            f"        Field(name={names.to_feast[name]!r}, dtype={_output_type(plan, name)}),"
+            + (f"  # {name!r}" if names.to_feast[name] != name else "")
+            for name in [plan.last_event, *plan.outputs()]
+        )
+        parts.append(f"""
+entity_{i} = Entity(
+    name={names.entity!r},
+    join_keys=[{names.join_key!r}],  # column {plan.entity!r}
+    value_type=ValueType.{_entity_value_type(config, plan.entity)},
+)
+
+source_{i} = FileSource(name={names.source!r}, path={names.path!r}, timestamp_field={EVENT_TIMESTAMP!r})
+
+# Engineered features of {plan.entity!r}: each value as of its row's time, over earlier rows only.
+view_{i} = FeatureView(
+    name={names.view!r},
+    entities=[entity_{i}],
+    ttl=timedelta(seconds={plan.ttl_seconds()}),
+    schema=[
+{schema}
+    ],
+    source=source_{i},
+    online=True,
+    tags={{"conveyor.project": {config.name!r}, "conveyor.entity": {plan.entity!r}}},
+)
+""")
+    return "".join(parts)
 
 
 def write_repo(config: Config, workspace: Workspace, clean_path: Path | None = None) -> Path:

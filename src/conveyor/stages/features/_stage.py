@@ -13,11 +13,13 @@ from conveyor.core.workspace import Workspace
 
 __all__ = ["DATASET", "DATASET_VERSION", "FEATURES", "FEATURES_VERSION", "FeatureRepo", "TrainingSet"]
 
-FEATURES_VERSION = 3
+FEATURES_VERSION = 4
 """3: Feast objects built in Python (no generated code runs), safe Feast field names, a repo with
-relative paths only (file registry, `data/source.parquet`), the online store written in bulk."""
-DATASET_VERSION = 2
-"""2: the join through the registry's view at the repo's current place; columns by original names."""
+relative paths only (file registry, `data/source.parquet`), the online store written in bulk.
+4: one feature table, view and online entry per `features.entities` column (aggregates, lags)."""
+DATASET_VERSION = 3
+"""2: the join through the registry's view at the repo's current place; columns by original names.
+3: the engineered features (entity aggregates and lags as of each row, on-demand) after the schema's."""
 
 
 class FeatureRepo(Result):
@@ -44,9 +46,21 @@ class FeatureRepo(Result):
     online_write_seconds: float = 0.0
     feast_log: list[str] = Field(default_factory=list)
     """Warnings Feast logged while the store was built (at most 20)."""
+    entity_views: dict[str, str] = Field(default_factory=dict)
+    """Feast view -> its entity column, one per `features.entities`."""
+    engineered: list[str] = Field(default_factory=list)
+    """The engineered features (aggregates, lags, on-demand), as training sets name them."""
+    entity_table_rows: dict[str, int] = Field(default_factory=dict)
+    """Rows of each entity view's feature table (one per change of its values)."""
+    entity_online: dict[str, int] = Field(default_factory=dict)
+    """Entities written to the online store, per entity view."""
+    online_as_of: str = ""
+    """The instant the entity views' online values are computed at (the newest event time)."""
+    entity_table_seconds: float = 0.0
 
     def summary(self) -> str:
-        return f"{len(self.features)} features in {self.feature_service}, online as of {self.materialized_to}"
+        views = f" + {len(self.entity_views)} entity views ({len(self.engineered)} engineered)" if self.engineered else ""
+        return f"{len(self.features)} features in {self.feature_service}{views}, online as of {self.materialized_to}"
 
 
 class TrainingSet(Result):
@@ -57,9 +71,14 @@ class TrainingSet(Result):
     rows: int
     entity_rows: int
     columns: list[str]
+    features: list[str] = Field(default_factory=list)
+    """The model inputs: the schema's features, then the engineered ones (`feature_columns(config)`)."""
+    engineered: list[str] = Field(default_factory=list)
+    """The engineered features among them (entity aggregates and lags as of each row, on-demand)."""
 
     def summary(self) -> str:
-        return f"{self.rows} rows x {len(self.columns)} columns (point-in-time join, none lost)"
+        extra = f", {len(self.engineered)} engineered" if self.engineered else ""
+        return f"{self.rows} rows x {len(self.columns)} columns (point-in-time join, none lost{extra})"
 
 
 @runtime_checkable
@@ -85,9 +104,10 @@ def _dataset(config: Config, workspace: Workspace, upstream: Upstream) -> Artifa
 
 
 def _features_still_valid(config: Config, workspace: Workspace, artifact: Artifact[FeatureRepo]) -> str | None:
-    from conveyor.stages.features._repo import ONLINE_STORE, REGISTRY, SOURCE
+    from conveyor.stages.features._repo import ONLINE_STORE, REGISTRY, SOURCE, entity_layout
 
-    missing = [part for part in (REGISTRY, ONLINE_STORE, SOURCE) if not (workspace.feature_repo / part).is_file()]
+    parts = (REGISTRY, ONLINE_STORE, SOURCE, *(names.path for _, names in entity_layout(config)))
+    missing = [part for part in parts if not (workspace.feature_repo / part).is_file()]
     return f"the feature store lacks {', '.join(missing)}" if missing else None
 
 

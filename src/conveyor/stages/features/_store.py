@@ -27,12 +27,21 @@ from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.core.errors import FeatureStoreError
 from conveyor.core.hashing import hash_json, short
 from conveyor.core.workspace import Workspace
-from conveyor.stages.features._names import ROW, FieldNames, feast_names, field_names
-from conveyor.stages.features._online import write_online
+from conveyor.stages.features._aggregates import (
+    EntityPlan,
+    check_features_config,
+    entity_table,
+    join_aggregates,
+    online_rows,
+)
+from conveyor.stages.features._names import ROW, EntityNames, FieldNames, feast_names, field_names
+from conveyor.stages.features._ondemand import add_on_demand
+from conveyor.stages.features._online import write_frame, write_online
 from conveyor.stages.features._repo import (
     ONLINE_STORE,
     REGISTRY,
     SOURCE,
+    entity_layout,
     feast_objects,
     import_feast,
     key_is_integer,
@@ -47,7 +56,32 @@ from conveyor.stages.features._stage import (
     TrainingSet,
 )
 
-__all__ = ["OnlineFeatures", "build_features", "feast_logs", "open_store", "training_set"]
+__all__ = [
+    "OnlineFeatures",
+    "UnknownEntityError",
+    "build_features",
+    "feast_logs",
+    "feature_columns",
+    "open_store",
+    "read_entity_tables",
+    "training_set",
+]
+
+
+def feature_columns(config: Config) -> list[str]:
+    """Every model input of a training set: the schema's features, then the engineered ones
+    (aggregates, lags, on-demand: numeric, see `FeaturesConfig.engineered`)."""
+    return [*config.schema.features(), *config.features.engineered()]
+
+
+class UnknownEntityError(FeatureStoreError):
+    """An entity key the online store does not hold (no row of the data had it)."""
+
+    def __init__(self, entity: str, key: Any, as_of: datetime | None) -> None:
+        self.entity = entity
+        self.key = key
+        when = f" (online as of {as_of.isoformat()})" if as_of is not None else ""
+        super().__init__(f"unknown {entity} {key!r}: no row of the data has this {entity}{when}")
 
 
 class _Captured(logging.Handler):
@@ -143,6 +177,53 @@ def _write_source(config: Config, fields: FieldNames, clean: Path, out: Path) ->
     return frame.height
 
 
+def _to_feast(frame: Any, plan: EntityPlan, names: EntityNames) -> Any:
+    """A feature table under Feast names (join key, fields)."""
+    return frame.rename({plan.entity: names.join_key, **dict(names.to_feast)})
+
+
+def _from_feast(frame: Any, plan: EntityPlan, names: EntityNames) -> Any:
+    return frame.rename({names.join_key: plan.entity, **{f: o for o, f in names.to_feast.items()}})
+
+
+def _write_entity_tables(
+    config: Config, layout: list[tuple[EntityPlan, EntityNames]], clean: Path, repo: Path
+) -> tuple[dict[str, Any], datetime]:
+    """Each entity's feature table (`data/by_<entity>.parquet`, Feast names), and the newest event time."""
+    import polars as pl
+
+    wanted = [EVENT_TIMESTAMP, *dict.fromkeys(c for plan, _ in layout for c in (plan.entity, *plan.columns))]
+    events = pl.read_parquet(clean, columns=wanted) if layout else None
+    tables: dict[str, Any] = {}
+    if events is None:
+        return tables, datetime.min
+    newest = events[EVENT_TIMESTAMP].max()
+    if not isinstance(newest, datetime):
+        raise FeatureStoreError(f"{clean} has no row with an event time: no entity features to compute")
+    as_of = newest
+    for plan, names in layout:
+        table = entity_table(events, plan)
+        tables[plan.entity] = table
+        out = repo / names.path
+        tmp = out.with_name(out.name + ".tmp")
+        _to_feast(table, plan, names).write_parquet(tmp)
+        tmp.replace(out)
+    return tables, as_of
+
+
+def read_entity_tables(repo: Path, layout: list[tuple[EntityPlan, EntityNames]]) -> dict[str, Any]:
+    """Each entity's feature table from the repo, under the original column names."""
+    import polars as pl
+
+    tables = {}
+    for plan, names in layout:
+        path = repo / names.path
+        if not path.is_file():
+            raise FeatureStoreError(f"no feature table {path}: run `conveyor run --from features`")
+        tables[plan.entity] = _from_feast(pl.read_parquet(path), plan, names)
+    return tables
+
+
 def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanInput]) -> Artifact[FeatureRepo]:
     """Apply the project's Feast objects and fill the online store with the latest row per entity."""
     digest = hash_json(
@@ -158,18 +239,37 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
     staging = repo / ".building"
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "data").mkdir(parents=True)
+    check_features_config(config)
+    layout = entity_layout(config)
     with feast_logs() as logs:
         try:
             rows = _write_source(config, fields, clean.path, staging / SOURCE)
+            began = time.perf_counter()
+            tables, as_of = _write_entity_tables(config, layout, clean.path, staging)
+            table_seconds = time.perf_counter() - began
             store = _open(config, staging)
             store.apply(objects.all())
             began = time.perf_counter()
             written = write_online(store, objects.view, staging / SOURCE, fields.feast_key)
+            online: dict[str, int] = {}
+            for made in objects.by_entity:
+                latest = online_rows(tables[made.plan.entity], made.plan, as_of)
+                start = written.start
+                online[made.names.view] = write_frame(
+                    store, made.view, _to_feast(latest, made.plan, made.names), start, as_of
+                ).entities
             seconds = time.perf_counter() - began
+        except FeatureStoreError:
+            raise
         except Exception as exc:  # Feast raises many unrelated types
             raise _feast_error(f"could not build the feature store in {repo} from {clean.path}", exc, logs) from exc
     (repo / "data").mkdir(parents=True, exist_ok=True)
-    for part in (SOURCE, ONLINE_STORE, REGISTRY):  # the registry last: it names what the others hold
+    wanted = {names.path for _, names in layout}
+    for stale in (repo / "data").glob("by_*.parquet"):
+        if f"data/{stale.name}" not in wanted:
+            stale.unlink()
+    # the registry last: it names what the others hold
+    for part in (SOURCE, *sorted(wanted), ONLINE_STORE, REGISTRY):
         (staging / part).replace(repo / part)
     shutil.rmtree(staging)
     (repo / "data" / "registry.db").unlink(missing_ok=True)  # the SQL registry of FEATURES_VERSION 1
@@ -188,19 +288,29 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
         online_entities_without_values=written.skipped,
         online_write_seconds=round(seconds, 3),
         feast_log=logs[:20],
+        entity_views={m.names.view: m.plan.entity for m in objects.by_entity},
+        engineered=config.features.engineered(),
+        entity_table_rows={view: tables[entity].height for view, entity in
+                           ((m.names.view, m.plan.entity) for m in objects.by_entity)},
+        entity_online=online,
+        online_as_of=as_of.isoformat() if layout else written.end.isoformat(),
+        entity_table_seconds=round(table_seconds, 3),
     )
     return Artifact("features", repo, digest, result, {"clean": clean.digest})
 
 
-def _registry_view(store: Any, service_name: str, fields: FieldNames) -> tuple[Any, list[str]]:
-    """The (one) feature view of a service, from the registry, and its feature references.
+def _registry_view(store: Any, service_name: str, fields: FieldNames, view_name: str) -> tuple[Any, list[str]]:
+    """The row-key feature view of a service, from the registry, and its feature references.
 
     The registry must hold the features the Config names (by their Feast names).
     """
     service = store.get_feature_service(service_name)
-    if len(service.feature_view_projections) != 1:
-        raise FeatureStoreError(f"feature service {service_name!r} should read one feature view")
-    projection = service.feature_view_projections[0]
+    projections = [p for p in service.feature_view_projections if p.name == view_name]
+    if len(projections) != 1:
+        raise FeatureStoreError(
+            f"feature service {service_name!r} does not read the view {view_name!r}; run `conveyor run --from features`"
+        )
+    projection = projections[0]
     view = store.get_feature_view(projection.name)
     refs = [f"{projection.name_to_use()}:{feature.name}" for feature in projection.features]
     if [feature.name for feature in projection.features] != fields.feast_features:
@@ -245,7 +355,7 @@ def training_set(
     with feast_logs() as logs:
         store = open_store(config, workspace, existing=True)
         try:
-            view, refs = _registry_view(store, features.result.feature_service, fields)
+            view, refs = _registry_view(store, features.result.feature_service, fields, features.result.feature_view)
             # The registry keeps the source path relative to the repo; the DuckDB offline store
             # reads it as given (relative to the process's cwd), so resolve it against the repo
             # where it is now, with Feast's own rule.
@@ -275,16 +385,28 @@ def training_set(
     feature_frame = joined.select(
         pl.col(ROW).cast(pl.UInt32), *[pl.col(fields.to_feast[name]).alias(name) for name in fields.features]
     )
-    frame = (
-        labels.join(feature_frame, on=ROW, how="left")
-        .sort([EVENT_TIMESTAMP, key], maintain_order=True)
-        .select([key, EVENT_TIMESTAMP, *fields.features, target])
-    )
+    frame = labels.join(feature_frame, on=ROW, how="left").sort([EVENT_TIMESTAMP, key], maintain_order=True)
+    # Engineered features: each entity's table (the Feast source of its view) joined as of each
+    # row's event time (ASOF: the latest table row at or before it), then the on-demand ones.
+    layout = entity_layout(config)
+    if layout:
+        frame = join_aggregates(frame, read_entity_tables(workspace.feature_repo, layout), [p for p, _ in layout])
+    frame = add_on_demand(config, frame)
+    engineered = config.features.engineered()
+    frame = frame.select([key, EVENT_TIMESTAMP, *fields.features, *engineered, target])
+    if frame.height != labels.height:
+        raise FeatureStoreError(f"the training set has {frame.height} rows for {labels.height} clean rows")
     workspace.ensure(workspace.training_sets)
     tmp = out.with_name(out.name + ".tmp")
     frame.write_parquet(tmp)
     tmp.replace(out)
-    result = TrainingSet(rows=frame.height, entity_rows=labels.height, columns=frame.columns)
+    result = TrainingSet(
+        rows=frame.height,
+        entity_rows=labels.height,
+        columns=frame.columns,
+        features=feature_columns(config),
+        engineered=engineered,
+    )
     return Artifact("training_set", out, digest, result, {"features": features.digest, "clean": clean.digest})
 
 
@@ -303,7 +425,8 @@ class OnlineFeatures:
         with feast_logs() as logs:
             self._store = open_store(config, workspace, existing=True)
             try:
-                view, refs = _registry_view(self._store, feast_names(config).service, fields)
+                names = feast_names(config)
+                view, refs = _registry_view(self._store, names.service, fields, names.view)
             except FeatureStoreError:
                 raise
             except Exception as exc:
@@ -316,6 +439,34 @@ class OnlineFeatures:
         self.as_of: datetime | None = max(end for _, end in intervals) if intervals else None
         """The latest event time written to the online store: how fresh its values are."""
         self._columns = [(name, fields.to_feast[name]) for name in self.features]
+        # Entity views: one Feast call reads every entity's engineered features.
+        layout = entity_layout(config)
+        self.entities: list[str] = [plan.entity for plan, _ in layout]
+        """The entity columns `get_entities` takes (`features.entities`)."""
+        self.engineered: list[str] = [name for plan, _ in layout for name in plan.outputs()]
+        """The entity features `get_entities` returns (aggregates and lags), by name."""
+        self._entity_keys = [
+            (plan.entity, names.join_key, _entity_is_text(config, plan.entity)) for plan, names in layout
+        ]
+        self._entity_refs = [f"{names.view}:{names.to_feast[n]}" for plan, names in layout
+                             for n in [plan.last_event, *plan.outputs()]]
+        self._entity_markers = [(plan.entity, names.to_feast[plan.last_event]) for plan, names in layout]
+        self._entity_columns = [(n, names.to_feast[n]) for plan, names in layout for n in plan.outputs()]
+        self.entities_as_of: datetime | None = None
+        """The instant the entity features are computed at: values for a request just after it."""
+        if layout:
+            try:
+                ends = [
+                    end
+                    for _, names in layout
+                    for _, end in self._store.get_feature_view(names.view).materialization_intervals
+                ]
+            except Exception as exc:  # a store built before features.entities was set
+                raise FeatureStoreError(
+                    f"the feature store in {workspace.feature_repo} has no view for every entity of "
+                    f"features.entities ({type(exc).__name__}: {exc}); run `conveyor run --from features`"
+                ) from exc
+            self.entities_as_of = min(ends) if ends else None
 
     def get(self, keys: list[Any]) -> list[dict[str, Any] | None]:
         """One feature row per key, in order, by original column names; None for an unknown key."""
@@ -326,3 +477,43 @@ class OnlineFeatures:
             row = {name: result[safe][index] for name, safe in self._columns}
             rows.append(None if all(v is None for v in row.values()) else row)
         return rows
+
+    def get_entities(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each request row's engineered entity features (every entity view joined), by name.
+
+        A row gives every entity column of `features.entities` (`{"PULocationID": 132,
+        "DOLocationID": 48}`). The values are those a row just after `entities_as_of` gets in
+        a training set. A key the store does not hold raises `UnknownEntityError` naming it.
+        """
+        entity_rows: dict[str, list[Any]] = {}
+        for entity, join_key, as_text in self._entity_keys:
+            values = []
+            for row in rows:
+                if entity not in row or row[entity] is None:
+                    raise UnknownEntityError(entity, None, self.entities_as_of)
+                value = row[entity]
+                values.append(str(value) if as_text and not isinstance(value, str) else value)
+            entity_rows[join_key] = values
+        if not entity_rows:
+            return [{} for _ in rows]
+        result = self._store.get_online_features(features=self._entity_refs, entity_rows=entity_rows).to_dict()
+        for entity, marker in self._entity_markers:
+            for index, value in enumerate(result[marker]):
+                if value is None:
+                    raise UnknownEntityError(entity, rows[index][entity], self.entities_as_of)
+        return [{name: result[safe][index] for name, safe in self._entity_columns} for index in range(len(rows))]
+
+    def freshness(self, now: datetime | None = None) -> dict[str, Any]:
+        """How stale the online values are: the instant they are computed at, and its age."""
+        from datetime import UTC
+
+        when = now or datetime.now(UTC)
+        as_of = self.entities_as_of or self.as_of
+        age = (when - as_of).total_seconds() if as_of is not None else None
+        return {"as_of": as_of.isoformat() if as_of is not None else None, "age_seconds": age}
+
+
+def _entity_is_text(config: Config, column: str) -> bool:
+    if column == config.schema.entity.key:
+        return not key_is_integer(config)
+    return config.schema.columns[column].type != "integer"
