@@ -61,10 +61,10 @@ def test_rows_that_cannot_be_valid_are_quarantined_with_reasons() -> None:
 
 
 def test_generated_keys_and_ingest_time() -> None:
-    config = _config(entity={"key": "row_id", "generated": True}, event_time={"kind": "ingest_time"})
+    config = _config(entity={"key": "row_id", "generated": True}, event_time={"kind": "ingest_time"}, drop=["ts"])
     raw = _raw([("1", "x", "1", "a", "1"), ("2", "y", "2", "b", "2")])
     clean, quarantine = clean_frame(raw, config, INGESTED)
-    assert quarantine.height == 0  # "x"/"y" are not datetimes, but ts is not used: no reason to reject
+    assert quarantine.height == 0  # "x"/"y" are not datetimes, but ts is dropped: no reason to reject
     assert clean["row_id"].to_list() == [1, 2]
     assert clean[EVENT_TIMESTAMP].to_list()[0].isoformat() == INGESTED
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from conveyor.core.artifacts import Artifact, Result, relative_to
 from conveyor.core.cleaning import MissingValues
 from conveyor.core.config import EVENT_TIMESTAMP, NULL_TOKENS, Column, Config, Schema
-from conveyor.core.errors import DataError
+from conveyor.core.errors import ConfigError, DataError
 from conveyor.core.hashing import hash_json, short
 from conveyor.core.stage import Stage, Upstream
 from conveyor.core.workspace import Workspace
@@ -20,7 +22,7 @@ __all__ = ["EVENT_TIMESTAMP", "PREPARE", "PREP_VERSION", "CleanData", "clean_fra
 
 LINE = "_line"
 REASON = "_reason"
-PREP_VERSION = 2
+PREP_VERSION = 3
 _TRUE = ["true", "yes", "t", "1"]
 _FALSE = ["false", "no", "f", "0"]
 
@@ -46,7 +48,7 @@ class CleanData(Result):
     quarantined: int
     """Rows rejected by prepare (bad values, missing target, key or time, duplicates)."""
     ingest_quarantined: int
-    """Rows rejected earlier, at ingest (wrong field count)."""
+    """Rows rejected earlier, at ingest (wrong field count, bad bytes, overlong field)."""
     quarantine_file: str | None
     quarantine_reasons: dict[str, int]
     """How many rows each column sent to quarantine."""
@@ -58,37 +60,122 @@ class CleanData(Result):
         text = f"{self.rows} clean, {self.quarantined + self.ingest_quarantined} quarantined"
         reasons = dict(self.quarantine_reasons)
         if self.ingest_quarantined:
-            reasons["(field count)"] = self.ingest_quarantined
+            reasons["(unreadable rows, at ingest)"] = self.ingest_quarantined
         if reasons:
             text += " (" + ", ".join(f"{k}: {v}" for k, v in reasons.items()) + ")"
         return text + f"; EDA {self.eda_report}"
 
 
-def _cast(column: pl.Expr, kind: str, fmt: str | None) -> pl.Expr:
+_MAX_EXACT = 2**53
+"""Whole numbers written like floats (`5e+05`, `3.0`) are integers only below this: exact in a float."""
+
+
+def _numeric_text(column: pl.Expr, config: Config) -> pl.Expr:
+    """Number text in the file's notation (`1,234.5`, `0,5`) rewritten as `1234.5`, `0.5`."""
     import polars as pl
 
-    if kind == "integer":
-        # "3.0" and "5e+05" are whole numbers too; anything fractional is invalid
-        as_float = column.cast(pl.Float64, strict=False)
-        return pl.when(as_float == as_float.round(0)).then(as_float).otherwise(None).cast(pl.Int64)
-    if kind == "float":
-        return column.cast(pl.Float64, strict=False)
+    src = config.source
+    text = column
+    if src.thousands is not None:
+        sep, dec = re.escape(src.thousands), re.escape(src.decimal)
+        grouped = text.str.contains(rf"^[+-]?\d{{1,3}}({sep}\d{{3}})+({dec}\d*)?$")
+        text = pl.when(grouped).then(text.str.replace_all(src.thousands, "", literal=True)).otherwise(text)
+    if src.decimal != ".":
+        plain = text.str.contains(rf"^[+-]?\d*{re.escape(src.decimal)}\d+([eE][+-]?\d+)?$")
+        text = pl.when(plain).then(text.str.replace(src.decimal, ".", literal=True)).otherwise(text)
+    return text
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """One column parsed: the typed value (None for bad and missing values) and why a value is bad."""
+
+    value: pl.Expr
+    reason: pl.Expr
+
+
+def _parse(name: str, column: Column, fmt: str | None, config: Config) -> _Parsed:
+    import polars as pl
+
+    text = pl.col(name)
+    quarantine_non_finite = config.cleaning.non_finite == "quarantine"
+
+    def bad(why: str) -> pl.Expr:
+        return pl.format(f"{name}: {{}} {why}", _quoted(text))
+
+    kind = column.type
+    if kind in ("integer", "float"):
+        number = _numeric_text(text, config)
+        as_float = number.cast(pl.Float64, strict=False)
+        non_finite = as_float.is_infinite() | as_float.is_nan()
+        if kind == "float":
+            value = pl.when(non_finite).then(None).otherwise(as_float)
+            reason = (
+                pl.when(text.is_null()).then(None)
+                .when(non_finite).then(bad("is not a finite number") if quarantine_non_finite else None)
+                .when(as_float.is_null()).then(bad("is not a valid float"))
+            )
+            return _Parsed(value, reason)
+        plain = number.str.contains(r"^[+-]?\d+$")
+        as_int = number.str.to_integer(strict=False)  # Int64 without a float round trip: 17 digits stay exact
+        whole = as_float.is_finite() & (as_float == as_float.round(0))
+        exact = whole & (as_float.abs() < _MAX_EXACT)
+        value = pl.when(plain).then(as_int).when(exact).then(as_float.cast(pl.Int64, strict=False)).otherwise(None)
+        reason = (
+            pl.when(text.is_null()).then(None)
+            .when(plain & as_int.is_null()).then(bad("is out of the integer range (-2^63 .. 2^63-1)"))
+            .when(plain).then(None)
+            .when(non_finite).then(bad("is not a finite number") if quarantine_non_finite else None)
+            .when(whole & ~exact).then(bad("is too large to be an exact integer"))
+            .when(as_float.is_not_null() & ~whole).then(bad("is not a whole number"))
+            .when(value.is_null()).then(bad("is not a valid integer"))
+        )
+        return _Parsed(value, reason)
     if kind == "boolean":
-        lower = column.str.to_lowercase()
-        return pl.when(lower.is_in(_TRUE)).then(True).when(lower.is_in(_FALSE)).then(False)
-    if kind == "date":
-        return column.str.to_date(fmt or "%Y-%m-%d", strict=False)
-    if kind == "datetime":
-        return column.str.to_datetime(fmt, strict=False, time_unit="us")
-    return column
+        lower = text.str.to_lowercase()
+        value = pl.when(lower.is_in(_TRUE)).then(True).when(lower.is_in(_FALSE)).then(False)
+    elif kind == "date":
+        value = text.str.to_date(fmt or "%Y-%m-%d", strict=False)
+    elif kind == "datetime":
+        value = text.str.to_datetime(fmt, strict=False, time_unit="us") if fmt else _iso_datetime(text)
+    else:
+        return _Parsed(text, pl.lit(None, dtype=pl.String))
+    expected = f"a valid {kind}" + (f" ({fmt})" if fmt else "")
+    reason = pl.when(text.is_not_null() & value.is_null()).then(bad(f"is not {expected}"))
+    return _Parsed(value, reason)
+
+
+_ISO_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M")
+_ISO_ZONED = ("%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z")
+
+
+def _iso_datetime(text: pl.Expr) -> pl.Expr:
+    """ISO 8601 datetimes, with or without seconds, fractions, `T` or an offset (converted to UTC)."""
+    import polars as pl
+
+    naive = [text.str.to_datetime(f, strict=False, time_unit="us") for f in _ISO_FORMATS]
+    zoned = [
+        text.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC").dt.replace_time_zone(None)
+        for f in _ISO_ZONED
+    ]
+    return pl.coalesce(*naive, *zoned)
+
+
+def _quoted(text: pl.Expr) -> pl.Expr:
+    """A raw value for a message: quoted, cut at 40 characters."""
+    import polars as pl
+
+    cut = pl.when(text.str.len_chars() > 40).then(text.str.slice(0, 37) + "...").otherwise(text)
+    return pl.format("'{}'", cut)
 
 
 def _used_columns(schema: Schema) -> list[str]:
-    """Columns prepare types and checks: features, target, event time, entity key; not dropped."""
-    used = {*schema.features(), schema.target, *schema.event_time.columns}
-    if not schema.entity.generated:
-        used.add(schema.entity.key)
-    return [c for c in schema.columns if c in used and c not in schema.drop]
+    """Every column prepare types and checks: all of schema.columns but the dropped ones.
+
+    Columns with role `id`, `event_time` or `ignore` are not features, but a value that does
+    not parse as the column's type still sends its row to quarantine (docs/config.md).
+    """
+    return [c for c in schema.columns if c not in schema.drop]
 
 
 def _missing_rule(name: str, column: Column, typed: pl.Expr, rule: MissingValues) -> pl.Expr:
@@ -108,56 +195,74 @@ def _typed_and_reasons(config: Config) -> tuple[list[pl.Expr], list[pl.Expr]]:
 
     schema = config.schema
     rule = MissingValues(config.cleaning.null_values)
-    typed_cols, reasons = [], []
-    for name in _used_columns(schema):  # a bad value in an unused column rejects nothing
+    typed: dict[str, pl.Expr] = {}
+    reasons: list[pl.Expr] = []
+    parsed: dict[str, _Parsed] = {}
+    for name in _used_columns(schema):
         column = schema.columns[name]
         fmt = schema.event_time.format if name in schema.event_time.columns else None
-        cast = _cast(pl.col(name), column.type, fmt)
-        typed = _missing_rule(name, column, cast, rule) if name in rule.per_column else cast
-        typed_cols.append(typed.alias(name))
-        bad = pl.col(name).is_not_null() & cast.is_null()  # text that does not parse, not a null_values hit
-        reasons.append(
-            pl.when(bad).then(pl.format(f"{name}: '{{}}' is not a valid {column.type}", pl.col(name))).otherwise(None)
-        )
+        parsed[name] = _parse(name, column, fmt, config)
+        value = parsed[name].value
+        typed[name] = _missing_rule(name, column, value, rule) if name in rule.per_column else value
+        reasons.append(parsed[name].reason)
     required = [(schema.target, "the target is missing")]
     required += [(name, "the event time is missing") for name in schema.event_time.columns]
     if not schema.entity.generated:
         required.append((schema.entity.key, "the entity key is missing"))
-    for name, why in required:
-        reasons.append(pl.when(pl.col(name).is_null()).then(pl.lit(f"{name}: {why}")))
-    return typed_cols, reasons
+    for name, why in required:  # missing after typing: a null token, a null_values hit, a non-finite number
+        missing = typed[name].is_null() & parsed[name].reason.is_null()
+        reasons.append(pl.when(missing).then(pl.lit(f"{name}: {why}")))
+    return [expr.alias(name) for name, expr in typed.items()], reasons
 
 
-def _as_text(raw: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """Stripped text with every common missing token (`NULL_TOKENS`) as a null."""
+def _as_text(raw: pl.DataFrame | pl.LazyFrame, config: Config, columns: list[str]) -> pl.LazyFrame:
+    """Stripped text with every missing token as a null: `NULL_TOKENS` and `cleaning.missing_tokens`."""
     import polars as pl
 
-    stripped = [pl.col(c).str.strip_chars().alias(c) for c in columns]
-    nulls = [pl.when(pl.col(c).is_in(list(NULL_TOKENS))).then(None).otherwise(pl.col(c)).alias(c) for c in columns]
-    return raw.select(pl.col(LINE), *stripped).with_columns(nulls)
+    tokens = config.cleaning.missing_tokens
+    out = []
+    for c in columns:
+        stripped = pl.col(c).str.strip_chars()
+        missing = [*NULL_TOKENS, *tokens.get(c, [])]
+        out.append(pl.when(stripped.is_in(missing)).then(None).otherwise(stripped).alias(c))
+    return raw.lazy().select(pl.col(LINE), *out)
+
+
+def _check_cleaning(config: Config) -> None:
+    columns = config.schema.columns
+    for name in config.cleaning.missing_tokens:
+        if name not in columns:
+            raise ConfigError(f"cleaning.missing_tokens: column {name!r} is not in schema.columns")
 
 
 def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split raw text rows into (clean typed rows, quarantined raw rows with `_reason`)."""
+    clean, quarantine = _clean_lazy(raw.lazy(), config, ingested_at)
+    return clean.collect(), quarantine.collect()
+
+
+def _clean_lazy(raw: pl.LazyFrame, config: Config, ingested_at: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     import polars as pl
 
+    _check_cleaning(config)
     schema = config.schema
     typed_cols, reasons = _typed_and_reasons(config)
-    text = _as_text(raw, [c for c in schema.columns if c not in schema.drop])
-    checked = text.with_columns(pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias(REASON))
-    checked = checked.with_columns(pl.when(pl.col(REASON) == "").then(None).otherwise(pl.col(REASON)).alias(REASON))
+    text = _as_text(raw, config, _used_columns(schema))
+    why = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
+    checked = text.with_columns(pl.when(why == "").then(None).otherwise(why).alias(REASON))
     typed = checked.with_columns(typed_cols)
     key = schema.entity.key
     if schema.entity.generated:
         typed = typed.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(key))
     typed = _reject_duplicates(typed.with_columns(_event_time(config, ingested_at).alias(EVENT_TIMESTAMP)), key)
+    typed = typed.cache()
     quarantine = typed.filter(pl.col(REASON).is_not_null()).select(LINE, REASON).join(raw, on=LINE, how="left")
     ordered = [key, EVENT_TIMESTAMP, *schema.features(), schema.target, LINE]
     clean = typed.filter(pl.col(REASON).is_null()).select(list(dict.fromkeys(ordered)))
     return clean, quarantine.sort(LINE)
 
 
-def _reject_duplicates(typed: pl.DataFrame, key: str) -> pl.DataFrame:
+def _reject_duplicates(typed: pl.LazyFrame, key: str) -> pl.LazyFrame:
     """One row per entity and event time: Feast cannot tell duplicates apart in a point-in-time join."""
     import polars as pl
 
@@ -187,11 +292,15 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
         {"raw": raw.digest, "schema": config.section("schema"), "cleaning": config.section("cleaning"),
          "version": PREP_VERSION}
     )
-    clean, quarantine = clean_frame(pl.read_parquet(raw.path), config, raw.result.ingested_at)
+    lazy_clean, lazy_quarantine = _clean_lazy(pl.scan_parquet(raw.path), config, raw.result.ingested_at)
+    clean, quarantine = pl.collect_all([lazy_clean, lazy_quarantine])
     if clean.height == 0:
-        first = quarantine[REASON][0] if quarantine.height else "no rows"
+        first = f"line {quarantine[LINE][0]}: {quarantine[REASON][0]}" if quarantine.height else "no rows"
         raise DataError(f"{raw.result.source}: every row was quarantined; the first reason: {first}")
     workspace.ensure(workspace.clean, workspace.quarantine, workspace.reports)
+    for stale in workspace.quarantine.glob("prepare-*.csv"):  # lists of rows of an earlier preparation
+        if stale.name != f"prepare-{short(digest)}.csv":
+            stale.unlink(missing_ok=True)
     out = workspace.clean / f"{short(digest)}.parquet"
     clean.write_parquet(out.with_suffix(".tmp"))
     out.with_suffix(".tmp").replace(out)
@@ -231,12 +340,14 @@ def _eda(config: Config, workspace: Workspace, clean: pl.DataFrame, quarantined:
 
 def _reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:
     """How many rows each column sent to quarantine."""
-    counts: dict[str, int] = {}
-    for reason in quarantine[REASON].to_list() if quarantine.height else []:
-        for part in reason.split("; "):
-            column = part.split(":", 1)[0]
-            counts[column] = counts.get(column, 0) + 1
-    return counts
+    import polars as pl
+
+    if not quarantine.height:
+        return {}
+    parts = quarantine.select(pl.col(REASON).str.split("; ").alias("part")).explode("part")
+    columns = parts.select(pl.col("part").str.split_exact(":", 1).struct.field("field_0").alias("column"))
+    counted = columns.group_by("column", maintain_order=True).len()
+    return {str(c): int(n) for c, n in counted.iter_rows()}
 
 
 def _run(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[CleanData]:
