@@ -198,8 +198,13 @@ def _legacy_encoding(path: Path) -> str:
                     break
         if len(sample) > 256 * 1024:
             break
-    best = from_bytes(bytes(sample)).best()
+    matches = from_bytes(bytes(sample))
+    best = matches.best()
     guess = _codec(best.encoding) if best is not None else "cp1252"
+    for match in matches:  # a tie with cp1252, the most common legacy encoding: say cp1252
+        tie = best is not None and match.chaos <= best.chaos and match.coherence >= best.coherence
+        if tie and "cp1252" in match.could_be_from_charset:
+            guess = "cp1252"
     if guess.startswith("utf"):
         guess = "cp1252"
     if guess != "cp1252":  # a code page that reads these bytes as cp1252 does: say cp1252, the common one

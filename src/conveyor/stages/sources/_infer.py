@@ -122,13 +122,20 @@ def _choose(values: pl.Series, decimal: str, thousands: str | None, threshold: f
         return _Typed("string", values, pl.Series([False] * values.len()), 1.0)
     found = {t.kind: t for t in _candidates(values, decimal, thousands)}
     integer, number = found["integer"], found["float"]
-    digits = values.drop_nulls().str.contains(_PLAIN_INT)
-    if digits.all() and integer.share < 1.0:
-        return _as_string(values)  # ids beyond Int64: kept as text, never rounded through a float
-    if digits.all() and values.drop_nulls().str.contains(r"^[+-]?0\d").any():
-        return _as_string(values)  # codes with leading zeros (zip codes, account numbers)
+    present = values.drop_nulls()
+    digits = present.str.contains(_PLAIN_INT)
+    if digits.all():
+        beyond = 1.0 - integer.share  # all digits, but beyond Int64
+        if beyond > 1.0 - threshold:
+            return _as_string(values)  # ids beyond Int64: kept as text, never rounded through a float
+        if present.str.contains(r"^[+-]?0\d").any():
+            return _as_string(values)  # codes with leading zeros (zip codes, account numbers)
+    floats = number.value.drop_nulls()
+    fractional = bool((floats.is_finite() & (floats != floats.round(0))).any())
+    if integer.share >= threshold and not fractional:
+        return integer  # the few others (1e30, inf, overflow, text) are quarantined by prepare
     if number.share >= threshold:
-        return integer if integer.share >= number.share else number
+        return number
     for kind in ("boolean", "date", "datetime"):
         if found[kind].share >= threshold:
             return found[kind]
