@@ -23,6 +23,13 @@ __all__ = ["EVENT_TIMESTAMP", "PREPARE", "PREP_VERSION", "CleanData", "clean_fra
 LINE = "_line"
 REASON = "_reason"
 PREP_VERSION = 3
+_VAL = "__val_"
+_BAD = "__bad_"
+_FLOAT = "__float_"
+_TEXT = "__text_"
+_REQUIRED = "__required_"
+_FLAG = "__rejected"
+_DUP = "__duplicate"
 _TRUE = ["true", "yes", "t", "1"]
 _FALSE = ["false", "no", "f", "0"]
 
@@ -88,20 +95,28 @@ def _numeric_text(column: pl.Expr, config: Config) -> pl.Expr:
 
 @dataclass(frozen=True)
 class _Parsed:
-    """One column parsed: the typed value (None for bad and missing values) and why a value is bad."""
+    """One column parsed: the typed value (None for bad and missing values) and why a value is bad.
+
+    `reason` is what is wrong with the value ("is not a valid float"), null for a good value.
+    """
 
     value: pl.Expr
     reason: pl.Expr
+    """Computed once the value is stored as `__val_<name>`."""
+    iso: bool = False
+    """An ISO datetime: the first format parsed; `_iso_fallback` parses what it left."""
 
 
-def _parse(name: str, column: Column, fmt: str | None, config: Config) -> _Parsed:
+def _parse(name: str, column: Column, fmt: str | None, config: Config, text: pl.Expr | None = None) -> _Parsed:
+    """How to parse one column's text (`text`, default the column itself)."""
     import polars as pl
 
-    text = pl.col(name)
+    text = pl.col(name) if text is None else text
+    stored = pl.col(_VAL + name)
     quarantine_non_finite = config.cleaning.non_finite == "quarantine"
 
     def bad(why: str) -> pl.Expr:
-        return pl.format(f"{name}: {{}} {why}", _quoted(text))
+        return pl.lit(why)  # the message is written later, for the few quarantined rows only
 
     kind = column.type
     if kind in ("integer", "float"):
@@ -128,7 +143,7 @@ def _parse(name: str, column: Column, fmt: str | None, config: Config) -> _Parse
             .when(non_finite).then(bad("is not a finite number") if quarantine_non_finite else None)
             .when(whole & ~exact).then(bad("is too large to be an exact integer"))
             .when(as_float.is_not_null() & ~whole).then(bad("is not a whole number"))
-            .when(value.is_null()).then(bad("is not a valid integer"))
+            .when(stored.is_null()).then(bad("is not a valid integer"))
         )
         return _Parsed(value, reason)
     if kind == "boolean":
@@ -137,28 +152,43 @@ def _parse(name: str, column: Column, fmt: str | None, config: Config) -> _Parse
     elif kind == "date":
         value = text.str.to_date(fmt or "%Y-%m-%d", strict=False)
     elif kind == "datetime":
-        value = text.str.to_datetime(fmt, strict=False, time_unit="us") if fmt else _iso_datetime(text)
+        value = text.str.to_datetime(fmt or _ISO_FORMATS[0], strict=False, time_unit="us")
     else:
         return _Parsed(text, pl.lit(None, dtype=pl.String))
     expected = f"a valid {kind}" + (f" ({fmt})" if fmt else "")
-    reason = pl.when(text.is_not_null() & value.is_null()).then(bad(f"is not {expected}"))
-    return _Parsed(value, reason)
+    reason = pl.when(text.is_not_null() & stored.is_null()).then(bad(f"is not {expected}"))
+    return _Parsed(value, reason, iso=kind == "datetime" and not fmt)
 
 
-_ISO_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M")
-_ISO_ZONED = ("%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z")
+_ISO_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S%.f%#z",
+                "%Y-%m-%d %H:%M%#z")
 
 
-def _iso_datetime(text: pl.Expr) -> pl.Expr:
-    """ISO 8601 datetimes, with or without seconds, fractions, `T` or an offset (converted to UTC)."""
+def _is_bad(name: str, column: Column, config: Config) -> pl.Expr:
+    """True where a present value did not parse (once `__val_<name>` and `__float_<name>` are stored)."""
     import polars as pl
 
-    naive = [text.str.to_datetime(f, strict=False, time_unit="us") for f in _ISO_FORMATS]
-    zoned = [
-        text.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC").dt.replace_time_zone(None)
-        for f in _ISO_ZONED
-    ]
-    return pl.coalesce(*naive, *zoned)
+    failed = pl.col(name).is_not_null() & pl.col(_VAL + name).is_null()
+    if column.type in ("integer", "float") and config.cleaning.non_finite == "null":
+        number = pl.col(_FLOAT + name)
+        return failed & ~(number.is_infinite() | number.is_nan())
+    return failed
+
+
+def _iso_fallback(value: pl.Expr, text: pl.Expr) -> pl.Expr:
+    """The ISO datetimes the first format left: `T`, no seconds, an offset (converted to UTC).
+
+    Only the values still unparsed are looked at, so a clean column costs one parse.
+    """
+    import polars as pl
+
+    rest = pl.when(value.is_null()).then(text).str.replace(r"^(\d{4}-\d{2}-\d{2})T", "${1} ")
+    attempts = [value]
+    for fmt in _ISO_FORMATS:
+        zoned = fmt.endswith("z")
+        attempt = rest.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC" if zoned else None)
+        attempts.append(attempt.dt.replace_time_zone(None) if zoned else attempt)
+    return pl.coalesce(*attempts)
 
 
 def _quoted(text: pl.Expr) -> pl.Expr:
@@ -189,30 +219,42 @@ def _missing_rule(name: str, column: Column, typed: pl.Expr, rule: MissingValues
     return pl.when(typed.cast(pl.String).is_in(rule.texts(name))).then(None).otherwise(typed)
 
 
-def _typed_and_reasons(config: Config) -> tuple[list[pl.Expr], list[pl.Expr]]:
-    """Per used column: the typed expression, and the reason a row is rejected because of it."""
+def _phases(config: Config) -> list[list[pl.Expr]]:
+    """Column expressions, applied one list after the other (each list reads what the earlier wrote).
+
+    1. `__val_<name>`: the value parsed from the text; 2. the ISO datetime fallbacks;
+    3. `__bad_<name>`: True where a present value does not parse; 4. the typed columns (`cleaning.null_values`
+    applied) and `__required_<i>`: a missing target, event time or entity key.
+    """
     import polars as pl
 
     schema = config.schema
     rule = MissingValues(config.cleaning.null_values)
-    typed: dict[str, pl.Expr] = {}
-    reasons: list[pl.Expr] = []
-    parsed: dict[str, _Parsed] = {}
+    parsed = {}
     for name in _used_columns(schema):
-        column = schema.columns[name]
         fmt = schema.event_time.format if name in schema.event_time.columns else None
-        parsed[name] = _parse(name, column, fmt, config)
-        value = parsed[name].value
-        typed[name] = _missing_rule(name, column, value, rule) if name in rule.per_column else value
-        reasons.append(parsed[name].reason)
+        parsed[name] = _parse(name, schema.columns[name], fmt, config)
+    values = [p.value.alias(_VAL + name) for name, p in parsed.items()]
+    values += [
+        _numeric_text(pl.col(name), config).cast(pl.Float64, strict=False).alias(_FLOAT + name)
+        for name in parsed if schema.columns[name].type in ("integer", "float")
+    ]
+    fallbacks = [_iso_fallback(pl.col(_VAL + n), pl.col(n)).alias(_VAL + n) for n, p in parsed.items() if p.iso]
+    bad = [_is_bad(name, schema.columns[name], config).alias(_BAD + name) for name in parsed]
+    typed: dict[str, pl.Expr] = {}
+    for name in parsed:
+        value = pl.col(_VAL + name)
+        typed[name] = _missing_rule(name, schema.columns[name], value, rule) if name in rule.per_column else value
     required = [(schema.target, "the target is missing")]
     required += [(name, "the event time is missing") for name in schema.event_time.columns]
     if not schema.entity.generated:
         required.append((schema.entity.key, "the entity key is missing"))
-    for name, why in required:  # missing after typing: a null token, a null_values hit, a non-finite number
-        missing = typed[name].is_null() & parsed[name].reason.is_null()
-        reasons.append(pl.when(missing).then(pl.lit(f"{name}: {why}")))
-    return [expr.alias(name) for name, expr in typed.items()], reasons
+    checks = []
+    for index, (name, why) in enumerate(required):  # missing after typing: a token, a null_values hit, inf
+        missing = typed[name].is_null() & ~pl.col(_BAD + name)
+        checks.append(pl.when(missing).then(pl.lit(f"{name}: {why}")).alias(f"{_REQUIRED}{index}"))
+    last = [*checks, *(pl.col(name).alias(_TEXT + name) for name in parsed), *(e.alias(n) for n, e in typed.items())]
+    return [values, fallbacks, bad, last]
 
 
 def _as_text(raw: pl.DataFrame | pl.LazyFrame, config: Config, columns: list[str]) -> pl.LazyFrame:
@@ -237,8 +279,19 @@ def _check_cleaning(config: Config) -> None:
 
 def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split raw text rows into (clean typed rows, quarantined raw rows with `_reason`)."""
-    clean, quarantine = _clean_lazy(raw.lazy(), config, ingested_at)
-    return clean.collect(), quarantine.collect()
+    import polars as pl
+
+    clean, rejected = pl.collect_all(_clean_lazy(raw.lazy(), config, ingested_at))
+    return clean, _with_raw_values(rejected, raw.lazy())
+
+
+def _with_raw_values(rejected: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
+    """The rejected rows (`_line`, `_reason`) with their raw text, in line order."""
+    import polars as pl
+
+    lines = rejected[LINE].implode()
+    rows = raw.filter(pl.col(LINE).is_in(lines)).collect() if rejected.height else raw.head(0).collect()
+    return rejected.join(rows, on=LINE, how="left").sort(LINE)
 
 
 def _clean_lazy(raw: pl.LazyFrame, config: Config, ingested_at: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
@@ -246,29 +299,36 @@ def _clean_lazy(raw: pl.LazyFrame, config: Config, ingested_at: str) -> tuple[pl
 
     _check_cleaning(config)
     schema = config.schema
-    typed_cols, reasons = _typed_and_reasons(config)
-    text = _as_text(raw, config, _used_columns(schema))
-    why = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
-    checked = text.with_columns(pl.when(why == "").then(None).otherwise(why).alias(REASON))
-    typed = checked.with_columns(typed_cols)
+    used = _used_columns(schema)
+    typed = _as_text(raw, config, used)
+    for phase in _phases(config):
+        if phase:
+            typed = typed.with_columns(phase)
+    required = [c for c in typed.collect_schema().names() if c.startswith(_REQUIRED)]
+    flags = [pl.col(_BAD + name) for name in used] + [pl.col(c).is_not_null() for c in required]
+    typed = typed.with_columns(pl.any_horizontal(*flags).alias(_FLAG) if flags else pl.lit(False).alias(_FLAG))
     key = schema.entity.key
     if schema.entity.generated:
         typed = typed.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(key))
-    typed = _reject_duplicates(typed.with_columns(_event_time(config, ingested_at).alias(EVENT_TIMESTAMP)), key)
-    typed = typed.cache()
-    quarantine = typed.filter(pl.col(REASON).is_not_null()).select(LINE, REASON).join(raw, on=LINE, how="left")
+    typed = typed.with_columns(_event_time(config, ingested_at).alias(EVENT_TIMESTAMP))
+    dup = (pl.col(LINE).rank("ordinal").over([key, EVENT_TIMESTAMP]) > 1) & ~pl.col(_FLAG)
+    typed = typed.with_columns(dup.alias(_DUP)).cache()
+    rejected = typed.filter(pl.col(_FLAG) | pl.col(_DUP))
+    messages = []
+    for name in used:  # the reasons, for the few rejected rows only
+        fmt = schema.event_time.format if name in schema.event_time.columns else None
+        why = _parse(name, schema.columns[name], fmt, config, text=pl.col(_TEXT + name)).reason
+        messages.append(pl.when(pl.col(_BAD + name)).then(
+            pl.format(f"{name}: {{}} {{}}", _quoted(pl.col(_TEXT + name)), why)
+        ))
+    messages += [pl.col(c) for c in required]
+    messages.append(pl.when(pl.col(_DUP)).then(
+        pl.format(f"{key}: duplicate entity key {{}} at the same event time", pl.col(key).cast(pl.String))
+    ))
+    reason = pl.concat_str(messages, separator="; ", ignore_nulls=True).alias(REASON)
     ordered = [key, EVENT_TIMESTAMP, *schema.features(), schema.target, LINE]
-    clean = typed.filter(pl.col(REASON).is_null()).select(list(dict.fromkeys(ordered)))
-    return clean, quarantine.sort(LINE)
-
-
-def _reject_duplicates(typed: pl.LazyFrame, key: str) -> pl.LazyFrame:
-    """One row per entity and event time: Feast cannot tell duplicates apart in a point-in-time join."""
-    import polars as pl
-
-    dup = pl.col(LINE).rank("ordinal").over([key, EVENT_TIMESTAMP]) > 1
-    why = pl.format(f"{key}: duplicate entity key {{}} at the same event time", pl.col(key).cast(pl.String))
-    return typed.with_columns(pl.when(pl.col(REASON).is_null() & dup).then(why).otherwise(pl.col(REASON)).alias(REASON))
+    clean = typed.filter(~pl.col(_FLAG) & ~pl.col(_DUP)).select(list(dict.fromkeys(ordered)))
+    return clean, rejected.select(LINE, reason)
 
 
 def _event_time(config: Config, ingested_at: str) -> pl.Expr:
@@ -292,8 +352,8 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
         {"raw": raw.digest, "schema": config.section("schema"), "cleaning": config.section("cleaning"),
          "version": PREP_VERSION}
     )
-    lazy_clean, lazy_quarantine = _clean_lazy(pl.scan_parquet(raw.path), config, raw.result.ingested_at)
-    clean, quarantine = pl.collect_all([lazy_clean, lazy_quarantine])
+    clean, rejected = pl.collect_all(_clean_lazy(pl.scan_parquet(raw.path), config, raw.result.ingested_at))
+    quarantine = _with_raw_values(rejected, pl.scan_parquet(raw.path))
     if clean.height == 0:
         first = f"line {quarantine[LINE][0]}: {quarantine[REASON][0]}" if quarantine.height else "no rows"
         raise DataError(f"{raw.result.source}: every row was quarantined; the first reason: {first}")

@@ -28,6 +28,7 @@ from conveyor.core.errors import DataError
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+    import polars as pl
 
 __all__ = [
     "LINE_COLUMN",
@@ -531,15 +532,64 @@ def read_csv_snapshot(
     `bad_line_limit`: stop collecting (and reading) once this many bad rows are found, for a
     caller that will stop at the first ones anyway.
     """
+    import threading
+
     check_readable(path)
     header = read_header(path, delimiter=delimiter, encoding=encoding)
     source = _utf8_source(path, encoding, workdir)
-    layout = _scan(source, delimiter, len(header), max_field_bytes)
+    # While the byte pass runs, Polars parses the file on the other core(s) as if every row
+    # were one plain line; the pass then says whether that guess holds (it nearly always does).
+    guess_file = out.with_name(out.name + ".guess")
+    guess: list[int] = []
+    worker = threading.Thread(target=_sink_guess, args=(source, guess_file, header, delimiter, guess), daemon=True)
+    worker.start()
+    try:
+        layout = _scan(source, delimiter, len(header), max_field_bytes)
+    finally:
+        worker.join()
+    if not layout.open_quote and not layout.quoted_newlines and not layout.suspects:
+        if layout.rows == 0:
+            guess_file.unlink(missing_ok=True)
+            raise DataError(f"{path}: the file has a header but no data rows")
+        if guess == [layout.rows]:
+            guess_file.replace(out)
+            return CsvRead(header, layout.rows, [], "polars")
+    guess_file.unlink(missing_ok=True)
     if not layout.open_quote:
         fast = _fast_read(source, out, header, layout, delimiter, max_field_bytes)
         if fast is not None:
             return fast
     return _exact_read(source, path, out, header, delimiter, max_field_bytes, bad_line_limit)
+
+
+def _scan_csv(source: Path, header: list[str], delimiter: str) -> pl.LazyFrame:
+    import polars as pl
+
+    return pl.scan_csv(
+        source,
+        has_header=True,
+        separator=delimiter,
+        quote_char='"',
+        infer_schema=False,
+        new_columns=header,
+        truncate_ragged_lines=True,
+        empty_string_is_null=False,
+        encoding="utf8-lossy",
+        raise_if_empty=False,
+    )
+
+
+def _sink_guess(source: Path, out: Path, header: list[str], delimiter: str, rows: list[int]) -> None:
+    """Every row on its own line, none to set aside: `_line` = row + 2. Appends the rows written to `rows`."""
+    import polars as pl
+
+    frame = _scan_csv(source, header, delimiter).with_row_index("__conveyor_row", offset=2)
+    line = pl.col("__conveyor_row").cast(pl.Int64).alias(LINE_COLUMN)
+    try:
+        frame.select(*[pl.col(name) for name in header], line).sink_parquet(out, compression="lz4")
+        rows.append(int(pl.scan_parquet(out).select(pl.len()).collect().item()))
+    except (pl.exceptions.PolarsError, OSError):
+        out.unlink(missing_ok=True)
 
 
 def _fast_read(
@@ -572,18 +622,7 @@ def _fast_read(
         raise DataError(f"{source}: the file has a header but no data rows")
     row_index = "__conveyor_row"
     lines = pl.Series("q", quoted, dtype=pl.Int64)
-    frame = pl.scan_csv(
-        source,
-        has_header=True,
-        separator=delimiter,
-        quote_char='"',
-        infer_schema=False,
-        new_columns=header,
-        truncate_ragged_lines=True,
-        empty_string_is_null=False,
-        encoding="utf8-lossy",
-        raise_if_empty=False,
-    ).with_row_index(row_index)
+    frame = _scan_csv(source, header, delimiter).with_row_index(row_index)
     index = pl.col(row_index).cast(pl.Int64)
     line = (index + 2 + pl.lit(lines).search_sorted(index, side="right").cast(pl.Int64)).alias(LINE_COLUMN)
     if excluded:
@@ -591,7 +630,7 @@ def _fast_read(
     frame = frame.select(*[pl.col(name) for name in header], line)
     tmp = out.with_name(out.name + ".part")
     try:
-        frame.sink_parquet(tmp)
+        frame.sink_parquet(tmp, compression="lz4")
         written = pl.scan_parquet(tmp).select(pl.len()).collect().item()
     except (pl.exceptions.PolarsError, OSError):
         tmp.unlink(missing_ok=True)

@@ -58,20 +58,27 @@ def _nulls(series: pl.Series, extra: list[str]) -> pl.Series:
     return pl.select(pl.when(stripped.is_in(tokens)).then(None).otherwise(stripped).alias(series.name)).to_series()
 
 
-_ISO_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M")
-_ISO_ZONED = ("%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z")
+_ISO_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S%.f%#z",
+                "%Y-%m-%d %H:%M%#z")
+"""The ISO 8601 forms prepare reads (after a `T` is made a space), as `prep._clean` does."""
 
 
-def _iso_datetime(text: pl.Expr) -> pl.Expr:
-    """ISO 8601 datetimes, with or without seconds, fractions, `T` or an offset (converted to UTC)."""
+def _iso_datetime(values: pl.Series) -> pl.Series:
+    """ISO 8601 datetimes, each format parsing only what the earlier ones left."""
     import polars as pl
 
-    naive = [text.str.to_datetime(f, strict=False, time_unit="us") for f in _ISO_FORMATS]
-    zoned = [
-        text.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC").dt.replace_time_zone(None)
-        for f in _ISO_ZONED
-    ]
-    return pl.coalesce(*naive, *zoned)
+    spaced = values.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "${1} ")
+    parsed = pl.Series(values.name, [None] * values.len(), dtype=pl.Datetime("us"))
+    for fmt in _ISO_FORMATS:
+        rest = pl.select(pl.when(parsed.is_null()).then(spaced)).to_series()
+        if rest.null_count() == rest.len():
+            break
+        zoned = fmt.endswith("z")
+        attempt = rest.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC" if zoned else None)
+        if zoned:
+            attempt = attempt.dt.replace_time_zone(None)
+        parsed = pl.select(pl.coalesce(parsed, attempt)).to_series()
+    return parsed.alias(values.name)
 
 
 def _numeric_text(values: pl.Series, decimal: str, thousands: str | None) -> pl.Series:
@@ -111,7 +118,7 @@ def _candidates(values: pl.Series, decimal: str, thousands: str | None) -> list[
     add("boolean", pl.select(pl.when(lower.is_in(_BOOLEANS)).then(lower == "true").otherwise(None)).to_series())
     iso_date = values.str.contains(_ISO_DATE).fill_null(False)
     add("date", pl.select(pl.when(iso_date).then(values.str.to_date("%Y-%m-%d", strict=False))).to_series())
-    add("datetime", values.to_frame().select(_iso_datetime(pl.col(values.name))).to_series())
+    add("datetime", _iso_datetime(values))
     return out
 
 
