@@ -87,9 +87,9 @@ def _numeric_text(column: pl.Expr, config: Config) -> pl.Expr:
         sep, dec = re.escape(src.thousands), re.escape(src.decimal)
         grouped = text.str.contains(rf"^[+-]?\d{{1,3}}({sep}\d{{3}})+({dec}\d*)?$")
         text = pl.when(grouped).then(text.str.replace_all(src.thousands, "", literal=True)).otherwise(text)
-    if src.decimal != ".":
-        plain = text.str.contains(rf"^[+-]?\d*{re.escape(src.decimal)}\d+([eE][+-]?\d+)?$")
-        text = pl.when(plain).then(text.str.replace(src.decimal, ".", literal=True)).otherwise(text)
+    if src.decimal != ".":  # a "." left is not this file's notation: not a number
+        text = pl.when(text.str.contains(".", literal=True)).then(None).otherwise(text)
+        text = text.str.replace(src.decimal, ".", literal=True)
     return text
 
 
@@ -281,7 +281,7 @@ def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl
     """Split raw text rows into (clean typed rows, quarantined raw rows with `_reason`)."""
     import polars as pl
 
-    clean, rejected = pl.collect_all(_clean_lazy(raw.lazy(), config, ingested_at))
+    clean, rejected = pl.collect_all(_clean_lazy(raw.lazy(), config, ingested_at), engine="streaming")
     return clean, _with_raw_values(rejected, raw.lazy())
 
 
@@ -352,7 +352,8 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
         {"raw": raw.digest, "schema": config.section("schema"), "cleaning": config.section("cleaning"),
          "version": PREP_VERSION}
     )
-    clean, rejected = pl.collect_all(_clean_lazy(pl.scan_parquet(raw.path), config, raw.result.ingested_at))
+    lazy = _clean_lazy(pl.scan_parquet(raw.path), config, raw.result.ingested_at)
+    clean, rejected = pl.collect_all(lazy, engine="streaming")  # bounded memory, and faster
     quarantine = _with_raw_values(rejected, pl.scan_parquet(raw.path))
     if clean.height == 0:
         first = f"line {quarantine[LINE][0]}: {quarantine[REASON][0]}" if quarantine.height else "no rows"

@@ -90,9 +90,9 @@ def _numeric_text(values: pl.Series, decimal: str, thousands: str | None) -> pl.
         sep, dec = re.escape(thousands), re.escape(decimal)
         grouped = text.str.contains(rf"^[+-]?\d{{1,3}}({sep}\d{{3}})+({dec}\d*)?$")
         text = pl.when(grouped).then(text.str.replace_all(thousands, "", literal=True)).otherwise(text)
-    if decimal != ".":
-        plain = text.str.contains(rf"^[+-]?\d*{re.escape(decimal)}\d+([eE][+-]?\d+)?$")
-        text = pl.when(plain).then(text.str.replace(decimal, ".", literal=True)).otherwise(text)
+    if decimal != ".":  # a "." left is not this file's notation: not a number
+        text = pl.when(text.str.contains(".", literal=True)).then(None).otherwise(text)
+        text = text.str.replace(decimal, ".", literal=True)
     return values.to_frame().select(text.alias(values.name)).to_series()
 
 
