@@ -60,7 +60,7 @@ def test_cr_only_line_ends(tmp_path: Path) -> None:
 
 
 def test_a_few_bad_bytes_in_a_utf8_file_are_bad_lines_at_their_line(tmp_path: Path) -> None:
-    lines = [b"city,y"] + [("Zürich,%d" % i).encode() for i in range(3000)]
+    lines = [b"city,y"] + [f"Zürich,{i}".encode() for i in range(3000)]
     lines[2830 - 1] = b"Z\xfcrich,1"
     path = tmp_path / "d.csv"
     path.write_bytes(b"\n".join(lines) + b"\n")

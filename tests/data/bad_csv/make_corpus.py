@@ -73,7 +73,7 @@ def build() -> None:
     for i in range(5, 25):
         lines[i] += ",1,2"
     case("too_many_ragged.csv", "\n".join(lines) + "\n", expect="fail", stage="init",
-         message=["line 6", "8 fields, the header has 6", "20 row(s)"])
+         message=["line 6 has 8 fields, the header has 6", "20 row(s)"])
     lines = text(rows).splitlines()
     lines[11] = '11,2024-01-01 10:00:00,1.0,1,"Bern,3.5'  # line 12: the quote never closes
     case("unterminated_quote.csv", "\n".join(lines) + "\n", expect="fail", stage="init",

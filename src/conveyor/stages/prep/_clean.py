@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from conveyor.core.artifacts import Artifact, Result, relative_to
@@ -156,8 +157,8 @@ def _parse(name: str, column: Column, fmt: str | None, config: Config, text: pl.
     else:
         return _Parsed(text, pl.lit(None, dtype=pl.String))
     expected = f"a valid {kind}" + (f" ({fmt})" if fmt else "")
-    reason = pl.when(text.is_not_null() & stored.is_null()).then(bad(f"is not {expected}"))
-    return _Parsed(value, reason, iso=kind == "datetime" and not fmt)
+    failed: pl.Expr = pl.when(text.is_not_null() & stored.is_null()).then(bad(f"is not {expected}"))
+    return _Parsed(value, failed, iso=kind == "datetime" and not fmt)
 
 
 _ISO_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S%.f%#z",
@@ -314,7 +315,7 @@ def _clean_lazy(raw: pl.LazyFrame, config: Config, ingested_at: str) -> tuple[pl
     dup = (pl.col(LINE).rank("ordinal").over([key, EVENT_TIMESTAMP]) > 1) & ~pl.col(_FLAG)
     typed = typed.with_columns(dup.alias(_DUP)).cache()
     rejected = typed.filter(pl.col(_FLAG) | pl.col(_DUP))
-    messages = []
+    messages: list[pl.Expr] = []
     for name in used:  # the reasons, for the few rejected rows only
         fmt = schema.event_time.format if name in schema.event_time.columns else None
         why = _parse(name, schema.columns[name], fmt, config, text=pl.col(_TEXT + name)).reason
@@ -383,7 +384,7 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
     return Artifact("clean", out, digest, result, {"raw": raw.digest})
 
 
-def _eda(config: Config, workspace: Workspace, clean: pl.DataFrame, quarantined: int) -> object:
+def _eda(config: Config, workspace: Workspace, clean: pl.DataFrame, quarantined: int) -> Path:
     from conveyor.stages.prep._eda import write_eda_report
 
     schema = config.schema

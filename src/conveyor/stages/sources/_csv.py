@@ -624,10 +624,10 @@ def _fast_read(
     lines = pl.Series("q", quoted, dtype=pl.Int64)
     frame = _scan_csv(source, header, delimiter).with_row_index(row_index)
     index = pl.col(row_index).cast(pl.Int64)
-    line = (index + 2 + pl.lit(lines).search_sorted(index, side="right").cast(pl.Int64)).alias(LINE_COLUMN)
+    line_of = (index + 2 + pl.lit(lines).search_sorted(index, side="right").cast(pl.Int64)).alias(LINE_COLUMN)
     if excluded:
         frame = frame.filter(~index.is_in(pl.Series(excluded, dtype=pl.Int64).implode()))
-    frame = frame.select(*[pl.col(name) for name in header], line)
+    frame = frame.select(*[pl.col(name) for name in header], line_of)
     tmp = out.with_name(out.name + ".part")
     try:
         frame.sink_parquet(tmp, compression="lz4")
@@ -770,12 +770,12 @@ def _record_problem(
 
 def _unterminated(source: Path, original: Path, line: int, delimiter: str, header: list[str]) -> str:
     """Where a quoted field opens and never closes: the record's start line and column."""
+    text = ""
     with source.open(encoding="utf-8", errors="replace", newline="") as handle:
-        for number, text in enumerate(handle, start=1):
+        for number, content in enumerate(handle, start=1):
             if number == line:
+                text = content
                 break
-        else:
-            text = ""
     column, inside, quote_at = 1, False, 0
     sep_count = 1
     for position, char in enumerate(text):
@@ -797,7 +797,12 @@ def _unterminated(source: Path, original: Path, line: int, delimiter: str, heade
 
 
 def describe_bad_lines(path: Path, bad: list[BadLine], limit: int = 5) -> str:
-    shown = "; ".join(f"line {b.line}: {b.reason}" for b in bad[:limit])
+    def one(row: BadLine) -> str:
+        if ", the header has " in row.reason and row.reason.split(" ", 1)[0].isdigit():
+            return f"line {row.line} has {row.reason}"  # "line 6 has 18 fields, the header has 17"
+        return f"line {row.line}: {row.reason}"
+
+    shown = "; ".join(one(b) for b in bad[:limit])
     more = f" (and {len(bad) - limit} more)" if len(bad) > limit else ""
     return (
         f"{path}: {len(bad)} row(s) cannot be read as rows of the header's columns: {shown}{more}. "

@@ -435,7 +435,7 @@ def infer_config(
         on_bad_lines=on_bad_lines,  # type: ignore[arg-type]
     )
     cleaning = CleaningConfig(missing_tokens={c: list(found) for c, found in tokens.items()})
-    config = Config(name=name or _project_name(csv_path), source=source, schema=schema, cleaning=cleaning)
+    config = Config(name=name or _project_name(csv_path), source=source, schema_=schema, cleaning=cleaning)
     if notes is None:
         for line in said:
             print(f"init: {line}", file=sys.stderr)
