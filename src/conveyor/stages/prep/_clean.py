@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -364,13 +366,24 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
         if stale.name != f"prepare-{short(digest)}.csv":
             stale.unlink(missing_ok=True)
     out = workspace.clean / f"{short(digest)}.parquet"
-    clean.write_parquet(out.with_suffix(".tmp"))
-    out.with_suffix(".tmp").replace(out)
     quarantine_file = workspace.quarantine / f"prepare-{short(digest)}.csv"
     quarantine_file.unlink(missing_ok=True)  # never leave a stale list of rejected rows behind
-    if quarantine.height:
-        quarantine.write_csv(quarantine_file)
-    report = _eda(config, workspace, clean, quarantine.height + raw.result.quarantined)
+
+    def write() -> None:
+        clean.write_parquet(out.with_suffix(".tmp"))
+        out.with_suffix(".tmp").replace(out)
+        if quarantine.height:
+            quarantine.write_csv(quarantine_file)
+
+    failed: list[BaseException] = []
+    writer = threading.Thread(target=lambda: _capture(write, failed), daemon=True)
+    writer.start()  # Polars writes (without the GIL) while matplotlib draws the report here
+    try:
+        report = _eda(config, workspace, clean, quarantine.height + raw.result.quarantined)
+    finally:
+        writer.join()
+    if failed:
+        raise failed[0]
     result = CleanData(
         rows=clean.height,
         quarantined=quarantine.height,
@@ -382,6 +395,13 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
         event_time_max=str(clean[EVENT_TIMESTAMP].max()),
     )
     return Artifact("clean", out, digest, result, {"raw": raw.digest})
+
+
+def _capture(work: Callable[[], None], failed: list[BaseException]) -> None:
+    try:
+        work()
+    except BaseException as exc:  # handed to the calling thread
+        failed.append(exc)
 
 
 def _eda(config: Config, workspace: Workspace, clean: pl.DataFrame, quarantined: int) -> Path:
