@@ -33,6 +33,7 @@ _TEXT = "__text_"
 _REQUIRED = "__required_"
 _FLAG = "__rejected"
 _DUP = "__duplicate"
+_POSITION = "__position"
 _TRUE = ["true", "yes", "t", "1"]
 _FALSE = ["false", "no", "f", "0"]
 
@@ -222,7 +223,7 @@ def _missing_rule(name: str, column: Column, typed: pl.Expr, rule: MissingValues
     return pl.when(typed.cast(pl.String).is_in(rule.texts(name))).then(None).otherwise(typed)
 
 
-def _phases(config: Config) -> list[list[pl.Expr]]:
+def _phases(config: Config, *, keep_text: bool = False) -> list[list[pl.Expr]]:
     """Column expressions, applied one list after the other (each list reads what the earlier wrote).
 
     1. `__val_<name>`: the value parsed from the text; 2. the ISO datetime fallbacks;
@@ -256,11 +257,12 @@ def _phases(config: Config) -> list[list[pl.Expr]]:
     for index, (name, why) in enumerate(required):  # missing after typing: a token, a null_values hit, inf
         missing = typed[name].is_null() & ~pl.col(_BAD + name)
         checks.append(pl.when(missing).then(pl.lit(f"{name}: {why}")).alias(f"{_REQUIRED}{index}"))
-    last = [*checks, *(pl.col(name).alias(_TEXT + name) for name in parsed), *(e.alias(n) for n, e in typed.items())]
+    texts = [pl.col(name).alias(_TEXT + name) for name in parsed] if keep_text else []
+    last = [*checks, *texts, *(e.alias(n) for n, e in typed.items())]
     return [values, fallbacks, bad, last]
 
 
-def _as_text(raw: pl.DataFrame | pl.LazyFrame, config: Config, columns: list[str]) -> pl.LazyFrame:
+def _as_text(raw: pl.LazyFrame, config: Config, columns: list[str], extra: list[pl.Expr] | None = None) -> pl.LazyFrame:
     """Stripped text with every missing token as a null: `NULL_TOKENS` and `cleaning.missing_tokens`."""
     import polars as pl
 
@@ -270,7 +272,7 @@ def _as_text(raw: pl.DataFrame | pl.LazyFrame, config: Config, columns: list[str
         stripped = pl.col(c).str.strip_chars()
         missing = [*NULL_TOKENS, *tokens.get(c, [])]
         out.append(pl.when(stripped.is_in(missing)).then(None).otherwise(stripped).alias(c))
-    return raw.lazy().select(pl.col(LINE), *out)
+    return raw.select(pl.col(LINE), *(extra or []), *out)
 
 
 def _check_cleaning(config: Config) -> None:
@@ -285,53 +287,81 @@ def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl
     import polars as pl
 
     clean, rejected = pl.collect_all(_clean_lazy(raw.lazy(), config, ingested_at), engine="streaming")
-    return clean, _with_raw_values(rejected, raw.lazy())
+    return clean, _reasons(rejected, raw.lazy(), config, ingested_at)
 
 
-def _with_raw_values(rejected: pl.DataFrame, raw: pl.LazyFrame) -> pl.DataFrame:
-    """The rejected rows (`_line`, `_reason`) with their raw text, in line order."""
-    import polars as pl
+def _typed(raw: pl.LazyFrame, config: Config, ingested_at: str, *, subset: bool) -> pl.LazyFrame:
+    """Raw text rows typed, with `__rejected` (a value or a required value is bad) and `__duplicate`.
 
-    lines = rejected[LINE].implode()
-    rows = raw.filter(pl.col(LINE).is_in(lines)).collect() if rejected.height else raw.head(0).collect()
-    return rejected.join(rows, on=LINE, how="left").sort(LINE)
-
-
-def _clean_lazy(raw: pl.LazyFrame, config: Config, ingested_at: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    `subset`: the rows are a few rejected ones, typed again to say why: the text of each value
+    is kept (`__text_<name>`), and duplicates are not looked for (they were, on all rows).
+    """
     import polars as pl
 
     _check_cleaning(config)
     schema = config.schema
     used = _used_columns(schema)
-    typed = _as_text(raw, config, used)
-    for phase in _phases(config):
+    key = schema.entity.key
+    extra = []
+    if schema.entity.generated and not subset:  # the 1-based position in the raw snapshot
+        raw = raw.with_row_index(_POSITION, offset=1)
+        extra = [pl.col(_POSITION).cast(pl.Int64).alias(key)]
+    typed = _as_text(raw, config, used, extra)
+    for phase in _phases(config, keep_text=subset):
         if phase:
             typed = typed.with_columns(phase)
     required = [c for c in typed.collect_schema().names() if c.startswith(_REQUIRED)]
     flags = [pl.col(_BAD + name) for name in used] + [pl.col(c).is_not_null() for c in required]
     typed = typed.with_columns(pl.any_horizontal(*flags).alias(_FLAG) if flags else pl.lit(False).alias(_FLAG))
-    key = schema.entity.key
-    if schema.entity.generated:
-        typed = typed.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(key))
+    if schema.entity.generated and subset:
+        typed = typed.with_columns(pl.lit(None, dtype=pl.Int64).alias(key))
     typed = typed.with_columns(_event_time(config, ingested_at).alias(EVENT_TIMESTAMP))
+    if schema.entity.generated or subset:  # a generated key is unique: no duplicates to look for
+        return typed.with_columns(pl.lit(False).alias(_DUP))
     dup = (pl.col(LINE).rank("ordinal").over([key, EVENT_TIMESTAMP]) > 1) & ~pl.col(_FLAG)
-    typed = typed.with_columns(dup.alias(_DUP)).cache()
-    rejected = typed.filter(pl.col(_FLAG) | pl.col(_DUP))
+    return typed.with_columns(dup.alias(_DUP))
+
+
+def _clean_lazy(raw: pl.LazyFrame, config: Config, ingested_at: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """(clean rows, the lines of rejected rows with `__duplicate`), for one streaming query."""
+    import polars as pl
+
+    schema = config.schema
+    typed = _typed(raw, config, ingested_at, subset=False)
+    ordered = [schema.entity.key, EVENT_TIMESTAMP, *schema.features(), schema.target, LINE]
+    clean = typed.filter(~pl.col(_FLAG) & ~pl.col(_DUP)).select(list(dict.fromkeys(ordered)))
+    rejected = typed.filter(pl.col(_FLAG) | pl.col(_DUP)).select(LINE, _DUP)
+    return clean, rejected
+
+
+def _reasons(rejected: pl.DataFrame, raw: pl.LazyFrame, config: Config, ingested_at: str) -> pl.DataFrame:
+    """The rejected rows: `_line`, `_reason` and their raw text, in line order.
+
+    Only these rows are read again and typed again, to write what is wrong with them.
+    """
+    import polars as pl
+
+    schema = config.schema
+    rows = raw.filter(pl.col(LINE).is_in(rejected[LINE].implode())).collect()
+    if not rows.height:
+        return rows.select(LINE, pl.lit(None, dtype=pl.String).alias(REASON), pl.exclude(LINE))
+    typed = _typed(rows.lazy(), config, ingested_at, subset=True).drop(_DUP)
+    typed = typed.join(rejected.lazy(), on=LINE, how="left")
     messages: list[pl.Expr] = []
-    for name in used:  # the reasons, for the few rejected rows only
+    for name in _used_columns(schema):
         fmt = schema.event_time.format if name in schema.event_time.columns else None
         why = _parse(name, schema.columns[name], fmt, config, text=pl.col(_TEXT + name)).reason
         messages.append(pl.when(pl.col(_BAD + name)).then(
             pl.format(f"{name}: {{}} {{}}", _quoted(pl.col(_TEXT + name)), why)
         ))
-    messages += [pl.col(c) for c in required]
+    messages += [pl.col(c) for c in typed.collect_schema().names() if c.startswith(_REQUIRED)]
+    key = schema.entity.key
     messages.append(pl.when(pl.col(_DUP)).then(
         pl.format(f"{key}: duplicate entity key {{}} at the same event time", pl.col(key).cast(pl.String))
     ))
     reason = pl.concat_str(messages, separator="; ", ignore_nulls=True).alias(REASON)
-    ordered = [key, EVENT_TIMESTAMP, *schema.features(), schema.target, LINE]
-    clean = typed.filter(~pl.col(_FLAG) & ~pl.col(_DUP)).select(list(dict.fromkeys(ordered)))
-    return clean, rejected.select(LINE, reason)
+    reasons = typed.select(LINE, reason).collect()
+    return reasons.join(rows, on=LINE, how="left").sort(LINE)
 
 
 def _event_time(config: Config, ingested_at: str) -> pl.Expr:
@@ -355,23 +385,26 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
         {"raw": raw.digest, "schema": config.section("schema"), "cleaning": config.section("cleaning"),
          "version": PREP_VERSION}
     )
-    lazy = _clean_lazy(pl.scan_parquet(raw.path), config, raw.result.ingested_at)
-    clean, rejected = pl.collect_all(lazy, engine="streaming")  # bounded memory, and faster
-    quarantine = _with_raw_values(rejected, pl.scan_parquet(raw.path))
+    workspace.ensure(workspace.clean, workspace.quarantine, workspace.reports)
+    out = workspace.clean / f"{short(digest)}.parquet"
+    tmp = out.with_suffix(".tmp")
+    lazy_clean, lazy_rejected = _clean_lazy(pl.scan_parquet(raw.path), config, raw.result.ingested_at)
+    # one streaming pass: clean rows straight to Parquet (bounded memory), rejected lines kept
+    _, rejected = pl.collect_all([lazy_clean.sink_parquet(tmp, lazy=True), lazy_rejected], engine="streaming")
+    quarantine = _reasons(rejected, pl.scan_parquet(raw.path), config, raw.result.ingested_at)
+    clean = pl.read_parquet(tmp)  # for the EDA report, which reads every row
     if clean.height == 0:
+        tmp.unlink(missing_ok=True)
         first = f"line {quarantine[LINE][0]}: {quarantine[REASON][0]}" if quarantine.height else "no rows"
         raise DataError(f"{raw.result.source}: every row was quarantined; the first reason: {first}")
-    workspace.ensure(workspace.clean, workspace.quarantine, workspace.reports)
     for stale in workspace.quarantine.glob("prepare-*.csv"):  # lists of rows of an earlier preparation
         if stale.name != f"prepare-{short(digest)}.csv":
             stale.unlink(missing_ok=True)
-    out = workspace.clean / f"{short(digest)}.parquet"
     quarantine_file = workspace.quarantine / f"prepare-{short(digest)}.csv"
     quarantine_file.unlink(missing_ok=True)  # never leave a stale list of rejected rows behind
 
     def write() -> None:
-        clean.write_parquet(out.with_suffix(".tmp"))
-        out.with_suffix(".tmp").replace(out)
+        tmp.replace(out)
         if quarantine.height:
             quarantine.write_csv(quarantine_file)
 
