@@ -63,7 +63,7 @@ class SourceConfig(_Model):
     """The thousands separator of numbers (`1,234`), or None when numbers have none."""
     on_bad_lines: Literal["error", "quarantine"] = "error"
     """What to do with a row that is not a row of the header's columns (field count, bad bytes, overlong field)."""
-    max_field_bytes: int = Field(1 << 20, ge=1)
+    max_field_bytes: Annotated[int, Field(ge=1)] = 1 << 20
     """A longer field makes its row a bad line (an unclosed quote swallows the lines after it)."""
 
     @field_validator("encoding")
