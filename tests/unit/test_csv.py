@@ -149,3 +149,15 @@ def test_init_detects_the_encoding_and_keeps_the_header_clean(tmp_path: Path, ra
 def test_a_bom_read_as_plain_utf8_does_not_leak_into_the_header(tmp_path: Path) -> None:
     read, _ = _read(tmp_path, b"\xef\xbb\xbfa,b\n1,2\n")
     assert read.header == ["a", "b"]
+
+
+def test_the_quick_guess_is_kept_only_when_every_row_has_the_header_width(tmp_path: Path) -> None:
+    body = b"a,b,c\n" + b"".join(b'%d,"x, %d",%d\n' % (i, i, i) for i in range(1, 300))
+    read, frame = _read(tmp_path, body)
+    assert read.reader == "polars" and frame.height == 299 and frame["b"][0] == "x, 1"
+    short = body.replace(b'7,"x, 7",7\n', b'7,"x, 7"\n')  # one field short: Polars would pad it
+    read, frame = _read(tmp_path, short)
+    assert [(b.line, b.reason) for b in read.bad] == [(8, "2 fields, the header has 3")] and frame.height == 298
+    long = body.replace(b'7,"x, 7",7\n', b'7,"x, 7",7,8\n')
+    read, frame = _read(tmp_path, long)
+    assert [b.line for b in read.bad] == [8] and frame["_line"].to_list()[:7] == [2, 3, 4, 5, 6, 7, 9]
