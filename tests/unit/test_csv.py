@@ -2,11 +2,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from conveyor.core import DataError
-from conveyor.stages.sources._csv import scan_csv, sniff_delimiter
+from conveyor.stages.sources._csv import CsvRead, read_csv_snapshot, sniff_delimiter, sniff_encoding
 from conveyor.stages.sources._infer import infer_type
+
+
+def _read(tmp_path: Path, content: bytes, delimiter: str = ",", encoding: str = "utf-8",
+          max_field_bytes: int = 1 << 20) -> tuple[CsvRead, pl.DataFrame]:
+    path = tmp_path / "d.csv"
+    path.write_bytes(content)
+    out = tmp_path / "out.parquet"
+    read = read_csv_snapshot(path, out, delimiter=delimiter, encoding=encoding, max_field_bytes=max_field_bytes,
+                             workdir=tmp_path)
+    return read, pl.read_parquet(out)
 
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
@@ -17,13 +28,60 @@ def test_sniff_delimiter(tmp_path: Path, delimiter: str) -> None:
     assert sniff_delimiter(path) == delimiter
 
 
-def test_scan_keeps_line_numbers_across_quoted_newlines(tmp_path: Path) -> None:
+def test_line_numbers_across_quoted_newlines_blanks_and_ragged_rows(tmp_path: Path) -> None:
+    read, frame = _read(tmp_path, b'id,note,v\n1,"two\nlines",3\n\n2,plain,4\n3,short\n \r\n4,"x",5')
+    assert frame["_line"].to_list() == [2, 5, 8]
+    assert [(b.line, b.reason) for b in read.bad] == [(6, "2 fields, the header has 3")]
+    assert frame["note"].to_list() == ["two\nlines", "plain", "x"]
+
+
+def test_fast_path_and_exact_reader_agree(tmp_path: Path) -> None:
+    body = b"a,b,c\n" + b"".join(b"%d,x%d,%d\n" % (i, i, i * 2) for i in range(1, 500))
+    read, frame = _read(tmp_path, body + b"\n7,8\n")
+    assert read.reader == "polars"
+    assert frame["_line"].to_list() == list(range(2, 501))
+    assert [b.line for b in read.bad] == [502]
+    stray, frame2 = _read(tmp_path, body.replace(b"x7,", b'x7" tall,') + b"\n7,8\n")
+    assert stray.reader == "python"  # a stray quote: the line-exact reader decides
+    assert frame2["_line"].to_list() == list(range(2, 501)) and frame2["b"][6] == 'x7" tall'
+
+
+def test_trailing_delimiters_and_crlf(tmp_path: Path) -> None:
+    read, frame = _read(tmp_path, b"a,b,\r\n1,2,\r\n3,4,\r\n")
+    assert read.header == ["a", "b", "column_3"] and not read.bad
+    assert frame["b"].to_list() == ["2", "4"] and frame["_line"].to_list() == [2, 3]
+    read, frame = _read(tmp_path, b"a,b\r\n1,2,\r\n3,4\r\n")  # a trailing delimiter on a data row only
+    assert not read.bad and frame["b"].to_list() == ["2", "4"]
+
+
+def test_cr_only_line_ends(tmp_path: Path) -> None:
+    read, frame = _read(tmp_path, b"a,b\r1,2\r3,4\r")
+    assert frame["a"].to_list() == ["1", "3"] and frame["_line"].to_list() == [2, 3]
+
+
+def test_a_few_bad_bytes_in_a_utf8_file_are_bad_lines_at_their_line(tmp_path: Path) -> None:
+    lines = [b"city,y"] + [f"Zürich,{i}".encode() for i in range(3000)]
+    lines[2830 - 1] = b"Z\xfcrich,1"
     path = tmp_path / "d.csv"
-    path.write_text('id,note,v\n1,"two\nlines",3\n\n2,plain,4\n3,short\n')
-    scanned = scan_csv(path, delimiter=",")
-    assert scanned.lines == [2, 5]
-    assert [r.line for r in scanned.ragged] == [6]
-    assert scanned.frame()["note"].to_list() == ["two\nlines", "plain"]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert sniff_encoding(path) == "utf-8"
+    read, frame = _read(tmp_path, path.read_bytes())
+    assert [b.line for b in read.bad] == [2830]
+    assert "column 1 (city)" in read.bad[0].reason and "UTF-8" in read.bad[0].reason
+    assert frame.height == 2999 and frame["city"][0] == "Zürich"
+
+
+def test_unterminated_quote_names_the_line_it_opens_on(tmp_path: Path) -> None:
+    body = b"a,b,c\n" + b"".join(b"%d,x,1\n" % i for i in range(10)) + b'11,"oops,1\n' + b"12,y,2\n" * 30
+    with pytest.raises(DataError) as error:
+        _read(tmp_path, body)
+    assert "line 12, column 2 (b)" in str(error.value) and "never closed" in str(error.value)
+
+
+def test_overlong_fields_are_bad_lines(tmp_path: Path) -> None:
+    read, frame = _read(tmp_path, b"a,b\n1,2\n3," + b"x" * 100 + b"\n", max_field_bytes=50)
+    assert [b.line for b in read.bad] == [3] and "max_field_bytes" in read.bad[0].reason
+    assert frame.height == 1
 
 
 @pytest.mark.parametrize(
@@ -32,34 +90,39 @@ def test_scan_keeps_line_numbers_across_quoted_newlines(tmp_path: Path) -> None:
         (b"", "empty"),
         (b"   \n\n", "empty"),
         (b"a,b\n1,\x002\n", "binary data"),
-        (b"a,b\n\xff\xfe\xfa,1\n" + b"x,y\n" * 10, "not valid utf-8"),
+        (b"PK\x03\x04\x00\x00", "Excel"),
+        (b"PAR1\x00\x00", "source.kind: parquet"),
         (b"a,a\n1,2\n", "repeated"),
-        (b"a,,c\n1,2,3\n", "empty column name"),
         (b"onlyone\n1\n", "delimiter"),
         (b"a,_line\n1,2\n", "reserved"),
+        (b"a,b\n", "no data rows"),
     ],
 )
 def test_unreadable_input_is_a_data_error_naming_the_file(tmp_path: Path, content: bytes, message: str) -> None:
-    path = tmp_path / "bad.csv"
-    path.write_bytes(content)
     with pytest.raises(DataError) as error:
-        scan_csv(path, delimiter=",")
-    assert str(path) in str(error.value) and message in str(error.value)
+        _read(tmp_path, content)
+    assert str(tmp_path / "d.csv") in str(error.value) and message in str(error.value)
 
 
 def test_type_inference_on_messy_values() -> None:
-    import polars as pl
-
-    def kind(*values: str | None) -> str:
-        return infer_type(pl.Series(list(values), dtype=pl.String))
+    def kind(*values: str | None, threshold: float = 1.0) -> str:
+        return infer_type(pl.Series(list(values), dtype=pl.String), threshold)
 
     assert kind("1", "2", None, "-3") == "integer"
     assert kind("5e+05", "20000", "1.5E3") == "float"
     assert kind("yes", "no", "Yes") == "boolean"
     assert kind("2011-01-01", "2012-12-31") == "date"
-    assert kind("2019-03-23 20:21:09", "2019-03-04 16:11:55") == "datetime"
+    assert kind("2019-03-23 20:21:09", "2019-03-04T16:11:55Z") == "datetime"
     assert kind("a", "1") == "string"
     assert kind(None, None) == "string"
+    assert kind("12345678901234567", "12345678901234568") == "integer"  # 17 digits: Int64, exact
+    assert kind("12345678901234567890", "1") == "string"  # beyond Int64: text, never a float
+    assert kind("00501", "10001") == "string"  # zip codes keep their zeros
+    many = [str(i) for i in range(99)]
+    assert kind(*many, "1e30", threshold=0.98) == "integer"  # 1e30 is quarantined
+    assert kind(*many, "2.5", threshold=0.98) == "float"
+    assert kind(*many, "junk", threshold=0.98) == "integer"
+    assert kind(*many, "junk", "junk2", "junk3", threshold=0.98) == "string"
 
 
 @pytest.mark.parametrize(
@@ -67,7 +130,8 @@ def test_type_inference_on_messy_values() -> None:
     [
         ("name,city,y\nJosé,Zürich,1\nAna,Köln,0\n".encode(), "utf-8"),
         (b"\xef\xbb\xbf" + "name,city,y\nJosé,Zürich,1\nAna,Köln,0\n".encode(), "utf-8-sig"),
-        ("name,city,y\nJosé,Zürich,1\nAna,Köln,0\n".encode("latin-1"), "latin-1"),
+        ("name,city,y\nJosé,Zürich,1\nAna,Köln,0\n".encode("cp1252"), "cp1252"),
+        ("name,city,y\nJosé,Zürich,1\nAna,Köln,0\n".encode("utf-16"), "utf-16"),
     ],
 )
 def test_init_detects_the_encoding_and_keeps_the_header_clean(tmp_path: Path, raw: bytes, encoding: str) -> None:
@@ -75,14 +139,25 @@ def test_init_detects_the_encoding_and_keeps_the_header_clean(tmp_path: Path, ra
 
     path = tmp_path / "people.csv"
     path.write_bytes(raw)
-    config = infer_config(path, target="y")
+    config = infer_config(path, target="y", notes=[])
     assert config.source.encoding == encoding
     assert list(config.schema.columns) == ["name", "city", "y"]
-    scanned = scan_csv(path, delimiter=",", encoding=encoding)
-    assert scanned.frame()["city"].to_list() == ["Zürich", "Köln"]
+    _, frame = _read(tmp_path, raw, encoding=encoding)
+    assert frame["city"].to_list() == ["Zürich", "Köln"]
 
 
 def test_a_bom_read_as_plain_utf8_does_not_leak_into_the_header(tmp_path: Path) -> None:
-    path = tmp_path / "bom.csv"
-    path.write_bytes(b"\xef\xbb\xbfa,b\n1,2\n")
-    assert scan_csv(path, delimiter=",", encoding="utf-8").header == ["a", "b"]
+    read, _ = _read(tmp_path, b"\xef\xbb\xbfa,b\n1,2\n")
+    assert read.header == ["a", "b"]
+
+
+def test_the_quick_guess_is_kept_only_when_every_row_has_the_header_width(tmp_path: Path) -> None:
+    body = b"a,b,c\n" + b"".join(b'%d,"x, %d",%d\n' % (i, i, i) for i in range(1, 300))
+    read, frame = _read(tmp_path, body)
+    assert read.reader == "polars" and frame.height == 299 and frame["b"][0] == "x, 1"
+    short = body.replace(b'7,"x, 7",7\n', b'7,"x, 7"\n')  # one field short: Polars would pad it
+    read, frame = _read(tmp_path, short)
+    assert [(b.line, b.reason) for b in read.bad] == [(8, "2 fields, the header has 3")] and frame.height == 298
+    long = body.replace(b'7,"x, 7",7\n', b'7,"x, 7",7,8\n')
+    read, frame = _read(tmp_path, long)
+    assert [b.line for b in read.bad] == [8] and frame["_line"].to_list()[:7] == [2, 3, 4, 5, 6, 7, 9]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from conveyor.core.errors import ConfigError
 
@@ -50,14 +50,40 @@ class _Model(BaseModel):
 
 
 class SourceConfig(_Model):
-    """Where the raw data comes from."""
+    """Where the raw data comes from, and how its text is read."""
 
-    kind: Literal["csv"] = "csv"
+    kind: Literal["csv", "parquet"] = "csv"
     path: str
     delimiter: str = Field(",", min_length=1, max_length=1)
-    encoding: Literal["utf-8", "utf-8-sig", "latin-1"] = "utf-8"
+    encoding: str = "utf-8"
+    """A text encoding Python knows: utf-8, utf-8-sig, utf-16, cp1252, latin-1, ..."""
+    decimal: Literal[".", ","] = "."
+    """The decimal mark of numbers in the file: `0.5` or `0,5`."""
+    thousands: Literal[",", ".", " ", "'", "_"] | None = None
+    """The thousands separator of numbers (`1,234`), or None when numbers have none."""
     on_bad_lines: Literal["error", "quarantine"] = "error"
-    """What to do with a row whose field count differs from the header's."""
+    """What to do with a row that is not a row of the header's columns (field count, bad bytes, overlong field)."""
+    max_field_bytes: Annotated[int, Field(ge=1)] = 1 << 20
+    """A longer field makes its row a bad line (an unclosed quote swallows the lines after it)."""
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"{value!r} is not a text encoding (utf-8, utf-8-sig, utf-16, cp1252, latin-1, ...)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _marks_differ(self) -> SourceConfig:
+        if self.thousands is not None and self.thousands == self.decimal:
+            raise ValueError(f"decimal and thousands are both {self.decimal!r}; they must differ")
+        if self.kind == "csv" and self.delimiter in ('"', "\n", "\r"):
+            raise ValueError(f"delimiter {self.delimiter!r} cannot separate fields")
+        return self
 
 
 class Column(_Model):
@@ -130,6 +156,15 @@ class Schema(_Model):
 class CleaningConfig(_Model):
     null_values: dict[str, list[str | int | float]] = Field(default_factory=dict)
     """Per column, values that mean 'missing' in this data (e.g. a 0 wind speed)."""
+    missing_tokens: dict[str, list[str]] = Field(default_factory=dict)
+    """Per column, raw text that means missing (`-`, `unknown`), on top of NULL_TOKENS; matched before parsing."""
+    non_finite: Literal["null", "quarantine"] = "quarantine"
+    """`inf`, `-inf`, `NaN` and overflowing numbers in number columns: a missing value, or the row quarantined."""
+
+    @field_validator("non_finite", mode="before")
+    @classmethod
+    def _yaml_null(cls, value: object) -> object:
+        return "null" if value is None else value  # `non_finite: null` in YAML is None
 
 
 _WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

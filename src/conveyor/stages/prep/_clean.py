@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
@@ -9,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 from conveyor.core.artifacts import Artifact, Result, relative_to
 from conveyor.core.cleaning import MissingValues
 from conveyor.core.config import EVENT_TIMESTAMP, NULL_TOKENS, Column, Config, Schema
-from conveyor.core.errors import DataError
+from conveyor.core.errors import ConfigError, DataError
 from conveyor.core.hashing import hash_json, short
 from conveyor.core.stage import Stage, Upstream
 from conveyor.core.workspace import Workspace
@@ -21,7 +25,15 @@ __all__ = ["EVENT_TIMESTAMP", "PREPARE", "PREP_VERSION", "CleanData", "clean_fra
 
 LINE = "_line"
 REASON = "_reason"
-PREP_VERSION = 2
+PREP_VERSION = 3
+_VAL = "__val_"
+_BAD = "__bad_"
+_FLOAT = "__float_"
+_TEXT = "__text_"
+_REQUIRED = "__required_"
+_FLAG = "__rejected"
+_DUP = "__duplicate"
+_POSITION = "__position"
 _TRUE = ["true", "yes", "t", "1"]
 _FALSE = ["false", "no", "f", "0"]
 
@@ -47,7 +59,7 @@ class CleanData(Result):
     quarantined: int
     """Rows rejected by prepare (bad values, missing target, key or time, duplicates)."""
     ingest_quarantined: int
-    """Rows rejected earlier, at ingest (wrong field count)."""
+    """Rows rejected earlier, at ingest (wrong field count, bad bytes, overlong field)."""
     quarantine_file: str | None
     quarantine_reasons: dict[str, int]
     """How many rows each column sent to quarantine."""
@@ -59,37 +71,145 @@ class CleanData(Result):
         text = f"{self.rows} clean, {self.quarantined + self.ingest_quarantined} quarantined"
         reasons = dict(self.quarantine_reasons)
         if self.ingest_quarantined:
-            reasons["(field count)"] = self.ingest_quarantined
+            reasons["(unreadable rows, at ingest)"] = self.ingest_quarantined
         if reasons:
             text += " (" + ", ".join(f"{k}: {v}" for k, v in reasons.items()) + ")"
         return text + f"; EDA {self.eda_report}"
 
 
-def _cast(column: pl.Expr, kind: str, fmt: str | None) -> pl.Expr:
+_MAX_EXACT = 2**53
+"""Whole numbers written like floats (`5e+05`, `3.0`) are integers only below this: exact in a float."""
+
+
+def _numeric_text(column: pl.Expr, config: Config) -> pl.Expr:
+    """Number text in the file's notation (`1,234.5`, `0,5`) rewritten as `1234.5`, `0.5`."""
     import polars as pl
 
-    if kind == "integer":
-        # "3.0" and "5e+05" are whole numbers too; anything fractional is invalid
-        as_float = column.cast(pl.Float64, strict=False)
-        return pl.when(as_float == as_float.round(0)).then(as_float).otherwise(None).cast(pl.Int64)
-    if kind == "float":
-        return column.cast(pl.Float64, strict=False)
+    src = config.source
+    text = column
+    if src.thousands is not None:
+        sep, dec = re.escape(src.thousands), re.escape(src.decimal)
+        grouped = text.str.contains(rf"^[+-]?\d{{1,3}}({sep}\d{{3}})+({dec}\d*)?$")
+        text = pl.when(grouped).then(text.str.replace_all(src.thousands, "", literal=True)).otherwise(text)
+    if src.decimal != ".":  # a "." left is not this file's notation: not a number
+        text = pl.when(text.str.contains(".", literal=True)).then(None).otherwise(text)
+        text = text.str.replace(src.decimal, ".", literal=True)
+    return text
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """One column parsed: the typed value (None for bad and missing values) and why a value is bad.
+
+    `reason` is what is wrong with the value ("is not a valid float"), null for a good value.
+    """
+
+    value: pl.Expr
+    reason: pl.Expr
+    """Computed once the value is stored as `__val_<name>`."""
+    iso: bool = False
+    """An ISO datetime: the first format parsed; `_iso_fallback` parses what it left."""
+
+
+def _parse(name: str, column: Column, fmt: str | None, config: Config, text: pl.Expr | None = None) -> _Parsed:
+    """How to parse one column's text (`text`, default the column itself)."""
+    import polars as pl
+
+    text = pl.col(name) if text is None else text
+    stored = pl.col(_VAL + name)
+    quarantine_non_finite = config.cleaning.non_finite == "quarantine"
+
+    def bad(why: str) -> pl.Expr:
+        return pl.lit(why)  # the message is written later, for the few quarantined rows only
+
+    kind = column.type
+    if kind in ("integer", "float"):
+        number = _numeric_text(text, config)
+        as_float = number.cast(pl.Float64, strict=False)
+        non_finite = as_float.is_infinite() | as_float.is_nan()
+        if kind == "float":
+            value = pl.when(non_finite).then(None).otherwise(as_float)
+            reason = (
+                pl.when(text.is_null()).then(None)
+                .when(non_finite).then(bad("is not a finite number") if quarantine_non_finite else None)
+                .when(as_float.is_null()).then(bad("is not a valid float"))
+            )
+            return _Parsed(value, reason)
+        plain = number.str.contains(r"^[+-]?\d+$")
+        as_int = number.str.to_integer(strict=False)  # Int64 without a float round trip: 17 digits stay exact
+        whole = as_float.is_finite() & (as_float == as_float.round(0))
+        exact = whole & (as_float.abs() < _MAX_EXACT)
+        value = pl.when(plain).then(as_int).when(exact).then(as_float.cast(pl.Int64, strict=False)).otherwise(None)
+        reason = (
+            pl.when(text.is_null()).then(None)
+            .when(plain & as_int.is_null()).then(bad("is out of the integer range (-2^63 .. 2^63-1)"))
+            .when(plain).then(None)
+            .when(non_finite).then(bad("is not a finite number") if quarantine_non_finite else None)
+            .when(whole & ~exact).then(bad("is too large to be an exact integer"))
+            .when(as_float.is_not_null() & ~whole).then(bad("is not a whole number"))
+            .when(stored.is_null()).then(bad("is not a valid integer"))
+        )
+        return _Parsed(value, reason)
     if kind == "boolean":
-        lower = column.str.to_lowercase()
-        return pl.when(lower.is_in(_TRUE)).then(True).when(lower.is_in(_FALSE)).then(False)
-    if kind == "date":
-        return column.str.to_date(fmt or "%Y-%m-%d", strict=False)
-    if kind == "datetime":
-        return column.str.to_datetime(fmt, strict=False, time_unit="us")
-    return column
+        lower = text.str.to_lowercase()
+        value = pl.when(lower.is_in(_TRUE)).then(True).when(lower.is_in(_FALSE)).then(False)
+    elif kind == "date":
+        value = text.str.to_date(fmt or "%Y-%m-%d", strict=False)
+    elif kind == "datetime":
+        value = text.str.to_datetime(fmt or _ISO_FORMATS[0], strict=False, time_unit="us")
+    else:
+        return _Parsed(text, pl.lit(None, dtype=pl.String))
+    expected = f"a valid {kind}" + (f" ({fmt})" if fmt else "")
+    failed: pl.Expr = pl.when(text.is_not_null() & stored.is_null()).then(bad(f"is not {expected}"))
+    return _Parsed(value, failed, iso=kind == "datetime" and not fmt)
+
+
+_ISO_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S%.f%#z",
+                "%Y-%m-%d %H:%M%#z")
+
+
+def _is_bad(name: str, column: Column, config: Config) -> pl.Expr:
+    """True where a present value did not parse (once `__val_<name>` and `__float_<name>` are stored)."""
+    import polars as pl
+
+    failed = pl.col(name).is_not_null() & pl.col(_VAL + name).is_null()
+    if column.type in ("integer", "float") and config.cleaning.non_finite == "null":
+        number = pl.col(_FLOAT + name)
+        return failed & ~(number.is_infinite() | number.is_nan())
+    return failed
+
+
+def _iso_fallback(value: pl.Expr, text: pl.Expr) -> pl.Expr:
+    """The ISO datetimes the first format left: `T`, no seconds, an offset (converted to UTC).
+
+    Only the values still unparsed are looked at, so a clean column costs one parse.
+    """
+    import polars as pl
+
+    rest = pl.when(value.is_null()).then(text).str.replace(r"^(\d{4}-\d{2}-\d{2})T", "${1} ")
+    attempts = [value]
+    for fmt in _ISO_FORMATS:
+        zoned = fmt.endswith("z")
+        attempt = rest.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC" if zoned else None)
+        attempts.append(attempt.dt.replace_time_zone(None) if zoned else attempt)
+    return pl.coalesce(*attempts)
+
+
+def _quoted(text: pl.Expr) -> pl.Expr:
+    """A raw value for a message: quoted, cut at 40 characters."""
+    import polars as pl
+
+    cut = pl.when(text.str.len_chars() > 40).then(text.str.slice(0, 37) + "...").otherwise(text)
+    return pl.format("'{}'", cut)
 
 
 def _used_columns(schema: Schema) -> list[str]:
-    """Columns prepare types and checks: features, target, event time, entity key; not dropped."""
-    used = {*schema.features(), schema.target, *schema.event_time.columns}
-    if not schema.entity.generated:
-        used.add(schema.entity.key)
-    return [c for c in schema.columns if c in used and c not in schema.drop]
+    """Every column prepare types and checks: all of schema.columns but the dropped ones.
+
+    Columns with role `id`, `event_time` or `ignore` are not features, but a value that does
+    not parse as the column's type still sends its row to quarantine (docs/config.md).
+    """
+    return [c for c in schema.columns if c not in schema.drop]
 
 
 def _missing_rule(name: str, column: Column, typed: pl.Expr, rule: MissingValues) -> pl.Expr:
@@ -103,68 +223,145 @@ def _missing_rule(name: str, column: Column, typed: pl.Expr, rule: MissingValues
     return pl.when(typed.cast(pl.String).is_in(rule.texts(name))).then(None).otherwise(typed)
 
 
-def _typed_and_reasons(config: Config) -> tuple[list[pl.Expr], list[pl.Expr]]:
-    """Per used column: the typed expression, and the reason a row is rejected because of it."""
+def _phases(config: Config, *, keep_text: bool = False) -> list[list[pl.Expr]]:
+    """Column expressions, applied one list after the other (each list reads what the earlier wrote).
+
+    1. `__val_<name>`: the value parsed from the text; 2. the ISO datetime fallbacks;
+    3. `__bad_<name>`: True where a present value does not parse; 4. the typed columns (`cleaning.null_values`
+    applied) and `__required_<i>`: a missing target, event time or entity key.
+    """
     import polars as pl
 
     schema = config.schema
     rule = MissingValues(config.cleaning.null_values)
-    typed_cols, reasons = [], []
-    for name in _used_columns(schema):  # a bad value in an unused column rejects nothing
-        column = schema.columns[name]
+    parsed = {}
+    for name in _used_columns(schema):
         fmt = schema.event_time.format if name in schema.event_time.columns else None
-        cast = _cast(pl.col(name), column.type, fmt)
-        typed = _missing_rule(name, column, cast, rule) if name in rule.per_column else cast
-        typed_cols.append(typed.alias(name))
-        bad = pl.col(name).is_not_null() & cast.is_null()  # text that does not parse, not a null_values hit
-        reasons.append(
-            pl.when(bad).then(pl.format(f"{name}: '{{}}' is not a valid {column.type}", pl.col(name))).otherwise(None)
-        )
+        parsed[name] = _parse(name, schema.columns[name], fmt, config)
+    values = [p.value.alias(_VAL + name) for name, p in parsed.items()]
+    values += [
+        _numeric_text(pl.col(name), config).cast(pl.Float64, strict=False).alias(_FLOAT + name)
+        for name in parsed if schema.columns[name].type in ("integer", "float")
+    ]
+    fallbacks = [_iso_fallback(pl.col(_VAL + n), pl.col(n)).alias(_VAL + n) for n, p in parsed.items() if p.iso]
+    bad = [_is_bad(name, schema.columns[name], config).alias(_BAD + name) for name in parsed]
+    typed: dict[str, pl.Expr] = {}
+    for name in parsed:
+        value = pl.col(_VAL + name)
+        typed[name] = _missing_rule(name, schema.columns[name], value, rule) if name in rule.per_column else value
     required = [(schema.target, "the target is missing")]
     required += [(name, "the event time is missing") for name in schema.event_time.columns]
     if not schema.entity.generated:
         required.append((schema.entity.key, "the entity key is missing"))
-    for name, why in required:
-        reasons.append(pl.when(pl.col(name).is_null()).then(pl.lit(f"{name}: {why}")))
-    return typed_cols, reasons
+    checks = []
+    for index, (name, why) in enumerate(required):  # missing after typing: a token, a null_values hit, inf
+        missing = typed[name].is_null() & ~pl.col(_BAD + name)
+        checks.append(pl.when(missing).then(pl.lit(f"{name}: {why}")).alias(f"{_REQUIRED}{index}"))
+    texts = [pl.col(name).alias(_TEXT + name) for name in parsed] if keep_text else []
+    last = [*checks, *texts, *(e.alias(n) for n, e in typed.items())]
+    return [values, fallbacks, bad, last]
 
 
-def _as_text(raw: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """Stripped text with every common missing token (`NULL_TOKENS`) as a null."""
+def _as_text(raw: pl.LazyFrame, config: Config, columns: list[str], extra: list[pl.Expr] | None = None) -> pl.LazyFrame:
+    """Stripped text with every missing token as a null: `NULL_TOKENS` and `cleaning.missing_tokens`."""
     import polars as pl
 
-    stripped = [pl.col(c).str.strip_chars().alias(c) for c in columns]
-    nulls = [pl.when(pl.col(c).is_in(list(NULL_TOKENS))).then(None).otherwise(pl.col(c)).alias(c) for c in columns]
-    return raw.select(pl.col(LINE), *stripped).with_columns(nulls)
+    tokens = config.cleaning.missing_tokens
+    out = []
+    for c in columns:
+        stripped = pl.col(c).str.strip_chars()
+        missing = [*NULL_TOKENS, *tokens.get(c, [])]
+        out.append(pl.when(stripped.is_in(missing)).then(None).otherwise(stripped).alias(c))
+    return raw.select(pl.col(LINE), *(extra or []), *out)
+
+
+def _check_cleaning(config: Config) -> None:
+    columns = config.schema.columns
+    for name in config.cleaning.missing_tokens:
+        if name not in columns:
+            raise ConfigError(f"cleaning.missing_tokens: column {name!r} is not in schema.columns")
 
 
 def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split raw text rows into (clean typed rows, quarantined raw rows with `_reason`)."""
     import polars as pl
 
-    schema = config.schema
-    typed_cols, reasons = _typed_and_reasons(config)
-    text = _as_text(raw, [c for c in schema.columns if c not in schema.drop])
-    checked = text.with_columns(pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias(REASON))
-    checked = checked.with_columns(pl.when(pl.col(REASON) == "").then(None).otherwise(pl.col(REASON)).alias(REASON))
-    typed = checked.with_columns(typed_cols)
-    key = schema.entity.key
-    if schema.entity.generated:
-        typed = typed.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(key))
-    typed = _reject_duplicates(typed.with_columns(_event_time(config, ingested_at).alias(EVENT_TIMESTAMP)), key)
-    quarantine = typed.filter(pl.col(REASON).is_not_null()).select(LINE, REASON).join(raw, on=LINE, how="left")
-    ordered = [key, EVENT_TIMESTAMP, *schema.features(), schema.target, LINE]
-    clean = typed.filter(pl.col(REASON).is_null()).select(list(dict.fromkeys(ordered)))
-    return clean, quarantine.sort(LINE)
+    clean, rejected = pl.collect_all(_clean_lazy(raw.lazy(), config, ingested_at), engine="streaming")
+    return clean, _reasons(rejected, raw.lazy(), config, ingested_at)
 
 
-def _reject_duplicates(typed: pl.DataFrame, key: str) -> pl.DataFrame:
-    """One row per entity and event time: Feast cannot tell duplicates apart in a point-in-time join."""
+def _typed(raw: pl.LazyFrame, config: Config, ingested_at: str, *, subset: bool) -> pl.LazyFrame:
+    """Raw text rows typed, with `__rejected` (a value or a required value is bad) and `__duplicate`.
+
+    `subset`: the rows are a few rejected ones, typed again to say why: the text of each value
+    is kept (`__text_<name>`), and duplicates are not looked for (they were, on all rows).
+    """
     import polars as pl
 
-    dup = pl.col(LINE).rank("ordinal").over([key, EVENT_TIMESTAMP]) > 1
-    why = pl.format(f"{key}: duplicate entity key {{}} at the same event time", pl.col(key).cast(pl.String))
-    return typed.with_columns(pl.when(pl.col(REASON).is_null() & dup).then(why).otherwise(pl.col(REASON)).alias(REASON))
+    _check_cleaning(config)
+    schema = config.schema
+    used = _used_columns(schema)
+    key = schema.entity.key
+    extra = []
+    if schema.entity.generated and not subset:  # the 1-based position in the raw snapshot
+        raw = raw.with_row_index(_POSITION, offset=1)
+        extra = [pl.col(_POSITION).cast(pl.Int64).alias(key)]
+    typed = _as_text(raw, config, used, extra)
+    for phase in _phases(config, keep_text=subset):
+        if phase:
+            typed = typed.with_columns(phase)
+    required = [c for c in typed.collect_schema().names() if c.startswith(_REQUIRED)]
+    flags = [pl.col(_BAD + name) for name in used] + [pl.col(c).is_not_null() for c in required]
+    typed = typed.with_columns(pl.any_horizontal(*flags).alias(_FLAG) if flags else pl.lit(False).alias(_FLAG))
+    if schema.entity.generated and subset:
+        typed = typed.with_columns(pl.lit(None, dtype=pl.Int64).alias(key))
+    typed = typed.with_columns(_event_time(config, ingested_at).alias(EVENT_TIMESTAMP))
+    if schema.entity.generated or subset:  # a generated key is unique: no duplicates to look for
+        return typed.with_columns(pl.lit(False).alias(_DUP))
+    dup = (pl.col(LINE).rank("ordinal").over([key, EVENT_TIMESTAMP]) > 1) & ~pl.col(_FLAG)
+    return typed.with_columns(dup.alias(_DUP))
+
+
+def _clean_lazy(raw: pl.LazyFrame, config: Config, ingested_at: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """(clean rows, the lines of rejected rows with `__duplicate`), for one streaming query."""
+    import polars as pl
+
+    schema = config.schema
+    typed = _typed(raw, config, ingested_at, subset=False)
+    ordered = [schema.entity.key, EVENT_TIMESTAMP, *schema.features(), schema.target, LINE]
+    clean = typed.filter(~pl.col(_FLAG) & ~pl.col(_DUP)).select(list(dict.fromkeys(ordered)))
+    rejected = typed.filter(pl.col(_FLAG) | pl.col(_DUP)).select(LINE, _DUP)
+    return clean, rejected
+
+
+def _reasons(rejected: pl.DataFrame, raw: pl.LazyFrame, config: Config, ingested_at: str) -> pl.DataFrame:
+    """The rejected rows: `_line`, `_reason` and their raw text, in line order.
+
+    Only these rows are read again and typed again, to write what is wrong with them.
+    """
+    import polars as pl
+
+    schema = config.schema
+    rows = raw.filter(pl.col(LINE).is_in(rejected[LINE].implode())).collect()
+    if not rows.height:
+        return rows.select(LINE, pl.lit(None, dtype=pl.String).alias(REASON), pl.exclude(LINE))
+    typed = _typed(rows.lazy(), config, ingested_at, subset=True).drop(_DUP)
+    typed = typed.join(rejected.lazy(), on=LINE, how="left")
+    messages: list[pl.Expr] = []
+    for name in _used_columns(schema):
+        fmt = schema.event_time.format if name in schema.event_time.columns else None
+        why = _parse(name, schema.columns[name], fmt, config, text=pl.col(_TEXT + name)).reason
+        messages.append(pl.when(pl.col(_BAD + name)).then(
+            pl.format(f"{name}: {{}} {{}}", _quoted(pl.col(_TEXT + name)), why)
+        ))
+    messages += [pl.col(c) for c in typed.collect_schema().names() if c.startswith(_REQUIRED)]
+    key = schema.entity.key
+    messages.append(pl.when(pl.col(_DUP)).then(
+        pl.format(f"{key}: duplicate entity key {{}} at the same event time", pl.col(key).cast(pl.String))
+    ))
+    reason = pl.concat_str(messages, separator="; ", ignore_nulls=True).alias(REASON)
+    reasons = typed.select(LINE, reason).collect()
+    return reasons.join(rows, on=LINE, how="left").sort(LINE)
 
 
 def _event_time(config: Config, ingested_at: str) -> pl.Expr:
@@ -188,19 +385,38 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
         {"raw": raw.digest, "schema": config.section("schema"), "cleaning": config.section("cleaning"),
          "version": PREP_VERSION}
     )
-    clean, quarantine = clean_frame(pl.read_parquet(raw.path), config, raw.result.ingested_at)
-    if clean.height == 0:
-        first = quarantine[REASON][0] if quarantine.height else "no rows"
-        raise DataError(f"{raw.result.source}: every row was quarantined; the first reason: {first}")
     workspace.ensure(workspace.clean, workspace.quarantine, workspace.reports)
     out = workspace.clean / f"{short(digest)}.parquet"
-    clean.write_parquet(out.with_suffix(".tmp"))
-    out.with_suffix(".tmp").replace(out)
+    tmp = out.with_suffix(".tmp")
+    lazy_clean, lazy_rejected = _clean_lazy(pl.scan_parquet(raw.path), config, raw.result.ingested_at)
+    # one streaming pass: clean rows straight to Parquet (bounded memory), rejected lines kept
+    _, rejected = pl.collect_all([lazy_clean.sink_parquet(tmp, lazy=True), lazy_rejected], engine="streaming")
+    quarantine = _reasons(rejected, pl.scan_parquet(raw.path), config, raw.result.ingested_at)
+    clean = pl.read_parquet(tmp)  # for the EDA report, which reads every row
+    if clean.height == 0:
+        tmp.unlink(missing_ok=True)
+        first = f"line {quarantine[LINE][0]}: {quarantine[REASON][0]}" if quarantine.height else "no rows"
+        raise DataError(f"{raw.result.source}: every row was quarantined; the first reason: {first}")
+    for stale in workspace.quarantine.glob("prepare-*.csv"):  # lists of rows of an earlier preparation
+        if stale.name != f"prepare-{short(digest)}.csv":
+            stale.unlink(missing_ok=True)
     quarantine_file = workspace.quarantine / f"prepare-{short(digest)}.csv"
     quarantine_file.unlink(missing_ok=True)  # never leave a stale list of rejected rows behind
-    if quarantine.height:
-        quarantine.write_csv(quarantine_file)
-    report = _eda(config, workspace, clean, quarantine.height + raw.result.quarantined)
+
+    def write() -> None:
+        tmp.replace(out)
+        if quarantine.height:
+            quarantine.write_csv(quarantine_file)
+
+    failed: list[BaseException] = []
+    writer = threading.Thread(target=lambda: _capture(write, failed), daemon=True)
+    writer.start()  # Polars writes (without the GIL) while matplotlib draws the report here
+    try:
+        report = _eda(config, workspace, clean, quarantine.height + raw.result.quarantined)
+    finally:
+        writer.join()
+    if failed:
+        raise failed[0]
     result = CleanData(
         rows=clean.height,
         quarantined=quarantine.height,
@@ -212,6 +428,13 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
         event_time_max=str(clean[EVENT_TIMESTAMP].max()),
     )
     return Artifact("clean", out, digest, result, {"raw": raw.digest})
+
+
+def _capture(work: Callable[[], None], failed: list[BaseException]) -> None:
+    try:
+        work()
+    except BaseException as exc:  # handed to the calling thread
+        failed.append(exc)
 
 
 def _eda(config: Config, workspace: Workspace, clean: pl.DataFrame, quarantined: int) -> Path:
@@ -232,12 +455,14 @@ def _eda(config: Config, workspace: Workspace, clean: pl.DataFrame, quarantined:
 
 def _reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:
     """How many rows each column sent to quarantine."""
-    counts: dict[str, int] = {}
-    for reason in quarantine[REASON].to_list() if quarantine.height else []:
-        for part in reason.split("; "):
-            column = part.split(":", 1)[0]
-            counts[column] = counts.get(column, 0) + 1
-    return counts
+    import polars as pl
+
+    if not quarantine.height:
+        return {}
+    parts = quarantine.select(pl.col(REASON).str.split("; ").alias("part")).explode("part")
+    columns = parts.select(pl.col("part").str.split_exact(":", 1).struct.field("field_0").alias("column"))
+    counted = columns.group_by("column", maintain_order=True).len()
+    return {str(c): int(n) for c, n in counted.iter_rows()}
 
 
 def _run(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[CleanData]:

@@ -1,97 +1,249 @@
-"""Reading a CSV as people download it: sniffed delimiter, blanks, ragged rows, bad bytes."""
+"""Reading a CSV as people download it: encodings, delimiters, blanks, ragged rows, bad bytes.
+
+Two readers give the same snapshot, all values as text plus the source line of every row:
+
+- the fast path: one vectorised pass over the bytes (numpy) finds the row boundaries, the
+  lines inside quoted fields, blank lines, ragged rows, bad bytes and overlong rows; Polars
+  then parses the file in streaming mode straight to Parquet, and the line of each row is
+  computed from the few quoted newlines found by the pass;
+- the line-exact reader (Python's `csv` module, in batches): used to explain the rows the
+  fast path sets aside, and for the whole file when the two would not agree (stray quotes,
+  an unterminated quote, a Polars error), so line numbers are always exact.
+"""
 
 from __future__ import annotations
 
 import codecs
 import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conveyor.core.errors import DataError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import polars as pl
 
-__all__ = ["LINE_COLUMN", "RaggedRow", "ScannedCsv", "describe_ragged", "scan_csv", "sniff_delimiter", "sniff_encoding"]
+__all__ = [
+    "LINE_COLUMN",
+    "BadLine",
+    "CsvRead",
+    "check_readable",
+    "describe_bad_lines",
+    "read_csv_snapshot",
+    "read_header",
+    "sniff_delimiter",
+    "sniff_encoding",
+    "write_bad_lines",
+]
 
 LINE_COLUMN = "_line"
 """Column of every snapshot: the 1-based line of the source file where the row starts."""
 
 _CANDIDATES = ",;\t|"
 _SNIFF_BYTES = 64 * 1024
+_BLOCK = 16 << 20
+_BATCH = 50_000
+_SHOW = 60
+_UTF8 = {"utf-8", "utf-8-sig"}
+
+
+def _codec(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise DataError(f"source.encoding: {encoding!r} is not a text encoding Python knows") from None
+
+
+def _short(value: str, limit: int = _SHOW) -> str:
+    text = value if len(value) <= limit else value[: limit - 3] + "..."
+    return repr(text)
 
 
 @dataclass(frozen=True)
-class RaggedRow:
+class BadLine:
+    """A row that cannot be read as a row of the header's columns: wrong field count, bad bytes."""
+
     line: int
-    fields: int
-    values: list[str]
+    reason: str
+    fields: list[str]
 
 
 @dataclass
-class ScannedCsv:
+class CsvRead:
+    """What reading a CSV into a snapshot found."""
+
     header: list[str]
-    rows: list[list[str]]
-    lines: list[int]
-    ragged: list[RaggedRow] = field(default_factory=list)
-
-    def frame(self) -> pl.DataFrame:
-        """All values as strings (nothing lost), plus the source line of each row."""
-        import polars as pl
-
-        columns = {name: [row[i] for row in self.rows] for i, name in enumerate(self.header)}
-        frame = pl.DataFrame(columns, schema={name: pl.String for name in self.header})
-        return frame.with_columns(pl.Series(LINE_COLUMN, self.lines, dtype=pl.Int64))
+    rows: int
+    """Rows written to the snapshot."""
+    bad: list[BadLine] = field(default_factory=list)
+    """Rows set aside (ragged, bad bytes, overlong fields), in line order."""
+    reader: str = "polars"
+    """Which reader produced the snapshot: `polars` (fast path) or `python` (line-exact)."""
+    notes: list[str] = field(default_factory=list)
 
 
-def _check_readable(path: Path, encoding: str) -> bytes:
+# --------------------------------------------------------------------------- sniffing
+
+
+def check_readable(path: Path) -> bytes:
+    """The first bytes of a file that could be a CSV; a DataError naming the file otherwise."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, expected a CSV file")
     with path.open("rb") as handle:
         head = handle.read(_SNIFF_BYTES)
-    if not head.strip():
+    if head.startswith(b"PAR1"):
+        raise DataError(f"{path}: this is a Parquet file, not a CSV; set source.kind: parquet in conveyor.yaml")
+    if head.startswith(b"PK\x03\x04"):
+        raise DataError(
+            f"{path}, line 1: binary data (a zip archive, e.g. an Excel .xlsx file); "
+            "export the sheet as CSV first"
+        )
+    if _utf16_bom(head) is None and not head.strip():
         raise DataError(f"{path}: the file is empty; expected a header line and data rows")
-    if b"\x00" in head:
+    if _utf16_bom(head) is None and b"\x00" in head:
         offset = head.index(b"\x00")
         line = head[:offset].count(b"\n") + 1
         raise DataError(
             f"{path}, line {line}: binary data (a NUL byte at byte {offset}); "
-            "is this really a CSV file? (Parquet and Excel files need converting first)"
+            "is this really a CSV file? (Excel files need exporting as CSV first)"
         )
-    try:
-        head.decode(encoding)
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a multi-byte character cut at the boundary
-            line = head[: exc.start].count(b"\n") + 1
-            raise DataError(
-                f"{path}, line {line}: not valid {encoding} text at byte {exc.start}; "
-                "set source.encoding (utf-8, utf-8-sig or latin-1) in conveyor.yaml"
-            ) from None
     return head
 
 
-def sniff_encoding(path: Path) -> str:
-    """utf-8-sig when the file starts with a byte-order mark, utf-8 when it decodes, else latin-1."""
-    with path.open("rb") as handle:
-        if handle.read(3) == b"\xef\xbb\xbf":
-            return "utf-8-sig"
-        handle.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
+def _utf16_bom(head: bytes) -> str | None:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    return None
+
+
+def _bad_utf8_lines(path: Path, limit: int = 1000) -> tuple[list[int], int]:
+    """Lines (1-based) that are not valid UTF-8 (up to `limit`), and lines that are non-ASCII UTF-8."""
+    bad: list[int] = []
+    good_non_ascii = 0
+    line_base = 1
+    for block in _line_blocks(path):
         try:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
+            block.decode("utf-8")
+            if not block.isascii():
+                good_non_ascii += 1
         except UnicodeDecodeError:
-            return "latin-1"
-    return "utf-8"
+            for number, line in enumerate(block.split(b"\n"), start=line_base):
+                if line.isascii():
+                    continue
+                try:
+                    line.decode("utf-8")
+                    good_non_ascii += 1
+                except UnicodeDecodeError:
+                    if len(bad) < limit:
+                        bad.append(number)
+        line_base += block.count(b"\n")
+    return bad, good_non_ascii
+
+
+def _line_blocks(path: Path, size: int = _BLOCK, terminate: bool = False) -> Iterator[bytes]:
+    """The file in blocks that end just after a newline (the last one may not, unless `terminate`)."""
+    with path.open("rb") as handle:
+        rest = b""
+        while True:
+            chunk = handle.read(size)
+            if not chunk:
+                if rest:
+                    yield rest + b"\n" if terminate else rest
+                return
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            yield data[:cut]
+            rest = data[cut:]
+
+
+def sniff_encoding(path: Path) -> str:
+    """The file's text encoding, judged over the whole file.
+
+    A byte-order mark decides (`utf-8-sig`, `utf-16`). A file that is valid UTF-8, or
+    UTF-8 but for a few lines (those lines are set aside at ingest), is `utf-8`. Otherwise
+    charset-normalizer names the legacy encoding (cp1252, latin-1, ...).
+    """
+    head = check_readable(path)
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    bom16 = _utf16_bom(head)
+    if bom16:
+        return bom16
+    bad, good_non_ascii = _bad_utf8_lines(path)
+    if not bad or good_non_ascii >= len(bad):
+        return "utf-8"
+    return _legacy_encoding(path)
+
+
+def _legacy_encoding(path: Path) -> str:
+    from charset_normalizer import from_bytes
+
+    sample = bytearray()
+    for block in _line_blocks(path):
+        for line in block.split(b"\n"):
+            if not line.isascii():
+                sample += line + b"\n"
+                if len(sample) > 256 * 1024:
+                    break
+        if len(sample) > 256 * 1024:
+            break
+    matches = from_bytes(bytes(sample))
+    best = matches.best()
+    guess = _codec(best.encoding) if best is not None else "cp1252"
+    for match in matches:  # a tie with cp1252, the most common legacy encoding: say cp1252
+        tie = best is not None and match.chaos <= best.chaos and match.coherence >= best.coherence
+        if tie and "cp1252" in match.could_be_from_charset:
+            guess = "cp1252"
+    if guess.startswith("utf"):
+        guess = "cp1252"
+    if guess != "cp1252":  # a code page that reads these bytes as cp1252 does: say cp1252, the common one
+        try:
+            if bytes(sample).decode(guess) == bytes(sample).decode("cp1252"):
+                guess = "cp1252"
+        except UnicodeDecodeError:
+            pass
+    for candidate in (guess, "cp1252"):
+        if _decodes(path, candidate):
+            return "latin-1" if candidate == "iso8859-1" else candidate
+    return "latin-1"  # every byte is a latin-1 character
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        for block in _line_blocks(path):
+            decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _head_text(path: Path, encoding: str) -> str:
+    head = check_readable(path)
+    text = head.decode(_codec(encoding), errors="replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text and "\n" not in text:
+        text = text.replace("\r", "\n")
+    return text
 
 
 def sniff_delimiter(path: Path, encoding: str = "utf-8") -> str:
     """The delimiter of a CSV: the candidate that splits the first lines most consistently."""
-    head = _check_readable(path, encoding).decode(encoding, errors="ignore")
+    head = _head_text(path, encoding)
     lines = [line for line in head.splitlines()[:50] if line.strip()]
     if len(lines) > 1 and not head.endswith("\n"):
         lines = lines[:-1]  # the last line may be cut by the sniffing window
@@ -106,77 +258,563 @@ def sniff_delimiter(path: Path, encoding: str = "utf-8") -> str:
     return best
 
 
-def scan_csv(path: Path, *, delimiter: str, encoding: str = "utf-8") -> ScannedCsv:
-    """Parse a whole CSV, recording the source line of each row and every ragged row.
-
-    Rows whose field count differs from the header's are collected, not dropped, so the
-    caller can stop with their line numbers or quarantine them.
-    """
-    _check_readable(path, encoding)
-    with path.open(newline="", encoding=encoding) as handle:
-        reader = csv.reader(handle, delimiter=delimiter, strict=True)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(f"{path}: the file is empty") from None
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}, line 1: cannot read the header: {exc}") from None
-        header = [name.strip() for name in header]
-        if header and header[0].startswith("\ufeff"):  # a byte-order mark read as utf-8
-            header[0] = header[0].removeprefix("\ufeff").strip()
-        _check_header(path, header)
-        width = len(header)
-        rows: list[list[str]] = []
-        lines: list[int] = []
-        ragged: list[RaggedRow] = []
-        start = reader.line_num + 1
-        try:
-            for record in reader:
-                if not record:  # a blank line
-                    start = reader.line_num + 1
-                    continue
-                if len(record) == width:
-                    rows.append(record)
-                    lines.append(start)
-                else:
-                    ragged.append(RaggedRow(start, len(record), record))
-                start = reader.line_num + 1
-        except csv.Error as exc:
-            raise DataError(f"{path}, line {reader.line_num}: malformed CSV: {exc}") from None
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"{path}, after line {reader.line_num}: not valid {encoding} text ({exc.reason}); "
-                "set source.encoding in conveyor.yaml"
-            ) from None
-    if not rows and not ragged:
-        raise DataError(f"{path}: the file has a header but no data rows")
-    return ScannedCsv(header, rows, lines, ragged)
+def read_header(path: Path, *, delimiter: str, encoding: str) -> list[str]:
+    """The column names of line 1: trimmed, a byte-order mark removed, empty names named by position."""
+    head = _head_text(path, encoding)
+    try:
+        first = next(csv.reader(io.StringIO(head), delimiter=delimiter))
+    except (StopIteration, csv.Error) as exc:
+        raise DataError(f"{path}, line 1: cannot read the header: {exc}") from None
+    header = [name.strip() for name in first]
+    if header and header[0].startswith("\ufeff"):
+        header[0] = header[0].removeprefix("\ufeff").strip()
+    header = [name or f"column_{index}" for index, name in enumerate(header, start=1)]
+    _check_header(path, header, delimiter)
+    return header
 
 
-def _check_header(path: Path, header: list[str]) -> None:
+def _check_header(path: Path, header: list[str], delimiter: str) -> None:
     if len(header) < 2:
+        shown = {"\t": "tab"}.get(delimiter, repr(delimiter))
         raise DataError(
-            f"{path}, line 1: the header has {len(header)} column(s) ({header!r}); "
+            f"{path}, line 1: the header has {len(header)} column(s) ({header!r}) when split at {shown}; "
             "is the delimiter right? set source.delimiter in conveyor.yaml"
         )
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for index, name in enumerate(header, start=1):
-        if not name:
-            raise DataError(f"{path}, line 1, column {index}: the header has an empty column name")
         if name in seen:
-            raise DataError(f"{path}, line 1, column {index}: the column name {name!r} is repeated")
+            raise DataError(
+                f"{path}, line 1, column {index}: the column name {name!r} is repeated "
+                f"(also column {seen[name]}); rename one of them"
+            )
         if name.startswith("_"):
             raise DataError(
                 f"{path}, line 1, column {index}: column names starting with '_' are reserved "
                 f"({name!r}); rename the column"
             )
-        seen.add(name)
+        seen[name] = index
 
 
-def describe_ragged(path: Path, ragged: list[RaggedRow], width: int, limit: int = 5) -> str:
-    shown = ", ".join(f"line {r.line} has {r.fields} fields" for r in ragged[:limit])
-    more = f" (and {len(ragged) - limit} more)" if len(ragged) > limit else ""
+# --------------------------------------------------------------------------- text as UTF-8
+
+
+def _utf8_source(path: Path, encoding: str, workdir: Path) -> Path:
+    """The file itself when it is UTF-8 with \\n line ends, else a UTF-8 copy (same lines) in `workdir`.
+
+    Bytes that are not valid UTF-8 in a UTF-8 file are kept (surrogate escapes), so the
+    readers can set their lines aside with their real line numbers.
+    """
+    codec = _codec(encoding)
+    with path.open("rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    cr_only = b"\r" in head and b"\n" not in head
+    if codec in _UTF8 and not cr_only:
+        return path
+    out = workdir / "source-utf8.csv"
+    errors = "surrogateescape" if codec in _UTF8 else "strict"
+    decoder = codecs.getincrementaldecoder(codec)(errors=errors)
+    lines_done = 1
+    with out.open("w", encoding="utf-8", errors="surrogateescape", newline="") as sink:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(_BLOCK), b""):
+                try:
+                    text = decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    line = lines_done + _decoded_newlines(block[: exc.start], codec)
+                    raise DataError(
+                        f"{path}, line {line}: byte {exc.object[exc.start:exc.start + 1]!r} is not valid "
+                        f"{encoding} text; set source.encoding in conveyor.yaml (`conveyor init` detects it)"
+                    ) from None
+                if cr_only:
+                    text = text.replace("\r\n", "\n").replace("\r", "\n")
+                lines_done += text.count("\n")
+                sink.write(text)
+            sink.write(decoder.decode(b"", final=True))
+    return out
+
+
+def _decoded_newlines(prefix: bytes, codec: str) -> int:
+    return prefix.decode(codec, errors="replace").count("\n")
+
+
+# --------------------------------------------------------------------------- the fast pass
+
+
+@dataclass
+class _Layout:
+    """Row boundaries of a UTF-8 CSV, from one vectorised pass over its bytes."""
+
+    rows: int = 0
+    """Data rows as Polars counts them (every line outside quotes after the header, blanks too)."""
+    quoted_newlines: list[int] = field(default_factory=list)
+    """For each newline inside a quoted field: the index of the next data row (for line numbers)."""
+    suspects: list[tuple[int, int, int]] = field(default_factory=list)
+    """(data row, start byte, end byte) of rows to look at: field count, bad bytes, length."""
+    open_quote: bool = False
+    """The file ends inside a quoted field."""
+
+
+def _scan(path: Path, delimiter: str, width: int, max_field_bytes: int) -> _Layout:
+    import numpy as np
+
+    layout = _Layout()
+    sep = ord(delimiter)
+    offset = 0  # global byte offset of the block
+    parity = 0  # inside quotes at the start of the block
+    row = -1  # index of the row the block starts in; -1 = the header
+    start = 0  # global start byte of the current row
+    carry = 0  # delimiters seen in the current row before this block
+    last = np.zeros(2, dtype=np.uint8)  # the two bytes before the block
+    for block in _line_blocks(path, terminate=True):
+        arr = np.frombuffer(block, dtype=np.uint8)
+        newline = arr == 10
+        if b'"' in block:
+            inside = (np.cumsum(arr == 34, dtype=np.uint8) + parity) & 1
+            ends = np.flatnonzero(newline & (inside == 0))
+            quoted = np.flatnonzero(newline & (inside == 1))
+            delims = np.flatnonzero((arr == sep) & (inside == 0))
+            parity = int(inside[-1])
+        else:
+            ends = np.flatnonzero(newline)
+            quoted = np.empty(0, dtype=np.int64)
+            delims = np.flatnonzero(arr == sep)
+        if quoted.size:
+            # each quoted newline delays the lines of every later row by one
+            owner = np.searchsorted(ends, quoted) + row + 1
+            layout.quoted_newlines.extend(owner.tolist())
+        if ends.size:
+            before = np.searchsorted(delims, ends)
+            counts = np.diff(before, prepend=0)
+            counts[0] += carry
+            carry = int(delims.size - before[-1])
+            starts = np.concatenate(([start - offset], ends[:-1] + 1))
+            ext = np.concatenate((last, arr))
+            flagged = _flag_rows(starts, ends, counts, ext, sep, width, max_field_bytes)
+            for bad_at in _bad_utf8_offsets(block):
+                flagged.append(int(np.searchsorted(ends, bad_at)))
+            for index in sorted(set(flagged)):
+                data_row = row + index
+                if data_row >= 0 and index < ends.size:
+                    layout.suspects.append((data_row, offset + int(starts[index]), offset + int(ends[index])))
+            row += int(ends.size)
+            start = offset + int(ends[-1]) + 1
+        else:
+            carry += int(delims.size)
+        last = np.concatenate((last, arr))[-2:]
+        offset += len(block)
+    layout.open_quote = bool(parity)
+    layout.rows = max(row, 0)
+    return layout
+
+
+def _bad_utf8_offsets(block: bytes) -> list[int]:
+    """Offsets (in the block) of the first bad byte of every line that is not valid UTF-8."""
+    try:
+        block.decode("utf-8")
+        return []
+    except UnicodeDecodeError:
+        pass
+    found, position = [], 0
+    for line in block.split(b"\n"):
+        if not line.isascii():
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                found.append(position + exc.start)
+        position += len(line) + 1
+    return found
+
+
+def _flag_rows(
+    starts: npt.NDArray[Any],
+    ends: npt.NDArray[Any],
+    counts: npt.NDArray[Any],
+    ext: npt.NDArray[np.uint8],
+    sep: int,
+    width: int,
+    max_field_bytes: int,
+) -> list[int]:
+    """Rows of a block that need a closer look: wrong field count, blank, longer than a field may be."""
+    import numpy as np
+
+    lengths = ends - starts
+    last = ext[ends + 1]  # the byte before the newline (ext is the block shifted by 2)
+    cr = last == 13
+    trailing = np.where(cr, ext[ends], last) == sep
+    ok_width = (counts == width - 1) | ((counts == width) & trailing)
+    blank = (lengths == 0) | ((lengths == 1) & cr)
+    flagged: list[int] = np.flatnonzero(~ok_width | blank | (lengths > max_field_bytes)).tolist()
+    return flagged
+
+
+# --------------------------------------------------------------------------- explaining rows
+
+
+def _decode_row(raw: bytes) -> tuple[str, int | None]:
+    """The text of a row (bad bytes escaped) and the offset of its first bad byte, if any."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return raw.decode("utf-8", errors="backslashreplace"), exc.start
+
+
+def _explain(
+    raw: bytes, line: int, delimiter: str, header: list[str], max_field_bytes: int
+) -> BadLine | None | str:
+    """Why a row cannot be a row of the header's columns; None when it can, "blank" for a blank line."""
+    text, bad_at = _decode_row(raw.rstrip(b"\r"))
+    if not text.strip():
+        return "blank"
+    records = list(csv.reader([text], delimiter=delimiter))
+    fields = records[0] if len(records) == 1 else [text]
+    if fields and fields[-1] == "" and len(fields) == len(header) + 1:
+        fields = fields[:-1]  # a trailing delimiter
+    if bad_at is not None:
+        column = _column_at(raw, bad_at, delimiter)
+        name = header[column - 1] if column <= len(header) else f"#{column}"
+        byte = raw[bad_at : bad_at + 1]
+        return BadLine(
+            line,
+            f"column {column} ({name}): byte {byte!r} is not valid UTF-8 (value {_short(fields[column - 1]) if column <= len(fields) else ''}); "
+            "the rest of the file is UTF-8",
+            fields,
+        )
+    if len(fields) != len(header):
+        return BadLine(line, f"{len(fields)} fields, the header has {len(header)}", fields)
+    for column, value in enumerate(fields, start=1):
+        size = len(value.encode("utf-8", errors="surrogateescape"))
+        if size > max_field_bytes:
+            return BadLine(
+                line,
+                f"column {column} ({header[column - 1]}): a field of {size} bytes is longer than "
+                f"source.max_field_bytes ({max_field_bytes}); an unclosed quote?",
+                [_short(v, 200) for v in fields],
+            )
+    return None
+
+
+def _count_outside_quotes(text: bytes, delimiter: str, parity_start: int) -> int:
+    inside, count, sep = bool(parity_start), 0, ord(delimiter)
+    for byte in text:
+        if byte == 34:
+            inside = not inside
+        elif byte == sep and not inside:
+            count += 1
+    return count
+
+
+def _column_at(raw: bytes, offset: int, delimiter: str) -> int:
+    """1-based field number holding byte `offset` of a row."""
+    inside, column, sep = False, 1, ord(delimiter)
+    for byte in raw[:offset]:
+        if byte == 34:
+            inside = not inside
+        elif byte == sep and not inside:
+            column += 1
+    return column
+
+
+# --------------------------------------------------------------------------- the two readers
+
+
+def read_csv_snapshot(
+    path: Path,
+    out: Path,
+    *,
+    delimiter: str,
+    encoding: str,
+    max_field_bytes: int,
+    workdir: Path,
+    bad_line_limit: int | None = None,
+) -> CsvRead:
+    """Read a CSV to an all-text Parquet file `out` with a `_line` column; the bad rows are returned.
+
+    `bad_line_limit`: stop collecting (and reading) once this many bad rows are found, for a
+    caller that will stop at the first ones anyway.
+    """
+    import threading
+
+    check_readable(path)
+    header = read_header(path, delimiter=delimiter, encoding=encoding)
+    source = _utf8_source(path, encoding, workdir)
+    # While the byte pass runs, Polars parses the file on the other core(s) as if every row
+    # were one plain line; the pass then says whether that guess holds (it nearly always does).
+    guess_file = out.with_name(out.name + ".guess")
+    guess: list[int] = []
+    worker = threading.Thread(target=_sink_guess, args=(source, guess_file, header, delimiter, guess), daemon=True)
+    worker.start()
+    try:
+        layout = _scan(source, delimiter, len(header), max_field_bytes)
+    finally:
+        worker.join()
+    if not layout.open_quote and not layout.quoted_newlines and not layout.suspects:
+        if layout.rows == 0:
+            guess_file.unlink(missing_ok=True)
+            raise DataError(f"{path}: the file has a header but no data rows")
+        if guess == [layout.rows]:
+            guess_file.replace(out)
+            return CsvRead(header, layout.rows, [], "polars")
+    guess_file.unlink(missing_ok=True)
+    if not layout.open_quote:
+        fast = _fast_read(source, out, header, layout, delimiter, max_field_bytes)
+        if fast is not None:
+            return fast
+    return _exact_read(source, path, out, header, delimiter, max_field_bytes, bad_line_limit)
+
+
+def _scan_csv(source: Path, header: list[str], delimiter: str) -> pl.LazyFrame:
+    import polars as pl
+
+    return pl.scan_csv(
+        source,
+        has_header=True,
+        separator=delimiter,
+        quote_char='"',
+        infer_schema=False,
+        new_columns=header,
+        truncate_ragged_lines=True,
+        empty_string_is_null=False,
+        encoding="utf8-lossy",
+        raise_if_empty=False,
+    )
+
+
+def _sink_guess(source: Path, out: Path, header: list[str], delimiter: str, rows: list[int]) -> None:
+    """Every row on its own line, none to set aside: `_line` = row + 2. Appends the rows written to `rows`."""
+    import polars as pl
+
+    frame = _scan_csv(source, header, delimiter).with_row_index("__conveyor_row", offset=2)
+    line = pl.col("__conveyor_row").cast(pl.Int64).alias(LINE_COLUMN)
+    try:
+        frame.select(*[pl.col(name) for name in header], line).sink_parquet(out, compression="lz4")
+        rows.append(int(pl.scan_parquet(out).select(pl.len()).collect().item()))
+    except (pl.exceptions.PolarsError, OSError):
+        out.unlink(missing_ok=True)
+
+
+def _fast_read(
+    source: Path, out: Path, header: list[str], layout: _Layout, delimiter: str, max_field_bytes: int
+) -> CsvRead | None:
+    """The Polars path; None when it cannot vouch for exact line numbers (the caller falls back)."""
+    import polars as pl
+
+    bad: list[BadLine] = []
+    excluded: list[int] = []
+    quoted = sorted(layout.quoted_newlines)
+    import bisect
+
+    with source.open("rb") as handle:
+        for data_row, start, end in layout.suspects:
+            handle.seek(start)
+            raw = handle.read(end - start)
+            line = 2 + data_row + bisect.bisect_right(quoted, data_row)
+            if b"\n" in raw:
+                return None  # a quoted newline in a suspect row: let the line-exact reader explain it
+            verdict = _explain(raw, line, delimiter, header, max_field_bytes)
+            if verdict is None:
+                if _count_outside_quotes(raw.rstrip(b"\r"), delimiter, 0) not in (len(header) - 1, len(header)):
+                    return None  # stray quotes: the byte pass and the csv module disagree
+                continue
+            excluded.append(data_row)
+            if isinstance(verdict, BadLine):
+                bad.append(verdict)
+    if layout.rows == 0:
+        raise DataError(f"{source}: the file has a header but no data rows")
+    row_index = "__conveyor_row"
+    lines = pl.Series("q", quoted, dtype=pl.Int64)
+    frame = _scan_csv(source, header, delimiter).with_row_index(row_index)
+    index = pl.col(row_index).cast(pl.Int64)
+    line_of = (index + 2 + pl.lit(lines).search_sorted(index, side="right").cast(pl.Int64)).alias(LINE_COLUMN)
+    if excluded:
+        frame = frame.filter(~index.is_in(pl.Series(excluded, dtype=pl.Int64).implode()))
+    frame = frame.select(*[pl.col(name) for name in header], line_of)
+    tmp = out.with_name(out.name + ".part")
+    try:
+        frame.sink_parquet(tmp, compression="lz4")
+        written = pl.scan_parquet(tmp).select(pl.len()).collect().item()
+    except (pl.exceptions.PolarsError, OSError):
+        tmp.unlink(missing_ok=True)
+        return None
+    expected = layout.rows - len(excluded)
+    if written != expected:
+        tmp.unlink(missing_ok=True)
+        return None
+    tmp.replace(out)
+    return CsvRead(header, int(written), bad, "polars")
+
+
+def _exact_records(source: Path, delimiter: str) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """(start line, fields, error) for every record after the header, by Python's csv module."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with source.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        next(reader, None)
+        start = reader.line_num + 1
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield start, None, str(exc)
+                if "unexpected end of data" in str(exc):
+                    return
+                start = reader.line_num + 1
+                continue
+            yield start, record, None
+            start = reader.line_num + 1
+
+
+def _exact_read(
+    source: Path,
+    original: Path,
+    out: Path,
+    header: list[str],
+    delimiter: str,
+    max_field_bytes: int,
+    bad_line_limit: int | None,
+) -> CsvRead:
+    import polars as pl
+
+    width = len(header)
+    bad: list[BadLine] = []
+    columns: list[list[str]] = [[] for _ in header]
+    lines: list[int] = []
+    written = 0
+    tmp = out.with_name(out.name + ".part")
+    writer: Any = None
+
+    def flush() -> None:
+        nonlocal writer, columns, lines, written
+        if not lines:
+            return
+        frame = pl.DataFrame(
+            {name: pl.Series(name, values, dtype=pl.String) for name, values in zip(header, columns, strict=True)}
+        ).with_columns(pl.Series(LINE_COLUMN, lines, dtype=pl.Int64))
+        table = frame.to_arrow()
+        if writer is None:
+            import pyarrow.parquet as pq
+
+            writer = pq.ParquetWriter(str(tmp), table.schema)
+        writer.write_table(table)
+        written += len(lines)
+        columns = [[] for _ in header]
+        lines = []
+
+    try:
+        for line, record, error in _exact_records(source, delimiter):
+            if error is not None:
+                if "unexpected end of data" in error:
+                    raise DataError(_unterminated(source, original, line, delimiter, header))
+                bad.append(BadLine(line, f"malformed CSV: {error}", []))
+                continue
+            assert record is not None
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # a blank line
+            if len(record) == width + 1 and record[-1] == "":
+                record = record[:-1]  # a trailing delimiter
+            problem = _record_problem(record, line, header, max_field_bytes, delimiter)
+            if problem is not None:
+                bad.append(problem)
+                if bad_line_limit is not None and len(bad) >= bad_line_limit:
+                    break
+                continue
+            for values, value in zip(columns, record, strict=True):
+                values.append(value)
+            lines.append(line)
+            if len(lines) >= _BATCH:
+                flush()
+        flush()
+    finally:
+        if writer is not None:
+            writer.close()
+    if written == 0 and not bad:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"{original}: the file has a header but no data rows")
+    if writer is None:
+        empty = pl.DataFrame({name: pl.Series(name, [], dtype=pl.String) for name in header})
+        empty.with_columns(pl.Series(LINE_COLUMN, [], dtype=pl.Int64)).write_parquet(tmp)
+    tmp.replace(out)
+    return CsvRead(header, written, bad, "python")
+
+
+def _record_problem(
+    record: list[str], line: int, header: list[str], max_field_bytes: int, delimiter: str
+) -> BadLine | None:
+    for column, value in enumerate(record, start=1):
+        if any("\udc80" <= ch <= "\udcff" for ch in value):
+            raw = value.encode("utf-8", errors="surrogateescape")
+            shown = raw.decode("utf-8", errors="backslashreplace")
+            name = header[column - 1] if column <= len(header) else f"#{column}"
+            fields = [v.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="backslashreplace")
+                      for v in record]
+            return BadLine(
+                line,
+                f"column {column} ({name}): value {_short(shown)} is not valid UTF-8; the rest of the file is UTF-8",
+                fields,
+            )
+    if len(record) != len(header):
+        return BadLine(line, f"{len(record)} fields, the header has {len(header)}", record)
+    for column, value in enumerate(record, start=1):
+        size = len(value.encode("utf-8", errors="surrogateescape"))
+        if size > max_field_bytes:
+            return BadLine(
+                line,
+                f"column {column} ({header[column - 1]}): a field of {size} bytes is longer than "
+                f"source.max_field_bytes ({max_field_bytes}); an unclosed quote?",
+                [_short(v, 200) for v in record],
+            )
+    del delimiter
+    return None
+
+
+def _unterminated(source: Path, original: Path, line: int, delimiter: str, header: list[str]) -> str:
+    """Where a quoted field opens and never closes: the record's start line and column."""
+    text = ""
+    with source.open(encoding="utf-8", errors="replace", newline="") as handle:
+        for number, content in enumerate(handle, start=1):
+            if number == line:
+                text = content
+                break
+    column, inside, quote_at = 1, False, 0
+    sep_count = 1
+    for position, char in enumerate(text):
+        if char == '"':
+            inside = not inside
+            if inside:
+                column, quote_at = sep_count, position
+        elif char == delimiter and not inside:
+            sep_count += 1
+    name = header[column - 1] if column <= len(header) else f"#{column}"
+    snippet = _short(text[quote_at:].rstrip("\r\n"), 40)
     return (
-        f"{path}: {len(ragged)} row(s) do not have the header's {width} fields: {shown}{more}. "
+        f"{original}, line {line}, column {column} ({name}): a quoted field starts here ({snippet}) and is "
+        "never closed; the rest of the file would be one value. Close or remove the quote"
+    )
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def describe_bad_lines(path: Path, bad: list[BadLine], limit: int = 5) -> str:
+    def one(row: BadLine) -> str:
+        if ", the header has " in row.reason and row.reason.split(" ", 1)[0].isdigit():
+            return f"line {row.line} has {row.reason}"  # "line 6 has 18 fields, the header has 17"
+        return f"line {row.line}: {row.reason}"
+
+    shown = "; ".join(one(b) for b in bad[:limit])
+    more = f" (and {len(bad) - limit} more)" if len(bad) > limit else ""
+    return (
+        f"{path}: {len(bad)} row(s) cannot be read as rows of the header's columns: {shown}{more}. "
         "Fix the file, or set source.on_bad_lines: quarantine in conveyor.yaml"
     )
+
+
+def write_bad_lines(out: Path, bad: list[BadLine]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([LINE_COLUMN, "_reason", "_fields"])
+        for row in bad:
+            writer.writerow([row.line, row.reason, json.dumps(row.fields, ensure_ascii=False)])
+

@@ -1,14 +1,24 @@
-"""`conveyor init`: a project file inferred from a CSV, for a person to read and edit."""
+"""`conveyor init`: a project file inferred from a CSV or Parquet file, for a person to read and edit.
+
+Init tolerates a little dirt and says so: a column's type is what at least `type_threshold`
+(98 %) of its non-missing values parse as; the rest will be quarantined by `prepare`, and
+init lists them (count, three examples with their lines), the missing-value tokens it found,
+the number notation, the encoding, unreadable rows, and why each column got its role.
+"""
 
 from __future__ import annotations
 
 import re
+import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conveyor.core.config import NULL_TOKENS, Column, Config, Entity, EventTime, Schema, SourceConfig
+from conveyor.core.config import NULL_TOKENS, CleaningConfig, Column, Config, Entity, EventTime, Schema, SourceConfig
 from conveyor.core.errors import DataError
-from conveyor.stages.sources._csv import LINE_COLUMN, scan_csv, sniff_delimiter, sniff_encoding
+from conveyor.stages.sources._csv import LINE_COLUMN, describe_bad_lines, sniff_delimiter, sniff_encoding
+from conveyor.stages.sources._read import read_source
 
 if TYPE_CHECKING:
     import polars as pl
@@ -19,65 +29,193 @@ _CATEGORICAL_MAX_INT_LEVELS = 10
 _HOUR_NAMES = {"hr", "hour", "hour_of_day", "hours"}
 _ID_NAME = re.compile(r"(^|_)(id|key|uuid|index|instant)$", re.IGNORECASE)
 _GENERATED_KEY = "row_id"
+TYPE_THRESHOLD = 0.98
+"""A column's type is the narrowest type at least this share of its non-missing values parse as."""
+BAD_LINE_SHARE = 0.02
+"""Up to this share of unreadable rows, init sets `source.on_bad_lines: quarantine`; above, it stops."""
+_MISSING_WORDS = ("unknown", "Unknown", "UNKNOWN", "missing", "MISSING", "none", "n.a.", "N.A.")
+_MISSING_MARKS = ("-", "--", "---", "#N/A", "#NA", ".", "NA?")
+_PLAIN_INT = r"^[+-]?\d+$"
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+_BOOLEANS = ["true", "false", "yes", "no", "t", "f"]
 
 
-def _nulls(series: pl.Series) -> pl.Series:
+@dataclass(frozen=True)
+class _Typed:
+    kind: str
+    value: pl.Series
+    """The values parsed as `kind` (null for missing and bad values)."""
+    bad: pl.Series
+    """True where a present value does not parse as `kind`: prepare will quarantine its row."""
+    share: float
+
+
+def _nulls(series: pl.Series, extra: list[str]) -> pl.Series:
     import polars as pl
 
     stripped = series.str.strip_chars()
-    return pl.when(stripped.is_in(list(NULL_TOKENS))).then(None).otherwise(stripped).alias(series.name)
+    tokens = [*NULL_TOKENS, *extra]
+    return pl.select(pl.when(stripped.is_in(tokens)).then(None).otherwise(stripped).alias(series.name)).to_series()
 
 
-def infer_type(values: pl.Series) -> str:
-    """The narrowest type every non-missing value fits: integer, float, boolean, date, datetime, string."""
+_ISO_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S%.f%#z",
+                "%Y-%m-%d %H:%M%#z")
+"""The ISO 8601 forms prepare reads (after a `T` is made a space), as `prep._clean` does."""
+
+
+def _iso_datetime(values: pl.Series) -> pl.Series:
+    """ISO 8601 datetimes, each format parsing only what the earlier ones left."""
     import polars as pl
 
-    present = values.drop_nulls()
-    if present.len() == 0:
-        return "string"
-    if present.str.contains(r"^[+-]?\d+$").all():
-        return "integer"
-    if present.cast(pl.Float64, strict=False).null_count() == 0:
-        return "float"
-    if present.str.to_lowercase().is_in(["true", "false", "yes", "no", "t", "f"]).all():
-        return "boolean"
-    if present.str.contains(r"^\d{4}-\d{2}-\d{2}$").all():
-        if present.str.to_date("%Y-%m-%d", strict=False).null_count() == 0:
-            return "date"
-    if present.str.contains(r"^\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}").all():
-        if present.str.to_datetime(strict=False).null_count() == 0:
-            return "datetime"
-    return "string"
+    spaced = values.str.replace(r"^(\d{4}-\d{2}-\d{2})T", "${1} ")
+    parsed = pl.Series(values.name, [None] * values.len(), dtype=pl.Datetime("us"))
+    for fmt in _ISO_FORMATS:
+        rest = pl.select(pl.when(parsed.is_null()).then(spaced)).to_series()
+        if rest.null_count() == rest.len():
+            break
+        zoned = fmt.endswith("z")
+        attempt = rest.str.to_datetime(fmt, strict=False, time_unit="us", time_zone="UTC" if zoned else None)
+        if zoned:
+            attempt = attempt.dt.replace_time_zone(None)
+        parsed = pl.select(pl.coalesce(parsed, attempt)).to_series()
+    return parsed.alias(values.name)
 
 
-def _is_id(name: str, values: pl.Series, kind: str, rows: int) -> bool:
+def _numeric_text(values: pl.Series, decimal: str, thousands: str | None) -> pl.Series:
+    """The same rewriting prepare does: `1,234.5` -> `1234.5`, `0,5` -> `0.5`."""
+    import polars as pl
+
+    text = pl.col(values.name)
+    if thousands is not None:
+        sep, dec = re.escape(thousands), re.escape(decimal)
+        grouped = text.str.contains(rf"^[+-]?\d{{1,3}}({sep}\d{{3}})+({dec}\d*)?$")
+        text = pl.when(grouped).then(text.str.replace_all(thousands, "", literal=True)).otherwise(text)
+    if decimal != ".":  # a "." left is not this file's notation: not a number
+        text = pl.when(text.str.contains(".", literal=True)).then(None).otherwise(text)
+        text = text.str.replace(decimal, ".", literal=True)
+    return values.to_frame().select(text.alias(values.name)).to_series()
+
+
+def _candidates(values: pl.Series, decimal: str, thousands: str | None) -> list[_Typed]:
+    """Each type's parse of the present values, narrowest first."""
+    import polars as pl
+
+    present = values.is_not_null()
+    n = max(int(present.sum()), 1)
+    number = _numeric_text(values, decimal, thousands)
+    plain = number.str.contains(_PLAIN_INT).fill_null(False)
+    as_int = number.str.to_integer(strict=False)
+    as_float = number.cast(pl.Float64, strict=False)
+    lower = values.str.to_lowercase()
+    out = []
+
+    def add(kind: str, parsed: pl.Series) -> None:
+        ok = parsed.is_not_null()
+        out.append(_Typed(kind, parsed, present & ~ok, float(ok.sum()) / n))
+
+    # prepare also reads a whole number written like a float (5e+05) as an integer, below 2^53
+    exact = as_float.is_finite() & (as_float == as_float.round(0)) & (as_float.abs() < 2**53)
+    out.append(_Typed("plain", as_int, present & ~plain, float((plain & present).sum()) / n))
+    add("integer", pl.select(pl.when(plain).then(as_int).when(exact).then(as_float.cast(pl.Int64, strict=False))).to_series())
+    add("float", as_float)
+    add("boolean", pl.select(pl.when(lower.is_in(_BOOLEANS)).then(lower == "true").otherwise(None)).to_series())
+    iso_date = values.str.contains(_ISO_DATE).fill_null(False)
+    add("date", pl.select(pl.when(iso_date).then(values.str.to_date("%Y-%m-%d", strict=False))).to_series())
+    add("datetime", _iso_datetime(values))
+    return out
+
+
+def _choose(values: pl.Series, decimal: str, thousands: str | None, threshold: float) -> _Typed:
+    import polars as pl
+
+    if values.null_count() == values.len():
+        return _Typed("string", values, pl.Series([False] * values.len()), 1.0)
+    found = {t.kind: t for t in _candidates(values, decimal, thousands)}
+    integer, number = found["integer"], found["float"]
     present = values.drop_nulls()
-    if kind not in ("integer", "string") or present.len() != rows or present.n_unique() != rows:
+    digits = present.str.contains(_PLAIN_INT)
+    if digits.all():
+        beyond = 1.0 - integer.share  # all digits, but beyond Int64
+        if beyond > 1.0 - threshold:
+            return _as_string(values)  # ids beyond Int64: kept as text, never rounded through a float
+        if present.str.contains(r"^[+-]?0\d").any():
+            return _as_string(values)  # codes with leading zeros (zip codes, account numbers)
+    floats = number.value.drop_nulls()
+    fractional = bool((floats.is_finite() & (floats != floats.round(0))).any())
+    plain = found["plain"].share
+    if plain >= threshold and not fractional:  # 14 % of "5e+05" make a float column; 0.1 % do not
+        return integer  # the few others (1e30, inf, overflow, text) are quarantined by prepare
+    if number.share >= threshold:
+        return number
+    for kind in ("boolean", "date", "datetime"):
+        if found[kind].share >= threshold:
+            return found[kind]
+    return _as_string(values)
+
+
+def _as_string(values: pl.Series) -> _Typed:
+    import polars as pl
+
+    return _Typed("string", values, pl.Series([False] * values.len()), 1.0)
+
+
+def infer_type(values: pl.Series, threshold: float = 1.0) -> str:
+    """The narrowest type (integer, float, boolean, date, datetime, string) of `threshold` of the values."""
+    return _choose(values, ".", None, threshold).kind
+
+
+def _notation(frame: pl.DataFrame, delimiter: str) -> tuple[str, str | None]:
+    """The decimal mark and thousands separator of the numbers in the file."""
+    import polars as pl
+
+    def count(pattern: str) -> int:
+        return int(frame.select(pl.sum_horizontal(pl.all().str.contains(pattern).fill_null(False).sum())).item())
+
+    comma_decimal = count(r"^[+-]?\d+,\d+$") - count(r"^[+-]?\d{1,3},\d{3}$")
+    dot_decimal = count(r"^[+-]?\d*\.\d+$") - count(r"^[+-]?\d{1,3}\.\d{3}$")
+    if delimiter != "," and count(r"^[+-]?\d*,\d+$") > 0 and dot_decimal <= 0:
+        dotted = count(r"^[+-]?\d{1,3}(\.\d{3})+(,\d+)?$")
+        return ",", "." if dotted else None
+    if comma_decimal <= 0 and count(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$") > 0:
+        return ".", ","
+    return ".", None
+
+
+def _is_id(name: str, typed: _Typed, rows: int) -> bool:
+    present = typed.value.drop_nulls()
+    if typed.kind not in ("integer", "string") or present.len() != rows or present.n_unique() != rows:
         return False
     if _ID_NAME.search(name):
         return True
-    if kind == "integer":  # a running number 1, 2, 3, ...
-        ints = present.cast(int)
-        return bool((ints.diff().drop_nulls() == 1).all())
+    if typed.kind == "integer":  # a running number 1, 2, 3, ...
+        return bool((present.diff().drop_nulls() == 1).all())
     return False
 
 
-def _role(name: str, values: pl.Series, kind: str, rows: int) -> str:
-    if _is_id(name, values, kind, rows):
-        return "id"
+def _role(name: str, typed: _Typed, rows: int) -> tuple[str, str]:
+    """The role of a column and why."""
+    kind = typed.kind
+    if _is_id(name, typed, rows):
+        why = "its name looks like an id" if _ID_NAME.search(name) else "it counts up by 1"
+        return "id", f"unique on every row and {why}"
     if kind in ("date", "datetime"):
-        return "event_time"
-    levels = values.drop_nulls().n_unique()
+        return "event_time", f"a {kind} column"
+    present = typed.value.drop_nulls()
+    levels = present.n_unique()
     if levels == 0:
-        return "ignore"
+        return "ignore", "no values at all"
     if kind == "float":
-        return "numeric"
+        return "numeric", "floating-point numbers"
     if kind == "integer":  # category codes are few and never negative
-        few = levels <= _CATEGORICAL_MAX_INT_LEVELS
-        return "categorical" if few and values.drop_nulls().cast(int).min() >= 0 else "numeric"
+        if levels <= _CATEGORICAL_MAX_INT_LEVELS and int(present.min()) >= 0:  # type: ignore[arg-type]
+            return "categorical", f"{levels} non-negative integer codes"
+        return "numeric", f"{levels} distinct integers"
     if kind == "boolean":
-        return "categorical"
-    return "categorical" if levels <= max(50, rows // 20) else "ignore"
+        return "categorical", "true/false values"
+    limit = max(50, rows // 20)
+    if levels <= limit:
+        return "categorical", f"{levels} distinct text values"
+    return "ignore", f"{levels} distinct text values (more than {limit}: free text or an id?)"
 
 
 def _task(kind: str, values: pl.Series) -> str:
@@ -90,43 +228,79 @@ def _task(kind: str, values: pl.Series) -> str:
     raise DataError(f"the target has type {kind}; expected numbers or class labels")
 
 
-def _event_time(types: dict[str, str], frame: pl.DataFrame, requested: list[str]) -> EventTime:
+def _event_time(types: dict[str, _Typed], frame: pl.DataFrame, requested: list[str]) -> tuple[EventTime, str]:
+    kinds = {n: t.kind for n, t in types.items()}
     if requested:
         for name in requested:
-            if name not in types:
-                raise DataError(f"--timestamp {name}: no such column; the columns are {list(types)}")
+            if name not in kinds:
+                raise DataError(f"--timestamp {name}: no such column; the columns are {list(kinds)}")
         if len(requested) == 1:
-            if types[requested[0]] not in ("date", "datetime"):
+            name = requested[0]
+            if kinds[name] not in ("date", "datetime"):
                 raise DataError(
-                    f"--timestamp {requested[0]}: values like {frame[requested[0]].drop_nulls()[0]!r} "
-                    "are not dates or datetimes (ISO 8601 expected)"
+                    f"--timestamp {name}: values like {_an_unparsed(frame, name, ('date', 'datetime'))} are not "
+                    f"dates or datetimes (ISO 8601 expected, e.g. 2019-03-01 or 2019-03-01 08:30:00)"
                 )
-            return EventTime(kind="datetime", columns=requested)
+            return EventTime(kind="datetime", columns=requested), "given by --timestamp"
         if len(requested) == 2:
             date, hour = requested
-            if types[date] != "date" or types[hour] != "integer":
+            if kinds[date] != "date" or kinds[hour] != "integer":
                 raise DataError(
-                    f"--timestamp {date} {hour}: expected a date column then an hour column (0-23)"
+                    f"--timestamp {date} {hour}: expected a date column then an hour column (0-23); "
+                    f"{date} is {kinds[date]}, {hour} is {kinds[hour]}"
                 )
-            return EventTime(kind="date_hour", columns=requested)
+            return EventTime(kind="date_hour", columns=requested), "given by --timestamp"
         raise DataError("--timestamp takes one datetime column, or a date column and an hour column")
-    datetimes = [n for n, t in types.items() if t == "datetime"]
+    datetimes = [n for n, k in kinds.items() if k == "datetime"]
     if datetimes:
-        return EventTime(kind="datetime", columns=[datetimes[0]])
-    dates = [n for n, t in types.items() if t == "date"]
+        return EventTime(kind="datetime", columns=[datetimes[0]]), "the first datetime column"
+    dates = [n for n, k in kinds.items() if k == "date"]
     if dates:
-        for name, kind in types.items():
+        for name, kind in kinds.items():
             if name.lower() in _HOUR_NAMES and kind == "integer":
-                hours = frame[name].drop_nulls().cast(int)
-                if hours.min() >= 0 and hours.max() <= 23:
-                    return EventTime(kind="date_hour", columns=[dates[0], name])
-        return EventTime(kind="datetime", columns=[dates[0]])
-    return EventTime(kind="ingest_time")
+                hours = types[name].value.drop_nulls()
+                if hours.len() and int(hours.min()) >= 0 and int(hours.max()) <= 23:  # type: ignore[arg-type]
+                    why = f"the first date column, with {name} (0-23) as the hour"
+                    return EventTime(kind="date_hour", columns=[dates[0], name]), why
+        return EventTime(kind="datetime", columns=[dates[0]]), "the first date column"
+    return EventTime(kind="ingest_time"), "no date or datetime column: every row gets the time of the ingest"
+
+
+def _an_unparsed(frame: pl.DataFrame, name: str, kinds: tuple[str, ...]) -> str:
+    """A value of the column that is not of the given kinds (not the first value, which may be fine)."""
+    import polars as pl
+
+    values = frame[name].drop_nulls()
+    ok = pl.Series([False] * values.len())
+    for typed in _candidates(values, ".", None):
+        if typed.kind in kinds:
+            ok = ok | typed.value.is_not_null()
+    bad = values.filter(~ok)
+    shown = bad[0] if bad.len() else (values[0] if values.len() else "")
+    return repr(shown if len(shown) <= 40 else shown[:37] + "...")
 
 
 def _project_name(path: Path) -> str:
     slug = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_") or "project"
     return slug if slug[0].isalpha() else f"p-{slug}"[:63]
+
+
+def _missing_tokens(raw: pl.DataFrame, name: str, kind_hint: str) -> dict[str, int]:
+    """Missing-value tokens beyond NULL_TOKENS found in a column, with counts."""
+    values = raw[name].str.strip_chars()
+    candidates = [*_MISSING_MARKS, *(_MISSING_WORDS if kind_hint != "string" else ())]
+    counts = values.filter(values.is_in(candidates)).value_counts(sort=True)
+    return {str(v): int(c) for v, c in counts.iter_rows()}
+
+
+def _source_kind(path: Path) -> str:
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    return "parquet" if magic == b"PAR1" or path.suffix.lower() in (".parquet", ".pq") else "csv"
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
 
 
 def infer_config(
@@ -138,41 +312,110 @@ def infer_config(
     drop: list[str] | None = None,
     name: str | None = None,
     source_path: str | None = None,
+    type_threshold: float = TYPE_THRESHOLD,
+    notes: list[str] | None = None,
 ) -> Config:
-    """Infer column types, roles, the task and the event time from a CSV file."""
+    """Infer column types, roles, the task, the event time and how to read the file.
+
+    What init found and decided (values that will be quarantined, missing tokens, number
+    notation, encoding, bad rows, the reason for each role) is appended to `notes`, one
+    line each; without a list they are printed to stderr.
+    """
+    import polars as pl
+
+    said: list[str] = [] if notes is None else notes
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: file not found")
-    encoding = sniff_encoding(csv_path)
-    delimiter = sniff_delimiter(csv_path, encoding)
-    scanned = scan_csv(csv_path, delimiter=delimiter, encoding=encoding)
-    raw = scanned.frame().drop(LINE_COLUMN)
-    frame = raw.select(_nulls(raw[c]) for c in raw.columns)
-    rows = frame.height
-    if target not in frame.columns:
+    kind = _source_kind(csv_path)
+    encoding, delimiter = "utf-8", ","
+    if kind == "csv":
+        encoding = sniff_encoding(csv_path)
+        delimiter = sniff_delimiter(csv_path, encoding)
+        if encoding != "utf-8":
+            said.append(f"source: encoding {encoding} (detected over the whole file)")
+    probe = SourceConfig(kind=kind, path=str(csv_path), delimiter=delimiter, encoding=encoding)  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory(prefix="conveyor-init-") as work:
+        read = read_source(probe, csv_path, Path(work) / "probe.parquet", workdir=Path(work))
+        raw = pl.read_parquet(Path(work) / "probe.parquet")
+    lines = raw[LINE_COLUMN]
+    raw = raw.drop(LINE_COLUMN)
+    on_bad_lines = "error"
+    if read.bad:
+        share = len(read.bad) / max(len(read.bad) + read.rows, 1)
+        if share > BAD_LINE_SHARE:
+            raise DataError(describe_bad_lines(csv_path, read.bad).replace(
+                "Fix the file, or set source.on_bad_lines: quarantine in conveyor.yaml",
+                f"that is {share:.0%} of the rows: is the delimiter or the encoding wrong? Fix the file"))
+        on_bad_lines = "quarantine"
+        shown = ", ".join(f"line {b.line} ({b.reason})" for b in read.bad[:3])
+        said.append(f"source: {len(read.bad)} unreadable row(s) will be quarantined at ingest "
+                    f"(source.on_bad_lines: quarantine), e.g. {shown}")
+    rows = raw.height
+    if target not in raw.columns:
         raise DataError(
             f"{csv_path}, line 1: no column named {target!r} for --target; "
-            f"the header has: {', '.join(frame.columns)}"
+            f"the header has: {', '.join(raw.columns)}"
         )
     for option, column in [("--entity", entity), *[("--drop", d) for d in drop or []]]:
-        if column is not None and column not in frame.columns:
+        if column is not None and column not in raw.columns:
             raise DataError(f"{option} {column}: no such column in {csv_path}; the header has: "
-                            f"{', '.join(frame.columns)}")
-    types = {c: infer_type(frame[c]) for c in frame.columns}
-    event_time = _event_time(types, frame, list(timestamps or []))
+                            f"{', '.join(raw.columns)}")
+    # missing tokens: the punctuation ones everywhere, words like "unknown" where they are not a category
+    tokens: dict[str, dict[str, int]] = {}
+    for column in raw.columns:
+        found = _missing_tokens(raw, column, "number")
+        if found:
+            tokens[column] = found
+    frame = raw.select(_nulls(raw[c], list(tokens.get(c, {}))) for c in raw.columns)
+    decimal, thousands = _notation(frame, delimiter) if kind == "csv" else (".", None)
+    if decimal != "." or thousands is not None:
+        said.append(f"source: numbers are written with decimal {decimal!r}"
+                    + (f" and thousands separator {thousands!r}" if thousands else ""))
+    types = {c: _choose(frame[c], decimal, thousands, type_threshold) for c in frame.columns}
+    for column, found in list(tokens.items()):
+        if types[column].kind == "string":  # in a text column, "unknown" is a level, not a gap
+            kept = {t: n for t, n in found.items() if t in _MISSING_MARKS}
+            if kept != found:
+                frame = frame.with_columns(_nulls(raw[column], list(kept)))
+                types[column] = _choose(frame[column], decimal, thousands, type_threshold)
+            if kept:
+                tokens[column] = kept
+            else:
+                del tokens[column]
+    for column, found in tokens.items():
+        listed = ", ".join(f"{t!r} ({n})" for t, n in found.items())
+        said.append(f"{column}: {listed} read as missing (cleaning.missing_tokens)")
+    for column, typed in types.items():
+        count = int(typed.bad.sum())
+        if count:
+            bad_values = frame[column].filter(typed.bad)
+            bad_lines = lines.filter(typed.bad)
+            examples = ", ".join(f"{_shown(v)} (line {n})" for v, n in zip(bad_values[:3], bad_lines[:3], strict=True))
+            said.append(f"{column}: {typed.kind} for {typed.share:.1%} of its values; {count} value(s) that are not "
+                        f"will be quarantined by prepare, e.g. {examples}")
+    event_time, event_why = _event_time(types, frame, list(timestamps or []))
     columns: dict[str, Column] = {}
+    why_role: dict[str, str] = {}
     for column in frame.columns:
-        kind = types[column]
+        typed = types[column]
         if column == target:
-            role = "numeric" if _task(kind, frame[column]) == "regression" else "categorical"
+            task = _task(typed.kind, typed.value)
+            role, why = ("numeric" if task == "regression" else "categorical"), f"the target ({task})"
         elif column == entity:
-            role = "id"
+            role, why = "id", "given by --entity"
         elif event_time.kind == "date_hour" and column == event_time.columns[1]:
-            role = "numeric"  # the hour is the event time and a strong feature at once
+            role, why = "numeric", "the hour of the event time, also a feature"
         else:
-            role = _role(column, frame[column], kind, rows)
+            role, why = _role(column, typed, rows)
             if role == "event_time" and column not in event_time.columns:
-                role = "ignore"
-        columns[column] = Column(type=kind, role=role)  # type: ignore[arg-type]
+                role, why = "ignore", f"a {typed.kind} column, not the event time"
+            elif role == "event_time":
+                why = f"the event time: {event_why}"
+        columns[column] = Column(type=typed.kind, role=role)  # type: ignore[arg-type]
+        why_role[column] = why
+    said.extend(f"{column}: {columns[column].type}, {columns[column].role}: {why}" for column, why in why_role.items())
+    if event_time.kind == "ingest_time":
+        said.append(f"event time: {event_why}")
     if entity is not None:
         key = Entity(key=entity)
     else:
@@ -180,14 +423,24 @@ def infer_config(
         key = Entity(key=generated, generated=True)
     schema = Schema(
         target=target,
-        task=_task(types[target], frame[target]),  # type: ignore[arg-type]
+        task=_task(types[target].kind, types[target].value),  # type: ignore[arg-type]
         entity=key,
         event_time=event_time,
         columns=columns,
         drop=list(drop or []),
     )
-    return Config(
-        name=name or _project_name(csv_path),
-        source=SourceConfig(path=source_path or str(csv_path), delimiter=delimiter, encoding=encoding),  # type: ignore[arg-type]
-        schema=schema,
+    source = SourceConfig(
+        kind=kind,  # type: ignore[arg-type]
+        path=source_path or str(csv_path),
+        delimiter=delimiter,
+        encoding=encoding,
+        decimal=decimal,  # type: ignore[arg-type]
+        thousands=thousands,  # type: ignore[arg-type]
+        on_bad_lines=on_bad_lines,  # type: ignore[arg-type]
     )
+    cleaning = CleaningConfig(missing_tokens={c: list(found) for c, found in tokens.items()})
+    config = Config(name=name or _project_name(csv_path), source=source, schema_=schema, cleaning=cleaning)
+    if notes is None:
+        for line in said:
+            print(f"init: {line}", file=sys.stderr)
+    return config

@@ -1,9 +1,8 @@
-"""Ingest: a CSV snapshotted to Parquet under its content hash."""
+"""Ingest: a CSV or Parquet source snapshotted to all-text Parquet under its content hash."""
 
 from __future__ import annotations
 
-import csv
-import json
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -14,11 +13,12 @@ from conveyor.core.errors import DataError
 from conveyor.core.hashing import hash_file, hash_json, short
 from conveyor.core.stage import Stage, Upstream
 from conveyor.core.workspace import Workspace
-from conveyor.stages.sources._csv import RaggedRow, describe_ragged, scan_csv
+from conveyor.stages.sources._csv import describe_bad_lines, write_bad_lines
+from conveyor.stages.sources._read import read_source
 
 __all__ = ["INGEST", "INGEST_VERSION", "RawSnapshot", "ingest", "source_digest"]
 
-INGEST_VERSION = 1
+INGEST_VERSION = 2
 
 
 class RawSnapshot(Result):
@@ -29,17 +29,19 @@ class RawSnapshot(Result):
     rows: int
     columns: int
     quarantined: int
-    """Rows set aside at ingest (wrong field count), in `quarantine_file`."""
+    """Rows set aside at ingest (wrong field count, bad bytes, overlong field), in `quarantine_file`."""
     quarantine_file: str | None
     ingested_at: str
     source: str
     """The source file, relative to the workspace when it is inside it."""
     source_sha256: str
+    reader: str = "polars"
+    """`polars` (the fast path), `python` (the line-exact reader) or `parquet`."""
 
     def summary(self) -> str:
         text = f"{self.rows} rows from {self.source}"
         if self.quarantined:
-            text += f", {self.quarantined} quarantined (wrong field count)"
+            text += f", {self.quarantined} quarantined (unreadable rows)"
         return text
 
 
@@ -58,10 +60,11 @@ def source_digest(config: Config, workspace: Workspace) -> str:
 
 
 def ingest(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]:
-    """Snapshot the source CSV to `data/raw/<hash>.parquet`, all values kept as text.
+    """Snapshot the source to `data/raw/<hash>.parquet`, all values kept as text.
 
-    The same bytes give the same snapshot, written once. Ragged rows stop the ingest with
-    their line numbers, or go to `data/quarantine/` when `source.on_bad_lines` says so.
+    The same bytes give the same snapshot, written once. Unreadable rows (wrong field
+    count, bytes not in the file's encoding, overlong fields) stop the ingest with their
+    line numbers, or go to `data/quarantine/` when `source.on_bad_lines` says so.
     """
     path = workspace.resolve(config.source.path)
     file_hash, digest = _hashes(config, workspace)
@@ -70,53 +73,54 @@ def ingest(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]:
     if snapshot.exists() and meta_file.exists():
         try:
             result = RawSnapshot.model_validate_json(meta_file.read_text(encoding="utf-8"))
-            return Artifact("raw", snapshot, digest, result, {"source_file": file_hash})
+            if result.quarantine_file is None or workspace.resolve(result.quarantine_file).exists():
+                return Artifact("raw", snapshot, digest, result, {"source_file": file_hash})
         except ValueError:
             pass  # a snapshot from another version: write it again
+    if not path.is_file():
+        raise DataError(f"{path}: source file not found")
 
     src = config.source
-    scanned = scan_csv(path, delimiter=src.delimiter, encoding=src.encoding)
-    missing = [c for c in config.schema.columns if c not in scanned.header]
-    if missing:
-        raise DataError(
-            f"{path}, line 1: column(s) {', '.join(map(repr, missing))} named in conveyor.yaml "
-            f"(schema.columns) are not in the header; the header has: {', '.join(scanned.header)}"
-        )
+    workspace.ensure(workspace.raw)
+    _remove_stale(workspace, keep=short(digest))
     quarantine_file = workspace.quarantine / f"ingest-{short(digest)}.csv"
     quarantine_file.unlink(missing_ok=True)
-    if scanned.ragged:
-        if src.on_bad_lines == "error":
-            raise DataError(describe_ragged(path, scanned.ragged, len(scanned.header)))
-        _quarantine_ragged(quarantine_file, scanned.header, scanned.ragged)
-    if not scanned.rows:
-        raise DataError(f"{path}: no row has the header's {len(scanned.header)} fields")
-
-    workspace.ensure(workspace.raw)
-    frame = scanned.frame()
-    tmp = snapshot.with_suffix(".parquet.tmp")
-    frame.write_parquet(tmp)
-    tmp.replace(snapshot)
+    limit = 5 if src.on_bad_lines == "error" else None
+    with tempfile.TemporaryDirectory(prefix="ingest-", dir=workspace.raw) as work:
+        tmp = Path(work) / "snapshot.parquet"
+        read = read_source(src, path, tmp, workdir=Path(work), bad_line_limit=limit)
+        missing = [c for c in config.schema.columns if c not in read.header]
+        if missing:
+            raise DataError(
+                f"{path}, line 1: column(s) {', '.join(map(repr, missing))} named in conveyor.yaml "
+                f"(schema.columns) are not in the header; the header has: {', '.join(read.header)}"
+            )
+        if read.bad:
+            if src.on_bad_lines == "error":
+                raise DataError(describe_bad_lines(path, read.bad))
+            write_bad_lines(quarantine_file, read.bad)
+        if read.rows == 0:
+            raise DataError(f"{path}: no row can be read as a row of the header's {len(read.header)} columns")
+        tmp.replace(snapshot)
     result = RawSnapshot(
-        rows=frame.height,
-        columns=len(scanned.header),
-        quarantined=len(scanned.ragged),
-        quarantine_file=relative_to(quarantine_file, workspace.root) if scanned.ragged else None,
+        rows=read.rows,
+        columns=len(read.header),
+        quarantined=len(read.bad),
+        quarantine_file=relative_to(quarantine_file, workspace.root) if read.bad else None,
         ingested_at=datetime.now(UTC).isoformat(),
         source=relative_to(path, workspace.root),
         source_sha256=file_hash,
+        reader=read.reader,
     )
     meta_file.write_text(result.model_dump_json(indent=2), encoding="utf-8")
     return Artifact("raw", snapshot, digest, result, {"source_file": file_hash})
 
 
-def _quarantine_ragged(out: Path, header: list[str], ragged: list[RaggedRow]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["_line", "_reason", "_fields"])
-        for row in ragged:
-            reason = f"{row.fields} fields, the header has {len(header)}"
-            writer.writerow([row.line, reason, json.dumps(row.values)])
+def _remove_stale(workspace: Workspace, keep: str) -> None:
+    """Quarantine lists of earlier snapshots: they describe files that are no longer the source."""
+    for old in workspace.quarantine.glob("ingest-*.csv") if workspace.quarantine.is_dir() else []:
+        if old.stem != f"ingest-{keep}":
+            old.unlink(missing_ok=True)
 
 
 def _run(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[RawSnapshot]:
@@ -131,9 +135,7 @@ INGEST: Stage[RawSnapshot] = Stage(
     version=INGEST_VERSION,
     result=RawSnapshot,
     run=_run,
-    describe="CSV snapshot to Parquet",
-    help="Snapshot the source CSV to Parquet under its content hash.",
+    describe="source snapshot to Parquet (Polars)",
+    help="Snapshot the source (CSV or Parquet) to Parquet under its content hash.",
     extra_key=source_digest,
 )
-
-

@@ -1,0 +1,144 @@
+"""Ingest + prepare against a plain `pandas.read_csv` of the same file: seconds and peak RSS.
+
+    python benchmarks/ingest.py                 # 100k and 1M rows
+    python benchmarks/ingest.py --rows 10000000  # one size, e.g. 10M rows (~1 GB)
+
+The file is made in a temporary folder by repeating the rows of
+/work/shared/datasets/nyc_taxi_trips.csv (or `--source`); it is never kept. Every measurement
+runs in a fresh process (started by a fresh wrapper, so `getrusage(RUSAGE_CHILDREN)` sees only
+that one child); the time is measured inside the child, after its imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SOURCE = Path("/work/shared/datasets/nyc_taxi_trips.csv")
+
+CONVEYOR = """
+import sys, time
+from pathlib import Path
+from conveyor.core import Workspace, load_config
+from conveyor.runner import run_pipeline
+import polars  # noqa: F401  (imported before the clock starts, as pandas is in the baseline)
+import conveyor.stages.prep._clean as clean
+eda_seconds = 0.0
+write_eda = clean._eda
+def timed_eda(*args, **kwargs):
+    global eda_seconds
+    began = time.perf_counter()
+    try:
+        return write_eda(*args, **kwargs)
+    finally:
+        eda_seconds += time.perf_counter() - began
+clean._eda = timed_eda
+root = Path(sys.argv[1])
+workspace = Workspace.at(root)
+config = load_config(workspace.config_file)
+start = time.perf_counter()
+run_pipeline(config, workspace, only="ingest", force=True)
+run_pipeline(config, workspace, only="prepare", force=True)
+print(eda_seconds, time.perf_counter() - start)
+"""
+
+PANDAS = """
+import sys, time
+import pandas as pd
+start = time.perf_counter()
+frame = pd.read_csv(sys.argv[1])
+print(time.perf_counter() - start)
+"""
+
+POLARS = """
+import sys, time
+import polars as pl
+start = time.perf_counter()
+frame = pl.read_csv(sys.argv[1], infer_schema_length=10000)
+print(time.perf_counter() - start)
+"""
+
+WRAPPER = """
+import json, resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"rc": done.returncode, "out": done.stdout, "err": done.stderr[-2000:], "rss_kb": rss_kb}))
+"""
+
+
+def measure(code: str, *args: str) -> tuple[float, float, float]:
+    """(seconds inside the child, of which the EDA report, peak RSS of the child in MB)."""
+    wrapper = subprocess.run(
+        [sys.executable, "-c", WRAPPER, sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+    )
+    result = json.loads(wrapper.stdout)
+    if result["rc"] != 0:
+        raise SystemExit(f"benchmark child failed:\n{result['err']}")
+    numbers = [float(x) for x in result["out"].strip().splitlines()[-1].split()]
+    return numbers[-1], (numbers[0] if len(numbers) > 1 else 0.0), result["rss_kb"] / 1024
+
+
+def make_file(source: Path, rows: int, out: Path) -> int:
+    lines = source.read_bytes().splitlines(keepends=True)
+    header, body = lines[0], lines[1:]
+    block = b"".join(body)
+    with out.open("wb") as handle:
+        handle.write(header)
+        written = 0
+        while written + len(body) <= rows:
+            handle.write(block)
+            written += len(body)
+        handle.write(b"".join(body[: rows - written]))
+    return out.stat().st_size
+
+
+def make_project(folder: Path, csv_file: Path, source: Path) -> None:
+    """conveyor.yaml from `conveyor init` on a sample of the source (not timed)."""
+    sample = folder / "sample.csv"
+    shutil.copy(source, sample)
+    subprocess.run(
+        [sys.executable, "-m", "conveyor", "init", "--csv", str(sample), "--target", "fare_amount",
+         "--drop", "total_amount", "-o", str(folder / "conveyor.yaml"), "--force"],
+        check=True, capture_output=True, text=True,
+    )
+    text = (folder / "conveyor.yaml").read_text(encoding="utf-8")
+    (folder / "conveyor.yaml").write_text(text.replace("path: sample.csv", f"path: {csv_file.name}"), encoding="utf-8")
+    sample.unlink()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, action="append", help="rows of the generated file (repeatable)")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    args = parser.parse_args()
+    sizes = args.rows or [100_000, 1_000_000]
+    print(f"{'rows':>10} {'MB':>7} | {'conveyor ingest+prepare':>31} | {'pandas.read_csv':>17} | "
+          f"{'polars.read_csv':>15} | {'time ratio':>10} {'without EDA':>11}")
+    print(f"{'':>10} {'':>7} | {'s':>6} {'(EDA s)':>8} {'peak RSS MB':>15} | {'s':>5} {'peak RSS MB':>11} | {'s':>15} | "
+          f"{'conv/pandas':>10} {'':>11}")
+    for rows in sizes:
+        with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
+            folder = Path(tmp)
+            csv_file = folder / "taxi.csv"
+            size = make_file(args.source, rows, csv_file)
+            make_project(folder, csv_file, args.source)
+            conv_s, eda_s, conv_mb = measure(CONVEYOR, str(folder))
+            pandas_s, _, pandas_mb = measure(PANDAS, str(csv_file))
+            polars_s, _, _ = measure(POLARS, str(csv_file))
+            print(f"{rows:>10,} {size / 1e6:>7.1f} | {conv_s:>6.2f} {eda_s:>8.2f} {conv_mb:>15.0f} | {pandas_s:>5.2f} "
+                  f"{pandas_mb:>11.0f} | {polars_s:>15.2f} | {conv_s / pandas_s:>10.2f} "
+                  f"{(conv_s - eda_s) / pandas_s:>11.2f}")
+            sys.stdout.flush()
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(f"(measured {started}; each number from a fresh process)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""`conveyor init`'s inference on messy files: what it tolerates, and what it says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from conveyor.core import DataError
+from conveyor.stages.sources import infer_config
+
+
+def _rows(count: int = 100) -> list[list[str]]:
+    return [[str(i), f"2024-01-{1 + i // 24:02d} {i % 24:02d}:00:00", f"{i / 10:.1f}", str(i % 7), f"{i * 2}.5"]
+            for i in range(count)]
+
+
+def _write(path: Path, rows: list[list[str]], sep: str = ",", header: str = "id,ts,x,n,y") -> Path:
+    path.write_text(header.replace(",", sep) + "\n" + "\n".join(sep.join(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_two_percent_junk_keeps_the_type_and_the_event_time_and_is_reported(tmp_path: Path) -> None:
+    rows = _rows()
+    rows[10][1] = "2024-02-30 10:00:00"
+    rows[50][1] = "tbd"
+    notes: list[str] = []
+    config = infer_config(_write(tmp_path / "d.csv", rows), target="y", notes=notes)
+    assert config.schema.columns["ts"].type == "datetime"
+    assert config.schema.event_time.columns == ["ts"]
+    said = "\n".join(notes)
+    assert "ts: datetime for 98.0% of its values; 2 value(s)" in said
+    assert "'2024-02-30 10:00:00' (line 12)" in said and "'tbd' (line 52)" in said
+    assert "ts: datetime, event_time: the event time: the first datetime column" in said
+    rows[60][1] = "later"  # a third: 97 %, no longer a datetime column
+    config = infer_config(_write(tmp_path / "d.csv", rows), target="y", notes=[])
+    assert config.schema.columns["ts"].type == "string" and config.schema.event_time.kind == "ingest_time"
+    config = infer_config(_write(tmp_path / "d.csv", rows), target="y", notes=[], type_threshold=0.95)
+    assert config.schema.columns["ts"].type == "datetime"
+
+
+def test_missing_tokens_are_found_per_column_and_listed(tmp_path: Path) -> None:
+    rows = _rows()
+    rows[3][2], rows[4][2], rows[5][2] = "-", "unknown", "?"
+    rows[6][3] = "n/a"
+    notes: list[str] = []
+    config = infer_config(_write(tmp_path / "d.csv", rows), target="y", notes=notes)
+    assert config.schema.columns["x"].type == "float" and config.schema.columns["n"].type == "integer"
+    assert sorted(config.cleaning.missing_tokens["x"]) == ["-", "unknown"]
+    assert "n" not in config.cleaning.missing_tokens  # n/a is a built-in token
+    assert any(note.startswith("x: '-' (1), 'unknown' (1) read as missing") or
+               note.startswith("x: 'unknown' (1), '-' (1) read as missing") for note in notes), notes
+
+
+def test_a_word_like_unknown_is_a_level_of_a_text_column(tmp_path: Path) -> None:
+    rows = [[r[0], r[1], ["red", "blue", "unknown"][i % 3], r[3], r[4]] for i, r in enumerate(_rows())]
+    config = infer_config(_write(tmp_path / "d.csv", rows, header="id,ts,colour,n,y"), target="y", notes=[])
+    assert config.schema.columns["colour"].type == "string" and "colour" not in config.cleaning.missing_tokens
+
+
+def test_decimal_commas_and_thousands_separators(tmp_path: Path) -> None:
+    rows = [[r[0], r[1], r[2].replace(".", ","), r[3], r[4].replace(".", ",")] for r in _rows()]
+    config = infer_config(_write(tmp_path / "d.csv", rows, sep=";"), target="y", notes=[])
+    assert (config.source.delimiter, config.source.decimal, config.source.thousands) == (";", ",", None)
+    assert config.schema.columns["x"].type == "float"
+    rows = [[r[0], r[1], r[2], f'"{int(r[0]) * 1234:,}"', r[4]] for r in _rows()]
+    config = infer_config(_write(tmp_path / "t.csv", rows), target="y", notes=[])
+    assert config.source.thousands == "," and config.schema.columns["n"].type == "integer"
+
+
+def test_a_few_unreadable_rows_are_quarantined_many_stop_init(tmp_path: Path) -> None:
+    rows = _rows()
+    rows[20].append("extra")
+    notes: list[str] = []
+    config = infer_config(_write(tmp_path / "d.csv", rows), target="y", notes=notes)
+    assert config.source.on_bad_lines == "quarantine"
+    assert any("1 unreadable row(s)" in n and "line 22" in n for n in notes), notes
+    for row in rows[30:40]:
+        row.append("extra")
+    with pytest.raises(DataError, match=r"line 22 has 6 fields.*11% of the rows"):
+        infer_config(_write(tmp_path / "d.csv", rows), target="y", notes=[])
+
+
+def test_timestamp_errors_quote_a_value_that_is_not_a_date(tmp_path: Path) -> None:
+    rows = [[*r[:4], "2024-01-01" if i == 0 else f"note {i}", r[4]] for i, r in enumerate(_rows())]
+    path = _write(tmp_path / "d.csv", rows, header="id,ts,x,n,note,y")
+    with pytest.raises(DataError, match=r"--timestamp note: values like 'note 1' are not dates"):
+        infer_config(path, target="y", timestamps=["note"], notes=[])
+
+
+def test_parquet_sources_keep_their_types(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"id": [1, 2, 3], "when": ["2024-01-01 10:00:00"] * 3, "x": [0.5, None, 1.5],
+                          "y": [1.0, 2.0, 3.0]}).with_columns(pl.col("when").str.to_datetime())
+    frame.write_parquet(tmp_path / "d.parquet")
+    config = infer_config(tmp_path / "d.parquet", target="y", notes=[])
+    assert config.source.kind == "parquet"
+    assert {n: c.type for n, c in config.schema.columns.items()} == {
+        "id": "integer", "when": "datetime", "x": "float", "y": "float"}
+    assert config.schema.event_time.columns == ["when"]
+
+
+def test_notes_are_printed_when_not_collected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    infer_config(_write(tmp_path / "d.csv", _rows()), target="y")
+    assert "init: id: integer, id: unique on every row" in capsys.readouterr().err
