@@ -66,13 +66,20 @@ def init(
     name: Annotated[Optional[str], typer.Option("--name", help="Project name (default: from the file name).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the project file.")] = Path("conveyor.yaml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing project file.")] = False,
+    type_threshold: Annotated[
+        Optional[float],
+        typer.Option("--type-threshold", min=0.5, max=1.0,
+                     help="Share of a column's values that must parse as a type for it to get that type (0.98)."),
+    ] = None,
 ) -> None:
     """Infer a project file (conveyor.yaml) from a CSV: types, roles, task, event time."""
     from conveyor.runner import init_project
 
     timestamps = [part.strip() for value in timestamp or [] for part in value.split(",") if part.strip()]
+    notes: list[str] = []
     config = init_project(
-        csv, target=target, output=output, entity=entity, timestamps=timestamps, drop=drop, name=name, force=force
+        csv, target=target, output=output, entity=entity, timestamps=timestamps, drop=drop, name=name, force=force,
+        type_threshold=type_threshold, notes=notes,
     )
     schema = config.schema
     console = _console()
@@ -90,6 +97,8 @@ def init(
         f"task [bold]{schema.task}[/], target [bold]{schema.target}[/], entity key [bold]{schema.entity.key}[/]"
         f"{' (generated)' if schema.entity.generated else ''}, event time [bold]{event.kind}[/] {event.columns or ''}"
     )
+    for note in notes:
+        console.print(f"- {note}", markup=False)
     console.print(f"Wrote {output}. Review it (drop leaking columns), then: conveyor run -C {output.parent}")
 
 

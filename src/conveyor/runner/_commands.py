@@ -37,8 +37,15 @@ def init_project(
     drop: list[str] | None = None,
     name: str | None = None,
     force: bool = False,
+    type_threshold: float | None = None,
+    notes: list[str] | None = None,
 ) -> Config:
-    """Infer a project file from a CSV and write it to `output`."""
+    """Infer a project file from a CSV and write it to `output`.
+
+    What init found and decided (values that will be quarantined, missing tokens, notation,
+    why each column got its role) is appended to `notes` and written as comments at the top of
+    the file, where the person reviewing it reads first.
+    """
     import os
 
     from conveyor.stages.sources import infer_config
@@ -47,11 +54,22 @@ def init_project(
         raise ConfigError(f"{output} exists; pass --force to overwrite it")
     output.parent.mkdir(parents=True, exist_ok=True)
     relative = os.path.relpath(csv.resolve(), output.parent.resolve())
+    found: list[str] = [] if notes is None else notes
+    threshold = {} if type_threshold is None else {"type_threshold": type_threshold}
     config = infer_config(
-        csv, target=target, entity=entity, timestamps=timestamps, drop=drop, name=name, source_path=relative
+        csv, target=target, entity=entity, timestamps=timestamps, drop=drop, name=name, source_path=relative,
+        notes=found, **threshold,
     )
-    dump_config(config, output, header=_HEADER.format(csv=csv.name))
+    header = _HEADER.format(csv=csv.name)
+    if found:
+        header += "#\n# What init found:\n" + "".join(f"#   {_one_line(note)}\n" for note in found)
+    dump_config(config, output, header=header + "\n")
     return config
+
+
+def _one_line(text: str) -> str:
+    """A note as one comment line: no line break of the data can end the comment early."""
+    return " ".join(text.split())
 
 
 def serve_project(config: Config, workspace: Workspace, host: str | None, port: int | None) -> None:
