@@ -1,0 +1,139 @@
+"""Metrics, which way is better, and scoring any model on any split the same way.
+
+Every comparison in training (the search, the choice of the best candidate, the promotion
+gate) goes through `beats`, so a lower-is-better metric (rmse, mae, rmsle, log_loss) is never
+compared the wrong way round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from conveyor.core.errors import TrainingError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from conveyor.stages.training._model import ConveyorModel
+
+__all__ = [
+    "METRICS", "Metric", "beats", "default_metric", "evaluate", "gain", "metric_for", "regression_scores",
+    "classification_scores", "class_index",
+]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    task: str
+    greater_is_better: bool
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.greater_is_better else "lower is better"
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("r2", "regression", True),
+        Metric("rmse", "regression", False),
+        Metric("mae", "regression", False),
+        Metric("rmsle", "regression", False),
+        Metric("roc_auc", "classification", True),
+        Metric("pr_auc", "classification", True),
+        Metric("log_loss", "classification", False),
+        Metric("f1", "classification", True),
+        Metric("accuracy", "classification", True),
+    )
+}
+
+
+def default_metric(task: str, n_classes: int | None) -> str:
+    if task == "regression":
+        return "r2"
+    return "roc_auc" if n_classes == 2 else "accuracy"
+
+
+def metric_for(configured: str | None, task: str, n_classes: int | None) -> Metric:
+    """The primary metric: `training.metric`, checked against the task, or the task's default."""
+    name = configured or default_metric(task, n_classes)
+    metric = METRICS[name]
+    if metric.task != task:
+        fits = ", ".join(m.name for m in METRICS.values() if m.task == task)
+        raise TrainingError(f"training.metric: {name!r} is a {metric.task} metric; for {task} use one of {fits}")
+    return metric
+
+
+def beats(metric: str, a: float, b: float, margin: float = 0.0) -> bool:
+    """True when score `a` is better than score `b` by more than `margin`, in the metric's direction."""
+    return gain(metric, a, b) > margin
+
+
+def gain(metric: str, a: float, b: float) -> float:
+    """How much better `a` is than `b` (positive: better), in the metric's units."""
+    return a - b if METRICS[metric].greater_is_better else b - a
+
+
+def regression_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    import numpy as np
+    from sklearn import metrics
+
+    scores = {
+        "r2": float(metrics.r2_score(truth, pred)),
+        "rmse": float(np.sqrt(metrics.mean_squared_error(truth, pred))),
+        "mae": float(metrics.mean_absolute_error(truth, pred)),
+    }
+    if len(truth) and float(np.min(truth)) >= 0:  # rmsle is defined for non-negative targets only
+        scores["rmsle"] = float(np.sqrt(metrics.mean_squared_log_error(truth, np.clip(pred, 0, None))))
+    return scores
+
+
+def classification_scores(truth: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """`truth`: class indices 0..k-1; `proba`: n x k probabilities. Positive class (binary): index 1."""
+    import numpy as np
+    from sklearn import metrics
+
+    k = proba.shape[1]
+    labels = proba.argmax(axis=1)
+    scores: dict[str, float] = {"accuracy": float(metrics.accuracy_score(truth, labels))}
+    present = len(np.unique(truth))
+    clipped = np.clip(proba, 1e-15, 1 - 1e-15)
+    scores["log_loss"] = float(metrics.log_loss(truth, clipped / clipped.sum(axis=1, keepdims=True), labels=list(range(k))))
+    if k == 2:
+        scores["f1"] = float(metrics.f1_score(truth, labels, zero_division=0.0))
+        if present == 2:
+            scores["roc_auc"] = float(metrics.roc_auc_score(truth, proba[:, 1]))
+            scores["pr_auc"] = float(metrics.average_precision_score(truth, proba[:, 1]))
+    else:
+        scores["f1"] = float(metrics.f1_score(truth, labels, average="macro", zero_division=0.0))
+        if present == k:
+            scores["roc_auc"] = float(metrics.roc_auc_score(truth, proba, multi_class="ovr", labels=list(range(k))))
+            onehot = np.eye(k)[truth]
+            scores["pr_auc"] = float(metrics.average_precision_score(onehot, proba, average="macro"))
+    return scores
+
+
+def class_index(values: Any, classes: list[Any]) -> np.ndarray:
+    """Labels to indices into `classes` (compared as text); an unknown label is an error."""
+    import numpy as np
+
+    index = {str(c): i for i, c in enumerate(classes)}
+    try:
+        return np.asarray([index[str(v)] for v in values], dtype=np.int64)
+    except KeyError as exc:
+        raise TrainingError(f"the label {exc.args[0]!r} is not one of the model's classes {classes}") from None
+
+
+def evaluate(model: ConveyorModel, frame: pd.DataFrame, target: str) -> dict[str, float]:
+    """Every metric of a fitted model (any candidate, or a champion loaded back) on a split."""
+    import numpy as np
+
+    matrix = model.encoder.transform(frame)
+    if model.task == "regression":
+        return regression_scores(frame[target].to_numpy(dtype=float), np.asarray(model.estimator.predict(matrix), dtype=float))
+    assert model.classes is not None
+    truth = class_index(frame[target].tolist(), model.classes)
+    return classification_scores(truth, np.asarray(model.estimator.predict_proba(matrix), dtype=float))
