@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from conveyor.core.config import NULL_TOKENS, Column, Config, Entity, EventTime, Schema, SourceConfig
 from conveyor.core.errors import DataError
 from conveyor.stages.sources._csv import LINE_COLUMN, scan_csv, sniff_delimiter, sniff_encoding
+from conveyor.stages.sources._leakage import check_and_find_leaks
 
 if TYPE_CHECKING:
     import polars as pl
@@ -178,13 +179,16 @@ def infer_config(
     else:
         generated = _GENERATED_KEY if _GENERATED_KEY not in columns else "conveyor_row_id"
         key = Entity(key=generated, generated=True)
+    task = _task(types[target], frame[target])
+    inputs = [c for c, col in columns.items() if col.role in ("numeric", "categorical") and c not in (target, entity)]
+    leaks = check_and_find_leaks(frame, target, task, [c for c in inputs if c not in (drop or [])])
     schema = Schema(
         target=target,
-        task=_task(types[target], frame[target]),  # type: ignore[arg-type]
+        task=task,  # type: ignore[arg-type]
         entity=key,
         event_time=event_time,
         columns=columns,
-        drop=list(drop or []),
+        drop=[*(drop or []), *(leak.column for leak in leaks)],
     )
     return Config(
         name=name or _project_name(csv_path),

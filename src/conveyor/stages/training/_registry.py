@@ -111,6 +111,20 @@ def champion_version(mlflow_client: Any, name: str) -> Any | None:
         return None
 
 
+def version_model_id(version: Any) -> str:
+    """The logged model behind a registry version: its `model_id`, else its `models:/<id>` source.
+
+    The SQLite registry of MLflow 3.17 returns versions with `model_id` None; the source URI
+    written at registration still names the model.
+    """
+    if getattr(version, "model_id", None):
+        return str(version.model_id)
+    source = str(getattr(version, "source", "") or "")
+    if source.startswith("models:/m-"):
+        return source.removeprefix("models:/").split("/")[0]
+    raise TrainingError(f"model version {version.version} names no logged model (source {source!r})")
+
+
 def _load(mlflow_client: Any, workspace: Workspace, model_id: str) -> ConveyorModel:
     import mlflow.pyfunc
 
@@ -265,7 +279,7 @@ def _score_champion(
 
     _, test_df, _ = load_split(config, training_set)
     try:
-        model = _load(mlflow_client, workspace, current.model_id)
+        model = _load(mlflow_client, workspace, version_model_id(current))
         missing = [f for f in model.features if f not in test_df.columns]
         if missing:
             raise TrainingError(f"its features {missing} are not in this training set")
@@ -307,7 +321,7 @@ def load_champion(config: Config, workspace: Workspace, threads: int = 1) -> Cha
             "run `conveyor run` (a model is promoted only when it beats the baseline)"
         )
     try:
-        model = _load(mlflow_client, workspace, current.model_id)
+        model = _load(mlflow_client, workspace, version_model_id(current))
     except Exception as exc:
         raise TrainingError(f"cannot load models:/{config.name}@{CHAMPION} (v{current.version}): {exc}") from exc
     model.set_threads(threads)
@@ -382,7 +396,12 @@ def list_versions(config: Config, workspace: Workspace) -> list[VersionInfo]:
     except MlflowException:
         return []
     infos = []
+    aliases: dict[str, list[str]] = {}
+    for alias, number in mlflow_client.get_registered_model(config.name).aliases.items():
+        aliases.setdefault(str(number), []).append(alias)
     for version in sorted(found, key=lambda v: -int(v.version)):
+        if not version.aliases:
+            version.aliases = aliases.get(str(version.version), [])
         try:
             run = mlflow_client.get_run(version.run_id)
         except MlflowException:

@@ -37,7 +37,10 @@ def cv_folds(n_rows: int, k: int, *, time_ordered: bool, y: np.ndarray | None, s
 
     index = np.arange(n_rows)
     if time_ordered:
-        return [(a, b) for a, b in TimeSeriesSplit(n_splits=k).split(index)], f"time-ordered {k}-fold"
+        # the validation windows tile the later half of the training split, so every fold trains on at
+        # least half of it: like the final model, which is tested on the period right after its data
+        splitter = TimeSeriesSplit(n_splits=k, test_size=max(1, n_rows // (2 * k)))
+        return [(a, b) for a, b in splitter.split(index)], f"time-ordered {k}-fold (expanding window)"
     if y is not None:
         counts = np.bincount(y)
         if counts[counts > 0].min() >= k:
@@ -71,21 +74,21 @@ class TrialLogger:
 
     def log(self, parent: str, name: str, number: int, params: Params, metrics: dict[str, float], state: str) -> None:
         from mlflow.entities import Metric as MlflowMetric
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
 
         started = time.perf_counter()
         now = int(time.time() * 1000)
         run = self.client.create_run(
             self.experiment_id,
             start_time=now,
-            tags={"mlflow.parentRunId": parent, "conveyor.trial": str(number), "conveyor.candidate": name},
+            tags={"mlflow.parentRunId": parent, "conveyor.trial": str(number), "conveyor.candidate": name,
+                  "conveyor.trial_state": state},
             run_name=f"{name}-trial-{number:03d}",
         )
         self.client.log_batch(
             run.info.run_id,
             metrics=[MlflowMetric(k, float(v), now, 0) for k, v in metrics.items()],
             params=[Param(k, str(v)) for k, v in params.items()],
-            tags=[RunTag("conveyor.trial_state", state)],
         )
         self.client.set_terminated(run.info.run_id, "FINISHED" if state == "COMPLETE" else "KILLED", end_time=now)
         self.seconds += time.perf_counter() - started
@@ -184,8 +187,8 @@ def search(
             value = float(np.nanmean(values)) if values else float("nan")
             trial.set_user_attr("rounds", int(round(float(np.mean(rounds)) * 1.15)) if rounds else None)
             metrics = {f"cv_{metric}": value, "trial_seconds": time.perf_counter() - started}
-            metrics |= {f"cv_{metric}_fold{i}": v for i, v in enumerate(values)}
             shown = {**params, **({"n_estimators": trial.user_attrs["rounds"]} if rounds else {})}
+            shown["cv_folds"] = ",".join(f"{v:.5g}" for v in values)
             logger.log(parent_run, name, trial.number, shown, metrics, state)
         return value
 
