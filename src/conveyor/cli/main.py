@@ -6,7 +6,9 @@ Nothing heavy is imported at start-up (no Feast, MLflow, pandas or scikit-learn)
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -74,16 +76,18 @@ def init(
     from conveyor.runner import init_project
 
     timestamps = [part.strip() for value in timestamp or [] for part in value.split(",") if part.strip()]
-    config = init_project(
-        csv, target=target, output=output, entity=entity, timestamps=timestamps, drop=drop, name=name, force=force
-    )
+    with _leaks_reported() as leaks:
+        config = init_project(
+            csv, target=target, output=output, entity=entity, timestamps=timestamps, drop=drop, name=name, force=force
+        )
+    _note_leaks(output, leaks)
     schema = config.schema
     console = _console()
     from rich.table import Table
 
     table = Table(title=f"{output}", title_justify="left")
-    for column in ("column", "type", "role"):
-        table.add_column(column)
+    for heading in ("column", "type", "role"):
+        table.add_column(heading)
     for col_name, column in schema.columns.items():
         role = "target" if col_name == schema.target else column.role
         table.add_row(col_name, column.type, role)
@@ -93,7 +97,45 @@ def init(
         f"task [bold]{schema.task}[/], target [bold]{schema.target}[/], entity key [bold]{schema.entity.key}[/]"
         f"{' (generated)' if schema.entity.generated else ''}, event time [bold]{event.kind}[/] {event.columns or ''}"
     )
+    for column, evidence in leaks:
+        console.print(f"[bold yellow]proposed for schema.drop[/]: {column} ({evidence})")
     console.print(f"Wrote {output}. Review it (drop leaking columns), then: conveyor run -C {output.parent}")
+
+
+@contextlib.contextmanager
+def _leaks_reported() -> Iterator[list[tuple[str, str]]]:
+    """Collect the leaks `init` logs (logger `conveyor.init.leakage`), each (column, evidence)."""
+    import logging
+
+    found: list[tuple[str, str]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found.append((str(getattr(record, "leak_column", "")), str(getattr(record, "leak_evidence", ""))))
+
+    logger = logging.getLogger("conveyor.init.leakage")
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _note_leaks(output: Path, leaks: list[tuple[str, str]]) -> None:
+    """Write the evidence for each proposed drop as a comment above `schema.drop`."""
+    if not leaks:
+        return
+    lines = output.read_text(encoding="utf-8").splitlines(keepends=True)
+    notes = ["  # proposed by `conveyor init`: these columns reproduce the target (only known after it)\n"]
+    notes += [f"  #   {column}: {evidence}\n" for column, evidence in leaks]
+    for index, line in enumerate(lines):
+        if line.startswith("  drop:"):
+            lines[index:index] = notes
+            break
+    output.write_text("".join(lines), encoding="utf-8")
 
 
 def _without_search(config: Any) -> Any:

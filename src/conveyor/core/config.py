@@ -170,14 +170,16 @@ class TrainingConfig(_Model):
     """Threads per model fit; None: 1, with cross-validation folds fitted in parallel on the usable CPUs."""
     metric: RegressionMetric | ClassificationMetric | None = None
     """The primary metric; None: r2 (regression), roc_auc (binary), accuracy (multiclass)."""
-    search: SearchConfig = SearchConfig()
-    lightgbm: LightGBMParams = LightGBMParams()
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    lightgbm: LightGBMParams = Field(default_factory=LightGBMParams)
     """The untuned LightGBM: the search's first trial, and the whole model with search.trials: 0."""
 
 
 class PromotionConfig(_Model):
     min_improvement: float = Field(0.0, ge=0)
     """How much the candidate must beat the trivial model and the current champion by (metric units)."""
+    confidence: float = Field(0.95, ge=0.5, le=1)
+    """Share of paired bootstrap resamples of the test split on which it must beat the trivial model."""
 
 
 class ServingConfig(_Model):

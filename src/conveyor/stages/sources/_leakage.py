@@ -15,6 +15,7 @@ each with the evidence, so `init` can propose them for `schema.drop`:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     import polars as pl
 
 __all__ = ["Leak", "check_and_find_leaks", "check_target", "find_leaks"]
+
+LOGGER = logging.getLogger("conveyor.init.leakage")
+"""Each leak found by `check_and_find_leaks` is logged here at INFO, with `leak_column` and
+`leak_evidence` on the record: `conveyor init` shows them and writes them next to schema.drop."""
 
 _SHARE = 0.99
 """Share of rows a missingness pattern (or a pair identity) must hold on to count."""
@@ -52,7 +57,8 @@ def _numeric(frame: pl.DataFrame, name: str) -> np.ndarray | None:
     present = series.drop_nulls().len()
     if present == 0 or values.drop_nulls().len() < 0.95 * present:
         return None
-    return np.asarray(values.cast(pl.Float64).fill_null(float("nan")).to_numpy(), dtype=float)
+    out: np.ndarray = np.asarray(values.cast(pl.Float64).fill_null(float("nan")).to_numpy(), dtype=float)
+    return out
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -185,7 +191,7 @@ def _missingness(frame: pl.DataFrame, target: str, columns: list[str], task: str
     rows = frame.height
     target_set = frame[target].is_not_null().to_numpy()
     labels = frame[target].cast(str).to_numpy()
-    levels = np.unique(labels[target_set]) if task == "classification" else []
+    levels: list[str] = np.unique(labels[target_set]).tolist() if task == "classification" else []
     leaks = []
     for name in columns:
         filled = frame[name].is_not_null().to_numpy()
@@ -253,4 +259,8 @@ def check_and_find_leaks(frame: pl.DataFrame, target: str, task: str, columns: l
     problem = check_target(frame, target)
     if problem is not None:
         raise DataError(problem)
-    return find_leaks(frame, target, task, columns)
+    leaks = find_leaks(frame, target, task, columns)
+    for leak in leaks:
+        LOGGER.info("%s reproduces the target: %s", leak.column, leak.evidence,
+                    extra={"leak_column": leak.column, "leak_evidence": leak.evidence})
+    return leaks

@@ -80,8 +80,8 @@ def _residuals(y_true: Any, outputs: dict[str, list[Any]]) -> Any:
 
 def _classification(y_true: Any, outputs: dict[str, list[Any]], model: ConveyorModel) -> dict[str, Any]:
     import numpy as np
-    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
     from sklearn.calibration import CalibrationDisplay
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
     assert model.classes is not None
     labels = [str(c) for c in model.classes]

@@ -171,6 +171,12 @@ def promote(
             f"no model beats the trivial one: best {best} {metric}={score_new:.4f} vs trivial {trivial:.4f} "
             f"({way} is better, margin {margin})"
         )
+    share = candidate.beats_trivial
+    if not reasons and share is not None and share < config.promotion.confidence:
+        reasons.append(
+            f"{best} {metric}={score_new:.4f} beats trivial {trivial:.4f} on only {share:.0%} of bootstrap resamples "
+            f"of the test split (promotion.confidence {config.promotion.confidence:.0%}): it may be luck"
+        )
     if current is not None and champion_score is not None and not beats(metric, score_new, champion_score, margin):
         reasons.append(
             f"{best} {metric}={score_new:.4f} does not beat champion v{current.version}'s {champion_score:.4f} "
@@ -190,7 +196,8 @@ def promote(
                 f" and champion v{current.version}'s {champion_score:.4f}" if champion_score is not None
                 else f"; champion v{current.version} replaced unscored"
             )
-        why += f" on the {result.split} test split ({way} is better, margin {margin})"
+        why += f" on the {result.split} test split ({way} is better, margin {margin}"
+        why += f"; beats trivial on {share:.0%} of bootstrap resamples)" if share is not None else ")"
         version = _register(mlflow_client, config, workspace, candidate.run_id, candidate.model_id, training_set)
         change = AliasChange(
             at=datetime.now(UTC).isoformat(timespec="seconds"), by=_who(), old=None if current is None else str(current.version),

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
     import optuna
 
-__all__ = ["Folds", "SearchOutcome", "TrialLogger", "cv_folds", "predict_scores", "search"]
+__all__ = ["Folds", "SearchOutcome", "TrialLogger", "cv_folds", "model_output", "output_scores", "predict_scores", "search"]
 
 Folds = list[tuple["np.ndarray", "np.ndarray"]]
 
@@ -37,9 +37,10 @@ def cv_folds(n_rows: int, k: int, *, time_ordered: bool, y: np.ndarray | None, s
 
     index = np.arange(n_rows)
     if time_ordered:
-        # the validation windows tile the later half of the training split, so every fold trains on at
-        # least half of it: like the final model, which is tested on the period right after its data
-        splitter = TimeSeriesSplit(n_splits=k, test_size=max(1, n_rows // (2 * k)))
+        # the validation windows tile the latest 30 % of the training split, so every fold trains on at
+        # least 70 % of it and is tested on the period right after, like the final model: early folds
+        # trained on a sliver of the history (say, one season of a growing series) pick the wrong model
+        splitter = TimeSeriesSplit(n_splits=k, test_size=max(1, (3 * n_rows) // (10 * k)))
         return [(a, b) for a, b in splitter.split(index)], f"time-ordered {k}-fold (expanding window)"
     if y is not None:
         counts = np.bincount(y)
@@ -49,18 +50,27 @@ def cv_folds(n_rows: int, k: int, *, time_ordered: bool, y: np.ndarray | None, s
     return [(a, b) for a, b in KFold(n_splits=k, shuffle=True, random_state=seed).split(index)], f"{k}-fold"
 
 
-def predict_scores(estimator: Any, task: str, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, float]:
-    """Every metric of a fitted estimator on (x, y); classes a fold never saw get probability 0."""
+def model_output(estimator: Any, task: str, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """Predictions (regression) or n x k probabilities; classes a fold never saw get probability 0."""
     import numpy as np
 
     if task == "regression":
-        return regression_scores(y, np.asarray(estimator.predict(x), dtype=float))
+        return np.asarray(estimator.predict(x), dtype=float)
     proba = np.asarray(estimator.predict_proba(x), dtype=float)
     if proba.shape[1] != n_classes:
         full = np.zeros((len(x), n_classes))
         full[:, np.asarray(estimator.classes_, dtype=int)] = proba
         proba = full
-    return classification_scores(y, proba)
+    return proba
+
+
+def output_scores(task: str, y: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    return regression_scores(y, output) if task == "regression" else classification_scores(y, output)
+
+
+def predict_scores(estimator: Any, task: str, x: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Every metric of a fitted estimator on (x, y)."""
+    return output_scores(task, y, model_output(estimator, task, x, n_classes))
 
 
 class TrialLogger:
@@ -127,7 +137,7 @@ class SearchTask:
 def _sampler(seed: int) -> Any:
     import optuna
 
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, warn_independent_sampling=False)
 
 
 def _waves(folds: Folds, width: int) -> Iterator[Folds]:
@@ -144,6 +154,7 @@ def search(
     n_trials: int,
     timeout: float,
     first: Params,
+    also: Params | None = None,
     parent_run: str,
     logger: TrialLogger,
 ) -> SearchOutcome:
@@ -193,7 +204,7 @@ def search(
         return value
 
     direction = "maximize" if job.metric.greater_is_better else "minimize"
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0) if is_lightgbm else optuna.pruners.NopPruner()
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if is_lightgbm else optuna.pruners.NopPruner()
     started = time.perf_counter()
     logged_before = logger.seconds
     try:
@@ -201,6 +212,8 @@ def search(
             warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
             study = optuna.create_study(direction=direction, sampler=_sampler(job.seed), pruner=pruner)
             study.enqueue_trial(first)
+            if also is not None and n_trials > 1:
+                study.enqueue_trial(also)
             study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValueError,))
     finally:
         if pool is not None:

@@ -27,14 +27,16 @@ class FeatureServiceInput(Protocol):
 def _train(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[TrainResult]:
     from conveyor.stages.training._train import train
 
-    service = upstream.get("features", FeatureServiceInput).result.feature_service
-    return train(config, workspace, upstream.get("dataset", TrainingSetInput), feature_service=service)
+    service = upstream.get("features", FeatureServiceInput).result.feature_service  # type: ignore[type-abstract]
+    dataset = upstream.get("dataset", TrainingSetInput)  # type: ignore[type-abstract]
+    return train(config, workspace, dataset, feature_service=service)
 
 
 def _promote(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[PromotionDecision]:
     from conveyor.stages.training._registry import promote
 
-    return promote(config, workspace, upstream.get("train", TrainResult), upstream.get("dataset", TrainingSetInput))
+    dataset = upstream.get("dataset", TrainingSetInput)  # type: ignore[type-abstract]
+    return promote(config, workspace, upstream.get("train", TrainResult), dataset)
 
 
 def _runs_exist(config: Config, workspace: Workspace, artifact: Artifact[TrainResult]) -> str | None:

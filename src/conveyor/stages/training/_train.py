@@ -21,11 +21,28 @@ from conveyor.core.hashing import hash_json
 from conveyor.core.workspace import Workspace
 from conveyor.stages.training._encoder import FeatureEncoder
 from conveyor.stages.training._estimators import (
-    Params, fit, lightgbm_space, linear_space, make_lightgbm, make_linear, make_trivial, untuned_lightgbm,
+    REGULARISED,
+    Params,
+    fit,
+    lightgbm_space,
+    linear_space,
+    make_lightgbm,
+    make_linear,
+    make_trivial,
+    untuned_lightgbm,
 )
-from conveyor.stages.training._metrics import Metric, beats, metric_for
+from conveyor.stages.training._metrics import Metric, beats, bootstrap_share, metric_for
 from conveyor.stages.training._plots import log_plots
-from conveyor.stages.training._search import SearchOutcome, SearchTask, TrialLogger, cv_folds, predict_scores, search
+from conveyor.stages.training._search import (
+    SearchOutcome,
+    SearchTask,
+    TrialLogger,
+    cv_folds,
+    model_output,
+    output_scores,
+    predict_scores,
+    search,
+)
 from conveyor.stages.training._split import split_frame
 from conveyor.stages.training._threads import ThreadPlan, plan_threads
 from conveyor.stages.training._tracking import client, experiment_id, pip_requirements, tracking
@@ -75,6 +92,8 @@ class Candidate(BaseModel):
     pruned: int = 0
     cv_score: float | None = None
     params: dict[str, Scalar] = {}
+    beats_trivial: float | None = None
+    """Share of 200 paired bootstrap resamples of the test split on which it beats the trivial model."""
     untuned_metrics: dict[str, float] | None = None
     """LightGBM with `training.lightgbm` as given, on the same test split (when a search ran)."""
     mlflow_seconds_per_trial: float | None = None
@@ -241,7 +260,7 @@ def train(
     feature_service: str | None = None,
 ) -> Artifact[TrainResult]:
     """Fit every candidate on the train split (searched by CV on it), score all on the test split, log all."""
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     data = _prepare(config, training_set, feature_service)
     search_cfg = config.training.search
@@ -258,11 +277,11 @@ def train(
     candidates: dict[str, Candidate] = {}
     stopped: list[str] = []
     with threadpool_limits(limits=data.plan.threads):  # BLAS and OpenMP pools: never more threads than planned
-        candidates["trivial"] = _trivial(workspace, exp, data)
+        candidates["trivial"], trivial_output = _trivial(workspace, exp, data)
         for name in ("baseline", "lightgbm"):
             remaining = max(0.0, deadline - time.perf_counter())
             budget = remaining * _LINEAR_BUDGET_SHARE if name == "baseline" else remaining
-            candidate, outcome = _searched(workspace, exp, data, job, logger, name, budget)
+            candidate, outcome = _searched(workspace, exp, data, job, logger, name, budget, trivial_output)
             candidates[name] = candidate
             if outcome.trials:
                 stopped.append(outcome.stopped_by)
@@ -303,16 +322,17 @@ def _notes(metric: str, candidates: dict[str, Candidate], trials: int) -> list[s
     return notes
 
 
-def _trivial(workspace: Workspace, exp: str, data: _Data) -> Candidate:
+def _trivial(workspace: Workspace, exp: str, data: _Data) -> tuple[Candidate, np.ndarray]:
     started = time.perf_counter()
     estimator = make_trivial(data.task).fit(data.x_train, data.y_train)
     seconds = time.perf_counter() - started
-    metrics = predict_scores(estimator, data.task, data.x_test, data.y_test, data.n_classes)
+    output = model_output(estimator, data.task, data.x_test, data.n_classes)
+    metrics = output_scores(data.task, data.y_test, output)
     with tracking(workspace) as mlflow, mlflow.start_run(experiment_id=exp, run_name="trivial") as run:
         mlflow.set_tags(data.tags | {"conveyor.candidate": "trivial"})
         mlflow.log_params({"model": "trivial", "strategy": estimator.get_params()["strategy"], "split": data.how})
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()} | {"fit_seconds": seconds})
-    return Candidate(run_id=run.info.run_id, model_id=None, metrics=metrics, fit_seconds=round(seconds, 3))
+    return Candidate(run_id=run.info.run_id, model_id=None, metrics=metrics, fit_seconds=round(seconds, 3)), output
 
 
 def _factory(name: str, data: _Data) -> Any:
@@ -323,7 +343,8 @@ def _factory(name: str, data: _Data) -> Any:
 
 
 def _searched(
-    workspace: Workspace, exp: str, data: _Data, job: SearchTask, logger: TrialLogger, name: str, budget: float
+    workspace: Workspace, exp: str, data: _Data, job: SearchTask, logger: TrialLogger, name: str, budget: float,
+    trivial_output: np.ndarray,
 ) -> tuple[Candidate, SearchOutcome]:
     """Search (when a budget is set), refit the best on the whole training split, score on test, log."""
     training = data.config.training
@@ -342,12 +363,14 @@ def _searched(
                 else (lambda t: linear_space(t, data.task, data.imbalanced))
             )
             outcome = search(job, name=name, space=space, make=make, n_trials=trials, timeout=budget, first=untuned,
-                             parent_run=run.info.run_id, logger=logger)
+                             also=REGULARISED if name == "lightgbm" else None, parent_run=run.info.run_id, logger=logger)
         params = dict(outcome.params)
         if name == "lightgbm":
             params["n_estimators"] = outcome.rounds or training.lightgbm.n_estimators
         estimator, seconds = _fit_timed(make(params), data)
-        metrics = predict_scores(estimator, data.task, data.x_test, data.y_test, data.n_classes)
+        output = model_output(estimator, data.task, data.x_test, data.n_classes)
+        metrics = output_scores(data.task, data.y_test, output)
+        share = bootstrap_share(data.metric.name, data.y_test, output, trivial_output, seed=training.seed)
         untuned_metrics = None
         if name == "lightgbm" and outcome.trials:
             reference, _ = _fit_timed(make({**untuned, "n_estimators": training.lightgbm.n_estimators}), data)
@@ -369,6 +392,7 @@ def _searched(
             logged[f"cv_{data.metric.name}"] = outcome.cv_score
         if per_trial is not None:
             logged["mlflow_seconds_per_trial"] = per_trial
+        logged["beats_trivial_share"] = share
         if untuned_metrics:
             logged |= {f"untuned_test_{k}": v for k, v in untuned_metrics.items()}
         mlflow.log_metrics(logged)
@@ -381,7 +405,7 @@ def _searched(
         run_id=run.info.run_id, model_id=info.model_id, metrics=metrics, fit_seconds=round(seconds, 3),
         search_seconds=round(outcome.seconds, 3), trials=outcome.trials, pruned=outcome.pruned,
         cv_score=outcome.cv_score, params={k: v for k, v in params.items() if _plain(v)},
-        untuned_metrics=untuned_metrics, mlflow_seconds_per_trial=None if per_trial is None else round(per_trial, 5),
+        beats_trivial=share, untuned_metrics=untuned_metrics, mlflow_seconds_per_trial=None if per_trial is None else round(per_trial, 5),
     )
     return candidate, outcome
 
@@ -401,7 +425,7 @@ def _conveyor_model(encoder: FeatureEncoder, estimator: Any, task: str, classes:
 
 
 def _log_datasets(mlflow: Any, data: _Data) -> None:
-    from mlflow.data import from_pandas
+    from mlflow.data import from_pandas  # type: ignore[attr-defined]
 
     source = str(data.training_set.path)
     name, target = data.config.name, data.config.schema.target
@@ -416,7 +440,7 @@ def _log_model(mlflow: Any, model: ConveyorModel, example: pd.DataFrame, tags: d
 
     from mlflow.models import infer_signature
 
-    signature = infer_signature(example, model.predict(None, example))
+    signature = infer_signature(example, model.predict(None, example))  # type: ignore[no-untyped-call]
     with warnings.catch_warnings():  # "add type hints to predict": the signature above is explicit
         warnings.simplefilter("ignore", UserWarning)
         return mlflow.pyfunc.log_model(
