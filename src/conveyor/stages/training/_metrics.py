@@ -152,6 +152,17 @@ def score_one(metric: str, truth: np.ndarray, output: np.ndarray) -> float:
         return float(np.mean(np.abs(truth - output)))
     if metric == "rmsle":
         return float(np.sqrt(np.mean((np.log1p(truth) - np.log1p(np.clip(output, 0, None))) ** 2)))
+    k = output.shape[1]
+    if metric == "accuracy":
+        return float(np.mean(output.argmax(axis=1) == truth))
+    if k == 2 and metric in ("roc_auc", "pr_auc"):
+        if len(np.unique(truth)) < 2:
+            return float("nan")
+        rank = metrics.roc_auc_score if metric == "roc_auc" else metrics.average_precision_score
+        return float(rank(truth, output[:, 1]))
+    if metric == "log_loss":
+        picked = np.clip(output[np.arange(len(truth)), truth], 1e-15, 1.0)
+        return float(-np.mean(np.log(picked)))
     scores = classification_scores(truth, output)
     return scores.get(metric, float("nan"))
 

@@ -117,6 +117,9 @@ class SearchOutcome:
     mlflow_seconds: float = 0.0
     stopped_by: str = "no search"
     history: list[tuple[int, float | None, str]] = field(default_factory=list)
+    kept_first: bool = False
+    """No trial beat the first one (the untuned parameters) by more than one standard error of the
+    paired fold differences: the first one is kept (the one-standard-error rule)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ def search(
         finally:
             value = float(np.nanmean(values)) if values else float("nan")
             trial.set_user_attr("rounds", int(round(float(np.mean(rounds)) * 1.15)) if rounds else None)
+            trial.set_user_attr("folds", values)
             metrics = {f"cv_{metric}": value, "trial_seconds": time.perf_counter() - started}
             shown = {**params, **({"n_estimators": trial.user_attrs["rounds"]} if rounds else {})}
             shown["cv_folds"] = ",".join(f"{v:.5g}" for v in values)
@@ -228,6 +232,9 @@ def search(
         return SearchOutcome(dict(first), None, None, len(study.trials), pruned, seconds, logger.seconds - logged_before,
                              stopped_by, history)
     best = study.best_trial
+    kept_first = _within_one_se(study.trials[0], best, job.metric)
+    if kept_first:
+        best = study.trials[0]
     params = dict(best.params)
     rounds = best.user_attrs.get("rounds")
     return SearchOutcome(
@@ -240,4 +247,20 @@ def search(
         mlflow_seconds=logger.seconds - logged_before,
         stopped_by=stopped_by,
         history=history,
+        kept_first=kept_first,
     )
+
+
+def _within_one_se(first: Any, best: Any, metric: Metric) -> bool:
+    """The one-standard-error rule, paired by fold: is the best trial's CV gain over the first
+    one (the untuned parameters) within the noise of the folds?"""
+    import numpy as np
+
+    if first.number == best.number or first.value is None or np.isnan(first.value):
+        return first.number == best.number
+    a = np.asarray(best.user_attrs.get("folds") or [], dtype=float)
+    b = np.asarray(first.user_attrs.get("folds") or [], dtype=float)
+    if len(a) != len(b) or len(a) < 2:
+        return False
+    gains = (a - b) if metric.greater_is_better else (b - a)
+    return bool(gains.mean() <= gains.std(ddof=1) / np.sqrt(len(gains)))

@@ -115,6 +115,8 @@ class TrainResult(Result):
     """The best candidate on the test split that can be served (never `trivial`)."""
     search_stopped_by: str = "no search"
     notes: list[str] = []
+    kept_untuned: list[str] = []
+    """Candidates whose search found nothing better than the untuned parameters beyond CV noise."""
 
     def summary(self) -> str:
         metric = self.primary_metric
@@ -276,6 +278,7 @@ def train(
     deadline = time.perf_counter() + search_cfg.timeout_s
     candidates: dict[str, Candidate] = {}
     stopped: list[str] = []
+    kept: list[str] = []
     with threadpool_limits(limits=data.plan.threads):  # BLAS and OpenMP pools: never more threads than planned
         candidates["trivial"], trivial_output = _trivial(workspace, exp, data)
         for name in ("baseline", "lightgbm"):
@@ -285,13 +288,19 @@ def train(
             candidates[name] = candidate
             if outcome.trials:
                 stopped.append(outcome.stopped_by)
+                if outcome.kept_first:
+                    kept.append(name)
     best = _best(data.metric.name, candidates)
     notes = _notes(data.metric.name, candidates, data.config.training.search.trials)
+    if kept:
+        notes.append(f"search: no trial beat the untuned {' and '.join(kept)} by more than one standard error "
+                     "on CV; kept the untuned parameters")
     result = TrainResult(
         experiment_id=exp, primary_metric=data.metric.name, greater_is_better=data.metric.greater_is_better,
         split=data.how, cv=cv if search_cfg.trials else "", threads=data.plan.describe(),
         train_rows=len(data.train_df), test_rows=len(data.test_df), candidates=candidates, best=best,
         search_stopped_by="timeout" if "timeout" in stopped else ("trials" if stopped else "no search"), notes=notes,
+        kept_untuned=kept,
     )
     digest = hash_json({"training_set": training_set.digest, "training": config.section("training"),
                         "runs": {n: c.run_id for n, c in candidates.items()}, "version": TRAIN_VERSION})
@@ -366,13 +375,14 @@ def _searched(
                              also=REGULARISED if name == "lightgbm" else None, parent_run=run.info.run_id, logger=logger)
         params = dict(outcome.params)
         if name == "lightgbm":
-            params["n_estimators"] = outcome.rounds or training.lightgbm.n_estimators
+            untuned_rounds = training.lightgbm.n_estimators
+            params["n_estimators"] = untuned_rounds if outcome.kept_first else (outcome.rounds or untuned_rounds)
         estimator, seconds = _fit_timed(make(params), data)
         output = model_output(estimator, data.task, data.x_test, data.n_classes)
         metrics = output_scores(data.task, data.y_test, output)
         share = bootstrap_share(data.metric.name, data.y_test, output, trivial_output, seed=training.seed)
         untuned_metrics = None
-        if name == "lightgbm" and outcome.trials:
+        if name == "lightgbm" and outcome.trials and not outcome.kept_first:
             reference, _ = _fit_timed(make({**untuned, "n_estimators": training.lightgbm.n_estimators}), data)
             untuned_metrics = predict_scores(reference, data.task, data.x_test, data.y_test, data.n_classes)
         model = _conveyor_model(data.encoder, estimator, data.task, data.classes)
