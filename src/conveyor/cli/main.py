@@ -97,8 +97,8 @@ def init(
         f"task [bold]{schema.task}[/], target [bold]{schema.target}[/], entity key [bold]{schema.entity.key}[/]"
         f"{' (generated)' if schema.entity.generated else ''}, event time [bold]{event.kind}[/] {event.columns or ''}"
     )
-    for column, evidence in leaks:
-        console.print(f"[bold yellow]proposed for schema.drop[/]: {column} ({evidence})")
+    for leak_column, evidence in leaks:
+        console.print(f"[bold yellow]proposed for schema.drop[/]: {leak_column} ({evidence})")
     console.print(f"Wrote {output}. Review it (drop leaking columns), then: conveyor run -C {output.parent}")
 
 

@@ -64,7 +64,8 @@ def _numeric(frame: pl.DataFrame, name: str) -> np.ndarray | None:
 def _close(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     import numpy as np
 
-    return np.abs(a - b) <= 0.0051 + 1e-9 * np.maximum(np.abs(a), np.abs(b))
+    close: np.ndarray = np.abs(a - b) <= 0.0051 + 1e-9 * np.maximum(np.abs(a), np.abs(b))
+    return close
 
 
 def _pair_identities(target: str, t: np.ndarray, cols: dict[str, np.ndarray]) -> list[Leak]:

@@ -257,7 +257,7 @@ def _within_one_se(first: Any, best: Any, metric: Metric) -> bool:
     import numpy as np
 
     if first.number == best.number or first.value is None or np.isnan(first.value):
-        return first.number == best.number
+        return bool(first.number == best.number)
     a = np.asarray(best.user_attrs.get("folds") or [], dtype=float)
     b = np.asarray(first.user_attrs.get("folds") or [], dtype=float)
     if len(a) != len(b) or len(a) < 2:
