@@ -71,3 +71,34 @@ def test_parallel_folds_xor_parallel_threads() -> None:
     assert (many.threads, many.workers) == (3, 1)
     capped = plan_threads(8, cpus=2)
     assert (capped.threads, capped.workers) == (2, 1)
+
+
+def _config(task: str, trials: int = 3) -> object:
+    from conveyor.core.config import Config
+
+    return Config.model_validate({
+        "name": "t", "source": {"path": "x.csv"},
+        "schema": {"target": "y", "task": task, "entity": {"key": "row_id", "generated": True},
+                   "event_time": {"kind": "ingest_time"},
+                   "columns": {"x": {"type": "float", "role": "numeric"},
+                               "y": {"type": "string" if task == "classification" else "float",
+                                     "role": "categorical" if task == "classification" else "numeric"}}},
+        "training": {"search": {"trials": trials, "folds": 3}},
+    })
+
+
+def test_targets_that_cannot_be_learned_stop_before_any_fit() -> None:
+    import pandas as pd
+
+    from conveyor.stages.training._train import _check_target
+
+    flat = pd.DataFrame({"x": range(20), "y": [5.0] * 20})
+    with pytest.raises(TrainingError, match=r"the target 'y' is constant \(5.0\) in the training split"):
+        _check_target(_config("regression"), flat, flat)  # type: ignore[arg-type]
+    one = pd.DataFrame({"x": range(20), "y": ["a"] * 20})
+    with pytest.raises(TrainingError, match="holds one class only"):
+        _check_target(_config("classification"), one, one)  # type: ignore[arg-type]
+    rare = pd.DataFrame({"x": range(20), "y": ["a"] * 18 + ["b"] * 2})
+    with pytest.raises(TrainingError, match=r"too few rows per class of 'y' in the training split \('b': 2\)"):
+        _check_target(_config("classification"), rare, rare)  # type: ignore[arg-type]
+    assert _check_target(_config("classification", trials=0), rare, rare) == ["a", "b"]  # type: ignore[arg-type]

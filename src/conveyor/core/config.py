@@ -157,7 +157,7 @@ class SearchConfig(_Model):
     """Trials per searched candidate (LightGBM; the linear baseline gets at most 12). 0: no search."""
     timeout_s: float = Field(default=90.0, gt=0)
     """Wall-clock budget of the whole search, over all candidates; the trials done by then count."""
-    folds: int = Field(default=3, ge=2, le=10)
+    folds: int = Field(default=4, ge=2, le=10)
     """Cross-validation folds: time-ordered when there is an event time, else (stratified) K-fold."""
 
 

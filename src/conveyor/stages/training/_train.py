@@ -155,7 +155,8 @@ def _check_target(config: Config, train: pd.DataFrame, test: pd.DataFrame) -> li
     values = train[target].dropna()
     if task == "regression":
         if values.nunique() < 2:
-            shown = values.iloc[0] if len(values) else None
+            first = values.iloc[0] if len(values) else None
+            shown = first.item() if hasattr(first, "item") else first
             raise TrainingError(f"the target {target!r} is constant ({shown!r}) in the training split: nothing to learn")
         return None
     classes = sorted(values.unique().tolist(), key=str)
