@@ -116,15 +116,20 @@ def test_models_lists_versions_history_and_lineage(linear_project: Path) -> None
     assert len(trials) == 3 and all("cv_r2" in t.data.metrics for t in trials)
 
 
-def test_lower_is_better_metric_picks_the_lower_error(tmp_path: Path) -> None:
-    project = _project(tmp_path / "rmse", _linear_data(seed=1), "y", metric="rmse")
-    out = conveyor("run", "-C", str(project), "--no-search")
-    train = stage_result(project, "train")
+def test_lower_is_better_metric_picks_the_lower_error(linear_project: Path) -> None:
+    """The same project with `training.metric: rmse`: the lower error wins, and the champion,
+    re-scored in rmse, is compared the right way round (an equal model does not replace it)."""
+    config = yaml.safe_load((linear_project / "conveyor.yaml").read_text())
+    config["training"]["metric"] = "rmse"
+    (linear_project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    out = conveyor("run", "-C", str(linear_project))
+    train = stage_result(linear_project, "train")
     assert train.primary_metric == "rmse" and not train.greater_is_better
     rmse = {n: c.metrics["rmse"] for n, c in train.candidates.items()}
-    assert train.best == min(("baseline", "lightgbm"), key=rmse.__getitem__)
-    promote = stage_result(project, "promote")
-    assert promote.promoted and promote.candidate_score == min(rmse.values()), promote.summary()
+    assert train.best == min(("baseline", "lightgbm"), key=rmse.__getitem__) == "baseline"
+    promote = stage_result(linear_project, "promote")
+    assert promote.metric == "rmse" and promote.champion_score == pytest.approx(rmse["baseline"])
+    assert not promote.promoted and promote.champion == "1", promote.summary()
     assert "lower is better" in out.stdout
 
 

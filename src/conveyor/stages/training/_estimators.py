@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = [
-    "LIGHTGBM_MAX_ROUNDS", "REGULARISED", "fit", "lightgbm_space", "linear_space", "make_lightgbm", "make_linear", "make_trivial",
+    "LIGHTGBM_MAX_ROUNDS", "REGULARISED", "early_stopping_metric", "fit", "lightgbm_space", "linear_space", "make_lightgbm", "make_linear", "make_trivial",
     "untuned_lightgbm",
 ]
 
@@ -102,6 +102,19 @@ def lightgbm_space(trial: optuna.Trial, imbalanced: bool) -> Params:
     return params
 
 
+def early_stopping_metric(metric: str, n_classes: int) -> str:
+    """LightGBM's evaluation metric for early stopping on a fold: the primary metric, or its closest kin."""
+    if metric in ("r2", "rmse", "rmsle"):
+        return "l2"
+    if metric == "mae":
+        return "l1"
+    if n_classes == 2 and metric == "roc_auc":
+        return "auc"
+    if n_classes == 2 and metric == "pr_auc":
+        return "average_precision"
+    return "binary_logloss" if n_classes == 2 else "multi_logloss"
+
+
 def make_lightgbm(task: str, params: Params, *, seed: int, threads: int) -> Any:
     import lightgbm as lgb
 
@@ -135,6 +148,6 @@ def fit(
 
         extra: Params = {}
         if valid is not None:
-            extra = {"eval_X": (valid[0],), "eval_y": (valid[1],), "callbacks": [lgb.early_stopping(30, verbose=False)]}
+            extra = {"eval_X": (valid[0],), "eval_y": (valid[1],), "callbacks": [lgb.early_stopping(50, verbose=False)]}
         return estimator.fit(matrix, y, categorical_feature=encoder.categorical_indices or "auto", **extra)
     return estimator.fit(matrix, y)

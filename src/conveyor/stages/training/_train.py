@@ -23,6 +23,7 @@ from conveyor.stages.training._encoder import FeatureEncoder
 from conveyor.stages.training._estimators import (
     REGULARISED,
     Params,
+    early_stopping_metric,
     fit,
     lightgbm_space,
     linear_space,
@@ -349,7 +350,8 @@ def _factory(name: str, data: _Data) -> Any:
     seed, threads = data.config.training.seed, data.plan.threads
     if name == "baseline":
         return lambda params: make_linear(data.task, data.encoder, params, seed)
-    return lambda params: make_lightgbm(data.task, params, seed=seed, threads=threads)
+    stop_on = early_stopping_metric(data.metric.name, data.n_classes)  # what a fold's early stopping watches
+    return lambda params: make_lightgbm(data.task, {**params, "metric": stop_on}, seed=seed, threads=threads)
 
 
 def _searched(
