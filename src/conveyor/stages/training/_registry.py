@@ -21,7 +21,7 @@ from conveyor.core.errors import TrainingError
 from conveyor.core.hashing import hash_json
 from conveyor.core.workspace import Workspace
 from conveyor.stages.training._metrics import METRICS, beats, evaluate
-from conveyor.stages.training._tracking import client, local_model_path, tracking
+from conveyor.stages.training._tracking import client, local_model_path, quiet, tracking
 from conveyor.stages.training._train import TrainingSetInput, TrainResult, load_split
 
 if TYPE_CHECKING:
@@ -150,6 +150,13 @@ def promote(
     """Register the best candidate and make it the champion only if it beats the trivial model
     and the current champion (re-scored on this test split) by `promotion.min_improvement`.
     """
+    with quiet():
+        return _promote(config, workspace, trained, training_set)
+
+
+def _promote(
+    config: Config, workspace: Workspace, trained: Artifact[TrainResult], training_set: Artifact[TrainingSetInput]
+) -> Artifact[PromotionDecision]:
     from datetime import UTC, datetime
 
     result = trained.result

@@ -46,7 +46,7 @@ from conveyor.stages.training._search import (
 )
 from conveyor.stages.training._split import split_frame
 from conveyor.stages.training._threads import ThreadPlan, plan_threads
-from conveyor.stages.training._tracking import client, experiment_id, pip_requirements, tracking
+from conveyor.stages.training._tracking import client, experiment_id, pip_requirements, quiet, tracking
 
 if TYPE_CHECKING:
     import numpy as np
@@ -157,7 +157,7 @@ def _check_target(config: Config, train: pd.DataFrame, test: pd.DataFrame) -> li
     if task == "regression":
         if values.nunique() < 2:
             first = values.iloc[0] if len(values) else None
-            shown = first.item() if hasattr(first, "item") else first
+            shown = first.item() if first is not None and hasattr(first, "item") else first
             raise TrainingError(f"the target {target!r} is constant ({shown!r}) in the training split: nothing to learn")
         return None
     classes = sorted(values.unique().tolist(), key=str)
@@ -264,9 +264,14 @@ def train(
     feature_service: str | None = None,
 ) -> Artifact[TrainResult]:
     """Fit every candidate on the train split (searched by CV on it), score all on the test split, log all."""
+    data = _prepare(config, training_set, feature_service)
+    with quiet():
+        return _train(config, workspace, training_set, data)
+
+
+def _train(config: Config, workspace: Workspace, training_set: Artifact[TrainingSetInput], data: _Data) -> Artifact[TrainResult]:
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-    data = _prepare(config, training_set, feature_service)
     search_cfg = config.training.search
     folds, cv = cv_folds(
         len(data.train_df), search_cfg.folds, time_ordered=data.how == "time",
