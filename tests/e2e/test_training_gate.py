@@ -88,7 +88,7 @@ def test_a_second_equal_run_keeps_the_champion(linear_project: Path) -> None:
     assert not promote.promoted and promote.champion == "1"
     assert promote.champion_score == pytest.approx(promote.candidate_score)
     assert any("does not beat champion v1" in reason for reason in promote.reasons), promote.reasons
-    assert "champion stays v1" in out.stdout
+    assert promote.summary().startswith("champion stays v1: ") and "champion stays" in out.stdout
 
 
 def test_models_lists_versions_history_and_lineage(linear_project: Path) -> None:
@@ -130,7 +130,7 @@ def test_lower_is_better_metric_picks_the_lower_error(linear_project: Path) -> N
     promote = stage_result(linear_project, "promote")
     assert promote.metric == "rmse" and promote.champion_score == pytest.approx(rmse["baseline"])
     assert not promote.promoted and promote.champion == "1", promote.summary()
-    assert "lower is better" in out.stdout
+    assert "(lower better)" in train.summary() and "rmse" in out.stdout
 
 
 def test_a_random_target_gets_no_champion_and_one_clear_line(tmp_path: Path) -> None:
@@ -142,6 +142,7 @@ def test_a_random_target_gets_no_champion_and_one_clear_line(tmp_path: Path) -> 
     promote = stage_result(project, "promote")
     assert not promote.promoted and promote.champion is None
     assert "no champion:" in out.stdout, out.stdout
+    assert promote.summary().startswith("no champion: ") and "trivial" in promote.summary()
     assert promote.trivial_score is not None and promote.reasons, promote
     served = conveyor("serve", "-C", str(project), check=False)
     assert served.returncode != 0 and "no model 'gate' has the alias @champion" in served.stderr

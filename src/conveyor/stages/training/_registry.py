@@ -82,10 +82,11 @@ class PromotionDecision(Result):
 
     def summary(self) -> str:
         note = f" ({self.champion_note})" if self.champion_note else ""
-        if self.promoted and self.change is not None:
-            return f"champion = v{self.champion} ({self.candidate}, {self.metric}={self.candidate_score:.4f}): {self.change.why}{note}"
         if self.promoted:
-            return f"champion = v{self.champion} ({self.metric}={self.candidate_score:.4f}){note}"
+            versus = f" vs trivial {self.trivial_score:.4f}" if self.trivial_score is not None else ""
+            if self.champion_score is not None:
+                versus += f", v{self.champion_version} {self.champion_score:.4f}"
+            return f"champion = v{self.champion} ({self.candidate} {self.metric}={self.candidate_score:.4f}{versus}){note}"
         kept = f"champion stays v{self.champion}" if self.champion else "no champion"
         return f"{kept}: " + "; ".join(self.reasons) + note
 

@@ -125,13 +125,11 @@ class TrainResult(Result):
         for name, c in self.candidates.items():
             value = c.metrics.get(metric)
             shown = "n/a" if value is None else f"{value:.4f}"
-            timing = f"fit {c.fit_seconds:.1f}s"
-            if c.trials:
-                timing += f", search {c.search_seconds:.0f}s/{c.trials} trials"
+            timing = f"{c.fit_seconds:.1f}s" + (f" + {c.trials} trials {c.search_seconds:.0f}s" if c.trials else "")
             parts.append(f"{name} {shown} ({timing})")
         way = "higher" if self.greater_is_better else "lower"
-        line = f"{self.split} split {self.train_rows}/{self.test_rows}, test {metric} ({way} is better): " + "; ".join(parts)
-        return line + "".join(f". {note}" for note in self.notes)
+        line = f"{self.split} {self.train_rows}/{self.test_rows}, {metric} ({way} better): " + ", ".join(parts)
+        return line + "".join(f"; {note}" for note in self.notes)
 
 
 def primary_metric(task: str, classes: list[Any] | None, configured: str | None = None) -> str:
@@ -300,8 +298,7 @@ def _train(config: Config, workspace: Workspace, training_set: Artifact[Training
     best = _best(data.metric.name, candidates)
     notes = _notes(data.metric.name, candidates, data.config.training.search.trials)
     if kept:
-        notes.append(f"search: no trial beat the untuned {' and '.join(kept)} by more than one standard error "
-                     "on CV; kept the untuned parameters")
+        notes.append(f"untuned {'+'.join(kept)} kept (no trial beat it by 1 SE on CV)")
     result = TrainResult(
         experiment_id=exp, primary_metric=data.metric.name, greater_is_better=data.metric.greater_is_better,
         split=data.how, cv=cv if search_cfg.trials else "", threads=data.plan.describe(),
@@ -332,8 +329,7 @@ def _notes(metric: str, candidates: dict[str, Candidate], trials: int) -> list[s
         tuned, untuned = lgbm.metrics[metric], lgbm.untuned_metrics[metric]
         if beats(metric, untuned, tuned):
             notes.append(
-                f"search did worse on test than untuned LightGBM ({metric} {tuned:.4f} vs {untuned:.4f}); "
-                "kept the CV choice"
+                f"searched LightGBM below untuned on test ({tuned:.4f} < {untuned:.4f}), CV choice kept"
             )
     return notes
 
