@@ -61,6 +61,7 @@ def make_bike_project(folder: Path, rows: list[dict[str, str]] | None = None, na
         write_csv(folder / BIKE_CSV.name, rows)
     config = yaml.safe_load((BIKE_DIR / "conveyor.yaml").read_text())
     config["name"] = name
+    config["training"]["search"] = {"trials": 4, "timeout_s": 30.0, "folds": 3}  # tests: a tiny search budget
     (folder / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return folder
 

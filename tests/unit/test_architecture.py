@@ -33,8 +33,8 @@ PUBLIC = {
         "write_repo",
     ],
     "conveyor.stages.training": [
-        "CHAMPION", "PROMOTE", "TRAIN", "Candidate", "Champion", "PromotionDecision", "TrainResult", "VersionInfo",
-        "describe_version", "load_champion", "promote", "train",
+        "CHAMPION", "PROMOTE", "TRAIN", "AliasChange", "Candidate", "Champion", "PromotionDecision", "TrainResult",
+        "VersionInfo", "champion_history", "describe_version", "list_versions", "load_champion", "promote", "train",
     ],
     "conveyor.stages.monitoring": ["DriftCheck", "PredictionLog", "monitor"],
     "conveyor.stages.serving": [

@@ -27,6 +27,9 @@ app = typer.Typer(
 ProjectOpt = Annotated[
     Path, typer.Option("--project", "-C", help="Folder holding conveyor.yaml.", show_default=False)
 ]
+NoSearchOpt = Annotated[
+    bool, typer.Option("--no-search", help="Skip the hyperparameter search (as training.search.trials: 0).")
+]
 
 
 def _console() -> Any:
@@ -98,16 +101,27 @@ def init(
         f"{' (generated)' if schema.entity.generated else ''}, event time [bold]{event.kind}[/] {event.columns or ''}"
     )
     for note in notes:
-        console.print(f"- {note}", markup=False)
+        console.print(f"- {note}", markup=False, soft_wrap=True)
     console.print(f"Wrote {output}. Review it (drop leaking columns), then: conveyor run -C {output.parent}")
 
 
-def _run(project: Path, *, only: str | None = None, start: str | None = None, force: bool = False) -> None:
+def _without_search(config: Any) -> Any:
+    """`--no-search`: the same project with `training.search.trials: 0` (its own cache key)."""
+    training = config.training
+    search = training.search.model_copy(update={"trials": 0})
+    return config.model_copy(update={"training": training.model_copy(update={"search": search})})
+
+
+def _run(
+    project: Path, *, only: str | None = None, start: str | None = None, force: bool = False, no_search: bool = False
+) -> None:
     from rich.table import Table
 
     from conveyor.runner import STAGES, Event, load_project, run_pipeline
 
     config, workspace = load_project(project)
+    if no_search:
+        config = _without_search(config)
     console = _console()
     rows: list[tuple[str, str, str, str]] = []
     described = {stage.name: stage.describe for stage in STAGES}
@@ -144,9 +158,10 @@ def _run(project: Path, *, only: str | None = None, start: str | None = None, fo
 def run(
     project: ProjectOpt = Path("."),
     from_: Annotated[Optional[str], typer.Option("--from", help="Re-run from this stage on.")] = None,
+    no_search: NoSearchOpt = False,
 ) -> None:
     """Run ingest -> prepare -> features -> dataset -> train -> promote, skipping unchanged stages."""
-    _run(project, start=from_)
+    _run(project, start=from_, no_search=no_search)
 
 
 def _stage_command(stage: str, help_text: str) -> None:
@@ -155,6 +170,16 @@ def _stage_command(stage: str, help_text: str) -> None:
         force: Annotated[bool, typer.Option("--force", help="Run even if its inputs are unchanged.")] = False,
     ) -> None:
         _run(project, only=stage, force=force)
+
+    def train_command(
+        project: ProjectOpt = Path("."),
+        force: Annotated[bool, typer.Option("--force", help="Run even if its inputs are unchanged.")] = False,
+        no_search: NoSearchOpt = False,
+    ) -> None:
+        _run(project, only=stage, force=force, no_search=no_search)
+
+    if stage == "train":
+        command = train_command
 
     command.__doc__ = help_text
     app.command(name=stage)(command)
@@ -257,6 +282,79 @@ def lineage(
         node = branches[step.depth - 1].add(label + (f"\n[dim]{step.summary}[/]" if step.summary else ""))
         branches[step.depth] = node
     _console().print(root)
+
+
+models_app = typer.Typer(
+    help="Registered model versions: aliases, metrics, lineage, and the history of @champion.",
+    no_args_is_help=False,
+    rich_markup_mode=None,
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models(ctx: typer.Context, project: ProjectOpt = Path(".")) -> None:
+    """A table of the registered versions, then every move of @champion (who, when, why)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from conveyor.runner import load_project
+    from conveyor.stages.training import champion_history, list_versions
+
+    config, workspace = load_project(project)
+    versions = list_versions(config, workspace)
+    console = _console()
+    if not versions:
+        console.print(f"no registered version of {config.name!r} yet: run `conveyor run`")
+        return
+    table = Table(title=f"{config.name}: registered versions", title_justify="left")
+    for column in ("version", "aliases", "model", "test metrics", "training set", "created", "run"):
+        table.add_column(column)
+    for info in versions:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(info.metrics.items()))
+        table.add_row(info.version, " ".join(f"@{a}" for a in info.aliases) or "-", info.model, shown,
+                      info.training_set[:16], info.created, info.run_id[:12])
+    console.print(table)
+    history = champion_history(config, workspace)
+    if history:
+        moves = Table(title="@champion history", title_justify="left")
+        for column in ("when (UTC)", "by", "move", "metric", "why"):
+            moves.add_column(column)
+        for change in history:
+            before = "-" if change.previous_score is None else f"{change.previous_score:.4f}"
+            moves.add_row(change.at, change.by, f"{'v' + change.old if change.old else 'none'} -> v{change.new}",
+                          f"{change.metric} {before} -> {change.score:.4f}", change.why)
+        console.print(moves)
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[str, typer.Argument(help="A registered version number.")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Exactly what made one version: training-set digest, Feast feature service, config digest, run."""
+    from conveyor.runner import load_project
+    from conveyor.stages.training import describe_version
+
+    config, workspace = load_project(project)
+    info = describe_version(config, workspace, version.lstrip("v"))
+    console = _console()
+    lines = [
+        ("model", f"{config.name} v{info.version} ({info.model})"),
+        ("aliases", " ".join(f"@{a}" for a in info.aliases) or "-"),
+        ("created", info.created),
+        ("run", info.run_id),
+        ("training set", info.training_set or "(not recorded)"),
+        ("feature service", info.feature_service or "(not recorded)"),
+        ("config digest", info.config or "(not recorded)"),
+        ("test metrics", ", ".join(f"{k}={v:.4f}" for k, v in sorted(info.metrics.items()))),
+    ]
+    for key in ("conveyor.promoted_at", "conveyor.promoted_by", "conveyor.promotion_reason"):
+        if key in info.tags:
+            lines.append((key.split(".", 1)[1].replace("_", " "), info.tags[key]))
+    for key, value in lines:
+        console.print(f"[bold]{key:>16}[/]  {value}")
 
 
 @app.command()

@@ -279,26 +279,48 @@ class FeaturesConfig(_Model):
 
 
 class LightGBMParams(_Model):
-    n_estimators: int = Field(400, ge=1)
-    learning_rate: float = Field(0.05, gt=0)
-    num_leaves: int = Field(31, ge=2)
-    min_child_samples: int = Field(20, ge=1)
-    subsample: float = Field(1.0, gt=0, le=1)
-    colsample_bytree: float = Field(0.9, gt=0, le=1)
+    n_estimators: int = Field(default=400, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    num_leaves: int = Field(default=31, ge=2)
+    min_child_samples: int = Field(default=20, ge=1)
+    subsample: float = Field(default=1.0, gt=0, le=1)
+    colsample_bytree: float = Field(default=0.9, gt=0, le=1)
+
+
+RegressionMetric = Literal["r2", "rmse", "mae", "rmsle"]
+ClassificationMetric = Literal["roc_auc", "pr_auc", "log_loss", "f1", "accuracy"]
+
+
+class SearchConfig(_Model):
+    """The hyperparameter search budget (Optuna), cross-validated on the training split only."""
+
+    trials: int = Field(default=30, ge=0)
+    """Trials per searched candidate (LightGBM; the linear baseline gets at most 12). 0: no search."""
+    timeout_s: float = Field(default=90.0, gt=0)
+    """Wall-clock budget of the whole search, over all candidates; the trials done by then count."""
+    folds: int = Field(default=4, ge=2, le=10)
+    """Cross-validation folds: time-ordered when there is an event time, else (stratified) K-fold."""
 
 
 class TrainingConfig(_Model):
-    test_size: float = Field(0.2, gt=0, lt=1)
+    test_size: float = Field(default=0.2, gt=0, lt=1)
     split: Literal["auto", "time", "random"] = "auto"
     """auto: by time when the data has an event time, else a seeded (stratified) random split."""
     seed: int = 42
-    threads: int = Field(2, ge=1)
+    threads: int | None = Field(default=None, ge=1)
+    """Threads per model fit; None: 1, with cross-validation folds fitted in parallel on the usable CPUs."""
+    metric: RegressionMetric | ClassificationMetric | None = None
+    """The primary metric; None: r2 (regression), roc_auc (binary), accuracy (multiclass)."""
+    search: SearchConfig = SearchConfig()
     lightgbm: LightGBMParams = LightGBMParams()
+    """The untuned LightGBM: the search's first trial, and the whole model with search.trials: 0."""
 
 
 class PromotionConfig(_Model):
-    min_improvement: float = Field(0.0, ge=0)
-    """How much the candidate must beat the baseline and the current champion by."""
+    min_improvement: float = Field(default=0.0, ge=0)
+    """How much the candidate must beat the trivial model and the current champion by (metric units)."""
+    confidence: float = Field(default=0.95, ge=0.5, le=1)
+    """Share of paired bootstrap resamples of the test split on which it must beat the trivial model."""
 
 
 class ServingConfig(_Model):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from conveyor.core.config import NULL_TOKENS, CleaningConfig, Column, Config, Entity, EventTime, Schema, SourceConfig
 from conveyor.core.errors import DataError
 from conveyor.stages.sources._csv import LINE_COLUMN, describe_bad_lines, sniff_delimiter, sniff_encoding
+from conveyor.stages.sources._leakage import check_and_find_leaks
 from conveyor.stages.sources._read import read_source
 
 if TYPE_CHECKING:
@@ -421,13 +422,17 @@ def infer_config(
     else:
         generated = _GENERATED_KEY if _GENERATED_KEY not in columns else "conveyor_row_id"
         key = Entity(key=generated, generated=True)
+    task = _task(types[target].kind, types[target].value)
+    inputs = [c for c, col in columns.items() if col.role in ("numeric", "categorical") and c not in (target, entity)]
+    leaks = check_and_find_leaks(frame, target, task, [c for c in inputs if c not in (drop or [])])
+    said.extend(f"{leak.column}: reproduces the target ({leak.evidence}); proposed for schema.drop" for leak in leaks)
     schema = Schema(
         target=target,
-        task=_task(types[target].kind, types[target].value),  # type: ignore[arg-type]
+        task=task,  # type: ignore[arg-type]
         entity=key,
         event_time=event_time,
         columns=columns,
-        drop=list(drop or []),
+        drop=[*(drop or []), *(leak.column for leak in leaks)],
     )
     source = SourceConfig(
         kind=kind,  # type: ignore[arg-type]

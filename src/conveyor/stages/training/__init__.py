@@ -1,15 +1,19 @@
-"""Training, on MLflow: candidates, tracking, the registry, the promotion gate, the champion.
+"""Training, on MLflow: candidates, the search, tracking, the registry, the gate, the champion.
 
 The only package that imports MLflow. The runner runs `TRAIN` and `PROMOTE`, and hands
-serving the model `load_champion` returns.
+serving the model `load_champion` returns; the CLI lists versions with `list_versions`,
+`describe_version` and `champion_history`.
 """
 
 from conveyor.stages.training._registry import (
     CHAMPION,
+    AliasChange,
     Champion,
     PromotionDecision,
     VersionInfo,
+    champion_history,
     describe_version,
+    list_versions,
     load_champion,
     promote,
 )
@@ -20,12 +24,15 @@ __all__ = [
     "CHAMPION",
     "PROMOTE",
     "TRAIN",
+    "AliasChange",
     "Candidate",
     "Champion",
     "PromotionDecision",
     "TrainResult",
     "VersionInfo",
+    "champion_history",
     "describe_version",
+    "list_versions",
     "load_champion",
     "promote",
     "train",

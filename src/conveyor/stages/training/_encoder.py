@@ -55,7 +55,7 @@ class FeatureEncoder:
             counts = Counter(level(v) for v in frame[name].tolist())
             counts.pop(None, None)
             ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-            self.codes_[name] = {lvl: code for code, (lvl, _) in enumerate(ordered)}
+            self.codes_[name] = {lvl: code for code, (lvl, _) in enumerate(ordered) if lvl is not None}
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:

@@ -1,19 +1,33 @@
-"""The candidates: a simple baseline and a gradient-boosted model, and how they are scored."""
+"""The candidates: a trivial model, a linear baseline and LightGBM, and their search spaces."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from conveyor.core.config import Config
 from conveyor.stages.training._encoder import FeatureEncoder
 
 if TYPE_CHECKING:
     import numpy as np
+    import optuna
 
-__all__ = ["fit", "make_baseline", "make_lightgbm", "score"]
+__all__ = [
+    "LIGHTGBM_MAX_ROUNDS", "REGULARISED", "early_stopping_metric", "fit", "lightgbm_space", "linear_space", "make_lightgbm", "make_linear", "make_trivial",
+    "untuned_lightgbm",
+]
+
+LIGHTGBM_MAX_ROUNDS = 1000
+"""Upper bound on boosting rounds in the search; early stopping on each fold picks fewer."""
+Params = dict[str, Any]
 
 
-def make_baseline(config: Config, encoder: FeatureEncoder) -> Any:
+def make_trivial(task: str) -> Any:
+    """What a model must beat to be worth serving: the training mean, or the class prior."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    return DummyRegressor(strategy="mean") if task == "regression" else DummyClassifier(strategy="prior")
+
+
+def make_linear(task: str, encoder: FeatureEncoder, params: Params, seed: int) -> Any:
     """A linear model on median-imputed, scaled numerics and one-hot categoricals."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -25,7 +39,7 @@ def make_baseline(config: Config, encoder: FeatureEncoder) -> Any:
     categorical = encoder.categorical_indices
     prep = ColumnTransformer(
         [
-            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+            ("numeric", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()), numeric),
             (
                 "categorical",
                 make_pipeline(
@@ -36,55 +50,104 @@ def make_baseline(config: Config, encoder: FeatureEncoder) -> Any:
             ),
         ]
     )
-    if config.schema.task == "regression":
-        return make_pipeline(prep, Ridge(alpha=1.0))
-    return make_pipeline(prep, LogisticRegression(max_iter=2000))
+    if task == "regression":
+        return make_pipeline(prep, Ridge(alpha=float(params.get("alpha", 1.0))))
+    return make_pipeline(
+        prep,
+        LogisticRegression(
+            C=float(params.get("C", 1.0)), class_weight=params.get("class_weight"), max_iter=2000, random_state=seed
+        ),
+    )
 
 
-def make_lightgbm(config: Config) -> Any:
+def linear_space(trial: optuna.Trial, task: str, imbalanced: bool) -> Params:
+    if task == "regression":
+        return {"alpha": trial.suggest_float("alpha", 1e-3, 1e3, log=True)}
+    params: Params = {"C": trial.suggest_float("C", 1e-3, 1e2, log=True)}
+    if imbalanced:
+        params["class_weight"] = trial.suggest_categorical("class_weight", [None, "balanced"])
+    return params
+
+
+def untuned_lightgbm(defaults: dict[str, Any]) -> Params:
+    """`training.lightgbm` as search parameters: the search's first trial."""
+    return {
+        "learning_rate": defaults["learning_rate"],
+        "num_leaves": defaults["num_leaves"],
+        "min_child_samples": defaults["min_child_samples"],
+        "subsample": defaults["subsample"],
+        "colsample_bytree": defaults["colsample_bytree"],
+        "reg_lambda": 1e-3,
+    }
+
+
+REGULARISED: Params = {
+    "learning_rate": 0.03, "num_leaves": 15, "min_child_samples": 50, "subsample": 0.8, "colsample_bytree": 0.5,
+    "reg_lambda": 1.0,
+}
+"""The search's second trial: a conservative, widely used starting point for noisy tabular data."""
+
+
+def lightgbm_space(trial: optuna.Trial, imbalanced: bool) -> Params:
+    params: Params = {
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 4, 256, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 3, 200, log=True),
+        "subsample": trial.suggest_float("subsample", 0.5, 1.0),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
+    }
+    if imbalanced:
+        params["class_weight"] = trial.suggest_categorical("class_weight", [None, "balanced"])
+    return params
+
+
+def early_stopping_metric(metric: str, n_classes: int) -> str:
+    """LightGBM's evaluation metric for early stopping on a fold: the primary metric, or its closest kin."""
+    if metric in ("r2", "rmse", "rmsle"):
+        return "l2"
+    if metric == "mae":
+        return "l1"
+    if n_classes == 2 and metric == "roc_auc":
+        return "auc"
+    if n_classes == 2 and metric == "pr_auc":
+        return "average_precision"
+    return "binary_logloss" if n_classes == 2 else "multi_logloss"
+
+
+def make_lightgbm(task: str, params: Params, *, seed: int, threads: int) -> Any:
     import lightgbm as lgb
 
-    params = config.training.lightgbm.model_dump()
-    common = {
-        "random_state": config.training.seed,
-        "n_jobs": config.training.threads,
+    settings: Params = {
+        "n_estimators": LIGHTGBM_MAX_ROUNDS,
+        **params,
+        "random_state": seed,
+        "n_jobs": threads,  # always explicit: LightGBM's default spins on a busy machine
         "verbose": -1,
-        # the same data, seed and threads give the same model, so the promotion gate compares like with like
+        # the same data, seed and threads give the same model, so the gate compares like with like
         "deterministic": True,
         "force_col_wise": True,
     }
-    if params["subsample"] < 1:
-        common["subsample_freq"] = 1
-    if config.schema.task == "regression":
-        return lgb.LGBMRegressor(**params, **common)
-    return lgb.LGBMClassifier(**params, **common)
-
-
-def fit(estimator: Any, matrix: np.ndarray, y: np.ndarray, encoder: FeatureEncoder) -> Any:
-    if type(estimator).__module__.startswith("lightgbm"):
-        return estimator.fit(matrix, y, categorical_feature=encoder.categorical_indices or "auto")
-    return estimator.fit(matrix, y)
-
-
-def score(task: str, y_true: Any, outputs: dict[str, list[Any]], classes: list[Any] | None) -> dict[str, float]:
-    """Test-set metrics from a model's outputs; the primary metric first."""
-    import numpy as np
-    from sklearn import metrics
-
+    if settings.get("subsample", 1.0) < 1:
+        settings["subsample_freq"] = 1
     if task == "regression":
-        pred = np.asarray(outputs["prediction"], dtype=float)
-        truth = np.asarray(y_true, dtype=float)
-        return {
-            "r2": float(metrics.r2_score(truth, pred)),
-            "rmse": float(np.sqrt(metrics.mean_squared_error(truth, pred))),
-            "mae": float(metrics.mean_absolute_error(truth, pred)),
-        }
-    truth = list(y_true)
-    labels = outputs["prediction"]
-    result = {"accuracy": float(metrics.accuracy_score([str(v) for v in truth], [str(v) for v in labels]))}
-    if classes is not None and len(classes) == 2:
-        positive = [str(v) == str(classes[1]) for v in truth]
-        if len(set(positive)) == 2:
-            result = {"roc_auc": float(metrics.roc_auc_score(positive, outputs["probability"])), **result}
-        result["f1"] = float(metrics.f1_score(positive, [str(v) == str(classes[1]) for v in labels]))
-    return result
+        return lgb.LGBMRegressor(**settings)
+    return lgb.LGBMClassifier(**settings)
+
+
+def fit(
+    estimator: Any,
+    matrix: np.ndarray,
+    y: np.ndarray,
+    encoder: FeatureEncoder,
+    valid: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Any:
+    """Fit; a LightGBM model given `valid` stops early when that set stops improving."""
+    if type(estimator).__module__.startswith("lightgbm"):
+        import lightgbm as lgb
+
+        extra: Params = {}
+        if valid is not None:
+            extra = {"eval_X": (valid[0],), "eval_y": (valid[1],), "callbacks": [lgb.early_stopping(50, verbose=False)]}
+        return estimator.fit(matrix, y, categorical_feature=encoder.categorical_indices or "auto", **extra)
+    return estimator.fit(matrix, y)

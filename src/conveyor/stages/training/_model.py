@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["ConveyorModel"]
 
 
-class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """Raw feature rows in, predictions out; the same code path in training and serving.
 
     `predict` is the MLflow pyfunc entry point (a DataFrame in, a DataFrame out). Serving

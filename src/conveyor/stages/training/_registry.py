@@ -1,9 +1,19 @@
-"""The promotion gate and the champion: MLflow's model registry with aliases."""
+"""The promotion gate and the champion: MLflow's model registry with aliases, plus an audit trail.
+
+The gate decides between models, not against one: every candidate was scored on the same
+test split; the best servable one must beat the trivial model (mean / class prior) and the
+current champion, re-scored on that split, by `promotion.min_improvement`, in the metric's
+direction. Every move of `@champion` is recorded as a tag of the registered model (who, when,
+why, old -> new version, figures), since MLflow keeps no history of aliases.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from conveyor.core.artifacts import Artifact, Result
 from conveyor.core.config import Config
@@ -11,19 +21,36 @@ from conveyor.core.errors import TrainingError
 from conveyor.core.hashing import hash_json
 from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
-from conveyor.stages.training._estimators import score
-from conveyor.stages.training._tracking import client, local_model_path, tracking
-from conveyor.stages.training._train import TrainingSetInput, TrainResult, load_split, primary_metric
+from conveyor.stages.training._metrics import METRICS, beats, evaluate
+from conveyor.stages.training._tracking import client, local_model_path, quiet, tracking
+from conveyor.stages.training._train import TrainingSetInput, TrainResult, load_split
 
 if TYPE_CHECKING:
     from conveyor.stages.training._model import ConveyorModel
 
 __all__ = [
-    "CHAMPION", "Champion", "PromotionDecision", "VersionInfo", "champion_version", "describe_version", "load_champion",
-    "promote",
+    "CHAMPION", "HISTORY_TAG", "AliasChange", "Champion", "PromotionDecision", "VersionInfo", "champion_history",
+    "champion_version", "describe_version", "list_versions", "load_champion", "promote",
 ]
 
 CHAMPION = "champion"
+HISTORY_TAG = "conveyor.champion.history."
+"""Registered-model tag prefix of the alias audit trail: `<prefix>0001`, `<prefix>0002`, ... (JSON)."""
+
+
+class AliasChange(BaseModel):
+    """One move of `@champion`: who, when, why, from which version to which, on what figures."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: str
+    by: str
+    old: str | None
+    new: str
+    why: str
+    metric: str
+    score: float
+    previous_score: float | None = None
 
 
 class PromotionDecision(Result):
@@ -32,9 +59,14 @@ class PromotionDecision(Result):
     kind: ClassVar[str] = "promotion"
 
     metric: str
+    greater_is_better: bool = True
     candidate: str
+    """The best servable candidate on the test split."""
     candidate_score: float
+    trivial_score: float | None = None
     baseline_score: float
+    scores: dict[str, float] = {}
+    """Every candidate's primary metric on the test split."""
     champion_version: str | None
     """The champion before this decision."""
     champion_score: float | None
@@ -43,13 +75,21 @@ class PromotionDecision(Result):
     """Why the previous champion could not be re-scored, when it could not."""
     promoted: bool
     reasons: list[str]
+    """Why nothing was promoted (empty when promoted)."""
     champion: str | None
     """The champion after this decision."""
+    change: AliasChange | None = None
+    """The audit entry written to the registry when `@champion` moved."""
 
     def summary(self) -> str:
+        note = f" ({self.champion_note})" if self.champion_note else ""
         if self.promoted:
-            return f"champion = v{self.champion} ({self.metric}={self.candidate_score:.4f})"
-        return "not promoted: " + "; ".join(self.reasons)
+            versus = f" vs trivial {self.trivial_score:.4f}" if self.trivial_score is not None else ""
+            if self.champion_score is not None:
+                versus += f", v{self.champion_version} {self.champion_score:.4f}"
+            return f"champion = v{self.champion} ({self.candidate} {self.metric}={self.candidate_score:.4f}{versus}){note}"
+        kept = f"champion stays v{self.champion}" if self.champion else "no champion"
+        return f"{kept}: " + "; ".join(self.reasons) + note
 
 
 @dataclass(frozen=True)
@@ -73,14 +113,18 @@ def champion_version(mlflow_client: Any, name: str) -> Any | None:
         return None
 
 
-def model_id_of(version: Any) -> str:
-    """The logged model behind a registered version (its source is `models:/<model id>`)."""
+def version_model_id(version: Any) -> str:
+    """The logged model behind a registry version: its `model_id`, else its `models:/<id>` source.
+
+    The SQLite registry of MLflow 3.17 returns versions with `model_id` None; the source URI
+    written at registration still names the model.
+    """
     if getattr(version, "model_id", None):
         return str(version.model_id)
-    source = str(version.source)
+    source = str(getattr(version, "source", "") or "")
     if source.startswith("models:/m-"):
-        return source.removeprefix("models:/")
-    raise TrainingError(f"model version {version.version} has no logged model id (source {source!r})")
+        return source.removeprefix("models:/").split("/")[0]
+    raise TrainingError(f"model version {version.version} names no logged model (source {source!r})")
 
 
 def _load(mlflow_client: Any, workspace: Workspace, model_id: str) -> ConveyorModel:
@@ -91,41 +135,135 @@ def _load(mlflow_client: Any, workspace: Workspace, model_id: str) -> ConveyorMo
     return model
 
 
+def _who() -> str:
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
 def promote(
     config: Config, workspace: Workspace, trained: Artifact[TrainResult], training_set: Artifact[TrainingSetInput]
 ) -> Artifact[PromotionDecision]:
-    """Register the best candidate; make it the champion only if it beats the baseline and the
-    current champion on this test set by `promotion.min_improvement`.
+    """Register the best candidate and make it the champion only if it beats the trivial model
+    and the current champion (re-scored on this test split) by `promotion.min_improvement`.
     """
+    with quiet():
+        return _promote(config, workspace, trained, training_set)
+
+
+def _promote(
+    config: Config, workspace: Workspace, trained: Artifact[TrainResult], training_set: Artifact[TrainingSetInput]
+) -> Artifact[PromotionDecision]:
+    from datetime import UTC, datetime
+
     result = trained.result
     metric, best = result.primary_metric, result.best
     candidate = result.candidates[best]
-    score_new = candidate.metrics[metric]
-    baseline = result.candidates["baseline"].metrics[metric]
+    scores = {n: c.metrics[metric] for n, c in result.candidates.items() if metric in c.metrics}
+    score_new = scores[best]
+    trivial = scores.get("trivial")
     margin = config.promotion.min_improvement
+    way = "higher" if METRICS[metric].greater_is_better else "lower"
     mlflow_client = client(workspace)
     current = champion_version(mlflow_client, config.name)
-    champion_score, note = (None, None) if current is None else _score_champion(mlflow_client, config, workspace, current, training_set)
+    champion_score, note = (
+        (None, None) if current is None else _score_champion(mlflow_client, config, workspace, current, training_set)
+    )
     reasons = []
-    if best == "baseline" or score_new <= baseline + margin:
-        reasons.append(f"{best} {metric}={score_new:.4f} does not beat the baseline's {baseline:.4f} by {margin}")
-    if current is not None and champion_score is not None and score_new <= champion_score + margin:
-        reasons.append(f"{metric}={score_new:.4f} does not beat champion v{current.version}'s {champion_score:.4f} by {margin}")
+    if trivial is not None and not beats(metric, score_new, trivial, margin):
+        reasons.append(
+            f"no model beats the trivial one: best {best} {metric}={score_new:.4f} vs trivial {trivial:.4f} "
+            f"({way} is better, margin {margin})"
+        )
+    share = candidate.beats_trivial
+    if not reasons and share is not None and share < config.promotion.confidence:
+        reasons.append(
+            f"{best} {metric}={score_new:.4f} beats trivial {trivial:.4f} on only {share:.0%} of bootstrap resamples "
+            f"of the test split (promotion.confidence {config.promotion.confidence:.0%}): it may be luck"
+        )
+    if current is not None and champion_score is not None and not beats(metric, score_new, champion_score, margin):
+        reasons.append(
+            f"{best} {metric}={score_new:.4f} does not beat champion v{current.version}'s {champion_score:.4f} "
+            f"on this test split ({way} is better, margin {margin})"
+        )
     if current is not None and current.run_id == candidate.run_id:
         reasons = ["this run is already the champion"]
     version = str(current.version) if current is not None else None
+    change = None
     if not reasons:
+        assert candidate.model_id is not None
+        why = (
+            f"{best} {metric}={score_new:.4f} beats trivial {trivial:.4f}" if trivial is not None else f"{best} {metric}={score_new:.4f}"
+        )
+        if current is not None:
+            why += (
+                f" and champion v{current.version}'s {champion_score:.4f}" if champion_score is not None
+                else f"; champion v{current.version} replaced unscored"
+            )
+        why += f" on the {result.split} test split ({way} is better, margin {margin}"
+        why += f"; beats trivial on {share:.0%} of bootstrap resamples)" if share is not None else ")"
         version = _register(mlflow_client, config, workspace, candidate.run_id, candidate.model_id, training_set)
-        client_tags = {"conveyor.training_set": training_set.digest, f"test_{metric}": f"{score_new:.6f}"}
-        for key, value in client_tags.items():
-            mlflow_client.set_model_version_tag(config.name, version, key, value)
+        change = AliasChange(
+            at=datetime.now(UTC).isoformat(timespec="seconds"), by=_who(), old=None if current is None else str(current.version),
+            new=version, why=why, metric=metric, score=score_new, previous_score=champion_score,
+        )
+        _record(mlflow_client, config, version, best, candidate.metrics, change, trained, training_set)
     decision = PromotionDecision(
-        metric=metric, candidate=best, candidate_score=score_new, baseline_score=baseline,
+        metric=metric, greater_is_better=METRICS[metric].greater_is_better, candidate=best, candidate_score=score_new,
+        trivial_score=trivial, baseline_score=scores.get("baseline", float("nan")), scores=scores,
         champion_version=str(current.version) if current is not None else None, champion_score=champion_score,
-        champion_note=note, promoted=not reasons, reasons=reasons, champion=version,
+        champion_note=note, promoted=not reasons, reasons=reasons, champion=version, change=change,
     )
     digest = hash_json({"trained": trained.digest, "decision": decision.model_dump(mode="json")})
     return Artifact("promotion", workspace.mlflow_db, digest, decision, {"trained": trained.digest})
+
+
+def _record(
+    mlflow_client: Any, config: Config, version: str, best: str, metrics: dict[str, float], change: AliasChange,
+    trained: Artifact[TrainResult], training_set: Artifact[TrainingSetInput],
+) -> None:
+    """Lineage and metrics on the new version; the alias move appended to the model's history tags."""
+    run = mlflow_client.get_run(trained.result.candidates[best].run_id)
+    tags = {
+        "conveyor.candidate": best,
+        "conveyor.training_set": training_set.digest,
+        "conveyor.feature_service": run.data.tags.get("conveyor.feature_service", ""),
+        "conveyor.config": run.data.tags.get("conveyor.config", ""),
+        "conveyor.run": run.info.run_id,
+        "conveyor.primary_metric": change.metric,
+        "conveyor.promoted_at": change.at,
+        "conveyor.promoted_by": change.by,
+        "conveyor.promotion_reason": change.why,
+        **{f"test_{k}": f"{v:.6f}" for k, v in metrics.items()},
+    }
+    for key, value in tags.items():
+        mlflow_client.set_model_version_tag(config.name, version, key, value)
+    registered = mlflow_client.get_registered_model(config.name)
+    count = sum(1 for key in registered.tags if key.startswith(HISTORY_TAG))
+    mlflow_client.set_registered_model_tag(config.name, f"{HISTORY_TAG}{count + 1:04d}", change.model_dump_json())
+
+
+def champion_history(config: Config, workspace: Workspace) -> list[AliasChange]:
+    """Every recorded move of `@champion`, oldest first."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        registered = client(workspace).get_registered_model(config.name)
+    except MlflowException:
+        return []
+    entries = sorted((k, v) for k, v in registered.tags.items() if k.startswith(HISTORY_TAG))
+    history = []
+    for _, value in entries:
+        try:
+            history.append(AliasChange.model_validate(json.loads(value)))
+        except ValueError:
+            continue  # a tag edited by hand: not ours to interpret
+    return history
 
 
 def _register(
@@ -152,16 +290,21 @@ def _register(
 def _score_champion(
     mlflow_client: Any, config: Config, workspace: Workspace, current: Any, training_set: Artifact[TrainingSetInput]
 ) -> tuple[float | None, str | None]:
-    """The current champion's primary metric on today's test set, or None and why not."""
+    """The current champion's primary metric on today's test split, or None and why not."""
+    from conveyor.stages.training._metrics import metric_for
+
     _, test_df, _ = load_split(config, training_set)
     try:
-        model = _load(mlflow_client, workspace, model_id_of(current))
-        outputs = model.predict_frame(test_df)
+        model = _load(mlflow_client, workspace, version_model_id(current))
+        missing = [f for f in model.features if f not in test_df.columns]
+        if missing:
+            raise TrainingError(f"its features {missing} are not in this training set")
+        scores = evaluate(model, test_df, config.schema.target)
     except Exception as exc:  # a champion from another schema cannot be compared: say why, in the decision
-        return None, f"champion v{current.version} could not score this test split: {type(exc).__name__}: {exc}"
-    metric = primary_metric(config.schema.task, model.classes)
-    value = score(config.schema.task, test_df[config.schema.target], outputs, model.classes).get(metric)
-    return value, None if value is not None else f"champion v{current.version} has no {metric} on this split"
+        return None, f"champion v{current.version} could not be re-scored on this test split: {type(exc).__name__}: {exc}"
+    metric = metric_for(config.training.metric, config.schema.task, None if model.classes is None else len(model.classes))
+    value = scores.get(metric.name)
+    return value, None if value is not None else f"champion v{current.version} has no {metric.name} on this split"
 
 
 def _write_reference(
@@ -195,7 +338,7 @@ def load_champion(config: Config, workspace: Workspace, threads: int = 1) -> Cha
             "run `conveyor run` (a model is promoted only when it beats the baseline)"
         )
     try:
-        model = _load(mlflow_client, workspace, model_id_of(current))
+        model = _load(mlflow_client, workspace, version_model_id(current))
     except Exception as exc:
         raise TrainingError(f"cannot load models:/{config.name}@{CHAMPION} (v{current.version}): {exc}") from exc
     model.set_threads(threads)
@@ -203,15 +346,47 @@ def load_champion(config: Config, workspace: Workspace, threads: int = 1) -> Cha
     return Champion(config.name, str(current.version), current.run_id, model, str(path) if path.exists() else None)
 
 
-
 @dataclass(frozen=True)
 class VersionInfo:
-    """What made a registered model version: its run, training set digest and test metrics."""
+    """What made a registered model version: its run, training set, features, config and metrics."""
 
     version: str
     run_id: str
     training_set: str
     summary: str
+    model: str = ""
+    aliases: list[str] = field(default_factory=list)
+    feature_service: str = ""
+    config: str = ""
+    created: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _info(found: Any, run: Any | None) -> VersionInfo:
+    from datetime import UTC, datetime
+
+    tags = {str(k): str(v) for k, v in found.tags.items()}
+    run_tags = run.data.tags if run is not None else {}
+    metrics = {k[5:]: float(v) for k, v in (run.data.metrics.items() if run is not None else ()) if k.startswith("test_")}
+    model = tags.get("conveyor.candidate") or (run.data.params.get("model", "?") if run is not None else "?")
+    aliases = sorted(found.aliases)
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+    alias_text = f" @{', @'.join(aliases)}" if aliases else ""
+    created = datetime.fromtimestamp(found.creation_timestamp / 1000, UTC).isoformat(timespec="seconds")
+    return VersionInfo(
+        version=str(found.version),
+        run_id=str(found.run_id),
+        training_set=tags.get("conveyor.training_set") or run_tags.get("conveyor.training_set", ""),
+        summary=f"{model}{alias_text}; {shown}",
+        model=model,
+        aliases=aliases,
+        feature_service=tags.get("conveyor.feature_service") or run_tags.get("conveyor.feature_service", ""),
+        config=tags.get("conveyor.config") or run_tags.get("conveyor.config", ""),
+        created=created,
+        metrics=metrics,
+        tags=tags,
+    )
 
 
 def describe_version(config: Config, workspace: Workspace, version: str) -> VersionInfo:
@@ -223,11 +398,30 @@ def describe_version(config: Config, workspace: Workspace, version: str) -> Vers
         run = mlflow_client.get_run(found.run_id)
     except MlflowException:
         raise TrainingError(f"no version {version} of model {config.name!r} in {workspace.mlflow_db}") from None
-    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(run.data.metrics.items()) if k.startswith("test_"))
-    aliases = f" @{', @'.join(found.aliases)}" if found.aliases else ""
-    return VersionInfo(
-        version=str(found.version),
-        run_id=found.run_id,
-        training_set=str(found.tags.get("conveyor.training_set", "")),
-        summary=f"{run.data.params.get('model', '?')}{aliases}; {metrics}",
-    )
+    return _info(found, run)
+
+
+def list_versions(config: Config, workspace: Workspace) -> list[VersionInfo]:
+    """Every registered version of the project's model, newest first."""
+    from mlflow.exceptions import MlflowException
+
+    if not workspace.mlflow_db.exists():
+        raise TrainingError(f"no model registry at {workspace.mlflow_db}; run `conveyor run` first")
+    mlflow_client = client(workspace)
+    try:
+        found = mlflow_client.search_model_versions(f"name = '{config.name}'")
+    except MlflowException:
+        return []
+    infos = []
+    aliases: dict[str, list[str]] = {}
+    for alias, number in mlflow_client.get_registered_model(config.name).aliases.items():
+        aliases.setdefault(str(number), []).append(alias)
+    for version in sorted(found, key=lambda v: -int(v.version)):
+        if not version.aliases:
+            version.aliases = aliases.get(str(version.version), [])
+        try:
+            run = mlflow_client.get_run(version.run_id)
+        except MlflowException:
+            run = None
+        infos.append(_info(version, run))
+    return infos

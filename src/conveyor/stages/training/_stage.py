@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 from conveyor.core.artifacts import Artifact
 from conveyor.core.config import Config
 from conveyor.core.stage import Stage, Upstream
@@ -11,19 +13,30 @@ from conveyor.stages.training._train import TRAIN_VERSION, TrainingSetInput, Tra
 
 __all__ = ["PROMOTE", "PROMOTE_VERSION", "TRAIN"]
 
-PROMOTE_VERSION = 2
+PROMOTE_VERSION = 3
+
+
+@runtime_checkable
+class FeatureServiceInput(Protocol):
+    """What training reads of the features stage: the Feast feature service its models use."""
+
+    @property
+    def feature_service(self) -> str: ...
 
 
 def _train(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[TrainResult]:
     from conveyor.stages.training._train import train
 
-    return train(config, workspace, upstream.get("dataset", TrainingSetInput))
+    service = upstream.get("features", FeatureServiceInput).result.feature_service  # type: ignore[type-abstract]
+    dataset = upstream.get("dataset", TrainingSetInput)  # type: ignore[type-abstract]
+    return train(config, workspace, dataset, feature_service=service)
 
 
 def _promote(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[PromotionDecision]:
     from conveyor.stages.training._registry import promote
 
-    return promote(config, workspace, upstream.get("train", TrainResult), upstream.get("dataset", TrainingSetInput))
+    dataset = upstream.get("dataset", TrainingSetInput)  # type: ignore[type-abstract]
+    return promote(config, workspace, upstream.get("train", TrainResult), dataset)
 
 
 def _runs_exist(config: Config, workspace: Workspace, artifact: Artifact[TrainResult]) -> str | None:
@@ -40,6 +53,8 @@ def _runs_exist(config: Config, workspace: Workspace, artifact: Artifact[TrainRe
             return f"the {name} run {candidate.run_id} is gone from {workspace.mlflow_db}"
         if run.info.lifecycle_stage != "active":
             return f"the {name} run {candidate.run_id} was deleted"
+        if candidate.model_id is None:
+            continue
         try:
             path = local_model_path(mlflow_client, workspace, candidate.model_id)
         except MlflowException:
@@ -64,13 +79,13 @@ def _alias_holds(config: Config, workspace: Workspace, artifact: Artifact[Promot
 
 TRAIN: Stage[TrainResult] = Stage(
     name="train",
-    needs=("dataset",),
+    needs=("features", "dataset"),
     sections=("schema", "cleaning", "training"),
     version=TRAIN_VERSION,
     result=TrainResult,
     run=_train,
-    describe="baseline + LightGBM (MLflow)",
-    help="Train the baseline and LightGBM on the training set; track both in MLflow.",
+    describe="trivial, linear and LightGBM, searched by CV (Optuna, MLflow)",
+    help="Search and fit the candidates (trivial, linear, LightGBM) on the training split; track them in MLflow.",
     still_valid=_runs_exist,
 )
 
@@ -82,6 +97,6 @@ PROMOTE: Stage[PromotionDecision] = Stage(
     result=PromotionDecision,
     run=_promote,
     describe="gate + @champion (MLflow registry)",
-    help="Register the best model; move @champion only if it beats baseline and champion.",
+    help="Register the best model; move @champion only if it beats the trivial model and the champion.",
     still_valid=_alias_holds,
 )

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 
 from conveyor.core.workspace import Workspace
 
-__all__ = ["client", "experiment_id", "local_model_path", "pip_requirements", "tracking"]
+__all__ = ["client", "experiment_id", "local_model_path", "pip_requirements", "quiet", "tracking"]
 
 _REQUIREMENTS = ("mlflow", "lightgbm", "scikit-learn", "pandas", "numpy", "cloudpickle")
 _NOISY = ("mlflow", "alembic")
@@ -25,15 +25,26 @@ _NOISY = ("mlflow", "alembic")
 
 @contextlib.contextmanager
 def _quiet_loggers() -> Iterator[None]:
+    """MLflow's loggers lowered, and its warnings for its own developers (a deprecated SQLAlchemy
+    loader inside its store; "add type hints" on a model whose signature we pass) not shown."""
+    import warnings
+
     loggers = [logging.getLogger(name) for name in _NOISY]
     previous = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow(\..*)?$|sqlalchemy(\..*)?$")
+            warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
+            yield
     finally:
         for logger, level in zip(loggers, previous, strict=True):
             logger.setLevel(level)
+
+
+quiet = _quiet_loggers
+"""For a whole stage: MLflow's chatter lowered while it works."""
 
 
 @contextlib.contextmanager

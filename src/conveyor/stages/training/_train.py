@@ -1,8 +1,14 @@
-"""Train: a baseline and a gradient-boosted model, tracked in MLflow, on a Feast training set."""
+"""Train: the trivial model, a searched linear baseline and searched LightGBM, tracked in MLflow.
+
+Every candidate is scored on the same held-out test split; hyperparameters are chosen by
+cross-validation on the training split only (`_search.py`), then refit on the whole training
+split. The promotion gate (`_registry.py`) decides between the candidates.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -14,19 +20,54 @@ from conveyor.core.errors import TrainingError
 from conveyor.core.hashing import hash_json
 from conveyor.core.workspace import Workspace
 from conveyor.stages.training._encoder import FeatureEncoder
-from conveyor.stages.training._estimators import fit, make_baseline, make_lightgbm, score
+from conveyor.stages.training._estimators import (
+    REGULARISED,
+    Params,
+    early_stopping_metric,
+    fit,
+    lightgbm_space,
+    linear_space,
+    make_lightgbm,
+    make_linear,
+    make_trivial,
+    untuned_lightgbm,
+)
+from conveyor.stages.training._metrics import Metric, beats, bootstrap_share, metric_for
 from conveyor.stages.training._plots import log_plots
+from conveyor.stages.training._search import (
+    SearchOutcome,
+    SearchTask,
+    TrialLogger,
+    cv_folds,
+    model_output,
+    output_scores,
+    predict_scores,
+    search,
+)
 from conveyor.stages.training._split import split_frame
-from conveyor.stages.training._tracking import client, experiment_id, pip_requirements, tracking
+from conveyor.stages.training._threads import ThreadPlan, plan_threads
+from conveyor.stages.training._tracking import client, experiment_id, pip_requirements, quiet, tracking
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from conveyor.stages.training._model import ConveyorModel
 
-__all__ = ["TRAIN_VERSION", "Candidate", "TrainResult", "TrainingSetInput", "load_split", "primary_metric", "train"]
+__all__ = [
+    "CANDIDATES", "TRAIN_VERSION", "Candidate", "TrainResult", "TrainingSetInput", "config_digest", "load_split",
+    "primary_metric", "train",
+]
 
-TRAIN_VERSION = 2
+TRAIN_VERSION = 3
+CANDIDATES = ("trivial", "baseline", "lightgbm")
+"""In order of simplicity: on a tie, the simpler candidate wins."""
+_LINEAR_MAX_TRIALS = 12
+_LINEAR_BUDGET_SHARE = 0.25
+_IMBALANCED = 0.25
+"""A class with less than this share of the training rows makes class weighting a searched choice."""
+
+Scalar = str | int | float | bool | None
 
 
 @runtime_checkable
@@ -38,14 +79,25 @@ class TrainingSetInput(Protocol):
 
 
 class Candidate(BaseModel):
-    """One fitted model, logged as an MLflow run with its model."""
+    """One fitted model, logged as an MLflow run (with its model, except the trivial one)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     run_id: str
-    model_id: str
+    model_id: str | None
+    """None for the trivial model: it is measured, never served."""
     metrics: dict[str, float]
     fit_seconds: float
+    search_seconds: float = 0.0
+    trials: int = 0
+    pruned: int = 0
+    cv_score: float | None = None
+    params: dict[str, Scalar] = {}
+    beats_trivial: float | None = None
+    """Share of 200 paired bootstrap resamples of the test split on which it beats the trivial model."""
+    untuned_metrics: dict[str, float] | None = None
+    """LightGBM with `training.lightgbm` as given, on the same test split (when a search ran)."""
+    mlflow_seconds_per_trial: float | None = None
 
 
 class TrainResult(Result):
@@ -53,22 +105,40 @@ class TrainResult(Result):
 
     experiment_id: str
     primary_metric: str
+    greater_is_better: bool = True
     split: str
+    cv: str = ""
+    threads: str = ""
     train_rows: int
     test_rows: int
     candidates: dict[str, Candidate]
     best: str
+    """The best candidate on the test split that can be served (never `trivial`)."""
+    search_stopped_by: str = "no search"
+    notes: list[str] = []
+    kept_untuned: list[str] = []
+    """Candidates whose search found nothing better than the untuned parameters beyond CV noise."""
 
     def summary(self) -> str:
         metric = self.primary_metric
-        scores = ", ".join(f"{n} {metric}={c.metrics[metric]:.4f} ({c.fit_seconds:.1f}s)" for n, c in self.candidates.items())
-        return f"{self.split} split {self.train_rows}/{self.test_rows}: {scores}"
+        parts = []
+        for name, c in self.candidates.items():
+            value = c.metrics.get(metric)
+            shown = "n/a" if value is None else f"{value:.4f}"
+            timing = f"{c.fit_seconds:.1f}s" + (f" + {c.trials} trials {c.search_seconds:.0f}s" if c.trials else "")
+            parts.append(f"{name} {shown} ({timing})")
+        way = "higher" if self.greater_is_better else "lower"
+        line = f"{self.split} {self.train_rows}/{self.test_rows}, {metric} ({way} better): " + ", ".join(parts)
+        return line + "".join(f"; {note}" for note in self.notes)
 
 
-def primary_metric(task: str, classes: list[Any] | None) -> str:
-    if task == "regression":
-        return "r2"
-    return "roc_auc" if classes is not None and len(classes) == 2 else "accuracy"
+def primary_metric(task: str, classes: list[Any] | None, configured: str | None = None) -> str:
+    return metric_for(configured, task, None if classes is None else len(classes)).name
+
+
+def config_digest(config: Config) -> str:
+    """The digest of the whole project file as validated (what `conveyor models show` names)."""
+    return hash_json(config.model_dump(mode="json", by_alias=True))
 
 
 def load_split(config: Config, training_set: Artifact[TrainingSetInput]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -78,18 +148,34 @@ def load_split(config: Config, training_set: Artifact[TrainingSetInput]) -> tupl
     return split_frame(frame, config)
 
 
-def _classes(config: Config, train: pd.DataFrame, test: pd.DataFrame) -> list[Any] | None:
-    if config.schema.task != "classification":
+def _check_target(config: Config, train: pd.DataFrame, test: pd.DataFrame) -> list[Any] | None:
+    """One clear error before any fit: a constant target, one class, too few rows of a class."""
+    target, task = config.schema.target, config.schema.task
+    values = train[target].dropna()
+    if task == "regression":
+        if values.nunique() < 2:
+            first = values.iloc[0] if len(values) else None
+            shown = first.item() if first is not None and hasattr(first, "item") else first
+            raise TrainingError(f"the target {target!r} is constant ({shown!r}) in the training split: nothing to learn")
         return None
-    target = config.schema.target
-    classes = sorted(train[target].dropna().unique().tolist(), key=str)
+    classes = sorted(values.unique().tolist(), key=str)
     if len(classes) < 2:
         raise TrainingError(
             f"the training split holds one class only ({classes}) of {target!r}; a classifier needs at least two"
         )
+    search = config.training.search
+    need = search.folds if search.trials > 0 else 2
+    counts = values.astype(str).value_counts()
+    rare = counts[counts < need]
+    if len(rare):
+        shown = ", ".join(f"{k!r}: {v}" for k, v in rare.items())
+        raise TrainingError(
+            f"too few rows per class of {target!r} in the training split ({shown}); each class needs at least "
+            f"{need} (training.search.folds); add rows or merge rare classes"
+        )
     if len(classes) == 2 and test[target].astype(str).nunique() < 2:
         raise TrainingError(
-            f"the test split holds one class only of {target!r}, so ROC AUC cannot be measured; "
+            f"the test split holds one class only of {target!r}, so it cannot rank the candidates; "
             "use more rows, or training.split: random (stratified)"
         )
     return [c.item() if hasattr(c, "item") else c for c in classes]
@@ -102,38 +188,246 @@ def _check_sizes(train_df: pd.DataFrame, test_df: pd.DataFrame, training_set: Ar
         )
 
 
-def train(config: Config, workspace: Workspace, training_set: Artifact[TrainingSetInput]) -> Artifact[TrainResult]:
-    """Fit the baseline and LightGBM on the train split, score both on the test split, log both."""
+@dataclass(frozen=True)
+class _Data:
+    """The split as matrices, with everything a candidate needs to fit, log and be scored."""
+
+    config: Config
+    training_set: Artifact[TrainingSetInput]
+    train_df: pd.DataFrame
+    test_df: pd.DataFrame
+    how: str
+    encoder: FeatureEncoder
+    classes: list[Any] | None
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    metric: Metric
+    imbalanced: bool
+    plan: ThreadPlan
+    tags: dict[str, str]
+
+    @property
+    def task(self) -> str:
+        return self.config.schema.task
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes) if self.classes else 0
+
+
+def _prepare(
+    config: Config, training_set: Artifact[TrainingSetInput], feature_service: str | None
+) -> _Data:
+    import numpy as np
+
+    from conveyor.stages.training._metrics import class_index
+
     schema = config.schema
     train_df, test_df, how = load_split(config, training_set)
     _check_sizes(train_df, test_df, training_set)
-    classes = _classes(config, train_df, test_df)
-    metric = primary_metric(schema.task, classes)
+    classes = _check_target(config, train_df, test_df)
+    metric = metric_for(config.training.metric, schema.task, None if classes is None else len(classes))
+    target = schema.target
+    if metric.name == "rmsle" and float(train_df[target].min()) < 0:
+        raise TrainingError(f"training.metric: rmsle needs a non-negative target; {target!r} goes down to "
+                            f"{train_df[target].min()}")
     encoder = FeatureEncoder(schema.numeric(), schema.categorical(), MissingValues(config.cleaning.null_values))
     encoder.fit(train_df)
-    x_train = encoder.transform(train_df)
-    y_train: Any = train_df[schema.target].to_numpy()
-    if classes is not None:
-        index = {str(c): i for i, c in enumerate(classes)}
-        y_train = [index[str(v)] for v in y_train]
-    exp = experiment_id(client(workspace), workspace, config.name)
+    if classes is None:
+        y_train, y_test = train_df[target].to_numpy(dtype=float), test_df[target].to_numpy(dtype=float)
+        imbalanced = False
+    else:
+        y_train, y_test = class_index(train_df[target].tolist(), classes), class_index(test_df[target].tolist(), classes)
+        imbalanced = bool(np.bincount(y_train).min() / len(y_train) < _IMBALANCED)
+    tags = {
+        "conveyor.project": config.name,
+        "conveyor.training_set": training_set.digest,
+        "conveyor.clean_data": training_set.inputs.get("clean", ""),
+        "conveyor.feature_service": feature_service or "",
+        "conveyor.config": config_digest(config),
+        "conveyor.primary_metric": metric.name,
+    }
+    return _Data(
+        config, training_set, train_df, test_df, how, encoder, classes, encoder.transform(train_df), y_train,
+        encoder.transform(test_df), y_test, metric, imbalanced, plan_threads(config.training.threads), tags,
+    )
+
+
+def train(
+    config: Config,
+    workspace: Workspace,
+    training_set: Artifact[TrainingSetInput],
+    feature_service: str | None = None,
+) -> Artifact[TrainResult]:
+    """Fit every candidate on the train split (searched by CV on it), score all on the test split, log all."""
+    data = _prepare(config, training_set, feature_service)
+    with quiet():
+        return _train(config, workspace, training_set, data)
+
+
+def _train(config: Config, workspace: Workspace, training_set: Artifact[TrainingSetInput], data: _Data) -> Artifact[TrainResult]:
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    search_cfg = config.training.search
+    folds, cv = cv_folds(
+        len(data.train_df), search_cfg.folds, time_ordered=data.how == "time",
+        y=data.y_train if data.classes is not None else None, seed=config.training.seed,
+    )
+    mlflow_client = client(workspace)
+    exp = experiment_id(mlflow_client, workspace, config.name)
+    job = SearchTask(data.task, data.metric, data.x_train, data.y_train, data.n_classes, data.encoder, folds,
+                     data.plan, config.training.seed)
+    logger = TrialLogger(mlflow_client, exp)
+    deadline = time.perf_counter() + search_cfg.timeout_s
     candidates: dict[str, Candidate] = {}
-    for name, estimator in (("baseline", make_baseline(config, encoder)), ("lightgbm", make_lightgbm(config))):
-        started = time.perf_counter()
-        fit(estimator, x_train, y_train, encoder)
-        seconds = time.perf_counter() - started
-        model = _conveyor_model(encoder, estimator, schema.task, classes)
-        candidates[name] = _log_candidate(
-            config, workspace, exp, name, model, seconds, (train_df, test_df, how), training_set, metric
-        )
-    best = max(candidates, key=lambda n: candidates[n].metrics[metric])
+    stopped: list[str] = []
+    kept: list[str] = []
+    with threadpool_limits(limits=data.plan.threads):  # BLAS and OpenMP pools: never more threads than planned
+        candidates["trivial"], trivial_output = _trivial(workspace, exp, data)
+        for name in ("baseline", "lightgbm"):
+            remaining = max(0.0, deadline - time.perf_counter())
+            budget = remaining * _LINEAR_BUDGET_SHARE if name == "baseline" else remaining
+            candidate, outcome = _searched(workspace, exp, data, job, logger, name, budget, trivial_output)
+            candidates[name] = candidate
+            if outcome.trials:
+                stopped.append(outcome.stopped_by)
+                if outcome.kept_first:
+                    kept.append(name)
+    best = _best(data.metric.name, candidates)
+    notes = _notes(data.metric.name, candidates, data.config.training.search.trials)
+    if kept:
+        notes.append(f"untuned {'+'.join(kept)} kept (no trial beat it by 1 SE on CV)")
     result = TrainResult(
-        experiment_id=exp, primary_metric=metric, split=how, train_rows=len(train_df), test_rows=len(test_df),
-        candidates=candidates, best=best,
+        experiment_id=exp, primary_metric=data.metric.name, greater_is_better=data.metric.greater_is_better,
+        split=data.how, cv=cv if search_cfg.trials else "", threads=data.plan.describe(),
+        train_rows=len(data.train_df), test_rows=len(data.test_df), candidates=candidates, best=best,
+        search_stopped_by="timeout" if "timeout" in stopped else ("trials" if stopped else "no search"), notes=notes,
+        kept_untuned=kept,
     )
     digest = hash_json({"training_set": training_set.digest, "training": config.section("training"),
                         "runs": {n: c.run_id for n, c in candidates.items()}, "version": TRAIN_VERSION})
     return Artifact("trained", workspace.mlflow_db, digest, result, {"training_set": training_set.digest})
+
+
+def _best(metric: str, candidates: dict[str, Candidate]) -> str:
+    """The best servable candidate on the test split; on a tie the simpler one."""
+    best = "baseline"
+    for name in ("lightgbm",):
+        if metric in candidates[name].metrics and (
+            metric not in candidates[best].metrics or beats(metric, candidates[name].metrics[metric], candidates[best].metrics[metric])
+        ):
+            best = name
+    return best
+
+
+def _notes(metric: str, candidates: dict[str, Candidate], trials: int) -> list[str]:
+    notes = []
+    lgbm = candidates["lightgbm"]
+    if lgbm.untuned_metrics and metric in lgbm.untuned_metrics and metric in lgbm.metrics:
+        tuned, untuned = lgbm.metrics[metric], lgbm.untuned_metrics[metric]
+        if beats(metric, untuned, tuned):
+            notes.append(
+                f"searched LightGBM below untuned on test ({tuned:.4f} < {untuned:.4f}), CV choice kept"
+            )
+    return notes
+
+
+def _trivial(workspace: Workspace, exp: str, data: _Data) -> tuple[Candidate, np.ndarray]:
+    started = time.perf_counter()
+    estimator = make_trivial(data.task).fit(data.x_train, data.y_train)
+    seconds = time.perf_counter() - started
+    output = model_output(estimator, data.task, data.x_test, data.n_classes)
+    metrics = output_scores(data.task, data.y_test, output)
+    with tracking(workspace) as mlflow, mlflow.start_run(experiment_id=exp, run_name="trivial") as run:
+        mlflow.set_tags(data.tags | {"conveyor.candidate": "trivial"})
+        mlflow.log_params({"model": "trivial", "strategy": estimator.get_params()["strategy"], "split": data.how})
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()} | {"fit_seconds": seconds})
+    return Candidate(run_id=run.info.run_id, model_id=None, metrics=metrics, fit_seconds=round(seconds, 3)), output
+
+
+def _factory(name: str, data: _Data) -> Any:
+    seed, threads = data.config.training.seed, data.plan.threads
+    if name == "baseline":
+        return lambda params: make_linear(data.task, data.encoder, params, seed)
+    stop_on = early_stopping_metric(data.metric.name, data.n_classes)  # what a fold's early stopping watches
+    return lambda params: make_lightgbm(data.task, {**params, "metric": stop_on}, seed=seed, threads=threads)
+
+
+def _searched(
+    workspace: Workspace, exp: str, data: _Data, job: SearchTask, logger: TrialLogger, name: str, budget: float,
+    trivial_output: np.ndarray,
+) -> tuple[Candidate, SearchOutcome]:
+    """Search (when a budget is set), refit the best on the whole training split, score on test, log."""
+    training = data.config.training
+    make = _factory(name, data)
+    untuned: Params = (
+        untuned_lightgbm(training.lightgbm.model_dump()) if name == "lightgbm"
+        else ({"alpha": 1.0} if data.task == "regression" else {"C": 1.0})
+    )
+    trials = training.search.trials if name == "lightgbm" else min(training.search.trials, _LINEAR_MAX_TRIALS)
+    with tracking(workspace) as mlflow, mlflow.start_run(experiment_id=exp, run_name=name) as run:
+        mlflow.set_tags(data.tags | {"conveyor.candidate": name})
+        outcome = SearchOutcome(params=untuned, rounds=None, cv_score=None)
+        if trials > 0 and budget > 0:
+            space = (
+                (lambda t: lightgbm_space(t, data.imbalanced)) if name == "lightgbm"
+                else (lambda t: linear_space(t, data.task, data.imbalanced))
+            )
+            outcome = search(job, name=name, space=space, make=make, n_trials=trials, timeout=budget, first=untuned,
+                             also=REGULARISED if name == "lightgbm" else None, parent_run=run.info.run_id, logger=logger)
+        params = dict(outcome.params)
+        if name == "lightgbm":
+            untuned_rounds = training.lightgbm.n_estimators
+            params["n_estimators"] = untuned_rounds if outcome.kept_first else (outcome.rounds or untuned_rounds)
+        estimator, seconds = _fit_timed(make(params), data)
+        output = model_output(estimator, data.task, data.x_test, data.n_classes)
+        metrics = output_scores(data.task, data.y_test, output)
+        share = bootstrap_share(data.metric.name, data.y_test, output, trivial_output, seed=training.seed)
+        untuned_metrics = None
+        if name == "lightgbm" and outcome.trials and not outcome.kept_first:
+            reference, _ = _fit_timed(make({**untuned, "n_estimators": training.lightgbm.n_estimators}), data)
+            untuned_metrics = predict_scores(reference, data.task, data.x_test, data.y_test, data.n_classes)
+        model = _conveyor_model(data.encoder, estimator, data.task, data.classes)
+        per_trial = outcome.mlflow_seconds / outcome.trials if outcome.trials else None
+        shown = {k: v for k, v in estimator.get_params().items() if _plain(v)} if name == "lightgbm" else params
+        mlflow.log_params({
+            "model": name, "split": data.how, "test_size": training.test_size, "seed": training.seed,
+            "train_rows": len(data.train_df), "test_rows": len(data.test_df), "threads": data.plan.describe(),
+            "features": ",".join(data.config.schema.features())[:6000],
+            **{f"model.{k}": v for k, v in shown.items()},
+        })
+        logged = {f"test_{k}": v for k, v in metrics.items()} | {
+            "fit_seconds": seconds, "search_seconds": outcome.seconds, "trials": outcome.trials,
+            "pruned_trials": outcome.pruned,
+        }
+        if outcome.cv_score is not None:
+            logged[f"cv_{data.metric.name}"] = outcome.cv_score
+        if per_trial is not None:
+            logged["mlflow_seconds_per_trial"] = per_trial
+        logged["beats_trivial_share"] = share
+        if untuned_metrics:
+            logged |= {f"untuned_test_{k}": v for k, v in untuned_metrics.items()}
+        mlflow.log_metrics(logged)
+        _log_datasets(mlflow, data)
+        info = _log_model(mlflow, model, data.test_df[data.config.schema.features()].head(5),
+                          data.tags | {"conveyor.candidate": name, "conveyor.run": run.info.run_id})
+        log_plots(mlflow, data.task, data.test_df[data.config.schema.target].to_numpy(),
+                  model.predict_frame(data.test_df), model, outcome.history, data.metric)
+    candidate = Candidate(
+        run_id=run.info.run_id, model_id=info.model_id, metrics=metrics, fit_seconds=round(seconds, 3),
+        search_seconds=round(outcome.seconds, 3), trials=outcome.trials, pruned=outcome.pruned,
+        cv_score=outcome.cv_score, params={k: v for k, v in params.items() if _plain(v)},
+        beats_trivial=share, untuned_metrics=untuned_metrics, mlflow_seconds_per_trial=None if per_trial is None else round(per_trial, 5),
+    )
+    return candidate, outcome
+
+
+def _fit_timed(estimator: Any, data: _Data) -> tuple[Any, float]:
+    started = time.perf_counter()
+    fit(estimator, data.x_train, data.y_train, data.encoder)
+    return estimator, time.perf_counter() - started
 
 
 def _conveyor_model(encoder: FeatureEncoder, estimator: Any, task: str, classes: list[Any] | None) -> ConveyorModel:
@@ -144,64 +438,29 @@ def _conveyor_model(encoder: FeatureEncoder, estimator: Any, task: str, classes:
     return model
 
 
-def _log_candidate(
-    config: Config,
-    workspace: Workspace,
-    exp: str,
-    name: str,
-    model: ConveyorModel,
-    seconds: float,
-    split: tuple[pd.DataFrame, pd.DataFrame, str],
-    training_set: Artifact[TrainingSetInput],
-    metric: str,
-) -> Candidate:
-    """Score a fitted model on the test split and log it as one MLflow run."""
-    schema = config.schema
-    train_df, test_df, how = split
-    outputs = model.predict_frame(test_df)
-    scores = score(schema.task, test_df[schema.target], outputs, model.classes)
-    with tracking(workspace) as mlflow:
-        with mlflow.start_run(experiment_id=exp, run_name=name) as run:
-            params = {f"model.{k}": v for k, v in model.estimator.get_params().items() if _plain(v)}
-            mlflow.log_params({
-                "model": name, "split": how, "test_size": config.training.test_size, "seed": config.training.seed,
-                "train_rows": len(train_df), "test_rows": len(test_df),
-                "features": ",".join(schema.features())[:6000], **params,
-            })
-            mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()} | {"fit_seconds": seconds})
-            mlflow.set_tags({
-                "conveyor.project": config.name,
-                "conveyor.training_set": training_set.digest,
-                "conveyor.clean_data": training_set.inputs.get("clean", ""),
-                "conveyor.primary_metric": metric,
-            })
-            _log_datasets(mlflow, config, training_set, train_df, test_df)
-            info = _log_model(mlflow, model, test_df[schema.features()].head(5))
-            log_plots(mlflow, schema.task, test_df[schema.target].to_numpy(), outputs, model)
-    return Candidate(run_id=run.info.run_id, model_id=info.model_id, metrics=scores, fit_seconds=round(seconds, 3))
+def _log_datasets(mlflow: Any, data: _Data) -> None:
+    from mlflow.data import from_pandas  # type: ignore[attr-defined]
 
-
-def _log_datasets(
-    mlflow: Any, config: Config, training_set: Artifact[TrainingSetInput], train_df: pd.DataFrame, test_df: pd.DataFrame
-) -> None:
-    from mlflow.data import from_pandas
-
-    source = str(training_set.path)
-    target = config.schema.target
-    for context, frame in (("training", train_df), ("testing", test_df)):
+    source = str(data.training_set.path)
+    name, target = data.config.name, data.config.schema.target
+    for context, frame in (("training", data.train_df), ("testing", data.test_df)):
         suffix = "train" if context == "training" else "test"
-        dataset = from_pandas(frame, source=source, name=f"{config.name}-{suffix}", targets=target)
+        dataset = from_pandas(frame, source=source, name=f"{name}-{suffix}", targets=target)
         mlflow.log_input(dataset, context=context)
 
 
-def _log_model(mlflow: Any, model: ConveyorModel, example: pd.DataFrame) -> Any:
+def _log_model(mlflow: Any, model: ConveyorModel, example: pd.DataFrame, tags: dict[str, str]) -> Any:
+    import warnings
+
     from mlflow.models import infer_signature
 
-    signature = infer_signature(example, model.predict(None, example))
-    return mlflow.pyfunc.log_model(
-        name="model", python_model=model, signature=signature, input_example=example,
-        pip_requirements=pip_requirements(),
-    )
+    signature = infer_signature(example, model.predict(None, example))  # type: ignore[no-untyped-call]
+    with warnings.catch_warnings():  # "add type hints to predict": the signature above is explicit
+        warnings.simplefilter("ignore", UserWarning)
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=model, signature=signature, input_example=example,
+            pip_requirements=pip_requirements(), tags=tags,
+        )
 
 
 def _plain(value: Any) -> bool:
