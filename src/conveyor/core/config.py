@@ -377,6 +377,13 @@ class Config(_Model):
     def schema(self) -> Schema:  # type: ignore[override]
         return self.schema_
 
+    def model_inputs(self) -> list[str]:
+        """What a model reads: the schema's features, then the engineered ones (all numeric)."""
+        return [*self.schema_.features(), *self.features.engineered()]
+
+    def model_numeric(self) -> list[str]:
+        return [*self.schema_.numeric(), *self.features.engineered()]
+
     def section(self, name: str) -> dict[str, Any]:
         """One section as plain data, for hashing a stage's inputs."""
         section: dict[str, Any] = self.model_dump(mode="json", by_alias=True)[name]

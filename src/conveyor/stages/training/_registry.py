@@ -316,7 +316,7 @@ def _write_reference(
 
     frame = pd.read_parquet(training_set.path)
     outputs = _load(mlflow_client, workspace, model_id).predict_frame(frame)
-    reference = frame[[*config.schema.features(), config.schema.target]].copy()
+    reference = frame[[*config.model_inputs(), config.schema.target]].copy()
     columns = {"prediction": REFERENCE_PREDICTION, "probability": REFERENCE_PROBABILITY}
     for output, values in outputs.items():
         reference[columns[output]] = values

@@ -233,7 +233,7 @@ def _prepare(
     if metric.name == "rmsle" and float(train_df[target].min()) < 0:
         raise TrainingError(f"training.metric: rmsle needs a non-negative target; {target!r} goes down to "
                             f"{train_df[target].min()}")
-    encoder = FeatureEncoder(schema.numeric(), schema.categorical(), MissingValues(config.cleaning.null_values))
+    encoder = FeatureEncoder(config.model_numeric(), schema.categorical(), MissingValues(config.cleaning.null_values))
     encoder.fit(train_df)
     if classes is None:
         y_train, y_test = train_df[target].to_numpy(dtype=float), test_df[target].to_numpy(dtype=float)
@@ -395,7 +395,7 @@ def _searched(
         mlflow.log_params({
             "model": name, "split": data.how, "test_size": training.test_size, "seed": training.seed,
             "train_rows": len(data.train_df), "test_rows": len(data.test_df), "threads": data.plan.describe(),
-            "features": ",".join(data.config.schema.features())[:6000],
+            "features": ",".join(data.config.model_inputs())[:6000],
             **{f"model.{k}": v for k, v in shown.items()},
         })
         logged = {f"test_{k}": v for k, v in metrics.items()} | {
@@ -411,7 +411,7 @@ def _searched(
             logged |= {f"untuned_test_{k}": v for k, v in untuned_metrics.items()}
         mlflow.log_metrics(logged)
         _log_datasets(mlflow, data)
-        info = _log_model(mlflow, model, data.test_df[data.config.schema.features()].head(5),
+        info = _log_model(mlflow, model, data.test_df[data.config.model_inputs()].head(5),
                           data.tags | {"conveyor.candidate": name, "conveyor.run": run.info.run_id})
         log_plots(mlflow, data.task, data.test_df[data.config.schema.target].to_numpy(),
                   model.predict_frame(data.test_df), model, outcome.history, data.metric)
