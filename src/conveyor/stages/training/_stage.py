@@ -27,15 +27,15 @@ class FeatureServiceInput(Protocol):
 def _train(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[TrainResult]:
     from conveyor.stages.training._train import train
 
-    service = upstream.get("features", FeatureServiceInput).result.feature_service  # type: ignore[type-abstract]
-    dataset = upstream.get("dataset", TrainingSetInput)  # type: ignore[type-abstract]
+    service = upstream.get("features", FeatureServiceInput).result.feature_service
+    dataset = upstream.get("dataset", TrainingSetInput)
     return train(config, workspace, dataset, feature_service=service)
 
 
 def _promote(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[PromotionDecision]:
     from conveyor.stages.training._registry import promote
 
-    dataset = upstream.get("dataset", TrainingSetInput)  # type: ignore[type-abstract]
+    dataset = upstream.get("dataset", TrainingSetInput)
     return promote(config, workspace, upstream.get("train", TrainResult), dataset)
 
 
