@@ -193,12 +193,27 @@ def serve(
     project: ProjectOpt = Path("."),
     host: Annotated[Optional[str], typer.Option(help="Bind address (default: serving.host).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default: serving.port).")] = None,
+    workers: Annotated[Optional[str], typer.Option(
+        help="uvicorn worker processes, each with its own model: N or 'auto' (usable cores; default: serving.workers)."
+    )] = None,
 ) -> None:
-    """Serve models:/<name>@champion with FastAPI: /predict, /health, /metrics."""
+    """Serve models:/<name>@champion with FastAPI: /predict, /health, /metrics, /admin/reload."""
     from conveyor.runner import load_project, serve_project
 
     config, workspace = load_project(project)
-    serve_project(config, workspace, host, port)
+    serve_project(config, workspace, host, port, _workers(workers))
+
+
+def _workers(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value == "auto":
+        import os
+
+        return len(os.sched_getaffinity(0))
+    if not value.isdigit() or int(value) < 1:
+        raise typer.BadParameter(f"--workers takes a number >= 1 or 'auto', not {value!r}")
+    return int(value)
 
 
 @app.command()
