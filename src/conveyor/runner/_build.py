@@ -74,7 +74,7 @@ COPY --from=install /opt/conveyor /opt/conveyor
     CONVEYOR_HOST=127.0.0.1 \\
     CONVEYOR_PORT={port}
 WORKDIR {IMAGE_ROOT}
-USER conveyor
+USER 10001
 VOLUME ["{IMAGE_ROOT}/predictions"]
 EXPOSE {port}
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \\

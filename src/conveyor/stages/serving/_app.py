@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.requests import Request
@@ -134,7 +134,7 @@ def add_health(app: FastAPI, config: Config, slot: ModelSlot) -> None:
 def add_metrics(app: FastAPI, metrics: ServiceMetrics) -> None:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         """Prometheus text: requests, latency, predictions, prediction values, the model."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
