@@ -86,7 +86,7 @@ def _ms(text: str) -> float:
 
 def wrk(url: str, bodies: Path, script: Path, *, connections: int, seconds: float, threads: int = 2) -> dict[str, float]:
     done = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s", "-s", str(script),
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{round(seconds)}s", "--latency", "--timeout", "5s", "-s", str(script),
          url],
         capture_output=True, text=True, env={**os.environ, "WRK_BODIES": str(bodies)}, timeout=seconds + 60,
     )

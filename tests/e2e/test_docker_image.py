@@ -75,7 +75,7 @@ def test_the_image_predicts_what_conveyor_serve_predicts(bike_project: Path, bik
                               capture_output=True, text=True)
         assert lint.returncode == 0, lint.stdout + lint.stderr
     port = free_port()
-    container = docker("run", "-d", "--rm", "--init", "--network", "host", "-e", f"CONVEYOR_PORT={port}", tag)
+    container = docker("run", "-d", "--init", "--network", "host", "-e", f"CONVEYOR_PORT={port}", tag)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120

@@ -19,7 +19,6 @@ from conveyor.stages.monitoring import PredictionLog  # noqa: E402
 from conveyor.stages.serving import ServiceParts, create_app  # noqa: E402
 from tests.unit.test_serving_app import TinyModel, TinyStore, tiny_config  # noqa: E402
 
-
 LOG = Path(tempfile.mkdtemp(prefix="conveyor-schemathesis-"))
 APP = create_app(tiny_config(max_batch=20), ServiceParts(TinyModel(), TinyStore(), PredictionLog(LOG)))
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)

@@ -17,6 +17,7 @@ The build is hermetic: everything the image installs is gathered on the host fir
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -193,8 +194,10 @@ def _bake(config: Config, workspace: Workspace, project: Path) -> None:
             shutil.copytree(folder, project / folder.relative_to(root),
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     store = project / "feature_repo" / "feature_store.yaml"
-    if store.exists():
-        store.write_text(store.read_text().replace(str(root), IMAGE_ROOT))
+    if store.exists():  # absolute paths, maybe of the folder the project was copied from: re-root them
+        text = re.sub(r"(?m)^(\s*path:\s*(?:sqlite:///)?)\S*?/feature_repo/", rf"\g<1>{IMAGE_ROOT}/feature_repo/",
+                      store.read_text())
+        store.write_text(text)
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:

@@ -58,7 +58,8 @@ class PredictionLog:
         """Write records, one line each, in one append; ValueError (nothing written) if one is not JSON."""
         if not records:
             return
-        payload = b"".join(_line(r) for r in records)
+        stamps: dict[int, str] = {}  # a batch's records share one timestamp object: format it once
+        payload = b"".join(_line(r, stamps) for r in records)
         path = self.segment()
         with self._lock:
             fd = self._descriptor(path)
@@ -162,12 +163,27 @@ class PredictionLog:
                 yield from _merge([[d for d in map(_parse, _lines(p)) if d is not None] for p in paths])
 
 
-def _line(record: PredictionRecord) -> bytes:
-    """`record.to_json()` + newline (same object, serialized in Rust); ValueError for a NaN or an infinity."""
-    data = record.to_dict()
-    for value in (data["prediction"], data.get("probability"), *data["inputs"].values()):
+def _line(record: PredictionRecord, stamps: dict[int, str]) -> bytes:
+    """`record.to_json()` + newline (the same object, keys in the same order, serialized in Rust).
+
+    ValueError for a NaN or an infinity: the log holds standard JSON only.
+    """
+    for value in (record.prediction, record.probability, *record.inputs.values()):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{value} is not JSON compliant; prediction {record.request_id} was not logged")
+    stamp = stamps.get(id(record.timestamp))
+    if stamp is None:
+        stamp = stamps[id(record.timestamp)] = record.timestamp.isoformat()
+    data: dict[str, Any] = {"request_id": record.request_id, "prediction": record.prediction}
+    if record.probability is not None:
+        data["probability"] = record.probability
+    if record.entity is not None:
+        data["entity"] = record.entity
+    data["timestamp"] = stamp
+    data["model"] = record.model
+    data["model_version"] = record.model_version
+    data["source"] = record.source
+    data["inputs"] = record.inputs if isinstance(record.inputs, dict) else dict(record.inputs)
     return to_json(data, fallback=_plain) + b"\n"
 
 

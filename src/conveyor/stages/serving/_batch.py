@@ -14,8 +14,8 @@ single client is back to its unbatched latency as soon as the burst's requests a
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,13 +112,14 @@ class Batcher:
             outputs = model.predict_records(rows, cleaned=True)
             predictions, probabilities = outputs["prediction"], outputs.get("probability")
             now = datetime.now(UTC)
+            ids = os.urandom(16 * len(rows)).hex()  # 128 random bits per request id, in one system call
             answers: list[list[PredictionRecord]] = []
             index = 0
             for job in jobs:
                 records = []
                 for position, row in enumerate(job.rows):
                     records.append(PredictionRecord(
-                        request_id=uuid.uuid4().hex, timestamp=now, model=model.name, model_version=model.version,
+                        request_id=ids[32 * index:32 * index + 32], timestamp=now, model=model.name, model_version=model.version,
                         source=job.source, inputs=row, prediction=predictions[index],
                         probability=None if probabilities is None else probabilities[index],
                         entity=None if job.entities is None else job.entities[position],
