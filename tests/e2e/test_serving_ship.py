@@ -178,3 +178,24 @@ def test_kill_9_under_load_loses_no_answered_prediction(bike_project: Path, tmp_
         assert httpx.post(f"{restarted.url}/predict", json={"rows": rows(1)}).status_code == 200
     finally:
         restarted.stop()
+
+
+def test_a_shadow_version_scores_beside_the_champion(bike_project: Path, tmp_path: Path) -> None:
+    from conveyor.stages.monitoring import PredictionLog
+
+    project = _copy(bike_project, tmp_path / "shadow", shadow="champion", reload_s=0)
+    server = Group(project)
+    try:
+        body = httpx.post(f"{server.url}/predict", json={"rows": rows(5)}, timeout=30).json()
+        ids = [p["request_id"] for p in body["predictions"]]
+        deadline = time.monotonic() + 20
+        while len(PredictionLog(project / "predictions" / "shadow").read()) < 5:
+            assert time.monotonic() < deadline, "the shadow logged nothing"
+            time.sleep(0.2)
+        shadow = {r["request_id"]: r for r in PredictionLog(project / "predictions" / "shadow").read()}
+        assert sorted(shadow) == sorted(ids)
+        for p in body["predictions"]:  # the same model behind another name: the same outputs
+            assert shadow[p["request_id"]]["prediction"] == p["prediction"]
+        assert len(PredictionLog(project / "predictions").read()) == 5  # the champion's log: no shadow lines
+    finally:
+        server.stop()
