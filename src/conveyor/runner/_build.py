@@ -3,8 +3,8 @@
 The build is hermetic: everything the image installs is gathered on the host first, in
 `.conveyor/image/` (the only part of the project the `.dockerignore` lets into the context):
 
-- `wheels/`: a wheelhouse (`pip wheel` of Conveyor's own source, `pip download` of its
-  dependencies as binary wheels), installed with `--no-index`;
+- `wheels/` and `app/`: a wheelhouse (`pip download` of the dependencies, `pip wheel` of Conveyor's own
+  source, in `app/`: its own small layer), installed with `--no-index`;
 - `debs/`: the one system library the wheels need and `python:3.11-slim` lacks (`libgomp1`,
   OpenMP for LightGBM), fetched with `apt-get download`;
 - `project/` (`--bake`): what `conveyor serve` reads: `conveyor.yaml`, the MLflow registry
@@ -45,7 +45,7 @@ class BuildResult:
     wheels: int
 
 
-def dockerfile(version: str, *, baked: bool, port: int) -> str:
+def dockerfile(wheel: str, *, baked: bool, port: int) -> str:
     """The project's Dockerfile: two stages, a non-root user, a health check, logs to stdout."""
     stage = STAGE.as_posix()
     project = (
@@ -60,14 +60,17 @@ def dockerfile(version: str, *, baked: bool, port: int) -> str:
 FROM python:3.11-slim AS install
 COPY {stage}/wheels/ /wheels/
 RUN python -m venv /opt/conveyor \\
-    && /opt/conveyor/bin/pip install --no-cache-dir --no-index --find-links=/wheels "conveyor=={version}"
+    && /opt/conveyor/bin/pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*.whl
 
 FROM python:3.11-slim
 COPY {stage}/debs/ /tmp/debs/
 RUN dpkg -i /tmp/debs/*.deb && rm -rf /tmp/debs \\
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin conveyor \\
     && mkdir -p {IMAGE_ROOT}/predictions && chown -R conveyor:conveyor {IMAGE_ROOT}
+# The dependencies' layers above are cached while the wheelhouse is unchanged; Conveyor itself is the small layer.
 COPY --from=install /opt/conveyor /opt/conveyor
+COPY {stage}/app/ /tmp/app/
+RUN /opt/conveyor/bin/pip install --no-cache-dir --no-index --no-deps /tmp/app/{wheel} && rm -rf /tmp/app
 {project}ENV PATH=/opt/conveyor/bin:$PATH \\
     PYTHONUNBUFFERED=1 \\
     PYTHONDONTWRITEBYTECODE=1 \\
@@ -91,6 +94,7 @@ def dockerignore() -> str:
 # Written by `conveyor build`: only what the image needs enters the build context.
 *
 !{stage}/wheels/
+!{stage}/app/
 !{stage}/debs/
 !{stage}/project/
 """
@@ -104,27 +108,26 @@ def build_image(
     root = workspace.root
     stage = root / STAGE
     stage.mkdir(parents=True, exist_ok=True)
-    version = _version()
     wheels = _wheelhouse(stage / "wheels", wheelhouse)
+    app = stage / "app"
+    shutil.rmtree(app, ignore_errors=True)
+    app.mkdir()
+    own = sorted((stage / "wheels").glob("conveyor-*.whl"))
+    for wheel in own:
+        shutil.move(wheel, app / wheel.name)  # its own layer: the dependencies' layers stay cached
     _debs(stage / "debs")
     project = stage / "project"
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir()
     if bake:
         _bake(config, workspace, project)
-    (root / "Dockerfile").write_text(dockerfile(version, baked=bake, port=config.serving.port))
+    (root / "Dockerfile").write_text(dockerfile(own[-1].name, baked=bake, port=config.serving.port))
     (root / ".dockerignore").write_text(dockerignore())
     image = tag or f"conveyor-{config.name}:latest"
     if docker:
         _run(["docker", "build", "--network", "none", "-t", image, "-f", str(root / "Dockerfile"), str(root)],
              what="docker build", stream=True)
     return BuildResult(image, root / "Dockerfile", root, bake, docker, wheels)
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    return metadata.version("conveyor")
 
 
 def source_root() -> Path | None:
