@@ -136,7 +136,6 @@ def test_a_window_is_read_from_the_ends_of_the_segments(tmp_path: Path) -> None:
     days = [NOW - timedelta(days=2), NOW - timedelta(days=1)]
     for day_index, day in enumerate(days):
         for writer in ("w1", "w2"):
-            log = PredictionLog(tmp_path, writer=writer)
             lines = [record(f"{day_index}-{writer}-{i}", timestamp=day + timedelta(seconds=2 * i + (writer == "w2")))
                      for i in range(500)]
             (tmp_path / f"{day.strftime('%Y-%m-%d')}.{writer}.jsonl").write_text(
