@@ -12,7 +12,6 @@ but never called (`_documented_predict`), so `/docs` and clients see the same sc
 
 # No `from __future__ import annotations`: FastAPI reads the request model from the annotations.
 
-import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -67,10 +66,6 @@ def create_app(config: Config, parts: ServiceParts, *, max_body_bytes: int = MAX
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The libraries loaded so far (MLflow, Feast, pandas...) are a big, long-lived heap: frozen, the
-        # garbage collector no longer walks it on every full collection (a tail latency of tens of ms).
-        gc.collect()
-        gc.freeze()
         slot.start(config.serving.reload_s)
         try:
             yield
