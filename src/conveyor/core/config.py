@@ -175,12 +175,12 @@ class ServingConfig(_Model):
     admin_key_env: str | None = None
     """Name of an environment variable holding the key of `POST /admin/reload`; None disables it."""
     max_batch: int = Field(10_000, ge=1)
-    workers: int | Literal["auto"] = 1
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     """uvicorn worker processes, each with its own model; `auto` is the number of usable cores."""
     reload_s: float = Field(10.0, ge=0)
     """How often each worker checks whether `@champion` moved (0: only at POST /admin/reload)."""
     batching: BatchingConfig = BatchingConfig()
-    shadow: str | None = None
+    shadow: Annotated[int, Field(ge=1)] | str | None = None
     """A model version (`3`) or alias (`challenger`) that also scores every request, off the request path."""
     fsync: bool = False
     """fsync the prediction log before answering (survives power loss, not only a killed server)."""
