@@ -116,3 +116,35 @@ def test_an_empty_file_needs_no_repair(tmp_path: Path) -> None:
     day.write_bytes(b"")
     PredictionLog(tmp_path).append([record("a")])
     assert day.read_text() == record("a").to_json() + "\n"
+
+
+def test_the_fast_line_is_the_records_json(tmp_path: Path) -> None:
+    import numpy as np
+
+    records = [record("a"), record("b", source="entities", entity="k-1", prediction="yes", probability=0.25),
+               record("c", prediction=np.float64(2.5), inputs={"temp": np.int64(3), "name": "é"})]
+    log = PredictionLog(tmp_path)
+    log.append(records)
+    lines = next(tmp_path.glob("*.jsonl")).read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [json.loads(r.to_json()) for r in records]
+    assert [list(json.loads(line)) for line in lines] == [list(json.loads(r.to_json())) for r in records]
+
+
+def test_a_window_is_read_from_the_ends_of_the_segments(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    days = [NOW - timedelta(days=2), NOW - timedelta(days=1)]
+    for day_index, day in enumerate(days):
+        for writer in ("w1", "w2"):
+            lines = [record(f"{day_index}-{writer}-{i}", timestamp=day + timedelta(seconds=2 * i + (writer == "w2")))
+                     for i in range(500)]
+            (tmp_path / f"{day.strftime('%Y-%m-%d')}.{writer}.jsonl").write_text(
+                "".join(r.to_json() + "\n" for r in lines))
+    everything = PredictionLog(tmp_path).read()
+    assert len(everything) == 2000
+    stamps = [r["timestamp"] for r in everything]
+    assert stamps == sorted(stamps)  # merged across writers, in time order
+    for last in (1, 3, 999, 1000, 1001, 1500, 5000):
+        assert PredictionLog(tmp_path).read(last=last) == everything[-last:], last
+    assert PredictionLog(tmp_path).count() == 2000
+    assert PredictionLog(tmp_path).find("0-w2-7") is not None and PredictionLog(tmp_path).find("nope") is None

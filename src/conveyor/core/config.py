@@ -323,12 +323,30 @@ class PromotionConfig(_Model):
     """Share of paired bootstrap resamples of the test split on which it must beat the trivial model."""
 
 
+class BatchingConfig(_Model):
+    max_batch: int = Field(256, ge=1)
+    """At most this many rows are predicted (and logged) together, across concurrent requests."""
+    max_wait_ms: float = Field(0.0, ge=0, le=100)
+    """How long a batch may wait for more rows, only while other requests are in flight (a lone client never waits)."""
+
+
 class ServingConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     api_key_env: str | None = None
     """Name of an environment variable holding the API key; None serves without auth."""
+    admin_key_env: str | None = None
+    """Name of an environment variable holding the key of `POST /admin/reload`; None disables it."""
     max_batch: int = Field(10_000, ge=1)
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+    """uvicorn worker processes, each with its own model; `auto` is the number of usable cores."""
+    reload_s: float = Field(10.0, ge=0)
+    """How often each worker checks whether `@champion` moved (0: only at POST /admin/reload)."""
+    batching: BatchingConfig = BatchingConfig()
+    shadow: Annotated[int, Field(ge=1)] | str | None = None
+    """A model version (`3`) or alias (`challenger`) that also scores every request, off the request path."""
+    fsync: bool = False
+    """fsync the prediction log before answering (survives power loss, not only a killed server)."""
 
 
 class MonitoringConfig(_Model):

@@ -72,10 +72,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def serve_project(config: Config, workspace: Workspace, host: str | None, port: int | None) -> None:
+def serve_project(
+    config: Config, workspace: Workspace, host: str | None, port: int | None, workers: int | None = None
+) -> None:
     from conveyor.runner._serve import serve_project as serve
 
-    serve(config, workspace, host, port)  # opens the champion, store and log before binding the port
+    serve(config, workspace, host, port, workers)  # opens the champion, store and log before binding the port
 
 
 def monitor_project(config: Config, workspace: Workspace, window: int | None) -> Artifact[DriftCheck]:

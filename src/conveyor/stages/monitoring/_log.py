@@ -1,60 +1,105 @@
 """The prediction log: every served prediction, appended durably, one JSON object per line.
 
-Files are `predictions/YYYY-MM-DD.jsonl` (UTC). Each line is `PredictionRecord.to_json()`:
-standard JSON (no NaN or Infinity). Each request's lines are written with one `write` on a
-file opened in append mode and flushed before the response is sent, so a killed server keeps
-every prediction it answered.
+Files are `predictions/YYYY-MM-DD.jsonl` (UTC day), shared by every worker process, or
+segments `YYYY-MM-DD.<writer>.jsonl` for a log opened with a `writer` name (one file per
+writer); a day's files are read merged in time order. Each line is `PredictionRecord.to_json()`'s object:
+standard JSON (no NaN or Infinity).
+
+Durability: a batch of records (one request, or every request of a micro-batch: a group
+commit) is one `os.write` on a descriptor opened with `O_APPEND`, issued before any of its
+answers is sent. The bytes are in the kernel once `write` returns, so `kill -9` of the server
+loses no acknowledged prediction; `fsync=True` also survives power loss. Several processes
+may share a segment safely: an `O_APPEND` write lands whole at the end.
 
 A torn last line (power loss or a full disk mid-write) is skipped on reading, never fatal.
 Before its first append to a file, a log checks that the file ends with a newline and, if
-not, terminates the torn line first, so the next record starts on a line of its own instead
-of being glued to the torn one (and lost with it).
+not, terminates the torn line first, so the next record starts on a line of its own.
+
+Reading a window (`last=N`) reads segments backwards from their ends, newest day first, and
+parses only the lines it returns: the cost follows N, not the size of the history.
 """
 
 from __future__ import annotations
 
-import json
+import heapq
+import math
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import from_json, to_json
+
 from conveyor.core.records import PredictionRecord
 
 __all__ = ["PredictionLog"]
 
+_SEGMENT = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:\.([A-Za-z0-9_-]+))?\.jsonl$")
+_BLOCK = 1 << 20
+
 
 class PredictionLog:
-    def __init__(self, folder: Path, *, fsync: bool = False) -> None:
+    def __init__(self, folder: Path, *, fsync: bool = False, writer: str | None = None) -> None:
         self.folder = folder
         self.fsync = fsync
+        self._suffix = f".{writer}" if writer else ""
         self._lock = threading.Lock()
-        self._checked: set[Path] = set()  # files whose tail this log has checked (or written)
+        self._fds: dict[Path, tuple[int, int]] = {}  # path -> (pid that opened it, descriptor)
+
+    def segment(self, day: str | None = None) -> Path:
+        """This writer's segment of `day` (default: today, UTC)."""
+        day = day or datetime.now(UTC).strftime("%Y-%m-%d")
+        return self.folder / f"{day}{self._suffix}.jsonl"
 
     def append(self, records: Sequence[PredictionRecord]) -> None:
         """Write records, one line each, in one append; ValueError (nothing written) if one is not JSON."""
         if not records:
             return
-        payload = "".join(r.to_json() + "\n" for r in records).encode("utf-8")
-        path = self.folder / f"{datetime.now(UTC).strftime('%Y-%m-%d')}.jsonl"
+        stamps: dict[int, str] = {}  # a batch's records share one timestamp object: format it once
+        payload = b"".join(_line(r, stamps) for r in records)
+        path = self.segment()
         with self._lock:
-            if path not in self._checked:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                if _torn(path):
-                    payload = b"\n" + payload  # end the torn line; it stays unreadable, the new ones do not
-                self._checked.add(path)
-            with path.open("ab") as handle:
-                handle.write(payload)
-                handle.flush()
-                if self.fsync:
-                    os.fsync(handle.fileno())
+            fd = self._descriptor(path)
+            if fd < 0:
+                fd, payload = -fd - 1, b"\n" + payload  # end a torn line; it stays unreadable, new ones do not
+            view = memoryview(payload)
+            while view:  # one write in practice; a partial write (a full disk, a signal) continues
+                view = view[os.write(fd, view):]
+            if self.fsync:
+                os.fsync(fd)
+
+    def _descriptor(self, path: Path) -> int:
+        """The open descriptor of `path`; `-fd - 1` the first time, when its last line was torn."""
+        opened = self._fds.get(path)
+        if opened is not None and opened[0] == os.getpid():
+            return opened[1]
+        if len(self._fds) > 4:  # yesterday's segments
+            for _, old in self._fds.values():
+                try:
+                    os.close(old)
+                except OSError:
+                    pass
+            self._fds.clear()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        torn = _torn(path)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fds[path] = (os.getpid(), fd)
+        return -fd - 1 if torn else fd
+
+    def close(self) -> None:
+        with self._lock:
+            for pid, fd in self._fds.values():
+                if pid == os.getpid():
+                    os.close(fd)
+            self._fds.clear()
 
     def records(self, last: int | None = None) -> list[PredictionRecord]:
         """Every logged prediction in time order (or the `last` N), typed; malformed lines are skipped."""
         records: list[PredictionRecord] = []
-        for data in self._iter():
+        for data in self.read(last):
             try:
                 records.append(PredictionRecord.from_dict(data))
             except (ValueError, TypeError):
@@ -63,36 +108,141 @@ class PredictionLog:
 
     def read(self, last: int | None = None) -> list[dict[str, Any]]:
         """Every logged prediction in time order (or the `last` N), as the JSON objects of the lines."""
-        records = list(self._iter())
-        return records[-last:] if last else records
+        if not last:
+            return list(self._iter())
+        found: list[dict[str, Any]] = []
+        for day_paths in reversed(self._days()):
+            wanted = last - len(found)
+            tails = [_tail(path, wanted) for path in day_paths]
+            day = _merge(tails)
+            found[:0] = day[-wanted:]
+            if len(found) >= last:
+                break
+        return found
 
     def count(self) -> int:
-        return sum(1 for _ in self._iter())
+        total = 0
+        for paths in self._days():
+            for path in paths:
+                with path.open("rb") as handle:
+                    while block := handle.read(_BLOCK):
+                        total += block.count(b"\n")
+        return total
 
     def find(self, request_id: str) -> PredictionRecord | None:
-        """The logged prediction with this request id (a scan of the log), or None."""
-        for data in self._iter():
-            if data.get("request_id") == request_id:
-                try:
-                    return PredictionRecord.from_dict(data)
-                except (ValueError, TypeError):
-                    return None
+        """The logged prediction with this request id (a scan of the log, newest first), or None."""
+        needle = f'"request_id":"{request_id}"'.encode()
+        for paths in reversed(self._days()):
+            for path in paths:
+                for line in _lines(path):
+                    if needle in line:
+                        data = _parse(line)
+                        if data is not None and data.get("request_id") == request_id:
+                            try:
+                                return PredictionRecord.from_dict(data)
+                            except (ValueError, TypeError):
+                                return None
         return None
 
-    def _iter(self) -> Iterator[dict[str, Any]]:
+    def _days(self) -> list[list[Path]]:
+        """The segments, grouped by day, oldest day first."""
         if not self.folder.is_dir():
-            return
-        for path in sorted(self.folder.glob("*.jsonl")):
-            with path.open(encoding="utf-8", errors="replace") as handle:
-                for line in handle:
-                    if not line.endswith("\n"):
-                        break  # a torn final line
-                    try:
-                        data = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a torn line that a later append terminated
-                    if isinstance(data, dict):
-                        yield data
+            return []
+        days: dict[str, list[Path]] = {}
+        for path in self.folder.iterdir():
+            match = _SEGMENT.match(path.name)
+            if match and path.is_file():
+                days.setdefault(match.group(1), []).append(path)
+        return [sorted(days[day]) for day in sorted(days)]
+
+    def _iter(self) -> Iterator[dict[str, Any]]:
+        for paths in self._days():
+            if len(paths) == 1:
+                yield from (d for d in map(_parse, _lines(paths[0])) if d is not None)
+            else:
+                yield from _merge([[d for d in map(_parse, _lines(p)) if d is not None] for p in paths])
+
+
+def _line(record: PredictionRecord, stamps: dict[int, str]) -> bytes:
+    """`record.to_json()` + newline (the same object, keys in the same order, serialized in Rust).
+
+    ValueError for a NaN or an infinity: the log holds standard JSON only.
+    """
+    for value in (record.prediction, record.probability, *record.inputs.values()):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{value} is not JSON compliant; prediction {record.request_id} was not logged")
+    stamp = stamps.get(id(record.timestamp))
+    if stamp is None:
+        stamp = stamps[id(record.timestamp)] = record.timestamp.isoformat()
+    data: dict[str, Any] = {"request_id": record.request_id, "prediction": record.prediction}
+    if record.probability is not None:
+        data["probability"] = record.probability
+    if record.entity is not None:
+        data["entity"] = record.entity
+    data["timestamp"] = stamp
+    data["model"] = record.model
+    data["model_version"] = record.model_version
+    data["source"] = record.source
+    data["inputs"] = record.inputs if isinstance(record.inputs, dict) else dict(record.inputs)
+    return to_json(data, fallback=_plain) + b"\n"
+
+
+def _plain(value: Any) -> Any:
+    """What pydantic does not know: numpy scalars by `.item()`, anything else as text."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        data = from_json(line)
+    except ValueError:
+        return None  # a torn line that a later append terminated
+    return data if isinstance(data, dict) else None
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    """Complete lines of a segment, oldest first; a torn final line (no newline) is left out."""
+    with path.open("rb") as handle:
+        rest = b""
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            chunk = rest + block
+            lines = chunk.split(b"\n")
+            rest = lines.pop()
+            yield from (line for line in lines if line)
+
+
+def _tail(path: Path, count: int) -> list[dict[str, Any]]:
+    """The last `count` parseable records of a segment, oldest first, read backwards from its end."""
+    found: list[dict[str, Any]] = []
+    with path.open("rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        position, rest, first = end, b"", True
+        while position > 0 and len(found) < count:
+            start = max(0, position - _BLOCK)
+            handle.seek(start)
+            chunk = handle.read(position - start) + rest
+            position = start
+            lines = chunk.split(b"\n")
+            if first:
+                lines.pop()  # after the last newline: empty, or a torn line
+                first = False
+            rest = lines.pop(0) if position > 0 else b""
+            for line in reversed(lines):
+                data = _parse(line) if line else None
+                if data is not None:
+                    found.append(data)
+                    if len(found) >= count:
+                        break
+    found.reverse()
+    return found
+
+
+def _merge(segments: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Records of several writers' segments of one day, in time order."""
+    if len(segments) == 1:
+        return segments[0]
+    return list(heapq.merge(*segments, key=lambda d: str(d.get("timestamp", ""))))
 
 
 def _torn(path: Path) -> bool:

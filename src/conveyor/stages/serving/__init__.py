@@ -24,8 +24,18 @@ __all__ = [
 ]
 
 
-def serve(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
-    """Run the app with uvicorn, one worker, until interrupted."""
+def serve(app: FastAPI | str, host: str, port: int, log_level: str = "info", *, workers: int = 1) -> None:
+    """Run the app with uvicorn until interrupted; SIGTERM drains the requests in flight (5 s at most).
+
+    With `workers > 1`, `app` is the import string of a factory (`module:function`) that each
+    worker process calls.
+    """
     import uvicorn
 
+    if workers > 1:
+        if not isinstance(app, str):
+            raise TypeError("several workers need the app as the import string of a factory")
+        uvicorn.run(app, factory=True, workers=workers, host=host, port=port, log_level=log_level,
+                    timeout_graceful_shutdown=5)
+        return
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

@@ -32,6 +32,22 @@ class ServiceMetrics:
             buckets=value_buckets or _value_buckets(task), registry=self.registry,
         )
         self.model = Gauge("conveyor_model_info", "The model being served", ["name", "version"], registry=self.registry)
+        self.batch_rows = Histogram(
+            "conveyor_batch_rows", "Rows predicted together in one micro-batch (one model call, one log write)",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 10000), registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "conveyor_batch_queue_wait_seconds", "Time a request waited for its micro-batch to start",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1), registry=self.registry,
+        )
+        self.reloads = Counter("conveyor_model_reloads", "Hot swaps to a new @champion", registry=self.registry)
+        self.reload_failures = Counter(
+            "conveyor_model_reload_failures", "Reloads that failed (the old model kept serving)", registry=self.registry
+        )
+        self.shadow_rows = Counter("conveyor_shadow_rows", "Rows scored by the shadow model", registry=self.registry)
+        self.shadow_dropped = Counter(
+            "conveyor_shadow_dropped_rows", "Rows the shadow model skipped (behind, or failed)", registry=self.registry
+        )
 
     def served(self, source: str, outputs: dict[str, list[Any]]) -> None:
         """Count predictions and observe their values (the probability, for classification)."""

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from conveyor.core.records import PredictionRecord
 
-__all__ = ["FeatureReader", "PredictionSink", "ServedModel", "ServiceParts"]
+__all__ = ["FeatureReader", "PredictionSink", "Reloader", "ServedModel", "ServiceParts"]
 
 
 class ServedModel(Protocol):
@@ -60,6 +60,16 @@ class PredictionSink(Protocol):
     def append(self, records: Sequence[PredictionRecord]) -> None: ...
 
 
+class Reloader(Protocol):
+    """Where `@champion` points now: the newly loaded model when it moved, else None.
+
+    Called off the request path (a poller thread, `POST /admin/reload`); `force` skips any
+    cheap "nothing changed" check. The runner builds it over training's `load_champion`.
+    """
+
+    def __call__(self, *, force: bool = False) -> ServedModel | None: ...
+
+
 @dataclass(frozen=True)
 class ServiceParts:
     """Everything a running service holds, opened before the port is bound."""
@@ -69,3 +79,8 @@ class ServiceParts:
     log: PredictionSink
     value_buckets: tuple[float, ...] | None = None
     """Histogram buckets for `conveyor_prediction_value` (e.g. deciles of the reference predictions)."""
+    reload: Reloader | None = None
+    """How the service follows `@champion` (hot swap); None serves `model` until restarted."""
+    shadow: ServedModel | None = None
+    """A challenger that scores every request off the request path; its outputs go to `shadow_log`."""
+    shadow_log: PredictionSink | None = None

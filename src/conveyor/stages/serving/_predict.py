@@ -1,25 +1,21 @@
-"""Predictions: feature rows by raw values or by entity key, the model, the log, the answer."""
+"""Predictions: feature rows by raw values or by entity key, and the public answer."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import HTTPException
-from pydantic import BaseModel
 
-from conveyor.core.records import PredictionRecord, PredictionSource, finite_or_none
-from conveyor.stages.serving._metrics import ServiceMetrics
-from conveyor.stages.serving._ports import FeatureReader, ServedModel, ServiceParts
+from conveyor.core.records import PredictionRecord, finite_or_none
+from conveyor.stages.serving._batch import Served
+from conveyor.stages.serving._ports import FeatureReader, ServedModel
 
-__all__ = ["answer", "rows_by_entity", "rows_by_value"]
+__all__ = ["public_answer", "rows_by_entity", "rows_by_value"]
 
 
-def rows_by_value(model: ServedModel, rows: Sequence[BaseModel]) -> list[dict[str, Any]]:
-    """Validated request rows as dicts by feature name, with the project's missing-value rule applied."""
-    return [model.clean(row.model_dump(by_alias=True)) for row in rows]
+def rows_by_value(model: ServedModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validated request rows (dicts of the features) with the project's missing-value rule applied."""
+    return [model.clean(row) for row in rows]
 
 
 def rows_by_entity(reader: FeatureReader, keys: list[Any]) -> list[dict[str, Any]]:
@@ -33,37 +29,11 @@ def rows_by_entity(reader: FeatureReader, keys: list[Any]) -> list[dict[str, Any
     return [{name: finite_or_none(value) for name, value in row.items()} for row in found if row is not None]
 
 
-def answer(
-    parts: ServiceParts,
-    metrics: ServiceMetrics,
-    rows: list[dict[str, Any]],
-    source: PredictionSource,
-    entities: list[Any] | None = None,
-) -> dict[str, Any]:
-    """Predict `rows`, append them to the log (durable before the answer leaves), and build the answer."""
-    model = parts.model
-    outputs = model.predict_records(rows, cleaned=True)
-    predictions, probabilities = outputs["prediction"], outputs.get("probability")
-    now = datetime.now(UTC)
-    records = [
-        PredictionRecord(
-            request_id=uuid.uuid4().hex,
-            timestamp=now,
-            model=model.name,
-            model_version=model.version,
-            source=source,
-            inputs=row,
-            prediction=predictions[index],
-            probability=None if probabilities is None else probabilities[index],
-            entity=None if entities is None else entities[index],
-        )
-        for index, row in enumerate(rows)
-    ]
-    parts.log.append(records)
-    metrics.served(source, outputs)
+def public_answer(served: Served) -> dict[str, Any]:
+    """The body of a 200: the model that answered, and one prediction per row, in order."""
     return {
-        "model": {"name": model.name, "version": model.version},
-        "predictions": [_public(record) for record in records],
+        "model": {"name": served.model.name, "version": served.model.version},
+        "predictions": [_public(record) for record in served.records],
     }
 
 

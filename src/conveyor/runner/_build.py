@@ -1,0 +1,220 @@
+"""`conveyor build`: a Dockerfile, a .dockerignore and an image that serves the project.
+
+The build is hermetic: everything the image installs is gathered on the host first, in
+`.conveyor/image/` (the only part of the project the `.dockerignore` lets into the context):
+
+- `wheels/` and `app/`: a wheelhouse (`pip download` of the dependencies, `pip wheel` of Conveyor's own
+  source, in `app/`: its own small layer), installed with `--no-index`;
+- `debs/`: the one system library the wheels need and `python:3.11-slim` lacks (`libgomp1`,
+  OpenMP for LightGBM), fetched with `apt-get download`;
+- `project/` (`--bake`): what `conveyor serve` reads: `conveyor.yaml`, the MLflow registry
+  and artifacts, the Feast repo with its online store (paths rewritten to `/srv/project`),
+  and the champions' reference data. Without `--bake` the image holds no project: mount one.
+
+`docker build --network none` proves the point: nothing is fetched inside the build.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor.core.config import Config
+from conveyor.core.errors import ServingError
+from conveyor.core.workspace import Workspace
+
+__all__ = ["IMAGE_ROOT", "BuildResult", "build_image", "dockerfile", "dockerignore"]
+
+IMAGE_ROOT = "/srv/project"
+STAGE = Path(".conveyor") / "image"
+SYSTEM_DEBS = ("libgomp1",)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    tag: str
+    dockerfile: Path
+    context: Path
+    baked: bool
+    built: bool
+    wheels: int
+
+
+def dockerfile(wheel: str, *, baked: bool, port: int) -> str:
+    """The project's Dockerfile: two stages, a non-root user, a health check, logs to stdout."""
+    stage = STAGE.as_posix()
+    project = (
+        f"COPY --chown=conveyor:conveyor {stage}/project/ {IMAGE_ROOT}/\n"
+        if baked else
+        f"# No project baked in: mount one here (docker run -v \"$PWD:{IMAGE_ROOT}\"), or rebuild with --bake.\n"
+    )
+    return f"""\
+# Written by `conveyor build`; rebuild with `conveyor build` rather than editing.
+# Hermetic: wheels and system packages come from {stage}/ (gathered on the host); the build
+# needs no network (`docker build --network none`).
+FROM python:3.11-slim AS install
+COPY {stage}/wheels/ /wheels/
+RUN python -m venv /opt/conveyor \\
+    && /opt/conveyor/bin/pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*.whl
+
+FROM python:3.11-slim
+COPY {stage}/debs/ /tmp/debs/
+RUN dpkg -i /tmp/debs/*.deb && rm -rf /tmp/debs \\
+    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin conveyor \\
+    && mkdir -p {IMAGE_ROOT}/predictions && chown -R conveyor:conveyor {IMAGE_ROOT}
+# The dependencies' layers above are cached while the wheelhouse is unchanged; Conveyor itself is the small layer.
+COPY --from=install /opt/conveyor /opt/conveyor
+COPY {stage}/app/ /tmp/app/
+RUN /opt/conveyor/bin/pip install --no-cache-dir --no-index --no-deps /tmp/app/{wheel} && rm -rf /tmp/app
+{project}ENV PATH=/opt/conveyor/bin:$PATH \\
+    PYTHONUNBUFFERED=1 \\
+    PYTHONDONTWRITEBYTECODE=1 \\
+    MPLCONFIGDIR=/tmp/matplotlib \\
+    CONVEYOR_HOST=127.0.0.1 \\
+    CONVEYOR_PORT={port}
+WORKDIR {IMAGE_ROOT}
+USER 10001
+VOLUME ["{IMAGE_ROOT}/predictions"]
+EXPOSE {port}
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \\
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['CONVEYOR_PORT'] + '/health', timeout=2)"]
+STOPSIGNAL SIGTERM
+CMD ["conveyor", "serve"]
+"""
+
+
+def dockerignore() -> str:
+    stage = STAGE.as_posix()
+    return f"""\
+# Written by `conveyor build`: only what the image needs enters the build context.
+*
+!{stage}/wheels/
+!{stage}/app/
+!{stage}/debs/
+!{stage}/project/
+"""
+
+
+def build_image(
+    config: Config, workspace: Workspace, *, tag: str | None = None, bake: bool = True, docker: bool = True,
+    wheelhouse: Path | None = None,
+) -> BuildResult:
+    """Gather the wheelhouse, the system packages and (with `bake`) the project, write the Dockerfile, build."""
+    root = workspace.root
+    stage = root / STAGE
+    stage.mkdir(parents=True, exist_ok=True)
+    wheels = _wheelhouse(stage / "wheels", wheelhouse)
+    app = stage / "app"
+    shutil.rmtree(app, ignore_errors=True)
+    app.mkdir()
+    own = sorted((stage / "wheels").glob("conveyor-*.whl"))
+    for wheel in own:
+        shutil.move(wheel, app / wheel.name)  # its own layer: the dependencies' layers stay cached
+    _debs(stage / "debs")
+    project = stage / "project"
+    shutil.rmtree(project, ignore_errors=True)
+    project.mkdir()
+    if bake:
+        _bake(config, workspace, project)
+    (root / "Dockerfile").write_text(dockerfile(own[-1].name, baked=bake, port=config.serving.port))
+    (root / ".dockerignore").write_text(dockerignore())
+    image = tag or f"conveyor-{config.name}:latest"
+    if docker:
+        _run(["docker", "build", "--network", "none", "-t", image, "-f", str(root / "Dockerfile"), str(root)],
+             what="docker build", stream=True)
+    return BuildResult(image, root / "Dockerfile", root, bake, docker, wheels)
+
+
+def source_root() -> Path | None:
+    """Conveyor's source tree (an editable install or a checkout), or None for an installed wheel."""
+    import conveyor
+
+    here = Path(conveyor.__file__).resolve().parent
+    for folder in here.parents:
+        pyproject = folder / "pyproject.toml"
+        if pyproject.exists() and 'name = "conveyor"' in pyproject.read_text():
+            return folder
+    return None
+
+
+def _wheelhouse(folder: Path, given: Path | None) -> int:
+    """Conveyor's wheel and its dependencies' wheels in `folder` (kept between builds; pip skips what is there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("conveyor-*.whl"):
+        old.unlink()
+    if given is not None:
+        for wheel in given.glob("*.whl"):
+            target = folder / wheel.name
+            if not target.exists():
+                shutil.copy2(wheel, target)
+    else:
+        source = source_root()
+        if source is None:
+            raise ServingError(
+                "conveyor build needs Conveyor's source tree (pip install -e) to build its wheel, "
+                "or --wheelhouse DIR holding a conveyor wheel and its dependencies"
+            )
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+        _run([*pip, "wheel", "--quiet", "--no-deps", "-w", str(folder), str(source)],
+             what="pip wheel (Conveyor)")
+        _run([*pip, "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11", "-d", str(folder),
+              str(source)], what="pip download (dependencies)")
+    found = len(list(folder.glob("*.whl")))
+    if not list(folder.glob("conveyor-*.whl")):
+        raise ServingError(f"no conveyor wheel in the wheelhouse {folder}")
+    return found
+
+
+def _debs(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = [name for name in SYSTEM_DEBS if not list(folder.glob(f"{name}_*.deb"))]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None:
+        raise ServingError(
+            f"conveyor build fetches {', '.join(missing)} with apt-get download (Debian/Ubuntu); "
+            f"put the .deb files in {folder} by hand on other systems"
+        )
+    _run(["apt-get", "download", *missing], what="apt-get download", cwd=folder)
+
+
+def _bake(config: Config, workspace: Workspace, project: Path) -> None:
+    """The files `conveyor serve` reads, with the Feast repo's absolute paths moved to the image's root."""
+    root = workspace.root
+    needed = [workspace.config_file, workspace.mlflow_db]
+    for path in needed:
+        if not path.exists():
+            raise ServingError(f"nothing to bake: {path} is missing; run `conveyor run` first")
+    shutil.copy2(workspace.config_file, project / workspace.config_file.name)
+    _copy_sqlite(workspace.mlflow_db, project / workspace.mlflow_db.name)
+    for folder in (workspace.mlartifacts, workspace.feature_repo, workspace.reference):
+        if folder.exists():
+            shutil.copytree(folder, project / folder.relative_to(root),
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    store = project / "feature_repo" / "feature_store.yaml"
+    if store.exists():  # absolute paths, maybe of the folder the project was copied from: re-root them
+        text = re.sub(r"(?m)^(\s*path:\s*(?:sqlite:///)?)\S*?/feature_repo/", rf"\g<1>{IMAGE_ROOT}/feature_repo/",
+                      store.read_text())
+        store.write_text(text)
+
+
+def _copy_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database, even while another process writes it."""
+    import sqlite3
+
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+
+
+def _run(command: list[str], *, what: str, cwd: Path | None = None, stream: bool = False) -> None:
+    env = {**os.environ, "PIP_NO_INPUT": "1"}
+    done = subprocess.run(command, cwd=cwd, env=env, text=True,
+                          stdout=None if stream else subprocess.PIPE, stderr=None if stream else subprocess.STDOUT)
+    if done.returncode != 0:
+        output = "" if stream else f":\n{done.stdout[-3000:]}"
+        raise ServingError(f"{what} failed (exit {done.returncode}): {' '.join(command)}{output}")
