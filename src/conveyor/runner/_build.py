@@ -8,7 +8,7 @@ The build is hermetic: everything the image installs is gathered on the host fir
 - `debs/`: the one system library the wheels need and `python:3.11-slim` lacks (`libgomp1`,
   OpenMP for LightGBM), fetched with `apt-get download`;
 - `project/` (`--bake`): what `conveyor serve` reads: `conveyor.yaml`, the MLflow registry
-  and artifacts, the Feast repo with its online store (paths rewritten to `/srv/project`),
+  and artifacts, the Feast repo with its online store (relative paths: nothing to rewrite),
   and the champions' reference data. Without `--bake` the image holds no project: mount one.
 
 `docker build --network none` proves the point: nothing is fetched inside the build.
@@ -17,7 +17,6 @@ The build is hermetic: everything the image installs is gathered on the host fir
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -184,7 +183,7 @@ def _debs(folder: Path) -> None:
 
 
 def _bake(config: Config, workspace: Workspace, project: Path) -> None:
-    """The files `conveyor serve` reads, with the Feast repo's absolute paths moved to the image's root."""
+    """The files `conveyor serve` reads; a workspace is relocatable, so a copy is all it takes."""
     root = workspace.root
     needed = [workspace.config_file, workspace.mlflow_db]
     for path in needed:
@@ -196,11 +195,8 @@ def _bake(config: Config, workspace: Workspace, project: Path) -> None:
         if folder.exists():
             shutil.copytree(folder, project / folder.relative_to(root),
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    store = project / "feature_repo" / "feature_store.yaml"
-    if store.exists():  # absolute paths, maybe of the folder the project was copied from: re-root them
-        text = re.sub(r"(?m)^(\s*path:\s*(?:sqlite:///)?)\S*?/feature_repo/", rf"\g<1>{IMAGE_ROOT}/feature_repo/",
-                      store.read_text())
-        store.write_text(text)
+    # nothing to rewrite: the Feast repo holds relative paths and MLflow's model files are found
+    # under the current mlartifacts/, so the copy works at /srv/project as it does here
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:
