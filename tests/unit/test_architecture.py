@@ -34,7 +34,8 @@ PUBLIC = {
     ],
     "conveyor.stages.training": [
         "CHAMPION", "PROMOTE", "TRAIN", "AliasChange", "Candidate", "Champion", "PromotionDecision", "TrainResult",
-        "VersionInfo", "champion_history", "describe_version", "list_versions", "load_champion", "promote", "train",
+        "VersionInfo", "champion_history", "describe_version", "list_versions", "load_champion", "load_version", "promote",
+        "train",
     ],
     "conveyor.stages.monitoring": ["DriftCheck", "PredictionLog", "monitor"],
     "conveyor.stages.serving": [

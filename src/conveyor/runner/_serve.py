@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.config import Config
-from conveyor.core.errors import ServingError
+from conveyor.core.errors import ConveyorError, ServingError
 from conveyor.core.records import REFERENCE_PREDICTION
 from conveyor.core.workspace import Workspace
 
@@ -64,6 +64,58 @@ class ChampionModel:
         return self._model.predict_records(rows, cleaned=cleaned)
 
 
+class EngineeredModel:
+    """A model that also reads engineered features (`features.aggregates`, `lags`, `on_demand`).
+
+    A request gives the schema's features; each row gets its entities' online aggregates
+    (`OnlineFeatures.get_entities`) and its on-demand values (`on_demand_values`, the same
+    expressions as the training set) before the model sees it. An entity the store has never
+    seen gets what a training row of a new entity gets: counts and sums 0, the rest missing.
+    """
+
+    def __init__(self, inner: ChampionModel, config: Config, online: Any) -> None:
+        from conveyor.stages.features import on_demand_values
+
+        self._inner, self._config, self._online = inner, config, online
+        self._on_demand = on_demand_values
+        engineered = set(config.features.engineered())
+        self.name, self.version, self.run_id, self.task = inner.name, inner.version, inner.run_id, inner.task
+        self.features = [f for f in inner.features if f not in engineered]
+        self._empty = {a.output(): (0.0 if a.function in ("count", "sum") else None) for a in config.features.aggregates}
+        self._empty |= {lag.output(): None for lag in config.features.lags}
+
+    def clean(self, row: dict[str, Any]) -> dict[str, Any]:
+        return self._inner.clean(row)
+
+    def _entities(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from conveyor.stages.features import UnknownEntityError
+
+        if not self._config.features.entities:
+            return [{} for _ in rows]
+        try:
+            return list(self._online.get_entities(rows))
+        except UnknownEntityError:  # one row at a time, so the known ones keep their values
+            out = []
+            for row in rows:
+                try:
+                    out.append(self._online.get_entities([row])[0])
+                except UnknownEntityError:
+                    out.append(dict(self._empty))
+            return out
+
+    def predict_records(self, rows: list[dict[str, Any]], *, cleaned: bool) -> dict[str, list[Any]]:
+        rows = [self.clean(r) for r in rows] if not cleaned else rows
+        enriched = [{**row, **found} for row, found in zip(rows, self._entities(rows), strict=True)]
+        derived = self._on_demand(self._config, enriched)
+        enriched = [{**row, **extra} for row, extra in zip(enriched, derived, strict=True)]
+        return self._inner.predict_records(enriched, cleaned=True)
+
+
+def served_model(config: Config, champion: ChampionModel, online: Any) -> ChampionModel | EngineeredModel:
+    """The champion as serving sees it: wrapped when the project engineers features."""
+    return EngineeredModel(champion, config, online) if config.features.engineered() else champion
+
+
 def _stamp(database: Path) -> tuple[int, ...]:
     """Size and mtime of the registry database (and its WAL, if any): a change may have moved the alias."""
     stamp: list[int] = []
@@ -79,13 +131,14 @@ def _stamp(database: Path) -> tuple[int, ...]:
 class ChampionReloader:
     """serving's `Reloader`: the champion, loaded again when `@champion` points to another version."""
 
-    def __init__(self, config: Config, workspace: Workspace, version: str) -> None:
+    def __init__(self, config: Config, workspace: Workspace, version: str, online: Any = None) -> None:
         self.config = config
         self.workspace = workspace
         self.version = version
+        self.online = online
         self._stamp = _stamp(workspace.mlflow_db)
 
-    def __call__(self, *, force: bool = False) -> ChampionModel | None:
+    def __call__(self, *, force: bool = False) -> ChampionModel | EngineeredModel | None:
         from conveyor.stages.training import load_champion
 
         stamp = _stamp(self.workspace.mlflow_db)
@@ -96,7 +149,7 @@ class ChampionReloader:
         if champion.version == self.version:
             return None
         self.version = champion.version
-        return ChampionModel(champion)
+        return served_model(self.config, ChampionModel(champion), self.online)
 
 
 def open_service(config: Config, workspace: Workspace) -> ServiceParts:
@@ -107,13 +160,14 @@ def open_service(config: Config, workspace: Workspace) -> ServiceParts:
     from conveyor.stages.training import load_champion
 
     champion = load_champion(config, workspace, threads=1)
-    shadow = _shadow_model(config, workspace) if config.serving.shadow else None
+    online = OnlineFeatures(config, workspace)
+    shadow = served_model(config, _shadow_model(config, workspace), online) if config.serving.shadow else None
     return ServiceParts(
-        model=ChampionModel(champion),
-        features=OnlineFeatures(config, workspace),
+        model=served_model(config, ChampionModel(champion), online),
+        features=online,
         log=PredictionLog(workspace.predictions, fsync=config.serving.fsync),
         value_buckets=prediction_buckets(champion.reference, config.schema.task),
-        reload=ChampionReloader(config, workspace, champion.version),
+        reload=ChampionReloader(config, workspace, champion.version, online),
         shadow=shadow,
         shadow_log=PredictionLog(workspace.predictions / "shadow") if shadow is not None else None,
     )
@@ -121,24 +175,14 @@ def open_service(config: Config, workspace: Workspace) -> ServiceParts:
 
 def _shadow_model(config: Config, workspace: Workspace) -> ChampionModel:
     """`serving.shadow`: a registered version number or an alias of the project's model."""
-    # training has no public call for "a version other than @champion" yet; these are its own helpers.
-    from conveyor.stages.training import Champion
-    from conveyor.stages.training._registry import _load, model_id_of
-    from conveyor.stages.training._tracking import client
+    from conveyor.stages.training import load_version
 
     ref = str(config.serving.shadow)
-    mlflow_client = client(workspace)
     try:
-        found = (mlflow_client.get_model_version(config.name, ref) if ref.isdigit()
-                 else mlflow_client.get_model_version_by_alias(config.name, ref))
-        model = _load(mlflow_client, workspace, model_id_of(found))
-    except Exception as exc:
-        raise ServingError(
-            f"serving.shadow is {ref!r}, but models:/{config.name}/{ref} cannot be loaded: {exc}; "
-            "name a registered version or alias, or remove serving.shadow"
-        ) from exc
-    model.set_threads(1)
-    return ChampionModel(Champion(config.name, str(found.version), found.run_id, model, None))
+        return ChampionModel(load_version(config, workspace, ref, threads=1))
+    except ConveyorError as exc:
+        raise ServingError(f"serving.shadow is {ref!r}, but it cannot be served: {exc}; "
+                           "name a registered version or alias, or remove serving.shadow") from exc
 
 
 def prediction_buckets(reference: str | None, task: str) -> tuple[float, ...] | None:

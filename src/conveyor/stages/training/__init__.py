@@ -15,6 +15,7 @@ from conveyor.stages.training._registry import (
     describe_version,
     list_versions,
     load_champion,
+    load_version,
     promote,
 )
 from conveyor.stages.training._stage import PROMOTE, TRAIN
@@ -34,6 +35,7 @@ __all__ = [
     "describe_version",
     "list_versions",
     "load_champion",
+    "load_version",
     "promote",
     "train",
 ]

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHAMPION", "HISTORY_TAG", "AliasChange", "Champion", "PromotionDecision", "VersionInfo", "champion_history",
-    "champion_version", "describe_version", "list_versions", "load_champion", "promote",
+    "champion_version", "describe_version", "list_versions", "load_champion", "load_version", "promote",
 ]
 
 CHAMPION = "champion"
@@ -328,22 +328,44 @@ def _write_reference(
 
 def load_champion(config: Config, workspace: Workspace, threads: int = 1) -> Champion:
     """The model behind `models:/<name>@champion`, ready for low-latency predictions."""
+    return load_version(config, workspace, CHAMPION, threads=threads)
+
+
+def load_version(config: Config, workspace: Workspace, ref: str, threads: int = 1) -> Champion:
+    """A registered version of the project's model, by number ("3") or alias ("champion")."""
+    from mlflow.exceptions import MlflowException
+
     if not workspace.mlflow_db.exists():
         raise TrainingError(f"no model registry at {workspace.mlflow_db}; run `conveyor run` first")
     mlflow_client = client(workspace)
-    current = champion_version(mlflow_client, config.name)
+    if ref.isdigit():
+        try:
+            current = mlflow_client.get_model_version(config.name, ref)
+        except MlflowException:
+            current = None
+    else:
+        current = _alias(mlflow_client, config.name, ref)
     if current is None:
-        raise TrainingError(
-            f"no model {config.name!r} has the alias @{CHAMPION} in {workspace.mlflow_db}; "
-            "run `conveyor run` (a model is promoted only when it beats the baseline)"
-        )
+        hint = ("run `conveyor run` (a model is promoted only when it beats the trivial one)"
+                if ref == CHAMPION else "name a registered version or alias")
+        raise TrainingError(f"no model {config.name!r} has {'the alias @' + ref if not ref.isdigit() else 'version ' + ref} "
+                            f"in {workspace.mlflow_db}; {hint}")
     try:
         model = _load(mlflow_client, workspace, version_model_id(current))
     except Exception as exc:
-        raise TrainingError(f"cannot load models:/{config.name}@{CHAMPION} (v{current.version}): {exc}") from exc
+        raise TrainingError(f"cannot load models:/{config.name}/{ref} (v{current.version}): {exc}") from exc
     model.set_threads(threads)
     path = workspace.reference_file(config.name, current.version)
     return Champion(config.name, str(current.version), current.run_id, model, str(path) if path.exists() else None)
+
+
+def _alias(mlflow_client: Any, name: str, alias: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
 
 
 @dataclass(frozen=True)
