@@ -76,8 +76,8 @@ def main() -> None:
     source_line = next(line for line in inferred.splitlines() if line.strip().startswith("path:"))
     edited = (HERE / "conveyor.yaml").read_text().replace("  path: bike_sharing_hourly.csv", source_line)
     (WORK / "conveyor.yaml").write_text(edited)
-    console.print("The edits a user makes (examples/bike-sharing/conveyor.yaml): drop the leaking "
-                  "[bold]casual[/]/[bold]registered[/] columns, and read windspeed 0 as missing.")
+    console.print("init proposed dropping the leaking [bold]casual[/]/[bold]registered[/] columns itself; "
+                  "the edit a user makes (examples/bike-sharing/conveyor.yaml): read windspeed 0 as missing.")
 
     step("2. conveyor run: ingest -> prepare -> features (Feast) -> train (MLflow) -> promote")
     conveyor("run", "-C", str(WORK.relative_to(ROOT)))
