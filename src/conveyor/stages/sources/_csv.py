@@ -479,18 +479,7 @@ def _explain(
             "the rest of the file is UTF-8",
             fields,
         )
-    if len(fields) != len(header):
-        return BadLine(line, f"{len(fields)} fields, the header has {len(header)}", fields)
-    for column, value in enumerate(fields, start=1):
-        size = len(value.encode("utf-8", errors="surrogateescape"))
-        if size > max_field_bytes:
-            return BadLine(
-                line,
-                f"column {column} ({header[column - 1]}): a field of {size} bytes is longer than "
-                f"source.max_field_bytes ({max_field_bytes}); an unclosed quote?",
-                [_short(v, 200) for v in fields],
-            )
-    return None
+    return _shape_problem(line, fields, header, max_field_bytes)
 
 
 def _count_outside_quotes(text: bytes, delimiter: str, parity_start: int) -> int:
@@ -753,19 +742,8 @@ def _record_problem(
                 f"column {column} ({name}): value {_short(shown)} is not valid UTF-8; the rest of the file is UTF-8",
                 fields,
             )
-    if len(record) != len(header):
-        return BadLine(line, f"{len(record)} fields, the header has {len(header)}", record)
-    for column, value in enumerate(record, start=1):
-        size = len(value.encode("utf-8", errors="surrogateescape"))
-        if size > max_field_bytes:
-            return BadLine(
-                line,
-                f"column {column} ({header[column - 1]}): a field of {size} bytes is longer than "
-                f"source.max_field_bytes ({max_field_bytes}); an unclosed quote?",
-                [_short(v, 200) for v in record],
-            )
     del delimiter
-    return None
+    return _shape_problem(line, record, header, max_field_bytes)
 
 
 def _unterminated(source: Path, original: Path, line: int, delimiter: str, header: list[str]) -> str:
@@ -818,3 +796,18 @@ def write_bad_lines(out: Path, bad: list[BadLine]) -> None:
         for row in bad:
             writer.writerow([row.line, row.reason, json.dumps(row.fields, ensure_ascii=False)])
 
+
+def _shape_problem(line: int, fields: list[str], header: list[str], max_field_bytes: int) -> BadLine | None:
+    """A row whose field count differs from the header's, or with a field over `source.max_field_bytes`."""
+    if len(fields) != len(header):
+        return BadLine(line, f"{len(fields)} fields, the header has {len(header)}", fields)
+    for column, value in enumerate(fields, start=1):
+        size = len(value.encode("utf-8", errors="surrogateescape"))
+        if size > max_field_bytes:
+            return BadLine(
+                line,
+                f"column {column} ({header[column - 1]}): a field of {size} bytes is longer than "
+                f"source.max_field_bytes ({max_field_bytes}); an unclosed quote?",
+                [_short(v, 200) for v in fields],
+            )
+    return None
