@@ -347,3 +347,19 @@ def test_render_drift_html_without_files() -> None:
     assert "PSI &ge; 0.3 per feature" in text
     assert text.count("data:image/png;base64,") == 2 and text.count('<tr class="drifted">') == 2
     assert "n/a" not in text
+
+
+def test_the_typed_check_carries_the_table_and_tolerates_too_few_rows(tmp_path: Path) -> None:
+    from conveyor.stages.monitoring._monitor import _check
+
+    shifted = check_drift(_records("2", 200, 3.0, 21), _reference(), _config())
+    check = _check(shifted, tmp_path / "d.json", tmp_path / "d.html")
+    assert check.verdict == "drift" and check.n_reference == 2000 and check.n_current == 200
+    assert [r.name for r in check.rows][0] in {"x", "prediction", "__prediction"}  # largest PSI first
+    assert [r.psi for r in check.rows] == sorted((r.psi or 0.0 for r in check.rows), reverse=True)
+    assert {r.name for r in check.rows if r.drifted} >= {"x"}
+    assert type(check).model_validate_json(check.model_dump_json()) == check  # its JSON form round-trips
+
+    few = check_drift(_records("2", 5, 0.0, 24), _reference(), _config())
+    assert few.report.verdict == "insufficient data" and few.report.dataset_drift is None
+    assert _check(few, tmp_path / "f.json", tmp_path / "f.html").dataset_drift is None

@@ -425,20 +425,14 @@ def monitor(
     from conveyor.runner import load_project, monitor_project
 
     config, workspace = load_project(project)
-    artifact = monitor_project(config, workspace, window)
-    import json
-
-    check = artifact.result
-    report = json.loads(Path(check.json_report).read_text())
+    check = monitor_project(config, workspace, window).result
     console = _console()
-    table = Table(title=f"drift of {report['n_current']} predictions vs {report['n_reference']} training rows",
+    table = Table(title=f"drift of {check.n_current} predictions vs {check.n_reference} training rows",
                   title_justify="left")
     for column in ("feature", "test", "p-value", "PSI", "drifted"):
         table.add_column(column)
-    entries = list(report["features"]) + ([report["prediction"]] if report.get("prediction") else [])
-    for feature in sorted(entries, key=lambda f: -(f["psi"] or 0)):
-        table.add_row(feature["name"], feature["test"], _fmt(feature["p_value"]), _fmt(feature["psi"]),
-                      "[red]yes[/]" if feature["drifted"] else "no")
+    for row in check.rows:
+        table.add_row(row.name, row.test, _fmt(row.p_value), _fmt(row.psi), "[red]yes[/]" if row.drifted else "no")
     console.print(table)
     colour = "red" if check.verdict == "drift" else "green"
     console.print(f"verdict: [bold {colour}]{check.verdict}[/] (model v{check.model_version}); report {check.html_report}")

@@ -23,7 +23,7 @@ from conveyor.core.hashing import hash_file, hash_json
 from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
 from conveyor.stages.monitoring._log import PredictionLog
-from conveyor.stages.monitoring._result import DriftCheck
+from conveyor.stages.monitoring._result import DriftCheck, DriftRow
 
 if TYPE_CHECKING:
     import numpy as np
@@ -203,4 +203,12 @@ def _check(result: DriftResult, json_path: Path, html_path: Path) -> DriftCheck:
         model_version=result.version,
         json_report=str(json_path),
         html_report=str(html_path),
+        n_reference=report.n_reference,
+        rows=_rows(report),
     )
+
+
+def _rows(report: DriftReport) -> list[DriftRow]:
+    compared = [*report.features, *([report.prediction] if report.prediction is not None else [])]
+    rows = [DriftRow.of(f.name, f.test, f.p_value, f.psi, f.drifted) for f in compared]
+    return sorted(rows, key=lambda r: -(r.psi or 0.0))

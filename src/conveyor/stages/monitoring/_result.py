@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.core.artifacts import Result
 
-__all__ = ["DriftCheck"]
+__all__ = ["DriftCheck", "DriftRow"]
+
+
+class DriftRow(BaseModel):
+    """One compared column (a feature, or the model's output): its test, p-value, PSI, verdict."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    test: str
+    p_value: float | None
+    psi: float | None
+    drifted: bool
+
+    @classmethod
+    def of(cls, name: str, test: str, p_value: float, psi: float, drifted: bool) -> DriftRow:
+        def finite(value: float) -> float | None:
+            return None if value is None or math.isnan(value) else float(value)
+
+        return cls(name=name, test=test, p_value=finite(p_value), psi=finite(psi), drifted=drifted)
 
 
 class DriftCheck(Result):
@@ -16,7 +38,8 @@ class DriftCheck(Result):
 
     verdict: str
     """"drift", "no drift" or "insufficient data"."""
-    dataset_drift: bool
+    dataset_drift: bool | None
+    """None when there were too few predictions to tell."""
     drifted_share: float
     drifted: list[str]
     prediction_drift: bool | None
@@ -24,6 +47,9 @@ class DriftCheck(Result):
     model_version: str
     json_report: str
     html_report: str
+    n_reference: int = 0
+    rows: list[DriftRow] = Field(default_factory=list)
+    """Every compared column, the most shifted (largest PSI) first."""
 
     def summary(self) -> str:
         return f"{self.verdict} (model v{self.model_version}, {self.n_current} predictions); report {self.html_report}"
