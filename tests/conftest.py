@@ -68,12 +68,7 @@ def make_bike_project(folder: Path, rows: list[dict[str, str]] | None = None, na
 
 def stage_result(project: Path, stage: str) -> Any:
     """The typed result the last run of a stage recorded in a project."""
-    from conveyor.core import Workspace
-    from conveyor.runner import last_artifact
-
-    artifact = last_artifact(Workspace.at(project), stage)
-    assert artifact is not None, f"no record of {stage} in {project}"
-    return artifact.result
+    return stage_artifact(project, stage).result
 
 
 def stage_artifact(project: Path, stage: str) -> Any:

@@ -86,7 +86,6 @@ class Artifact(Generic[R]):
 
     def write(self, path: Path, root: Path) -> None:
         """Write the JSON form atomically (a temp file renamed over the target)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(root), indent=2), encoding="utf-8")
-        tmp.replace(path)
+        from conveyor.core.report import write_text
+
+        write_text(path, json.dumps(self.to_json(root), indent=2))

@@ -51,9 +51,11 @@ class MissingValues:
 
     def clean(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A row with every value that means missing set to None."""
-        if not self._levels:
-            return dict(row)
-        return {k: None if self.is_missing(k, v) else v for k, v in row.items()}
+        cleaned = dict(row)
+        for name in self._levels:  # only the columns with a rule: this runs for every served row
+            if name in cleaned and self.is_missing(name, cleaned[name]):
+                cleaned[name] = None
+        return cleaned
 
     def numbers(self, column: str) -> list[float]:
         """The rule for a numeric column, as floats (for a vectorised comparison)."""

@@ -22,6 +22,7 @@ from conveyor.core.artifacts import Artifact, Result
 from conveyor.core.config import Config
 from conveyor.core.errors import ConveyorError
 from conveyor.core.hashing import hash_json, short
+from conveyor.core.report import write_text
 from conveyor.core.stage import Stage, Upstream
 from conveyor.core.workspace import Workspace
 from conveyor.stages.features import DATASET, FEATURES
@@ -132,11 +133,7 @@ def _save(workspace: Workspace, stage: Stage[Any], key: str, artifact: Artifact[
         "finished_at": datetime.now(UTC).isoformat(),
         "conveyor": __version__,
     }
-    path = _record_path(workspace, stage.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_text(_record_path(workspace, stage.name), json.dumps(record, indent=2))
 
 
 def _needs_closure(name: str) -> set[str]:

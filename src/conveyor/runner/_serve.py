@@ -49,16 +49,9 @@ class ChampionModel:
         self._model = champion.model
         self.task: str = champion.model.task
         self.features: list[str] = list(champion.model.features)
-        self._missing = champion.model.encoder.missing
-        self._rules = [name for name in self._missing.per_column if name in self.features]
 
     def clean(self, row: dict[str, Any]) -> dict[str, Any]:
-        """`encoder.clean`, visiting only the columns that have a missing-value rule (the hot path)."""
-        cleaned = dict(row)
-        for name in self._rules:
-            if name in cleaned and self._missing.is_missing(name, cleaned[name]):
-                cleaned[name] = None
-        return cleaned
+        return self._model.encoder.clean(row)
 
     def predict_records(self, rows: list[dict[str, Any]], *, cleaned: bool) -> dict[str, list[Any]]:
         return self._model.predict_records(rows, cleaned=cleaned)

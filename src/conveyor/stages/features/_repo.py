@@ -354,6 +354,6 @@ def write_repo(config: Config, workspace: Workspace, clean_path: Path | None = N
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    from conveyor.core.report import write_text
+
+    write_text(path, text)
