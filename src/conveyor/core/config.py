@@ -239,7 +239,9 @@ class OnDemandFeature(_Model):
 
 
 class FeaturesConfig(_Model):
-    online_store: Literal["sqlite"] = "sqlite"
+    online_store: Literal["sqlite", "feast-sqlite"] = "sqlite"
+    """`sqlite`: one row per entity (Conveyor's Feast online store, bulk-written); `feast-sqlite`:
+    Feast's built-in SQLite store, one row per entity and feature (slower to fill)."""
     offline_store: Literal["duckdb"] = "duckdb"
     entities: list[str] = Field(default_factory=list)
     """Entity columns (e.g. `PULocationID`): each gets a Feast entity and a feature view of its aggregates."""

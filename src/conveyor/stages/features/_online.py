@@ -2,10 +2,14 @@
 
 `materialize(start, end)` writes, per entity, the feature values of its latest row with an event
 time in the window. Over the whole data that is the latest row per entity key; this module takes
-it with Polars and pushes it through Feast's own online-write path (`write_to_online_store`, the
-same conversion to protos and the same `online_write_batch` that materialize ends in), in
-bounded chunks, then records the interval in the registry as materialize does
-(`apply_materialization`, which also marks the view servable).
+it with Polars and writes it to the store, then records the interval in the registry as
+materialize does (`apply_materialization`, which also marks the view servable).
+
+- Conveyor's row store (`sqlite_store.SqliteRowOnlineStore`, the default) takes the frame in
+  bulk: one SQLite row per entity, no proto per value.
+- Any other Feast store goes through Feast's own online-write path (`write_to_online_store`, the
+  same conversion to protos and the same `online_write_batch` that materialize ends in), in
+  bounded chunks.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.core.config import EVENT_TIMESTAMP
+from conveyor.stages.features._repo import ROW_STORE_TYPE
 
 __all__ = ["CHUNK_ROWS", "OnlineWrite", "latest_rows", "write_frame", "write_online"]
 
@@ -63,6 +68,16 @@ def write_frame(
     """Write one row per entity (`latest`, Feast field names) to the online store; record `[start, end]`."""
     import polars as pl
 
+    if store.config.online_store.type == ROW_STORE_TYPE:
+        from conveyor.stages.features.sqlite_store import SqliteRowOnlineStore
+
+        applied = store.get_feature_view(view.name)  # as applied: its entity columns are inferred
+        if len(applied.entity_columns) != 1:
+            raise ValueError(f"view {view.name}: the bulk write takes one entity column")
+        join_key = applied.entity_columns[0].name
+        written = SqliteRowOnlineStore().write_frame(store.config, applied, latest, join_key, EVENT_TIMESTAMP)
+        store.registry.apply_materialization(view, store.project, start, end)
+        return OnlineWrite(entities=written, skipped=0, start=start, end=end)
     features = [f.name for f in view.features]
     empty = pl.all_horizontal([pl.col(name).is_null() for name in features]) if features else pl.lit(True)
     skipped = 0

@@ -52,6 +52,8 @@ __all__ = [
 SOURCE = "data/source.parquet"
 REGISTRY = "data/registry.pb"
 ONLINE_STORE = "data/online_store.db"
+ROW_STORE_TYPE = "conveyor.stages.features.sqlite_store.SqliteRowOnlineStore"
+"""Conveyor's Feast online store (one SQLite row per entity); `sqlite_store.STORE_TYPE`."""
 """Paths inside `feature_repo/`, relative: the same wherever the project folder is."""
 
 REGISTRY_CACHE_SECONDS = 60
@@ -105,7 +107,7 @@ def repo_config(config: Config, repo: Path) -> Any:
             "path": str(repo / REGISTRY),
             "cache_ttl_seconds": REGISTRY_CACHE_SECONDS,
         },
-        online_store={"type": "sqlite", "path": str(repo / ONLINE_STORE)},
+        online_store={"type": online_store_type(config), "path": str(repo / ONLINE_STORE)},
         offline_store={"type": "duckdb"},
         entity_key_serialization_version=3,
         repo_path=repo,
@@ -225,7 +227,14 @@ def feast_objects(config: Config, source_path: str = SOURCE, repo_path: str | No
     return FeastObjects(entity, source, view, service, by_entity)
 
 
-def _yaml(project: str) -> str:
+def online_store_type(config: Config) -> str:
+    """Feast's `online_store.type` for `features.online_store`."""
+    if config.features.online_store == "feast-sqlite":
+        return "sqlite"
+    return ROW_STORE_TYPE
+
+
+def _yaml(project: str, online_type: str) -> str:
     return f"""\
 # Written by Conveyor from conveyor.yaml for people and the feast CLI; Conveyor itself does not
 # read it (it computes the same settings from where the project is now). Every path is relative
@@ -237,7 +246,7 @@ registry:
   path: {REGISTRY}
   cache_ttl_seconds: {REGISTRY_CACHE_SECONDS}
 online_store:
-  type: sqlite
+  type: {online_type}
   path: {ONLINE_STORE}
 offline_store:
   type: duckdb
@@ -347,7 +356,7 @@ def write_repo(config: Config, workspace: Workspace, clean_path: Path | None = N
     repo = workspace.feature_repo
     (repo / "data").mkdir(parents=True, exist_ok=True)
     project = feast_names(config).project
-    _write(repo / "feature_store.yaml", _yaml(project))
+    _write(repo / "feature_store.yaml", _yaml(project, online_store_type(config)))
     definitions = repo / "definitions.py"
     _write(definitions, _definitions(config, field_names(config)))
     return definitions

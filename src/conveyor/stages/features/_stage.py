@@ -13,10 +13,11 @@ from conveyor.core.workspace import Workspace
 
 __all__ = ["DATASET", "DATASET_VERSION", "FEATURES", "FEATURES_VERSION", "FeatureRepo", "TrainingSet"]
 
-FEATURES_VERSION = 4
+FEATURES_VERSION = 5
 """3: Feast objects built in Python (no generated code runs), safe Feast field names, a repo with
 relative paths only (file registry, `data/source.parquet`), the online store written in bulk.
-4: one feature table, view and online entry per `features.entities` column (aggregates, lags)."""
+4: one feature table, view and online entry per `features.entities` column (aggregates, lags).
+5: the online store is Conveyor's row store (`sqlite_store`): one SQLite row per entity."""
 DATASET_VERSION = 3
 """2: the join through the registry's view at the repo's current place; columns by original names.
 3: the engineered features (entity aggregates and lags as of each row, on-demand) after the schema's."""
