@@ -15,7 +15,7 @@ from tests.conftest import BIKE_CSV, Server, bike_rows, conveyor, make_bike_proj
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["ingest", "prepare", "features", "dataset", "train", "promote"]
+STAGES = ["ingest", "prepare", "eda", "features", "dataset", "train", "promote"]
 
 
 def _statuses(stdout: str) -> dict[str, str]:
@@ -50,7 +50,7 @@ def small_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("monitoring", "psi", 0.25, []),
         ("promotion", "min_improvement", 0.001, ["promote"]),
         ("training", "seed", 7, ["train", "promote"]),
-        ("cleaning", "null_values", {"hum": [0]}, ["prepare", "features", "dataset", "train", "promote"]),
+        ("cleaning", "null_values", {"hum": [0]}, ["prepare", "eda", "features", "dataset", "train", "promote"]),
         ("source", "on_bad_lines", "quarantine", STAGES),
     ],
 )

@@ -26,7 +26,7 @@ PUBLIC = {
         "lineage_of_prediction", "load_project", "monitor_project", "run_pipeline", "serve_project", "stage_names",
     ],
     "conveyor.stages.sources": ["INGEST", "LINE_COLUMN", "RawSnapshot", "infer_config", "ingest", "source_digest"],
-    "conveyor.stages.prep": ["EVENT_TIMESTAMP", "PREPARE", "CleanData", "clean_frame", "prepare"],
+    "conveyor.stages.prep": ["EDA", "EVENT_TIMESTAMP", "PREPARE", "CleanData", "EdaReport", "clean_frame", "prepare"],
     "conveyor.stages.features": [
         "DATASET", "FEATURES", "FeatureRepo", "OnlineFeatures", "TrainingSet", "UnknownEntityError", "ViewInfo",
         "build_features", "feast_names", "feature_columns", "feature_views", "on_demand_values", "training_set",

@@ -160,7 +160,7 @@ def run(
     from_: Annotated[Optional[str], typer.Option("--from", help="Re-run from this stage on.")] = None,
     no_search: NoSearchOpt = False,
 ) -> None:
-    """Run ingest -> prepare -> features -> dataset -> train -> promote, skipping unchanged stages."""
+    """Run ingest -> prepare -> eda -> features -> dataset -> train -> promote, skipping unchanged stages."""
     _run(project, start=from_, no_search=no_search)
 
 

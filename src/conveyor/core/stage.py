@@ -1,6 +1,6 @@
 """What a stage declares about itself, in one place, for the runner to walk.
 
-A stage package exports one `Stage` per stage it owns (sources: `INGEST`; prep: `PREPARE`;
+A stage package exports one `Stage` per stage it owns (sources: `INGEST`; prep: `PREPARE`, `EDA`;
 features: `FEATURES`, `DATASET`; training: `TRAIN`, `PROMOTE`). The runner knows nothing else
 about a stage: its cache key is made of what the stage declares here.
 """

@@ -26,7 +26,7 @@ from conveyor.core.report import write_text
 from conveyor.core.stage import Stage, Upstream
 from conveyor.core.workspace import Workspace
 from conveyor.stages.features import DATASET, FEATURES
-from conveyor.stages.prep import PREPARE
+from conveyor.stages.prep import EDA, PREPARE
 from conveyor.stages.sources import INGEST
 from conveyor.stages.training import PROMOTE, TRAIN
 
@@ -40,7 +40,7 @@ __all__ = [
     "stage_names",
 ]
 
-STAGES: tuple[Stage[Any], ...] = (INGEST, PREPARE, FEATURES, DATASET, TRAIN, PROMOTE)
+STAGES: tuple[Stage[Any], ...] = (INGEST, PREPARE, EDA, FEATURES, DATASET, TRAIN, PROMOTE)
 
 
 @dataclass(frozen=True)

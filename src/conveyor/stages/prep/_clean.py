@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from conveyor.core.artifacts import Artifact, Result, relative_to
@@ -25,7 +22,7 @@ __all__ = ["EVENT_TIMESTAMP", "PREPARE", "PREP_VERSION", "CleanData", "clean_fra
 
 LINE = "_line"
 REASON = "_reason"
-PREP_VERSION = 3
+PREP_VERSION = 4
 _VAL = "__val_"
 _BAD = "__bad_"
 _FLOAT = "__float_"
@@ -63,7 +60,6 @@ class CleanData(Result):
     quarantine_file: str | None
     quarantine_reasons: dict[str, int]
     """How many rows each column sent to quarantine."""
-    eda_report: str
     event_time_min: str
     event_time_max: str
 
@@ -74,7 +70,7 @@ class CleanData(Result):
             reasons["(unreadable rows, at ingest)"] = self.ingest_quarantined
         if reasons:
             text += " (" + ", ".join(f"{k}: {v}" for k, v in reasons.items()) + ")"
-        return text + f"; EDA {self.eda_report}"
+        return text
 
 
 _MAX_EXACT = 2**53
@@ -378,22 +374,25 @@ def _event_time(config: Config, ingested_at: str) -> pl.Expr:
 
 
 def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Artifact[CleanData]:
-    """Type and clean a raw snapshot; write clean rows, quarantined rows and an EDA report."""
+    """Type and clean a raw snapshot; write clean rows and quarantined rows (the `eda` stage reports)."""
     import polars as pl
 
     digest = hash_json(
         {"raw": raw.digest, "schema": config.section("schema"), "cleaning": config.section("cleaning"),
          "version": PREP_VERSION}
     )
-    workspace.ensure(workspace.clean, workspace.quarantine, workspace.reports)
+    workspace.ensure(workspace.clean, workspace.quarantine)
     out = workspace.clean / f"{short(digest)}.parquet"
     tmp = out.with_suffix(".tmp")
     lazy_clean, lazy_rejected = _clean_lazy(pl.scan_parquet(raw.path), config, raw.result.ingested_at)
     # one streaming pass: clean rows straight to Parquet (bounded memory), rejected lines kept
     _, rejected = pl.collect_all([lazy_clean.sink_parquet(tmp, lazy=True), lazy_rejected], engine="streaming")
     quarantine = _reasons(rejected, pl.scan_parquet(raw.path), config, raw.result.ingested_at)
-    clean = pl.read_parquet(tmp)  # for the EDA report, which reads every row
-    if clean.height == 0:
+    stats = pl.scan_parquet(tmp).select(
+        pl.len().alias("rows"), pl.col(EVENT_TIMESTAMP).min().alias("min"), pl.col(EVENT_TIMESTAMP).max().alias("max")
+    ).collect()
+    rows = int(stats["rows"][0])
+    if rows == 0:
         tmp.unlink(missing_ok=True)
         first = f"line {quarantine[LINE][0]}: {quarantine[REASON][0]}" if quarantine.height else "no rows"
         raise DataError(f"{raw.result.source}: every row was quarantined; the first reason: {first}")
@@ -402,55 +401,19 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
             stale.unlink(missing_ok=True)
     quarantine_file = workspace.quarantine / f"prepare-{short(digest)}.csv"
     quarantine_file.unlink(missing_ok=True)  # never leave a stale list of rejected rows behind
-
-    def write() -> None:
-        tmp.replace(out)
-        if quarantine.height:
-            quarantine.write_csv(quarantine_file)
-
-    failed: list[BaseException] = []
-    writer = threading.Thread(target=lambda: _capture(write, failed), daemon=True)
-    writer.start()  # Polars writes (without the GIL) while matplotlib draws the report here
-    try:
-        report = _eda(config, workspace, clean, quarantine.height + raw.result.quarantined)
-    finally:
-        writer.join()
-    if failed:
-        raise failed[0]
+    tmp.replace(out)
+    if quarantine.height:
+        quarantine.write_csv(quarantine_file)
     result = CleanData(
-        rows=clean.height,
+        rows=rows,
         quarantined=quarantine.height,
         ingest_quarantined=raw.result.quarantined,
         quarantine_file=relative_to(quarantine_file, workspace.root) if quarantine.height else None,
         quarantine_reasons=_reason_counts(quarantine),
-        eda_report=relative_to(report, workspace.root),
-        event_time_min=str(clean[EVENT_TIMESTAMP].min()),
-        event_time_max=str(clean[EVENT_TIMESTAMP].max()),
+        event_time_min=str(stats["min"][0]),
+        event_time_max=str(stats["max"][0]),
     )
     return Artifact("clean", out, digest, result, {"raw": raw.digest})
-
-
-def _capture(work: Callable[[], None], failed: list[BaseException]) -> None:
-    try:
-        work()
-    except BaseException as exc:  # handed to the calling thread
-        failed.append(exc)
-
-
-def _eda(config: Config, workspace: Workspace, clean: pl.DataFrame, quarantined: int) -> Path:
-    from conveyor.stages.prep._eda import write_eda_report
-
-    schema = config.schema
-    return write_eda_report(
-        clean.drop(LINE),
-        target=schema.target,
-        task=schema.task,
-        numeric=schema.numeric(),
-        categorical=schema.categorical(),
-        path=workspace.reports / "eda.html",
-        title=f"{config.name}: exploratory data analysis",
-        quarantined=quarantined,
-    )
 
 
 def _reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:
@@ -476,6 +439,6 @@ PREPARE: Stage[CleanData] = Stage(
     version=PREP_VERSION,
     result=CleanData,
     run=_run,
-    describe="types, quarantine, EDA (Polars)",
-    help="Type and clean the data; quarantine bad rows; write the EDA report.",
+    describe="types, quarantine (Polars)",
+    help="Type and clean the data; quarantine bad rows with their line and reason.",
 )
