@@ -299,6 +299,10 @@ class SqliteRowOnlineStore(OnlineStore):
         micros = frame.get_column(event_column).dt.epoch("us")  # naive times are UTC
         key_type = next(f.dtype.to_value_type() for f in view.entity_columns if f.name == join_key)
         serialise = _key_serialiser(join_key, key_type)
+        # rows in key order: SQLite appends to its primary-key B-tree instead of seeking a page
+        # per row (1M entities in random key order: 40 s; sorted: a few seconds)
+        keys = pl.Series("__key", [serialise(k) for k in frame.get_column(join_key).to_list()], dtype=pl.Binary)
+        frame = frame.with_columns(keys, micros.alias("__ts")).sort("__key")
         written = 0
         for start in range(0, frame.height, _CHUNK_ROWS):
             part = frame.slice(start, _CHUNK_ROWS)
@@ -312,9 +316,8 @@ class SqliteRowOnlineStore(OnlineStore):
                 elif isinstance(series.dtype, pl.Datetime):
                     series = series.dt.epoch("s")  # Feast's unix_timestamp_val: whole seconds
                 columns.append(series.to_list())
-            keys = [serialise(k) for k in part.get_column(join_key).to_list()]
-            ts = micros.slice(start, _CHUNK_ROWS).to_list()
-            rows = zip(keys, ts, [created] * part.height, *columns, strict=True)
+            rows = zip(part.get_column("__key").to_list(), part.get_column("__ts").to_list(),
+                       [created] * part.height, *columns, strict=True)
             self._write(config, view, layout, rows)
             written += part.height
         return written
