@@ -24,6 +24,7 @@ PUBLIC = {
     "conveyor.runner": [
         "STAGES", "Event", "LineageStep", "cache_key", "init_project", "last_artifact", "lineage_of_model",
         "lineage_of_prediction", "load_project", "monitor_project", "run_pipeline", "serve_project", "stage_names",
+        "stages_of",
     ],
     "conveyor.stages.sources": ["INGEST", "LINE_COLUMN", "RawSnapshot", "infer_config", "ingest", "source_digest"],
     "conveyor.stages.prep": ["EVENT_TIMESTAMP", "PREPARE", "CleanData", "clean_frame", "prepare"],

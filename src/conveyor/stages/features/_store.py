@@ -226,10 +226,9 @@ def read_entity_tables(repo: Path, layout: list[tuple[EntityPlan, EntityNames]])
 
 def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanInput]) -> Artifact[FeatureRepo]:
     """Apply the project's Feast objects and fill the online store with the latest row per entity."""
-    digest = hash_json(
-        {"clean": clean.digest, "schema": config.section("schema"), "features": config.section("features"),
-         "version": FEATURES_VERSION}
-    )
+    inputs = {"clean": clean.digest, "schema": config.section("schema"), "features": config.section("features"),
+              "version": FEATURES_VERSION}
+    digest = hash_json(inputs)  # `models:` adds feature services only: the views and the data are the same
     names = feast_names(config)
     fields = field_names(config)
     objects = feast_objects(config)  # FileSource path relative to the repo: it moves with it
@@ -295,6 +294,7 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
         entity_online=online,
         online_as_of=as_of.isoformat() if layout else written.end.isoformat(),
         entity_table_seconds=round(table_seconds, 3),
+        model_services={model: service.name for model, service in objects.model_services},
     )
     return Artifact("features", repo, digest, result, {"clean": clean.digest})
 
