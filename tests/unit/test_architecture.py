@@ -40,8 +40,8 @@ PUBLIC = {
     ],
     "conveyor.stages.monitoring": ["DriftCheck", "PredictionLog", "monitor"],
     "conveyor.stages.serving": [
-        "MAX_BODY_MB", "FeatureReader", "PredictionSink", "RequestModels", "ServedModel", "ServiceParts", "create_app",
-        "request_models", "serve",
+        "MAX_BODY_MB", "FeatureReader", "ModelsApp", "PredictionSink", "RequestModels", "ServedModel", "ServiceParts",
+        "create_app", "create_models_app", "request_models", "serve",
     ],
 }
 
