@@ -24,6 +24,7 @@ PUBLIC = {
     "conveyor.runner": [
         "STAGES", "Event", "LineageStep", "cache_key", "init_project", "last_artifact", "lineage_of_model",
         "lineage_of_prediction", "load_project", "monitor_project", "run_pipeline", "serve_project", "stage_names",
+        "stages_of",
     ],
     "conveyor.stages.sources": ["INGEST", "LINE_COLUMN", "RawSnapshot", "infer_config", "ingest", "source_digest"],
     "conveyor.stages.prep": ["EDA", "EVENT_TIMESTAMP", "PREPARE", "CleanData", "EdaReport", "clean_frame", "prepare"],
@@ -39,8 +40,8 @@ PUBLIC = {
     ],
     "conveyor.stages.monitoring": ["DriftCheck", "PredictionLog", "monitor"],
     "conveyor.stages.serving": [
-        "MAX_BODY_MB", "FeatureReader", "PredictionSink", "RequestModels", "ServedModel", "ServiceParts", "create_app",
-        "request_models", "serve",
+        "MAX_BODY_MB", "FeatureReader", "ModelsApp", "PredictionSink", "RequestModels", "ServedModel", "ServiceParts",
+        "create_app", "create_models_app", "request_models", "serve",
     ],
 }
 

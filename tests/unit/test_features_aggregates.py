@@ -269,6 +269,26 @@ def test_online_value_equals_training_value_at_the_next_instant(store: Any) -> N
     assert fresh == {"as_of": as_of.isoformat(), "age_seconds": 7200.0}
 
 
+def test_an_unseen_or_absent_entity_reads_as_a_new_entity_on_its_own(store: Any) -> None:
+    """`entity_features` (what serving reads) owns the rule: an unseen or absent key gets what a
+    training row of a new entity gets (counts and sums 0, the rest missing), for that entity
+    only; a known entity in the same row keeps its values."""
+    config, workspace, clean, features, rows = store
+    online = OnlineFeatures(config, workspace)
+    [known] = online.get_entities([{"zone": 1, "dest": "d1"}])
+    plans = {plan.entity: plan for plan in _plans(config)}
+    for request in ({"zone": 1, "dest": "nowhere"}, {"zone": 1}, {"zone": 1, "dest": None}):
+        [got] = online.entity_features([request])
+        assert set(got) == set(online.engineered)
+        for name in plans["zone"].outputs():
+            assert got[name] == known[name], (request, name)
+        for name in plans["dest"].outputs():
+            assert got[name] == (0.0 if name in plans["dest"].zero_when_empty() else None), (request, name)
+    both = online.entity_features([{"zone": 4242, "dest": "d1"}, {"zone": 1, "dest": "d1"}])
+    assert both[1] == known
+    assert all(both[0][n] == known[n] for n in plans["dest"].outputs())
+
+
 def test_on_demand_values_match_the_training_set(store: Any) -> None:
     config, workspace, clean, features, rows = store
     got = pl.read_parquet(training_set(config, workspace, features, clean).path)

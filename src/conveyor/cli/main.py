@@ -117,14 +117,14 @@ def _run(
 ) -> None:
     from rich.table import Table
 
-    from conveyor.runner import STAGES, Event, load_project, run_pipeline
+    from conveyor.runner import Event, load_project, run_pipeline, stages_of
 
     config, workspace = load_project(project)
     if no_search:
         config = _without_search(config)
     console = _console()
     rows: list[tuple[str, str, str, str]] = []
-    described = {stage.name: stage.describe for stage in STAGES}
+    described = {stage.name: stage.describe for stage in stages_of(config)}
     status: Any = None
 
     def on_event(event: Event) -> None:

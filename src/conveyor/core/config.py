@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from conveyor.core.errors import ConfigError
 
@@ -22,6 +22,7 @@ __all__ = [
     "Entity",
     "EventTime",
     "FeaturesConfig",
+    "ModelSpec",
     "MonitoringConfig",
     "PromotionConfig",
     "Schema",
@@ -362,6 +363,21 @@ class MonitoringConfig(_Model):
     """Compare only the last N logged predictions; None uses the whole log."""
 
 
+class ModelSpec(_Model):
+    """One of several models of a project (`models:`): its own target, task and inputs, over the
+    project's shared feature views. Registered as `<project>-<model>`, with its own gate and
+    `@champion`, served at `/models/<model>/predict`."""
+
+    target: str
+    """A column of `schema.columns` (not dropped): what this model predicts."""
+    task: Task
+    features: list[str] | None = None
+    """The model's inputs, among the project's (`schema` features and engineered features); None:
+    all of them except every model's target."""
+    metric: RegressionMetric | ClassificationMetric | None = None
+    """This model's primary metric; None: `training.metric`, else the task's default."""
+
+
 class Config(_Model):
     version: Literal[1] = 1
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
@@ -373,8 +389,19 @@ class Config(_Model):
     promotion: PromotionConfig = PromotionConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    models: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")], ModelSpec] = Field(default_factory=dict)
+    """Several models sharing the feature views (taxi fare, tip ...); empty: one model, `schema.target`."""
 
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid", populate_by_name=True)
+
+    _engineered: list[str] | None = PrivateAttr(default=None)
+    """In a model's own Config (`for_model`): the engineered features it reads; None: all of them."""
+    _model: str | None = PrivateAttr(default=None)
+
+    @property
+    def model(self) -> str | None:
+        """In a model's own Config (`for_model`): the model's name in `models:`; else None."""
+        return self._model
 
     @model_validator(mode="after")
     def _cleaning_fits_schema(self) -> Config:
@@ -393,16 +420,66 @@ class Config(_Model):
                         ) from None
         return self
 
+    @model_validator(mode="after")
+    def _models_fit_schema(self) -> Config:
+        columns, dropped = self.schema_.columns, set(self.schema_.drop)
+        inputs = set(self.schema_.features()) | {self.schema_.target} | set(self.features.engineered())
+        for name, spec in self.models.items():
+            if spec.target not in columns or spec.target in dropped:
+                raise ValueError(f"models.{name}.target: {spec.target!r} is not a column of schema.columns "
+                                 "(or it is in schema.drop)")
+            if columns[spec.target].role not in ("numeric", "categorical"):
+                raise ValueError(f"models.{name}.target: {spec.target!r} has role "
+                                 f"{columns[spec.target].role!r}; a target is numeric or categorical")
+            for feature in spec.features or []:
+                if feature not in inputs or feature == spec.target:
+                    raise ValueError(f"models.{name}.features: {feature!r} is not a model input of the project "
+                                     "(a schema feature or an engineered feature, other than the model's target)")
+        return self
+
     @property
     def schema(self) -> Schema:  # type: ignore[override]
         return self.schema_
 
+    def targets(self) -> list[str]:
+        """Every column a model predicts: `schema.target`, then each model's target."""
+        return list(dict.fromkeys([self.schema_.target, *(m.target for m in self.models.values())]))
+
+    def for_model(self, model: str) -> Config:
+        """The Config one model of `models:` trains and serves with: named `<project>-<model>`
+        (its experiment, registered model and `@champion`), its target and task in the schema,
+        every other column it does not read moved to `schema.drop`, its engineered inputs only.
+        The feature sections are the project's: the views stay shared."""
+        spec = self.models[model]
+        targets = set(self.targets())
+        engineered = self.features.engineered()
+        if spec.features is None:
+            wanted = [f for f in [*self.schema_.features(), *engineered] if f not in targets]
+        else:
+            wanted = list(spec.features)
+        keep = set(wanted) | {spec.target}
+        drop = [*self.schema_.drop, *(
+            name for name, col in self.schema_.columns.items()
+            if col.role in ("numeric", "categorical") and name not in keep and name not in self.schema_.drop
+        )]
+        schema = self.schema_.model_copy(update={"target": spec.target, "task": spec.task, "drop": drop})
+        training = self.training.model_copy(update={"metric": spec.metric or self.training.metric})
+        derived = self.model_copy(update={"name": f"{self.name}-{model}", "schema_": schema, "training": training,
+                                          "models": {}})
+        derived._engineered = [f for f in engineered if f in keep]
+        derived._model = model
+        return derived
+
+    def engineered_inputs(self) -> list[str]:
+        """The engineered features a model reads: all of them, or a `for_model` Config's own."""
+        return self.features.engineered() if self._engineered is None else list(self._engineered)
+
     def model_inputs(self) -> list[str]:
         """What a model reads: the schema's features, then the engineered ones (all numeric)."""
-        return [*self.schema_.features(), *self.features.engineered()]
+        return [*self.schema_.features(), *self.engineered_inputs()]
 
     def model_numeric(self) -> list[str]:
-        return [*self.schema_.numeric(), *self.features.engineered()]
+        return [*self.schema_.numeric(), *self.engineered_inputs()]
 
     def section(self, name: str) -> dict[str, Any]:
         """One section as plain data, for hashing a stage's inputs."""
@@ -454,6 +531,8 @@ def dump_config(config: Config, path: Path, header: str = "") -> None:
 
     Dumper.add_representer(Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True))
     data = config.model_dump(mode="json", by_alias=True)
+    if not data["models"]:
+        del data["models"]  # a one-model project's file stays as it was
     data["schema"]["columns"] = {k: Flow(v) for k, v in data["schema"]["columns"].items()}
     text = yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
     path.write_text(header + text, encoding="utf-8")

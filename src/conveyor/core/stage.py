@@ -16,7 +16,10 @@ from conveyor.core.config import Config
 from conveyor.core.errors import ConveyorError
 from conveyor.core.workspace import Workspace
 
-__all__ = ["Stage", "Upstream"]
+__all__ = ["MODEL_STAGE_SEPARATOR", "Stage", "Upstream", "model_stage"]
+
+MODEL_STAGE_SEPARATOR = "."
+"""A model's own instance of a stage is named `<stage>.<model>` (`train.fare`, `promote.fare`)."""
 
 R = TypeVar("R", bound=Result)
 T = TypeVar("T")
@@ -44,6 +47,14 @@ class Upstream:
             )
         return artifact  # the isinstance check above makes this an Artifact[R]
 
+    def renamed(self, names: Mapping[str, str]) -> Upstream:
+        """The same artifacts, some handed out under another name (`train` for `train.fare`)."""
+        artifacts = dict(self._artifacts)
+        for alias, actual in names.items():
+            if actual in self._artifacts:
+                artifacts[alias] = self._artifacts[actual]
+        return Upstream(artifacts)
+
 
 @dataclass(frozen=True)
 class Stage(Generic[R]):
@@ -70,3 +81,39 @@ class Stage(Generic[R]):
     help: str
     extra_key: Callable[[Config, Workspace], Any] | None = None
     still_valid: Callable[[Config, Workspace, Artifact[R]], str | None] | None = None
+
+
+def model_stage(stage: Stage[R], model: str, per_model: tuple[str, ...]) -> Stage[R]:
+    """One model's instance of a stage of `models:` (`train.fare`): it runs on `config.for_model`,
+    reads the same model's instance of the `per_model` stages it needs, and its cache key holds
+    that model's entry of `models:`, so editing one model's entry re-runs only that model's stages."""
+
+    def own(name: str) -> str:
+        return f"{name}{MODEL_STAGE_SEPARATOR}{model}" if name in per_model else name
+
+    renames = {name: own(name) for name in stage.needs if name in per_model}
+
+    def run(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[R]:
+        return stage.run(config.for_model(model), workspace, upstream.renamed(renames))
+
+    def extra_key(config: Config, workspace: Workspace) -> Any:
+        inner = stage.extra_key(config.for_model(model), workspace) if stage.extra_key is not None else None
+        return {"model": model, "spec": config.models[model].model_dump(mode="json"), "stage": inner}
+
+    still_valid = stage.still_valid
+
+    def valid(config: Config, workspace: Workspace, artifact: Artifact[R]) -> str | None:
+        return None if still_valid is None else still_valid(config.for_model(model), workspace, artifact)
+
+    return Stage(
+        name=f"{stage.name}{MODEL_STAGE_SEPARATOR}{model}",
+        needs=tuple(own(name) for name in stage.needs),
+        sections=stage.sections,
+        version=stage.version,
+        result=stage.result,
+        run=run,
+        describe=f"{stage.describe} [{model}]",
+        help=stage.help,
+        extra_key=extra_key,
+        still_valid=valid,
+    )

@@ -2,7 +2,7 @@
 
 from conveyor.runner._commands import init_project, load_project, monitor_project, serve_project
 from conveyor.runner._lineage import LineageStep, lineage_of_model, lineage_of_prediction
-from conveyor.runner._pipeline import STAGES, Event, cache_key, last_artifact, run_pipeline, stage_names
+from conveyor.runner._pipeline import STAGES, Event, cache_key, last_artifact, run_pipeline, stage_names, stages_of
 
 __all__ = [
     "STAGES",
@@ -18,4 +18,5 @@ __all__ = [
     "run_pipeline",
     "serve_project",
     "stage_names",
+    "stages_of",
 ]

@@ -23,7 +23,7 @@ from conveyor.core.config import Config
 from conveyor.core.errors import ConveyorError
 from conveyor.core.hashing import hash_json, short
 from conveyor.core.report import write_text
-from conveyor.core.stage import Stage, Upstream
+from conveyor.core.stage import MODEL_STAGE_SEPARATOR, Stage, Upstream, model_stage
 from conveyor.core.workspace import Workspace
 from conveyor.stages.features import DATASET, FEATURES
 from conveyor.stages.prep import EDA, PREPARE
@@ -38,9 +38,27 @@ __all__ = [
     "last_artifact",
     "run_pipeline",
     "stage_names",
+    "stages_of",
 ]
 
 STAGES: tuple[Stage[Any], ...] = (INGEST, PREPARE, EDA, FEATURES, DATASET, TRAIN, PROMOTE)
+PER_MODEL = (TRAIN.name, PROMOTE.name)
+"""The stages each model of `models:` runs on its own (`train.fare`, `promote.fare`, `train.tip`, ...)."""
+
+
+def stages_of(config: Config) -> tuple[Stage[Any], ...]:
+    """The project's stages: `STAGES`, or with `models:` the shared stages then each model's own."""
+    if not config.models:
+        return STAGES
+    shared = tuple(stage for stage in STAGES if stage.name not in PER_MODEL)
+    own = tuple(model_stage(stage, model, PER_MODEL) for model in config.models for stage in STAGES
+                if stage.name in PER_MODEL)
+    return (*shared, *own)
+
+
+def _base(name: str) -> str:
+    """`train.fare` -> `train`: the stage a model's instance is made from."""
+    return name.split(MODEL_STAGE_SEPARATOR, 1)[0]
 
 
 @dataclass(frozen=True)
@@ -57,10 +75,12 @@ def stage_names() -> list[str]:
     return [stage.name for stage in STAGES]
 
 
-def _by_name(name: str) -> Stage[Any]:
-    for stage in STAGES:
+def _by_name(name: str, stages: tuple[Stage[Any], ...] = STAGES) -> Stage[Any]:
+    for stage in stages:
         if stage.name == name:
             return stage
+    if stages is STAGES and _base(name) != name and _base(name) in PER_MODEL:
+        return _by_name(_base(name))  # a model's record reads back as its stage's result
     raise ConveyorError(f"{name}: no such stage; the stages are {', '.join(stage_names())}")
 
 
@@ -73,8 +93,8 @@ def artifact_record(workspace: Workspace, digest: str) -> Path:
     return workspace.state / "artifacts" / f"{short(digest)}.json"
 
 
-def _read_record(workspace: Workspace, stage: Stage[Any]) -> tuple[str, Artifact[Any]] | None:
-    path = _record_path(workspace, stage.name)
+def _read_record(workspace: Workspace, stage: Stage[Any], name: str | None = None) -> tuple[str, Artifact[Any]] | None:
+    path = _record_path(workspace, name or stage.name)
     if not path.exists():
         return None
     try:
@@ -86,7 +106,7 @@ def _read_record(workspace: Workspace, stage: Stage[Any]) -> tuple[str, Artifact
 
 def last_artifact(workspace: Workspace, name: str) -> Artifact[Any] | None:
     """The artifact the last successful run of a stage left, if it still exists."""
-    found = _read_record(workspace, _by_name(name))
+    found = _read_record(workspace, _by_name(name), name)
     if found is None or not found[1].path.exists():
         return None
     return found[1]
@@ -102,8 +122,9 @@ def cache_key(stage: Stage[Any], config: Config, workspace: Workspace, upstream:
         "upstream": {name: upstream[name].digest for name in stage.needs},
         "config": {section: config.section(section) for section in stage.sections},
     }
-    if stage.extra_key is not None:
-        inputs["extra"] = stage.extra_key(config, workspace)
+    extra = stage.extra_key(config, workspace) if stage.extra_key is not None else None
+    if extra is not None:
+        inputs["extra"] = extra
     return hash_json(inputs)
 
 
@@ -136,20 +157,21 @@ def _save(workspace: Workspace, stage: Stage[Any], key: str, artifact: Artifact[
     write_text(_record_path(workspace, stage.name), json.dumps(record, indent=2))
 
 
-def _needs_closure(name: str) -> set[str]:
-    todo, seen = list(_by_name(name).needs), set()
+def _needs_closure(name: str, stages: tuple[Stage[Any], ...]) -> set[str]:
+    todo, seen = list(_by_name(name, stages).needs), set()
     while todo:
         current = todo.pop()
         if current not in seen:
             seen.add(current)
-            todo.extend(_by_name(current).needs)
+            todo.extend(_by_name(current, stages).needs)
     return seen
 
 
-def _upstream_of(only: str, workspace: Workspace) -> dict[str, Artifact[Any]]:
+def _upstream_of(only: str, todo: list[Stage[Any]], stages: tuple[Stage[Any], ...], workspace: Workspace) -> dict[str, Artifact[Any]]:
     """For a single-stage command: the recorded outputs of everything it depends on."""
     artifacts: dict[str, Artifact[Any]] = {}
-    for name in _needs_closure(only):
+    needed = set().union(*(_needs_closure(stage.name, stages) for stage in todo)) - {s.name for s in todo}
+    for name in sorted(needed):
         found = last_artifact(workspace, name)
         if found is None:
             raise ConveyorError(
@@ -172,16 +194,23 @@ def run_pipeline(
     """Run the stages in order (or `only` one, from the recorded upstream artifacts).
 
     `start` forces that stage and every later one to run again; earlier ones may be cached.
+    With `models:`, `train` and `promote` name every model's instance (`train.fare`, ...), and
+    `train.fare` one model's.
     """
-    names = stage_names()
+    stages = stages_of(config)
+    names = [stage.name for stage in stages]
+
+    def matching(value: str) -> list[int]:
+        return [i for i, name in enumerate(names) if value in (name, _base(name))]
+
     for option, value in (("--from", start), ("stage", only)):
-        if value is not None and value not in names:
+        if value is not None and not matching(value):
             raise ConveyorError(f"{option} {value}: no such stage; the stages are {', '.join(names)}")
-    forced_from = names.index(start) if start else len(names)
-    todo = [_by_name(only)] if only else list(STAGES)
+    forced_from = matching(start)[0] if start else len(names)
+    todo = [stages[i] for i in matching(only)] if only else list(stages)
     if only and force:
-        forced_from = names.index(only)
-    artifacts = _upstream_of(only, workspace) if only else {}
+        forced_from = matching(only)[0]
+    artifacts = _upstream_of(only, todo, stages, workspace) if only else {}
     log: list[dict[str, Any]] = []
     began = datetime.now(UTC)
     for stage in todo:

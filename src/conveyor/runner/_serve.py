@@ -28,11 +28,11 @@ from conveyor.core.workspace import Workspace
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from conveyor.stages.serving import ServiceParts
+    from conveyor.stages.serving import ModelsApp, ServiceParts
     from conveyor.stages.training import Champion
 
 __all__ = [
-    "ChampionModel", "ChampionReloader", "open_service", "prediction_buckets", "serve_project", "usable_cores",
+    "ChampionModel", "ChampionReloader", "build_app", "open_model_service", "open_service", "prediction_buckets", "serve_project", "usable_cores",
     "worker_app",
 ]
 
@@ -61,9 +61,9 @@ class EngineeredModel:
     """A model that also reads engineered features (`features.aggregates`, `lags`, `on_demand`).
 
     A request gives the schema's features; each row gets its entities' online aggregates
-    (`OnlineFeatures.get_entities`) and its on-demand values (`on_demand_values`, the same
-    expressions as the training set) before the model sees it. An entity the store has never
-    seen gets what a training row of a new entity gets: counts and sums 0, the rest missing.
+    (`OnlineFeatures.entity_features`, which owns the rule for an entity the store has never
+    seen) and its on-demand values (`on_demand_values`, the same expressions as the training
+    set) before the model sees it.
     """
 
     def __init__(self, inner: ChampionModel, config: Config, online: Any) -> None:
@@ -74,27 +74,15 @@ class EngineeredModel:
         engineered = set(config.features.engineered())
         self.name, self.version, self.run_id, self.task = inner.name, inner.version, inner.run_id, inner.task
         self.features = [f for f in inner.features if f not in engineered]
-        self._empty = {a.output(): (0.0 if a.function in ("count", "sum") else None) for a in config.features.aggregates}
-        self._empty |= {lag.output(): None for lag in config.features.lags}
 
     def clean(self, row: dict[str, Any]) -> dict[str, Any]:
         return self._inner.clean(row)
 
     def _entities(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from conveyor.stages.features import UnknownEntityError
-
         if not self._config.features.entities:
             return [{} for _ in rows]
-        try:
-            return list(self._online.get_entities(rows))
-        except UnknownEntityError:  # one row at a time, so the known ones keep their values
-            out = []
-            for row in rows:
-                try:
-                    out.append(self._online.get_entities([row])[0])
-                except UnknownEntityError:
-                    out.append(dict(self._empty))
-            return out
+        found: list[dict[str, Any]] = self._online.entity_features(rows)
+        return found
 
     def predict_records(self, rows: list[dict[str, Any]], *, cleaned: bool) -> dict[str, list[Any]]:
         rows = [self.clean(r) for r in rows] if not cleaned else rows
@@ -143,6 +131,39 @@ class ChampionReloader:
             return None
         self.version = champion.version
         return served_model(self.config, ChampionModel(champion), self.online)
+
+
+def open_model_service(config: Config, workspace: Workspace, model: str, online: Any) -> ServiceParts:
+    """One model of `models:`: its champion (`<project>-<model>@champion`) over the shared online
+    store, its own prediction log (`predictions/<model>/`); `serving.shadow` is for one-model projects."""
+    from conveyor.stages.monitoring import PredictionLog
+    from conveyor.stages.serving import ServiceParts
+    from conveyor.stages.training import load_champion
+
+    own = config.for_model(model)
+    champion = load_champion(own, workspace, threads=1)
+    return ServiceParts(
+        model=served_model(own, ChampionModel(champion), online),
+        features=online,
+        log=PredictionLog(workspace.predictions / model, fsync=config.serving.fsync),
+        value_buckets=prediction_buckets(champion.reference, own.schema.task),
+        reload=ChampionReloader(own, workspace, champion.version, online),
+    )
+
+
+def build_app(config: Config, workspace: Workspace) -> FastAPI | ModelsApp:
+    """The app of a project: one model at `/predict`, or with `models:` each at `/models/<name>/predict`."""
+    from conveyor.stages.serving import create_app, create_models_app
+
+    if not config.models:
+        return create_app(config, open_service(config, workspace))
+    from conveyor.stages.features import OnlineFeatures
+
+    online = OnlineFeatures(config, workspace)
+    return create_models_app(config, {
+        model: create_app(config.for_model(model), open_model_service(config, workspace, model, online))
+        for model in config.models
+    })
 
 
 def open_service(config: Config, workspace: Workspace) -> ServiceParts:
@@ -197,24 +218,23 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def worker_app() -> FastAPI:
+def worker_app() -> FastAPI | ModelsApp:
     """The app of one uvicorn worker process: the project folder comes in `CONVEYOR_PROJECT`."""
     from conveyor.runner._commands import load_project
-    from conveyor.stages.serving import create_app
 
     config, workspace = load_project(Path(os.environ[PROJECT_ENV]))
-    return create_app(config, open_service(config, workspace))
+    return build_app(config, workspace)
 
 
 def serve_project(
     config: Config, workspace: Workspace, host: str | None, port: int | None, workers: int | None = None
 ) -> None:
     """Open the service (a missing piece fails here, before the port is bound), then serve it."""
-    from conveyor.stages.serving import create_app, serve
+    from conveyor.stages.serving import serve
 
     setting = config.serving.workers
     count = workers or (usable_cores() if setting == "auto" else setting)
-    app = create_app(config, open_service(config, workspace))
+    app = build_app(config, workspace)
     if count <= 1:
         serve(app, host or config.serving.host, port or config.serving.port)
         return

@@ -45,6 +45,7 @@ __all__ = [
     "feast_objects",
     "feast_types",
     "key_is_integer",
+    "model_service_name",
     "repo_config",
     "write_repo",
 ]
@@ -132,10 +133,39 @@ class FeastObjects:
     view: Any
     service: Any
     by_entity: tuple[EntityObjects, ...] = ()
+    model_services: tuple[tuple[str, Any], ...] = ()
+    """With `models:`: each model's own FeatureService (its fields of the shared views), by model."""
 
     def all(self) -> list[Any]:
         extra = [obj for e in self.by_entity for obj in (e.entity, e.source, e.view)]
-        return [self.entity, self.source, self.view, *extra, self.service]
+        return [self.entity, self.source, self.view, *extra, self.service, *(s for _, s in self.model_services)]
+
+
+def model_service_name(config: Config, model: str) -> str:
+    """The FeatureService of one model of `models:`: `<project>_<model>_model`."""
+    return f"{feast_names(config).project}_{model}_model"
+
+
+def _model_services(config: Config, view: Any, by_entity: tuple[EntityObjects, ...]) -> tuple[tuple[str, Any], ...]:
+    """Per model: the row view's fields and the entity views' fields it reads (on-demand features
+    are computed from these: an entity view is read whole when the model reads any of its outputs)."""
+    from feast import FeatureService
+
+    fields = field_names(config)
+    services = []
+    for model in config.models:
+        own = config.for_model(model)
+        inputs = set(own.model_inputs())
+        needed = inputs | {o for f in config.features.on_demand if f.name in inputs for o in f.of}
+        projections = [view[[fields.to_feast[n] for n in fields.features if n in inputs]]]
+        projections += [e.view for e in by_entity if needed & set(e.plan.outputs())]
+        services.append((model, FeatureService(
+            name=model_service_name(config, model),
+            features=projections,
+            description=f"The features the {model} model of {config.name} reads ({own.schema.target})",
+            tags={"conveyor.project": config.name, "conveyor.model": model},
+        )))
+    return tuple(services)
 
 
 def entity_layout(config: Config) -> list[tuple[EntityPlan, EntityNames]]:
@@ -224,7 +254,7 @@ def feast_objects(config: Config, source_path: str = SOURCE, repo_path: str | No
         features=[view, *(e.view for e in by_entity)],
         description=f"The features the {config.name} model reads, in training and at serving time",
     )
-    return FeastObjects(entity, source, view, service, by_entity)
+    return FeastObjects(entity, source, view, service, by_entity, _model_services(config, view, by_entity))
 
 
 def online_store_type(config: Config) -> str:

@@ -58,6 +58,12 @@ class FeatureRepo(Result):
     online_as_of: str = ""
     """The instant the entity views' online values are computed at (the newest event time)."""
     entity_table_seconds: float = 0.0
+    model_services: dict[str, str] = Field(default_factory=dict)
+    """With `models:`: model -> its own feature service (the fields of the shared views it reads)."""
+
+    def service_for(self, model: str | None) -> str:
+        """The feature service a model reads: its own with `models:`, else the project's."""
+        return self.model_services.get(model or "", self.feature_service)
 
     def summary(self) -> str:
         views = f" + {len(self.entity_views)} entity views ({len(self.engineered)} engineered)" if self.engineered else ""
@@ -104,6 +110,11 @@ def _dataset(config: Config, workspace: Workspace, upstream: Upstream) -> Artifa
     )
 
 
+def _models_key(config: Config, workspace: Workspace) -> object:
+    """`models:` only when declared: a one-model project's cache key is what it always was."""
+    return config.section("models") or None
+
+
 def _features_still_valid(config: Config, workspace: Workspace, artifact: Artifact[FeatureRepo]) -> str | None:
     from conveyor.stages.features._repo import ONLINE_STORE, REGISTRY, SOURCE, entity_layout
 
@@ -122,6 +133,7 @@ FEATURES: Stage[FeatureRepo] = Stage(
     describe="apply + online store (Feast)",
     help="Apply the Feast objects (entity, source, view, service); write the latest row per entity online.",
     still_valid=_features_still_valid,
+    extra_key=_models_key,
 )
 
 DATASET: Stage[TrainingSet] = Stage(

@@ -8,23 +8,26 @@ runner composes from training, features and monitoring (`conveyor.runner._serve`
 from fastapi import FastAPI
 
 from conveyor.stages.serving._app import MAX_BODY_MB, create_app
+from conveyor.stages.serving._models import ModelsApp, create_models_app
 from conveyor.stages.serving._ports import FeatureReader, PredictionSink, ServedModel, ServiceParts
 from conveyor.stages.serving._schemas import RequestModels, request_models
 
 __all__ = [
     "MAX_BODY_MB",
     "FeatureReader",
+    "ModelsApp",
     "PredictionSink",
     "RequestModels",
     "ServedModel",
     "ServiceParts",
     "create_app",
+    "create_models_app",
     "request_models",
     "serve",
 ]
 
 
-def serve(app: FastAPI | str, host: str, port: int, log_level: str = "info", *, workers: int = 1) -> None:
+def serve(app: FastAPI | ModelsApp | str, host: str, port: int, log_level: str = "info", *, workers: int = 1) -> None:
     """Run the app with uvicorn until interrupted; SIGTERM drains the requests in flight (5 s at most).
 
     With `workers > 1`, `app` is the import string of a factory (`module:function`) that each

@@ -18,16 +18,15 @@ PROMOTE_VERSION = 3
 
 @runtime_checkable
 class FeatureServiceInput(Protocol):
-    """What training reads of the features stage: the Feast feature service its models use."""
+    """What training reads of the features stage: the Feast feature service a model reads."""
 
-    @property
-    def feature_service(self) -> str: ...
+    def service_for(self, model: str | None) -> str: ...
 
 
 def _train(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[TrainResult]:
     from conveyor.stages.training._train import train
 
-    service = upstream.get("features", FeatureServiceInput).result.feature_service
+    service = upstream.get("features", FeatureServiceInput).result.service_for(config.model)
     dataset = upstream.get("dataset", TrainingSetInput)
     return train(config, workspace, dataset, feature_service=service)
 

@@ -1,0 +1,123 @@
+"""Two models in one project over the shared taxi feature views (`models:`): fare and tip, each
+with its own feature service, registered model, gate and @champion, both served over HTTP at
+`/models/<name>/predict`."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import ROOT, Server, conveyor, stage_result
+
+pytestmark = pytest.mark.slow
+
+TAXI = ROOT / "examples" / "nyc-taxi"
+TIP_FEATURES = ["trip_distance", "payment_type", "PULocationID", "fare_amount", "pu_trips_24h", "pu_mean_fare_7d"]
+
+
+def two_models(folder: Path) -> Path:
+    """The taxi example with `models:` fare (every input) and tip (a few), no search."""
+    folder.mkdir(parents=True)
+    shutil.copy(TAXI / "nyc_taxi_trips.csv", folder / "nyc_taxi_trips.csv")
+    config = yaml.safe_load((TAXI / "conveyor.yaml").read_text())
+    config["schema"]["drop"] = ["total_amount"]  # tip_amount is a target now: kept
+    config["models"] = {
+        "fare": {"target": "fare_amount", "task": "regression"},
+        "tip": {"target": "tip_amount", "task": "regression", "features": TIP_FEATURES},
+    }
+    (folder / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = two_models(tmp_path_factory.mktemp("models") / "p")
+    conveyor("run", "-C", str(folder), "--no-search")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(project: Path) -> Iterator[Server]:
+    running = Server(project).start()
+    yield running
+    running.stop()
+
+
+def test_each_model_has_its_own_stages_service_and_champion(project: Path) -> None:
+    from mlflow import MlflowClient
+
+    from conveyor.core import Workspace
+
+    features = stage_result(project, "features")
+    assert features.model_services == {"fare": "nyc_taxi_fare_model", "tip": "nyc_taxi_tip_model"}
+    mlflow = MlflowClient(tracking_uri=Workspace.at(project).mlflow_uri)
+    for model in ("fare", "tip"):
+        assert stage_result(project, f"promote.{model}").promoted
+        champion = mlflow.get_model_version_by_alias(f"nyc-taxi-{model}", "champion")
+        assert champion.tags["conveyor.feature_service"] == f"nyc_taxi_{model}_model"
+    run = mlflow.get_run(stage_result(project, "train.tip").candidates["lightgbm"].run_id)
+    assert sorted(run.data.params["features"].split(",")) == sorted(TIP_FEATURES)
+    # the fare model does not read the tip (another model's target), nor the tip model the fare's other inputs
+    fare_inputs = mlflow.get_run(stage_result(project, "train.fare").candidates["lightgbm"].run_id).data.params
+    assert "tip_amount" not in fare_inputs["features"].split(",") and "pickup_hour" in fare_inputs["features"]
+
+
+def _rows(project: Path, features: list[str]) -> list[dict[str, Any]]:
+    columns = yaml.safe_load((project / "conveyor.yaml").read_text())["schema"]["columns"]
+    with (project / "nyc_taxi_trips.csv").open(newline="") as handle:
+        raw = list(csv.DictReader(handle))[-3:]
+
+    def value(name: str, text: str) -> object:
+        if text == "":
+            return None
+        column = columns[name]
+        return float(text) if column["type"] == "float" or column["role"] == "numeric" else (
+            int(text) if column["type"] == "integer" else text)
+
+    return [{f: value(f, r[f]) for f in features} for r in raw]
+
+
+def test_both_models_answer_at_their_own_path(project: Path, server: Server) -> None:
+    """Each model's answer over HTTP is its champion's prediction on the row joined with its
+    zones' online features and on-demand values; an unknown model is a 404 naming it."""
+    from conveyor.core import Workspace
+    from conveyor.core.config import load_config
+    from conveyor.stages.features import OnlineFeatures, on_demand_values
+    from conveyor.stages.training import load_champion
+
+    config = load_config(project / "conveyor.yaml")
+    workspace = Workspace.at(project)
+    online = OnlineFeatures(config, workspace)
+    health = httpx.get(f"{server.url}/health").json()
+    assert {name: m["name"] for name, m in health["models"].items()} == {"fare": "nyc-taxi-fare", "tip": "nyc-taxi-tip"}
+    for model in ("fare", "tip"):
+        own = config.for_model(model)
+        rows = _rows(project, own.schema.features())
+        answer = httpx.post(f"{server.url}/models/{model}/predict", json={"rows": rows})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"]["name"] == f"nyc-taxi-{model}"
+        served = [p["prediction"] for p in answer.json()["predictions"]]
+        champion = load_champion(own, workspace).model
+        assert sorted(champion.features) == sorted(own.model_inputs())
+        joined = [{**row, **found} for row, found in zip(rows, online.entity_features(rows), strict=True)]
+
+        def expected(at: datetime, joined: list[dict[str, Any]] = joined, champion: Any = champion) -> list[float]:
+            extra = on_demand_values(config, joined, event_time=at)
+            return list(champion.predict_records([{**r, **e} for r, e in zip(joined, extra, strict=True)])["prediction"])
+
+        now = datetime.now(UTC)
+        assert served in (pytest.approx(expected(now), rel=1e-9),
+                          pytest.approx(expected(now - timedelta(minutes=2)), rel=1e-9))
+        assert httpx.get(f"{server.url}/models/{model}/health").json()["model"]["name"] == f"nyc-taxi-{model}"
+    unknown = httpx.post(f"{server.url}/models/duration/predict", json={"rows": []})
+    assert unknown.status_code == 404 and "no model 'duration'" in unknown.json()["detail"]
+    assert "fare, tip" in unknown.json()["detail"]
+    assert httpx.post(f"{server.url}/predict", json={"rows": []}).status_code == 404
