@@ -59,7 +59,7 @@ def test_each_model_has_its_own_stages_and_cache_keys(tmp_path: Path) -> None:
     single = _config()
     assert stages_of(single) is STAGES
     stages = {stage.name: stage for stage in stages_of(_two())}
-    assert list(stages) == ["ingest", "prepare", "features", "dataset", "train.fare", "promote.fare",
+    assert list(stages) == ["ingest", "prepare", "eda", "features", "dataset", "train.fare", "promote.fare",
                             "train.tip", "promote.tip"]
     assert stages["promote.tip"].needs == ("train.tip", "dataset")
     upstream: Any = {name: SimpleNamespace(digest=name) for name in stages}
