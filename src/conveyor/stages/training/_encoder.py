@@ -50,9 +50,14 @@ class FeatureEncoder:
         return list(range(len(self.numeric), len(self.columns)))
 
     def fit(self, frame: pd.DataFrame) -> FeatureEncoder:
+        import numpy as np
+
         self.codes_: dict[str, dict[str, int]] = {}
         for name in self.categorical:
-            counts = Counter(level(v) for v in frame[name].tolist())
+            index, uniques = _factorize(frame[name])
+            counts: Counter[str | None] = Counter()
+            for value, n in zip(uniques, np.bincount(index[index >= 0], minlength=len(uniques)), strict=True):
+                counts[level(value)] += int(n)  # 1, 1.0 and "1" are one level
             counts.pop(None, None)
             ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
             self.codes_[name] = {lvl: code for code, (lvl, _) in enumerate(ordered) if lvl is not None}
@@ -64,17 +69,24 @@ class FeatureEncoder:
         import pandas as pd
 
         out = np.empty((len(frame), len(self.columns)), dtype=np.float64)
-        if self.missing:
-            frame = frame.copy()
-            for name in self.missing.per_column:
-                frame[name] = [None if self.missing.is_missing(name, v) else v for v in frame[name].tolist()]
+        missing: dict[str, np.ndarray] = {}  # per ruled column: which rows mean missing
+        for name in self.missing.per_column if self.missing else ():
+            positions, uniques = _factorize(frame[name])
+            flags = np.array([self.missing.is_missing(name, v) for v in uniques] + [False], dtype=bool)
+            missing[name] = flags[positions]  # index -1 (already missing) picks the last entry: False
         for index, name in enumerate(self.numeric):
             out[:, index] = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            if name in missing:
+                out[missing[name], index] = math.nan
         for offset, name in enumerate(self.categorical):
+            # one `level` per distinct value, not per row: the same codes as `transform_records`
             codes = self.codes_[name]
-            out[:, len(self.numeric) + offset] = [
-                codes.get(level(v), math.nan) for v in frame[name].tolist()  # type: ignore[arg-type]
-            ]
+            rows, uniques = _factorize(frame[name])
+            table = np.array([codes.get(level(v), math.nan) for v in uniques] + [math.nan], dtype=np.float64)  # type: ignore[arg-type]
+            column = table[rows]
+            if name in missing:
+                column[missing[name]] = math.nan
+            out[:, len(self.numeric) + offset] = column
         return out
 
     def transform_records(self, rows: list[dict[str, Any]], *, cleaned: bool = False) -> np.ndarray:
@@ -91,3 +103,15 @@ class FeatureEncoder:
             for offset, name in enumerate(self.categorical):
                 out[r, len(self.numeric) + offset] = self.codes_[name].get(level(row.get(name)), math.nan)  # type: ignore[arg-type]
         return out
+
+
+def _factorize(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    """Each row's index into the column's distinct values (-1 for a missing value), and those values."""
+    import pandas as pd
+    from pandas.api.types import infer_dtype
+
+    if series.dtype == object and infer_dtype(series, skipna=True) in ("mixed", "mixed-integer"):
+        # True == 1 and False == 0 hash alike, so factorize would merge them; their levels differ
+        series = series.map(lambda v: level(v) if isinstance(v, bool) else v)
+    index, uniques = pd.factorize(series, use_na_sentinel=True)
+    return index, list(uniques)
