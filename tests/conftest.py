@@ -144,3 +144,34 @@ def bike_server(bike_project: Path) -> Iterator[Server]:
     server = Server(bike_project).start()
     yield server
     server.stop()
+
+
+TAXI_DIR = ROOT / "examples" / "nyc-taxi"
+TIP_FEATURES = ["trip_distance", "payment_type", "PULocationID", "fare_amount", "pu_trips_24h", "pu_mean_fare_7d"]
+
+
+def two_taxi_models(folder: Path) -> Path:
+    """The taxi example with `models:` fare (every input) and tip (a few), no search."""
+    import shutil
+
+    import yaml
+
+    folder.mkdir(parents=True)
+    shutil.copy(TAXI_DIR / "nyc_taxi_trips.csv", folder / "nyc_taxi_trips.csv")
+    config = yaml.safe_load((TAXI_DIR / "conveyor.yaml").read_text())
+    config["schema"]["drop"] = ["total_amount"]  # tip_amount is a target now: kept
+    config["models"] = {
+        "fare": {"target": "fare_amount", "task": "regression"},
+        "tip": {"target": "tip_amount", "task": "regression", "features": TIP_FEATURES},
+    }
+    (folder / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def taxi_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The taxi example (zone entities, aggregates, on-demand features) with two models, run once
+    for the feature-store and the several-models tests."""
+    folder = two_taxi_models(tmp_path_factory.mktemp("taxi-models") / "p")
+    conveyor("run", "-C", str(folder), "--no-search")
+    return folder

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -19,14 +18,9 @@ SHA256 = "c0e6b037a130e6939b44bd47d8e713091f51e85ae065523a5298eb3a1adb4632"
 
 
 @pytest.fixture(scope="module")
-def taxi(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = tmp_path_factory.mktemp("taxi") / "p"
-    project.mkdir()
-    for name in ("nyc_taxi_trips.csv", "conveyor.yaml"):
-        shutil.copy(TAXI / name, project / name)
-    for stage in ("ingest", "prepare", "features", "dataset"):
-        conveyor(stage, "-C", str(project))
-    return project
+def taxi(taxi_models: Path) -> Path:
+    """The taxi example run once (with two models: tests/e2e/test_models_taxi.py serves them)."""
+    return taxi_models
 
 
 def test_the_example_data_is_the_pinned_file() -> None:
@@ -76,58 +70,3 @@ def test_online_zone_features_by_key(taxi: Path) -> None:
     assert row["pu_trips_24h"] > 0 and row["pu_mean_fare_7d"] > 0
     with pytest.raises(UnknownEntityError, match="unknown PULocationID 9999"):
         online.get_entities([{"PULocationID": 9999, "DOLocationID": 48}])
-
-
-def test_a_served_row_is_joined_with_its_zones_online_features(taxi: Path) -> None:
-    """Over HTTP: a raw row is predicted with its zones' online aggregates and on-demand values
-    joined in, exactly as the model predicts that enriched row; an unseen zone is a new zone."""
-    import csv
-    from datetime import UTC, datetime, timedelta
-
-    import httpx
-    import yaml
-
-    from conveyor.core import Workspace
-    from conveyor.core.config import load_config
-    from conveyor.stages.features import OnlineFeatures, on_demand_values
-    from conveyor.stages.training import load_champion
-    from tests.conftest import Server
-
-    conveyor("train", "-C", str(taxi), "--no-search")
-    conveyor("promote", "-C", str(taxi))
-    config = load_config(taxi / "conveyor.yaml")
-    columns = yaml.safe_load((taxi / "conveyor.yaml").read_text())["schema"]["columns"]
-    with (taxi / "nyc_taxi_trips.csv").open(newline="") as handle:
-        raw = list(csv.DictReader(handle))[-3:]
-
-    def value(name: str, text: str) -> object:
-        if text == "":
-            return None
-        column = columns[name]
-        return float(text) if column["role"] == "numeric" or column["type"] == "float" else (
-            int(text) if column["type"] == "integer" else text)
-
-    rows = [{f: value(f, r[f]) for f in config.schema.features()} for r in raw]
-    server = Server(taxi).start()
-    try:
-        answer = httpx.post(f"{server.url}/predict", json={"rows": rows})
-        unseen = httpx.post(f"{server.url}/predict", json={"rows": [{**rows[0], "PULocationID": 99999}]})
-    finally:
-        server.stop()
-    assert answer.status_code == 200, answer.text
-    assert unseen.status_code == 200, unseen.text
-    served = [p["prediction"] for p in answer.json()["predictions"]]
-
-    online = OnlineFeatures(config, Workspace.at(taxi))
-    joined = [{**row, **found} for row, found in zip(rows, online.get_entities(rows), strict=True)]
-    model = load_champion(config, Workspace.at(taxi)).model
-    assert set(config.features.engineered()) <= set(model.features)
-
-    def expected(at: datetime) -> list[float]:  # on-demand hour and weekday come from the request time
-        extra = on_demand_values(config, joined, event_time=at)
-        return list(model.predict_records([{**r, **e} for r, e in zip(joined, extra, strict=True)])["prediction"])
-
-    now = datetime.now(UTC)  # the server answered a few seconds ago: in this hour or, just past it, the last
-    assert served in (pytest.approx(expected(now), rel=1e-9), pytest.approx(expected(now - timedelta(minutes=2)), rel=1e-9))
-    without = model.predict_records(rows)["prediction"]  # the same rows with the zone features missing
-    assert served != pytest.approx(without, rel=1e-6)

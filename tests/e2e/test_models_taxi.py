@@ -5,7 +5,6 @@ with its own feature service, registered model, gate and @champion, both served 
 from __future__ import annotations
 
 import csv
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,33 +14,13 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT, Server, conveyor, stage_result
+from tests.conftest import TIP_FEATURES, Server, stage_result
 
 pytestmark = pytest.mark.slow
 
-TAXI = ROOT / "examples" / "nyc-taxi"
-TIP_FEATURES = ["trip_distance", "payment_type", "PULocationID", "fare_amount", "pu_trips_24h", "pu_mean_fare_7d"]
-
-
-def two_models(folder: Path) -> Path:
-    """The taxi example with `models:` fare (every input) and tip (a few), no search."""
-    folder.mkdir(parents=True)
-    shutil.copy(TAXI / "nyc_taxi_trips.csv", folder / "nyc_taxi_trips.csv")
-    config = yaml.safe_load((TAXI / "conveyor.yaml").read_text())
-    config["schema"]["drop"] = ["total_amount"]  # tip_amount is a target now: kept
-    config["models"] = {
-        "fare": {"target": "fare_amount", "task": "regression"},
-        "tip": {"target": "tip_amount", "task": "regression", "features": TIP_FEATURES},
-    }
-    (folder / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return folder
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = two_models(tmp_path_factory.mktemp("models") / "p")
-    conveyor("run", "-C", str(folder), "--no-search")
-    return folder
+def project(taxi_models: Path) -> Path:
+    return taxi_models
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +66,8 @@ def _rows(project: Path, features: list[str]) -> list[dict[str, Any]]:
 
 def test_both_models_answer_at_their_own_path(project: Path, server: Server) -> None:
     """Each model's answer over HTTP is its champion's prediction on the row joined with its
-    zones' online features and on-demand values; an unknown model is a 404 naming it."""
+    zones' online features and on-demand values (not the prediction without them); an unseen
+    zone is a new zone; an unknown model is a 404 naming it."""
     from conveyor.core import Workspace
     from conveyor.core.config import load_config
     from conveyor.stages.features import OnlineFeatures, on_demand_values
@@ -116,6 +96,10 @@ def test_both_models_answer_at_their_own_path(project: Path, server: Server) -> 
         now = datetime.now(UTC)
         assert served in (pytest.approx(expected(now), rel=1e-9),
                           pytest.approx(expected(now - timedelta(minutes=2)), rel=1e-9))
+        if model == "fare":
+            assert served != pytest.approx(champion.predict_records(rows)["prediction"], rel=1e-6)
+            unseen = httpx.post(f"{server.url}/models/{model}/predict", json={"rows": [{**rows[0], "PULocationID": 99999}]})
+            assert unseen.status_code == 200, unseen.text
         assert httpx.get(f"{server.url}/models/{model}/health").json()["model"]["name"] == f"nyc-taxi-{model}"
     unknown = httpx.post(f"{server.url}/models/duration/predict", json={"rows": []})
     assert unknown.status_code == 404 and "no model 'duration'" in unknown.json()["detail"]
