@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import BIKE_CSV, Server, bike_rows, conveyor, feature_row, stage_artifact, stage_result
+from tests.conftest import (
+    BIKE_CSV,
+    Server,
+    bike_rows,
+    conveyor,
+    feature_row,
+    free_port,
+    stage_artifact,
+    stage_result,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -209,3 +227,126 @@ def test_api_key_guards_predict_when_configured(bike_project: Path, tmp_path: Pa
         assert httpx.get(f"{server.url}/health").status_code == 200
     finally:
         server.stop()
+
+
+# --- the logged model outside Conveyor -------------------------------------------------------
+#
+# `python -I -S` with the virtualenv's site-packages put on sys.path by hand: no PYTHONPATH, no
+# user site, and no `.pth` files, which is how an editable install of Conveyor is found. The
+# third-party packages are all there; `import conveyor` fails, as in a clean virtualenv with
+# only the model's requirements installed.
+
+SITE_PACKAGES = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+WITHOUT_CONVEYOR = (
+    f"import sys; sys.path.extend({SITE_PACKAGES!r}); import importlib.util; "
+    "assert importlib.util.find_spec('conveyor') is None, 'conveyor is importable'"
+)
+
+
+def _isolated(code: str) -> list[str]:
+    return [sys.executable, "-I", "-S", "-c", f"{WITHOUT_CONVEYOR}\n{code}"]
+
+
+@dataclass
+class Exported:
+    model: Path  # the champion's MLflow model folder, copied out of the project
+    rows: pd.DataFrame
+    expected: list[float]  # what Conveyor's own serving path predicts for `rows`
+
+
+@pytest.fixture(scope="module")
+def exported(bike_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    import shutil
+    from urllib.parse import urlparse
+
+    import mlflow
+
+    from conveyor.core import Workspace, load_config
+    from conveyor.stages.training import load_champion
+
+    uri = f"sqlite:///{bike_project / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version_by_alias("bike-sharing", "champion")
+    logged = client.get_logged_model(version.source.removeprefix("models:/"))
+    model = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(urlparse(logged.artifact_location).path, model)
+    champion = load_champion(load_config(bike_project / "conveyor.yaml"), Workspace.at(bike_project))
+    frame = pd.read_csv(BIKE_CSV)
+    rows = frame.loc[::50, champion.model.features].reset_index(drop=True)  # ~350 rows, every season and hour
+    assert (rows["windspeed"] == 0).any()  # the project's missing-value rule is part of the model
+    expected = champion.model.predict_records(rows.to_dict("records"))["prediction"]
+    return Exported(model, rows, expected)
+
+
+def test_the_logged_model_predicts_where_conveyor_is_not_installed(exported: Exported, tmp_path: Path) -> None:
+    (tmp_path / "rows.json").write_text(exported.rows.to_json(orient="split", index=False))
+    code = (
+        "import json, mlflow.pyfunc, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model({str(exported.model)!r})\n"
+        f"rows = pd.read_json({str(tmp_path / 'rows.json')!r}, orient='split')\n"
+        "print(json.dumps({'conveyor': sys.modules['conveyor'].__file__,\n"
+        "                  'prediction': model.predict(rows)['prediction'].tolist()}))\n"
+    )
+    result = subprocess.run(_isolated(code), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert Path(answer["conveyor"]).is_relative_to(exported.model / "code")  # the model's own copy
+    assert max(abs(a - b) for a, b in zip(answer["prediction"], exported.expected, strict=True)) == 0
+
+
+def test_mlflow_models_serve_answers_where_conveyor_is_not_installed(exported: Exported, tmp_path: Path) -> None:
+    # `mlflow models serve --env-manager local` runs `uvicorn` from PATH: this one is isolated too
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    uvicorn = _isolated("sys.argv[0] = 'uvicorn'; from uvicorn.main import main; main()")
+    (bin_dir / "uvicorn").write_text(f'#!/bin/sh\nexec {shlex.join(uvicorn)} "$@"\n')
+    (bin_dir / "uvicorn").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    port = free_port()
+    command = _isolated("sys.argv[0] = 'mlflow'; from mlflow.cli import cli; cli()") + [
+        "models", "serve", "-m", str(exported.model), "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
+    ]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as handle:
+        server = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"not ready in 90 s:\n{log.read_text()}"
+            try:
+                if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        body = {"dataframe_split": json.loads(exported.rows.to_json(orient="split", index=False))}
+        answer = httpx.post(f"{url}/invocations", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        served = [p["prediction"] for p in answer.json()["predictions"]]
+        assert max(abs(a - b) for a, b in zip(served, exported.expected, strict=True)) == 0
+        assert "conveyor is importable" not in log.read_text()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the group: mlflow and the uvicorn it started
+        server.wait(timeout=30)
+
+
+def test_loading_the_model_first_leaves_the_installed_conveyor_importable(exported: Exported, tmp_path: Path) -> None:
+    """Where Conveyor is installed, the model's copy stands aside: `conveyor` is the package."""
+    code = (
+        "import json, sys, mlflow.pyfunc\n"
+        f"model = mlflow.pyfunc.load_model({str(exported.model)!r}).unwrap_python_model()\n"
+        "import conveyor, conveyor.cli\n"
+        "from conveyor.stages.training import load_champion\n"
+        "print(json.dumps([conveyor.__file__, sys.modules[type(model).__module__].__file__]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    package, model_module = json.loads(result.stdout.splitlines()[-1])
+    import conveyor
+
+    installed = Path(conveyor.__file__).parent
+    assert Path(package).parent == installed
+    assert Path(model_module).is_relative_to(installed)

@@ -453,8 +453,6 @@ def cli() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\..*)?$")
-    # raised from MLflow but attributed to the model class being defined, so no module filter matches it
-    warnings.filterwarnings("ignore", category=UserWarning, message=r".*Add type hints to the `predict` method")
     try:
         app()
     except ConveyorError as exc:

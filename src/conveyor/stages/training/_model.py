@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
+import pandas as pd  # imported by mlflow.pyfunc already; `predict`'s hints name it
 
 from conveyor.stages.training._encoder import FeatureEncoder
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 
 __all__ = ["ConveyorModel"]
 
@@ -55,7 +55,7 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
     def predict_frame(self, frame: pd.DataFrame) -> dict[str, list[Any]]:
         return self._outputs(self.encoder.transform(frame))
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # MLflow reads hints here
-        import pandas as pd
-
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """MLflow validates the input against the logged signature, not these hints: a DataFrame
+        hint asks for no validation of its own."""
         return pd.DataFrame(self.predict_frame(model_input))

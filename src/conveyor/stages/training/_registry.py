@@ -22,6 +22,7 @@ from conveyor.core.hashing import hash_json
 from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
 from conveyor.stages.training._metrics import METRICS, beats, evaluate
+from conveyor.stages.training._portable import sys_path_kept
 from conveyor.stages.training._tracking import client, local_model_path, quiet, tracking
 from conveyor.stages.training._train import TrainingSetInput, TrainResult, load_split
 
@@ -131,7 +132,8 @@ def _load(mlflow_client: Any, workspace: Workspace, model_id: str) -> ConveyorMo
     import mlflow.pyfunc
 
     path = local_model_path(mlflow_client, workspace, model_id)
-    model: ConveyorModel = mlflow.pyfunc.load_model(str(path)).unwrap_python_model()
+    with sys_path_kept():
+        model: ConveyorModel = mlflow.pyfunc.load_model(str(path)).unwrap_python_model()
     return model
 
 

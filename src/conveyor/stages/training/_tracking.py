@@ -26,7 +26,7 @@ _NOISY = ("mlflow", "alembic")
 @contextlib.contextmanager
 def _quiet_loggers() -> Iterator[None]:
     """MLflow's loggers lowered, and its warnings for its own developers (a deprecated SQLAlchemy
-    loader inside its store; "add type hints" on a model whose signature we pass) not shown."""
+    loader inside its store) not shown."""
     import warnings
 
     loggers = [logging.getLogger(name) for name in _NOISY]
@@ -36,7 +36,6 @@ def _quiet_loggers() -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mlflow(\..*)?$|sqlalchemy(\..*)?$")
-            warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
             yield
     finally:
         for logger, level in zip(loggers, previous, strict=True):

@@ -35,6 +35,7 @@ from conveyor.stages.training._estimators import (
 )
 from conveyor.stages.training._metrics import Metric, beats, bootstrap_share, metric_for
 from conveyor.stages.training._plots import log_plots
+from conveyor.stages.training._portable import model_code, sys_path_kept
 from conveyor.stages.training._search import (
     SearchOutcome,
     SearchTask,
@@ -481,16 +482,18 @@ def _dataset(data: _Data, frame: pd.DataFrame, suffix: str) -> Any:
 
 
 def _log_model(mlflow: Any, model: ConveyorModel, example: pd.DataFrame, tags: dict[str, str]) -> Any:
-    import warnings
+    """The pyfunc with its own code (`code/conveyor`) and pinned requirements: it loads and
+    serves (`mlflow models serve`) where those are installed and Conveyor is not."""
+    import tempfile
+    from pathlib import Path
 
     from mlflow.models import infer_signature
 
-    signature = infer_signature(example, model.predict(None, example))  # type: ignore[no-untyped-call]
-    with warnings.catch_warnings():  # "add type hints to predict": the signature above is explicit
-        warnings.simplefilter("ignore", UserWarning)
+    signature = infer_signature(example, model.predict(None, example))
+    with tempfile.TemporaryDirectory(prefix="conveyor-model-code-") as folder, sys_path_kept():
         return mlflow.pyfunc.log_model(
             name="model", python_model=model, signature=signature, input_example=example,
-            pip_requirements=pip_requirements(), tags=tags,
+            pip_requirements=pip_requirements(), code_paths=[str(model_code(Path(folder)))], tags=tags,
         )
 
 
