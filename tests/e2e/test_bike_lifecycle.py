@@ -101,10 +101,10 @@ def test_eda_report_is_offline_html_with_plots(bike_project: Path) -> None:
 
 def test_second_run_is_cached_and_from_reruns(bike_project: Path) -> None:
     again = conveyor("run", "-C", str(bike_project))
-    assert again.stdout.count("cached") == 6, again.stdout
+    assert again.stdout.count("cached") == 7, again.stdout
     before = stage_result(bike_project, "promote").champion
     rerun = conveyor("run", "-C", str(bike_project), "--from", "train")
-    assert rerun.stdout.count("cached") == 4, rerun.stdout
+    assert rerun.stdout.count("cached") == 5, rerun.stdout
     promote = stage_result(bike_project, "promote")
     # the same data and seed give the same score: the gate wants better, not equal
     assert not promote.promoted and promote.champion == before
