@@ -40,9 +40,10 @@ def feature_views(config: Config, workspace: Workspace) -> list[ViewInfo]:
     import pyarrow.parquet as pq
 
     from conveyor.stages.features._names import field_names
-    from conveyor.stages.features._repo import entity_layout
+    from conveyor.stages.features._repo import entity_layout, store_repo
     from conveyor.stages.features._store import feast_logs, open_store
 
+    repo = store_repo(config, workspace)
     fields = field_names(config)
     originals = {**fields.to_original()}
     internal = set()
@@ -56,14 +57,14 @@ def feature_views(config: Config, workspace: Workspace) -> list[ViewInfo]:
         try:
             views = list(store.list_feature_views())
         except Exception as exc:
-            raise FeatureStoreError(f"could not read the registry of {workspace.feature_repo}: {exc}") from exc
+            raise FeatureStoreError(f"could not read the registry of {repo}: {exc}") from exc
     now = datetime.now(UTC)
     infos = []
     for view in views:
         join_key = view.join_keys[0] if getattr(view, "join_keys", None) else ""
         entity_of[view.name] = originals.get(join_key, join_key)
         source = str(view.batch_source.path)
-        path = Path(source) if Path(source).is_absolute() else workspace.feature_repo / source
+        path = Path(source) if Path(source).is_absolute() else repo / source
         rows = pq.ParquetFile(path).metadata.num_rows if path.is_file() else 0
         ends = [end for _, end in view.materialization_intervals]
         as_of = max(ends) if ends else None
