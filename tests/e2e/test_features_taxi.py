@@ -52,7 +52,15 @@ def test_feature_views_list_and_show(taxi: Path) -> None:
     assert "2019-03-31T23:43:45" in listed
     shown = conveyor("feature-views", "show", "nyc_taxi_by_PULocationID", "-C", str(taxi)).stdout
     assert "PULocationID" in shown and "pu_mean_fare_7d" in shown and "Float64" in shown
-    assert "data/by_PULocationID.parquet" in shown
+    assert "data/by_PULocationID.parquet" in shown and "read by: fare, tip" in shown
+    from conveyor.core import Workspace
+    from conveyor.core.config import load_config
+    from conveyor.stages.features import feature_views
+
+    used = {v.name: v.models for v in feature_views(load_config(taxi / "conveyor.yaml"), Workspace.at(taxi))}
+    # the tip model reads no dropoff-zone feature: its feature service does not project that view
+    assert used == {"nyc_taxi_features": ["fare", "tip"], "nyc_taxi_by_PULocationID": ["fare", "tip"],
+                    "nyc_taxi_by_DOLocationID": ["fare"]}
     missing = conveyor("feature-views", "show", "nope", "-C", str(taxi), check=False)
     assert missing.returncode == 1 and "no feature view 'nope'" in missing.stderr
 

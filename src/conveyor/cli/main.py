@@ -227,7 +227,7 @@ def feature_views_list(ctx: typer.Context, project: ProjectOpt = Path(".")) -> N
         typer.echo(
             f"  {view.name:<{width}}  entity {view.entity}; {len(view.fields)} fields; "
             f"source {view.source} ({view.source_rows} rows); ttl {_ttl(view.ttl_seconds)}; "
-            f"online as of {view.online_as_of or '-'}{age}"
+            f"online as of {view.online_as_of or '-'}{age}; models {', '.join(view.models) or '-'}"
         )
 
 
@@ -249,6 +249,7 @@ def feature_views_show(
     console.print(f"source feature_repo/{info.source} ({info.source_rows} rows); ttl {_ttl(info.ttl_seconds)}; "
                   f"online as of {info.online_as_of or '-'}"
                   + (f" ({info.age_seconds / 86400:.1f} days ago)" if info.age_seconds is not None else ""))
+    console.print(f"read by: {', '.join(info.models) or 'no model'}")
     table = Table(title_justify="left")
     for column in ("feature", "Feast field", "type"):
         table.add_column(column)

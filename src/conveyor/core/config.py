@@ -249,6 +249,18 @@ class FeaturesConfig(_Model):
     aggregates: list[Aggregate] = Field(default_factory=list)
     lags: list[Lag] = Field(default_factory=list)
     on_demand: list[OnDemandFeature] = Field(default_factory=list)
+    repo: str | None = None
+    """Another project's folder (relative to this file) whose feature repo this project reads
+    without owning it: its views, entities and engineered features are that project's
+    (`load_config` reads them from its conveyor.yaml); this project builds no store of its own."""
+
+    _owner: str | None = PrivateAttr(default=None)
+
+    @property
+    def owner(self) -> str | None:
+        """With `repo`: the name of the project owning the feature repo (its Feast names are made
+        from it); None when that project could not be read, or without `repo`."""
+        return self._owner
 
     @model_validator(mode="after")
     def _consistent(self) -> FeaturesConfig:
@@ -512,11 +524,50 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top, got {type(data).__name__}")
+    owner = _feature_owner(path, data)
+    if owner is not None:
+        data = {**data, "features": {**owner.features.model_dump(mode="json"), "repo": data["features"]["repo"]}}
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         problems = "\n  ".join(_describe(e) for e in exc.errors())  # type: ignore[arg-type]
         raise ConfigError(f"{path}: invalid project file\n  {problems}") from None
+    if owner is not None:
+        config.features._owner = owner.name
+    return config
+
+
+def _feature_owner(path: Path, data: dict[str, Any]) -> Config | None:
+    """With `features.repo`: the Config of the project owning the feature repo, whose feature
+    definitions this project reads. None when that folder holds no conveyor.yaml: the features
+    stage then says what is missing (a run-time error, not a config one, as a store that is not
+    built yet is)."""
+    features = data.get("features")
+    if not isinstance(features, dict) or features.get("repo") is None:
+        return None
+    repo = features["repo"]
+    if not isinstance(repo, str):
+        raise ConfigError(f"{path}: features.repo: {repo!r} is not a folder path")
+    own = sorted(set(features) - {"repo"})
+    if own:
+        raise ConfigError(
+            f"{path}: features.repo: the features are those of the project in {repo!r}; "
+            f"remove features.{', features.'.join(own)}"
+        )
+    folder = Path(repo).expanduser()
+    folder = folder if folder.is_absolute() else path.parent / folder
+    owner_file = folder / "conveyor.yaml"
+    if not owner_file.is_file():
+        return None
+    if owner_file.resolve() == path.resolve():
+        raise ConfigError(f"{path}: features.repo: {repo!r} is this project itself; remove features.repo")
+    owner = load_config(owner_file)
+    if owner.features.repo is not None:
+        raise ConfigError(
+            f"{path}: features.repo: the project in {repo!r} reads its features from another project "
+            f"({owner.features.repo!r}); point features.repo at the project owning the feature repo"
+        )
+    return owner
 
 
 def dump_config(config: Config, path: Path, header: str = "") -> None:
@@ -533,6 +584,10 @@ def dump_config(config: Config, path: Path, header: str = "") -> None:
     data = config.model_dump(mode="json", by_alias=True)
     if not data["models"]:
         del data["models"]  # a one-model project's file stays as it was
+    if config.features.repo is not None:
+        data["features"] = {"repo": config.features.repo}  # the rest is the other project's
+    else:
+        del data["features"]["repo"]
     data["schema"]["columns"] = {k: Flow(v) for k, v in data["schema"]["columns"].items()}
     text = yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
     path.write_text(header + text, encoding="utf-8")

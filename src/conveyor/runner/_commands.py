@@ -56,15 +56,34 @@ def init_project(
     relative = os.path.relpath(csv.resolve(), output.parent.resolve())
     found: list[str] = [] if notes is None else notes
     threshold = {} if type_threshold is None else {"type_threshold": type_threshold}
+    entities: list[str] = []
     config = infer_config(
         csv, target=target, entity=entity, timestamps=timestamps, drop=drop, name=name, source_path=relative,
-        notes=found, **threshold,
+        notes=found, entities=entities, **threshold,
     )
     header = _HEADER.format(csv=csv.name)
     if found:
         header += "#\n# What init found:\n" + "".join(f"#   {_one_line(note)}\n" for note in found)
+    if entities:
+        header += _entities_block(entities)
     dump_config(config, output, header=header + "\n")
     return config
+
+
+def _entities_block(entities: list[str]) -> str:
+    """The proposed entities as a commented `features:` block to uncomment: each entity gets its
+    own feature view of aggregates over its earlier rows. Left off because an entity means nothing
+    without aggregates a person chose (which columns, which windows) and because the server then
+    asks for the entity keys in every request."""
+    import json
+
+    lines = ["#", "# Proposed entities: repeated keys with an event time (see the notes above). To use them,",
+             "# replace the features: section below with this block and choose the aggregates (docs/config.md):",
+             "# features:", f"#   entities: [{', '.join(json.dumps(e) for e in entities)}]", "#   aggregates:"]
+    for column in entities:
+        safe = "".join(c if c.isalnum() else "_" for c in column).strip("_").lower() or "key"
+        lines.append(f'#   - {{entity: {json.dumps(column)}, function: count, window: 24h, name: {safe}_rows_24h}}')
+    return "\n".join(lines) + "\n"
 
 
 def _one_line(text: str) -> str:

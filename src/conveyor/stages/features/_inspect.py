@@ -33,16 +33,20 @@ class ViewInfo:
     age_seconds: float | None = None
     """How old `online_as_of` is now."""
     online: bool = True
+    models: list[str] = field(default_factory=list)
+    """The models reading the view (their FeatureService projects it): `models:` names, or the
+    project's name for a one-model project."""
 
 
 def feature_views(config: Config, workspace: Workspace) -> list[ViewInfo]:
     """The project's feature views from the Feast registry (the row-key view first)."""
     import pyarrow.parquet as pq
 
-    from conveyor.stages.features._names import field_names
-    from conveyor.stages.features._repo import entity_layout
+    from conveyor.stages.features._names import feast_names, field_names
+    from conveyor.stages.features._repo import entity_layout, model_service_name, store_repo
     from conveyor.stages.features._store import feast_logs, open_store
 
+    repo = store_repo(config, workspace)
     fields = field_names(config)
     originals = {**fields.to_original()}
     internal = set()
@@ -55,15 +59,21 @@ def feature_views(config: Config, workspace: Workspace) -> list[ViewInfo]:
         store = open_store(config, workspace, existing=True)
         try:
             views = list(store.list_feature_views())
+            readers: dict[str, list[str]] = {}
+            services = [(m, model_service_name(config, m)) for m in config.models] if config.models else [
+                (config.name, feast_names(config).service)]
+            for model, service in services:
+                for projection in _projections(store, service):
+                    readers.setdefault(projection, []).append(model)
         except Exception as exc:
-            raise FeatureStoreError(f"could not read the registry of {workspace.feature_repo}: {exc}") from exc
+            raise FeatureStoreError(f"could not read the registry of {repo}: {exc}") from exc
     now = datetime.now(UTC)
     infos = []
     for view in views:
         join_key = view.join_keys[0] if getattr(view, "join_keys", None) else ""
         entity_of[view.name] = originals.get(join_key, join_key)
         source = str(view.batch_source.path)
-        path = Path(source) if Path(source).is_absolute() else workspace.feature_repo / source
+        path = Path(source) if Path(source).is_absolute() else repo / source
         rows = pq.ParquetFile(path).metadata.num_rows if path.is_file() else 0
         ends = [end for _, end in view.materialization_intervals]
         as_of = max(ends) if ends else None
@@ -83,6 +93,17 @@ def feature_views(config: Config, workspace: Workspace) -> list[ViewInfo]:
                 online_as_of=as_of.isoformat() if as_of is not None else None,
                 age_seconds=round((now - as_of).total_seconds(), 1) if as_of is not None else None,
                 online=bool(view.online),
+                models=readers.get(view.name, []),
             )
         )
     return sorted(infos, key=lambda v: (v.entity != config.schema.entity.key, v.name))
+
+
+def _projections(store: object, service: str) -> list[str]:
+    """The view names a feature service reads; none when the registry has no such service (a
+    project reading another project's repo has no service of its own per model)."""
+    try:
+        found = store.get_feature_service(service)  # type: ignore[attr-defined]
+    except Exception:
+        return []
+    return [p.name for p in found.feature_view_projections]

@@ -39,8 +39,11 @@ class FeastNames:
 
 
 def feast_names(config: Config) -> FeastNames:
-    """The Feast object names of a project; `config.name` is validated as `[a-z][a-z0-9_-]*`."""
-    base = re.sub(r"[^a-zA-Z0-9_]", "_", config.name)
+    """The Feast object names of a project; `config.name` is validated as `[a-z][a-z0-9_-]*`.
+
+    A project reading another project's feature repo (`features.repo`) uses that project's names.
+    """
+    base = re.sub(r"[^a-zA-Z0-9_]", "_", config.features.owner or config.name)
     return FeastNames(
         project=base,
         entity=f"{base}_key",

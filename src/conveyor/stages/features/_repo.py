@@ -47,6 +47,7 @@ __all__ = [
     "key_is_integer",
     "model_service_name",
     "repo_config",
+    "store_repo",
     "write_repo",
 ]
 
@@ -93,6 +94,14 @@ def import_feast() -> None:
         return
     with warnings.catch_warnings():
         import feast  # noqa: F401
+
+
+def store_repo(config: Config, workspace: Workspace) -> Path:
+    """The feature repo a project reads: its own `feature_repo/`, or with `features.repo` the one
+    of that other project (a folder relative to the project file)."""
+    if config.features.repo is None:
+        return workspace.feature_repo
+    return (workspace.resolve(config.features.repo) / "feature_repo").resolve()
 
 
 def repo_config(config: Config, repo: Path) -> Any:

@@ -60,6 +60,9 @@ class FeatureRepo(Result):
     entity_table_seconds: float = 0.0
     model_services: dict[str, str] = Field(default_factory=dict)
     """With `models:`: model -> its own feature service (the fields of the shared views it reads)."""
+    repo: str = ""
+    """With `features.repo`: the folder of the project whose feature repo this one reads (nothing
+    was built here); empty: the project's own store."""
 
     def service_for(self, model: str | None) -> str:
         """The feature service a model reads: its own with `models:`, else the project's."""
@@ -67,6 +70,9 @@ class FeatureRepo(Result):
 
     def summary(self) -> str:
         views = f" + {len(self.entity_views)} entity views ({len(self.engineered)} engineered)" if self.engineered else ""
+        if self.repo:
+            return f"{len(self.features)} features read from {self.repo} ({self.feature_service}){views}, " \
+                f"online as of {self.materialized_to}"
         return f"{len(self.features)} features in {self.feature_service}{views}, online as of {self.materialized_to}"
 
 
@@ -97,8 +103,10 @@ class CleanInput(Protocol):
 
 
 def _features(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[FeatureRepo]:
-    from conveyor.stages.features._store import build_features
+    from conveyor.stages.features._store import build_features, link_features
 
+    if config.features.repo is not None:
+        return link_features(config, workspace)  # another project's store: nothing built here
     return build_features(config, workspace, upstream.get("prepare", CleanInput))
 
 
@@ -111,15 +119,22 @@ def _dataset(config: Config, workspace: Workspace, upstream: Upstream) -> Artifa
 
 
 def _models_key(config: Config, workspace: Workspace) -> object:
-    """`models:` only when declared: a one-model project's cache key is what it always was."""
-    return config.section("models") or None
+    """`models:` only when declared: a one-model project's cache key is what it always was.
+    With `features.repo`: also that project's registry hash, so a rebuild of its store is noticed."""
+    models = config.section("models") or None
+    if config.features.repo is None:
+        return models
+    from conveyor.stages.features._store import repo_digest
+
+    return {"models": models, "registry": repo_digest(config, workspace)}
 
 
 def _features_still_valid(config: Config, workspace: Workspace, artifact: Artifact[FeatureRepo]) -> str | None:
-    from conveyor.stages.features._repo import ONLINE_STORE, REGISTRY, SOURCE, entity_layout
+    from conveyor.stages.features._repo import ONLINE_STORE, REGISTRY, SOURCE, entity_layout, store_repo
 
     parts = (REGISTRY, ONLINE_STORE, SOURCE, *(names.path for _, names in entity_layout(config)))
-    missing = [part for part in parts if not (workspace.feature_repo / part).is_file()]
+    repo = store_repo(config, workspace)
+    missing = [part for part in parts if not (repo / part).is_file()]
     return f"the feature store lacks {', '.join(missing)}" if missing else None
 
 

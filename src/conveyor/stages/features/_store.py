@@ -46,6 +46,7 @@ from conveyor.stages.features._repo import (
     import_feast,
     key_is_integer,
     repo_config,
+    store_repo,
     write_repo,
 )
 from conveyor.stages.features._stage import (
@@ -62,7 +63,9 @@ __all__ = [
     "build_features",
     "feast_logs",
     "feature_columns",
+    "link_features",
     "open_store",
+    "repo_digest",
     "read_entity_tables",
     "training_set",
 ]
@@ -135,15 +138,16 @@ def open_store(config: Config, workspace: Workspace, *, existing: bool = False) 
     With `existing`, the store must have been built (by this version of Conveyor): a missing
     registry or online store is an error, never an empty store made on the spot.
     """
+    repo = store_repo(config, workspace)
     if existing:
-        repo = workspace.feature_repo
         missing = [part for part in (REGISTRY, ONLINE_STORE, SOURCE) if not (repo / part).is_file()]
         if missing:
             raise FeatureStoreError(
                 f"no feature store in {repo} (missing {', '.join(missing)}); it was never built, or built "
                 "by an older Conveyor: run `conveyor run --from features`"
+                + (f" in {repo.parent}" if config.features.repo is not None else "")
             )
-    return _open(config, workspace.feature_repo)
+    return _open(config, repo)
 
 
 def _open(config: Config, repo: Path) -> Any:
@@ -299,10 +303,97 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
     return Artifact("features", repo, digest, result, {"clean": clean.digest})
 
 
-def _registry_view(store: Any, service_name: str, fields: FieldNames, view_name: str) -> tuple[Any, list[str]]:
+def repo_digest(config: Config, workspace: Workspace) -> str:
+    """With `features.repo`: the content hash of that project's registry, which every build of
+    its store rewrites (views, materialized intervals); "" when it has none."""
+    from conveyor.core.hashing import hash_file
+
+    registry = store_repo(config, workspace) / REGISTRY
+    return hash_file(registry) if registry.is_file() else ""
+
+
+def link_features(config: Config, workspace: Workspace) -> Artifact[FeatureRepo]:
+    """The `features` stage of a project reading another project's feature repo (`features.repo`):
+    nothing is applied or written there; the repo must exist and hold the views, fields and
+    entities this project reads. Its registry's hash makes the artifact's digest, so a rebuild of
+    that store re-runs this project's training set and models."""
+    import pyarrow.parquet as pq
+
+    assert config.features.repo is not None
+    folder = workspace.resolve(config.features.repo)
+    where = f"features.repo {config.features.repo!r} ({folder})"
+    if not folder.is_dir():
+        raise FeatureStoreError(f"{where}: no such folder")
+    if config.features.owner is None:
+        raise FeatureStoreError(f"{where}: no conveyor.yaml there; point features.repo at a Conveyor project folder")
+    repo = store_repo(config, workspace)
+    layout = entity_layout(config)
+    parts = (REGISTRY, ONLINE_STORE, SOURCE, *(names.path for _, names in layout))
+    missing = [part for part in parts if not (repo / part).is_file()]
+    if missing:
+        raise FeatureStoreError(
+            f"{where}: its feature store is not built (missing feature_repo/{', feature_repo/'.join(missing)}); "
+            f"run `conveyor run` in {folder}"
+        )
+    names = feast_names(config)
+    fields = field_names(config)
+    with feast_logs() as logs:
+        store = _open(config, repo)
+        try:
+            view, _ = _registry_view(store, names.service, fields, names.view, exact=False)
+            keys = list(view.join_keys)
+            if keys != [fields.feast_key]:
+                raise FeatureStoreError(
+                    f"{where}: its view {names.view!r} is keyed by {', '.join(keys)}, this project by "
+                    f"{fields.feast_key!r} (schema.entity); the keys must be the same"
+                )
+            intervals = list(view.materialization_intervals)
+            entity_ends = []
+            for plan, entity in layout:
+                held = {f.name for f in store.get_feature_view(entity.view).features}
+                lacking = [n for n in [plan.last_event, *plan.outputs()] if entity.to_feast[n] not in held]
+                if lacking:
+                    raise FeatureStoreError(
+                        f"{where}: its view {entity.view!r} lacks {', '.join(lacking)}; run `conveyor run` in {folder}"
+                    )
+                entity_ends += [end for _, end in store.get_feature_view(entity.view).materialization_intervals]
+        except FeatureStoreError:
+            raise
+        except Exception as exc:  # a view or service the registry does not hold
+            raise _feast_error(f"{where}: its registry lacks what this project reads", exc, logs) from exc
+    registry = repo_digest(config, workspace)
+    digest = hash_json({"registry": registry, "schema": config.section("schema"),
+                        "features": config.section("features"), "version": FEATURES_VERSION})
+    start = min((s for s, _ in intervals), default=None)
+    end = max((e for _, e in intervals), default=None)
+    as_of = min(entity_ends) if entity_ends else end
+    result = FeatureRepo(
+        project=names.project,
+        feature_view=names.view,
+        feature_service=names.service,
+        features=list(fields.features),
+        materialized_from=start.isoformat() if start is not None else "",
+        materialized_to=end.isoformat() if end is not None else "",
+        online_store=relative_to(repo / ONLINE_STORE, workspace.root),
+        feast_names={o: f for o, f in fields.to_feast.items() if o != f},
+        source_rows=pq.ParquetFile(repo / SOURCE).metadata.num_rows,
+        feast_log=logs[:20],
+        entity_views={entity.view: plan.entity for plan, entity in layout},
+        engineered=config.features.engineered(),
+        online_as_of=as_of.isoformat() if as_of is not None else "",
+        repo=str(folder.resolve()),
+    )
+    return Artifact("features", repo, digest, result, {"registry": registry})
+
+
+def _registry_view(
+    store: Any, service_name: str, fields: FieldNames, view_name: str, *, exact: bool = True
+) -> tuple[Any, list[str]]:
     """The row-key feature view of a service, from the registry, and its feature references.
 
-    The registry must hold the features the Config names (by their Feast names).
+    The registry must hold the features the Config names (by their Feast names): exactly those
+    (`exact`, the project's own store), or at least those (another project's, `features.repo`),
+    the references then naming only them.
     """
     service = store.get_feature_service(service_name)
     projections = [p for p in service.feature_view_projections if p.name == view_name]
@@ -312,8 +403,18 @@ def _registry_view(store: Any, service_name: str, fields: FieldNames, view_name:
         )
     projection = projections[0]
     view = store.get_feature_view(projection.name)
-    refs = [f"{projection.name_to_use()}:{feature.name}" for feature in projection.features]
-    if [feature.name for feature in projection.features] != fields.feast_features:
+    held = [feature.name for feature in projection.features]
+    if not exact:
+        missing = [name for name, safe in zip(fields.features, fields.feast_features, strict=True) if safe not in held]
+        if missing:
+            raise FeatureStoreError(
+                f"features.repo: the view {view_name!r} in {store.repo_path} has no field for "
+                f"{', '.join(map(repr, missing))}, which this project's schema reads; drop them "
+                "(schema.drop) or add them to that project"
+            )
+        return view, [f"{projection.name_to_use()}:{safe}" for safe in fields.feast_features]
+    refs = [f"{projection.name_to_use()}:{name}" for name in held]
+    if held != fields.feast_features:
         raise FeatureStoreError(
             f"the feature store in {store.repo_path} was built for other features than conveyor.yaml "
             "names; run `conveyor run --from features` to rebuild it"
@@ -352,16 +453,16 @@ def training_set(
         )
         .to_pandas()
     )
+    repo = store_repo(config, workspace)
     with feast_logs() as logs:
         store = open_store(config, workspace, existing=True)
         try:
-            view, refs = _registry_view(store, features.result.feature_service, fields, features.result.feature_view)
+            view, refs = _registry_view(store, features.result.feature_service, fields, features.result.feature_view,
+                                        exact=config.features.repo is None)
             # The registry keeps the source path relative to the repo; the DuckDB offline store
             # reads it as given (relative to the process's cwd), so resolve it against the repo
             # where it is now, with Feast's own rule.
-            view.batch_source.file_options.uri = FileSource.get_uri_for_file_path(
-                workspace.feature_repo, view.batch_source.path
-            )
+            view.batch_source.file_options.uri = FileSource.get_uri_for_file_path(repo, view.batch_source.path)
             job = DuckDBOfflineStore.get_historical_features(
                 config=store.config,
                 feature_views=[view],
@@ -375,7 +476,7 @@ def training_set(
         except FeatureStoreError:
             raise
         except Exception as exc:
-            raise _feast_error(f"Feast could not build the training set from {workspace.feature_repo}", exc, logs) from exc
+            raise _feast_error(f"Feast could not build the training set from {repo}", exc, logs) from exc
     assert isinstance(joined, pl.DataFrame)
     if joined.height != labels.height or joined[ROW].n_unique() != labels.height:
         raise FeatureStoreError(
@@ -390,7 +491,7 @@ def training_set(
     # row's event time (ASOF: the latest table row at or before it), then the on-demand ones.
     layout = entity_layout(config)
     if layout:
-        frame = join_aggregates(frame, read_entity_tables(workspace.feature_repo, layout), [p for p, _ in layout])
+        frame = join_aggregates(frame, read_entity_tables(repo, layout), [p for p, _ in layout])
     frame = add_on_demand(config, frame)
     engineered = config.features.engineered()
     frame = frame.select([key, EVENT_TIMESTAMP, *fields.features, *engineered, target])
@@ -426,12 +527,13 @@ class OnlineFeatures:
             self._store = open_store(config, workspace, existing=True)
             try:
                 names = feast_names(config)
-                view, refs = _registry_view(self._store, names.service, fields, names.view)
+                view, refs = _registry_view(self._store, names.service, fields, names.view,
+                                            exact=config.features.repo is None)
             except FeatureStoreError:
                 raise
             except Exception as exc:
                 raise FeatureStoreError(
-                    f"no feature service in {workspace.feature_repo}; run `conveyor run` first "
+                    f"no feature service in {store_repo(config, workspace)}; run `conveyor run` first "
                     f"({type(exc).__name__}: {exc}{'; ' + ' | '.join(logs[-3:]) if logs else ''})"
                 ) from exc
         self._refs = refs  # built once: get() runs per request
@@ -468,7 +570,7 @@ class OnlineFeatures:
                 ]
             except Exception as exc:  # a store built before features.entities was set
                 raise FeatureStoreError(
-                    f"the feature store in {workspace.feature_repo} has no view for every entity of "
+                    f"the feature store in {store_repo(config, workspace)} has no view for every entity of "
                     f"features.entities ({type(exc).__name__}: {exc}); run `conveyor run --from features`"
                 ) from exc
             self.entities_as_of = min(ends) if ends else None

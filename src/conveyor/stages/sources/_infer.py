@@ -30,6 +30,18 @@ _CATEGORICAL_MAX_INT_LEVELS = 10
 _HOUR_NAMES = {"hr", "hour", "hour_of_day", "hours"}
 _ID_NAME = re.compile(r"(^|_)(id|key|uuid|index|instant)$", re.IGNORECASE)
 _GENERATED_KEY = "row_id"
+_ENTITY_NAME = re.compile(
+    r"(id|key|code|zone|station|store|shop|customer|client|user|account|device|location|site|region|city|"
+    r"product|item|sku)s?$",
+    re.IGNORECASE,
+)
+"""A name that looks like a key of something rows are about (`PULocationID`, `store`, `customer_id`)."""
+ENTITY_MIN_KEYS = 20
+"""Fewer distinct keys than this are categories (a vendor, a payment type), not entities."""
+ENTITY_MIN_ROWS_PER_KEY = 5.0
+"""A proposed entity has at least this many rows per key on average: aggregates over its rows mean something."""
+ENTITY_MAX_KEYS = 100_000
+ENTITY_MAX_MISSING = 0.01
 TYPE_THRESHOLD = 0.98
 """A column's type is the narrowest type at least this share of its non-missing values parse as."""
 BAD_LINE_SHARE = 0.02
@@ -267,6 +279,63 @@ def _event_time(types: dict[str, _Typed], frame: pl.DataFrame, requested: list[s
     return EventTime(kind="ingest_time"), "no date or datetime column: every row gets the time of the ingest"
 
 
+@dataclass(frozen=True)
+class EntityProposal:
+    column: str
+    keys: int
+    rows_per_key: float
+    """Mean rows per key."""
+    median_rows: float
+    """Median rows per key."""
+
+    def note(self, event_time: str) -> str:
+        return (
+            f"{self.column}: proposed for features.entities ({self.keys} distinct keys, {self.rows_per_key:.1f} rows "
+            f"per key on average, median {self.median_rows:g}, with the event time {event_time}); left off: "
+            "see the commented `features:` block"
+        )
+
+
+def propose_entities(
+    frame: pl.DataFrame, types: dict[str, str], candidates: list[str], has_event_time: bool
+) -> list[EntityProposal]:
+    """Columns that look like entities: an integer or string key repeated on many rows, with an
+    event time to order them (without one there is no "earlier row" to aggregate over).
+
+    A key has between `ENTITY_MIN_KEYS` and `ENTITY_MAX_KEYS` distinct values, at least
+    `ENTITY_MIN_ROWS_PER_KEY` rows per key on average, almost no missing value, and either a
+    key-like name (`...ID`, `store`, `zone`, ...) or, for text, codes without spaces. An integer
+    without such a name is read as a measurement (a count, an amount) and never proposed.
+    """
+    import polars as pl
+
+    if not has_event_time or frame.height == 0:
+        return []
+    proposed = []
+    for column in candidates:
+        kind = types[column]
+        if kind not in ("integer", "string"):
+            continue
+        values = frame[column]
+        present = values.drop_nulls()
+        if present.len() < frame.height * (1 - ENTITY_MAX_MISSING):
+            continue
+        keys = present.n_unique()
+        if not ENTITY_MIN_KEYS <= keys <= ENTITY_MAX_KEYS or frame.height / keys < ENTITY_MIN_ROWS_PER_KEY:
+            continue
+        named = _ENTITY_NAME.search(column) is not None
+        if kind == "integer":
+            if not named or int(present.min()) < 0:  # type: ignore[arg-type]
+                continue
+        elif not named and bool(present.cast(pl.String).str.contains(r"\s").any()):
+            continue
+        counts = present.value_counts()["count"]
+        median = counts.median()
+        proposed.append(EntityProposal(column, keys, frame.height / keys,
+                                       float(median) if isinstance(median, (int, float)) else 0.0))
+    return proposed
+
+
 def _an_unparsed(frame: pl.DataFrame, name: str, kinds: tuple[str, ...]) -> str:
     """A value of the column that is not of the given kinds (not the first value, which may be fine)."""
     import polars as pl
@@ -315,8 +384,13 @@ def infer_config(
     source_path: str | None = None,
     type_threshold: float = TYPE_THRESHOLD,
     notes: list[str] | None = None,
+    entities: list[str] | None = None,
 ) -> Config:
     """Infer column types, roles, the task, the event time and how to read the file.
+
+    Columns that look like entities (`propose_entities`) are appended to `entities` and noted;
+    they are not turned on: `features.entities` stays empty until a person chooses them (and
+    their aggregates).
 
     What init found and decided (values that will be quarantined, missing tokens, number
     notation, encoding, bad rows, the reason for each role) is appended to `notes`, one
@@ -426,6 +500,14 @@ def infer_config(
     inputs = [c for c, col in columns.items() if col.role in ("numeric", "categorical") and c not in (target, entity)]
     leaks = check_and_find_leaks(frame, target, task, [c for c in inputs if c not in (drop or [])])
     said.extend(f"{leak.column}: reproduces the target ({leak.evidence}); proposed for schema.drop" for leak in leaks)
+    keyed = [c for c, col in columns.items() if col.role in ("numeric", "categorical", "id", "ignore")
+             and c not in (target, entity, *event_time.columns, *(drop or []), *(leak.column for leak in leaks))]
+    has_time = event_time.kind != "ingest_time"
+    parsed = pl.DataFrame({c: types[c].value for c in keyed}) if keyed else pl.DataFrame()
+    for proposal in propose_entities(parsed, {c: types[c].kind for c in keyed}, keyed, has_time):
+        said.append(proposal.note(" + ".join(event_time.columns)))
+        if entities is not None:
+            entities.append(proposal.column)
     schema = Schema(
         target=target,
         task=task,  # type: ignore[arg-type]
