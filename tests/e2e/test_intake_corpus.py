@@ -66,11 +66,10 @@ def test_corpus_file(case: dict[str, Any], tmp_path: Path) -> None:
         _no_traceback(result := conveyor("run", "-C", str(tmp_path), check=False))
         assert result.returncode == 0, result.stderr
         assert "quarantined" in result.stdout
-    else:
-        for stage in ("ingest", "prepare"):
-            result = conveyor(stage, "-C", str(tmp_path), check=False)
-            _no_traceback(result)
-            assert result.returncode == 0, result.stderr
+    else:  # one process: ingest then prepare, nothing after
+        _no_traceback(result := conveyor("run", "-C", str(tmp_path), "--to", "prepare", check=False))
+        assert result.returncode == 0, result.stderr
+        assert not (tmp_path / "feature_repo").exists() and not (tmp_path / "reports" / "eda.html").exists()
 
     raw = stage_result(tmp_path, "ingest")
     clean = stage_result(tmp_path, "prepare")

@@ -113,7 +113,8 @@ def _without_search(config: Any) -> Any:
 
 
 def _run(
-    project: Path, *, only: str | None = None, start: str | None = None, force: bool = False, no_search: bool = False
+    project: Path, *, only: str | None = None, start: str | None = None, stop: str | None = None,
+    force: bool = False, no_search: bool = False,
 ) -> None:
     from rich.table import Table
 
@@ -141,7 +142,7 @@ def _run(
         rows.append((event.stage, state, f"{event.seconds:.1f}s" if event.status == "ran" else "-", summary))
 
     try:
-        run_pipeline(config, workspace, only=only, start=start, force=force, on_event=on_event)
+        run_pipeline(config, workspace, only=only, start=start, stop=stop, force=force, on_event=on_event)
     finally:
         if status is not None:
             status.stop()
@@ -158,10 +159,11 @@ def _run(
 def run(
     project: ProjectOpt = Path("."),
     from_: Annotated[Optional[str], typer.Option("--from", help="Re-run from this stage on.")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", help="Stop after this stage (e.g. --to prepare).")] = None,
     no_search: NoSearchOpt = False,
 ) -> None:
     """Run ingest -> prepare -> eda -> features -> dataset -> train -> promote, skipping unchanged stages."""
-    _run(project, start=from_, no_search=no_search)
+    _run(project, start=from_, stop=to, no_search=no_search)
 
 
 def _stage_command(stage: str, help_text: str) -> None:

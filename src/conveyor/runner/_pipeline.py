@@ -188,12 +188,14 @@ def run_pipeline(
     *,
     only: str | None = None,
     start: str | None = None,
+    stop: str | None = None,
     force: bool = False,
     on_event: Callable[[Event], None] = lambda event: None,
 ) -> dict[str, Artifact[Any]]:
     """Run the stages in order (or `only` one, from the recorded upstream artifacts).
 
     `start` forces that stage and every later one to run again; earlier ones may be cached.
+    `stop` ends the run after that stage (its upstream runs or is cached; nothing after it).
     With `models:`, `train` and `promote` name every model's instance (`train.fare`, ...), and
     `train.fare` one model's.
     """
@@ -203,11 +205,15 @@ def run_pipeline(
     def matching(value: str) -> list[int]:
         return [i for i, name in enumerate(names) if value in (name, _base(name))]
 
-    for option, value in (("--from", start), ("stage", only)):
+    for option, value in (("--from", start), ("--to", stop), ("stage", only)):
         if value is not None and not matching(value):
             raise ConveyorError(f"{option} {value}: no such stage; the stages are {', '.join(names)}")
     forced_from = matching(start)[0] if start else len(names)
     todo = [stages[i] for i in matching(only)] if only else list(stages)
+    if stop is not None:  # by base stage: `--to train` runs every model's train, no promote
+        order = [stage.name for stage in STAGES]
+        last = order.index(_base(names[matching(stop)[0]]))
+        todo = [stage for stage in todo if order.index(_base(stage.name)) <= last]
     if only and force:
         forced_from = matching(only)[0]
     artifacts = _upstream_of(only, todo, stages, workspace) if only else {}
