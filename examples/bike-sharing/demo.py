@@ -1,6 +1,6 @@
 """`make demo`: the whole lifecycle on the bundled bike-sharing data, as a user would run it.
 
-init -> run (ingest, prepare, features, train, promote) -> serve -> real HTTP requests ->
+init -> run (ingest, prepare, eda, features, dataset, train, promote) -> serve -> real HTTP requests ->
 monitor -> stop the server -> a short summary. The workspace is `build/demo/`, made anew.
 """
 
@@ -79,7 +79,7 @@ def main() -> None:
     console.print("init proposed dropping the leaking [bold]casual[/]/[bold]registered[/] columns itself; "
                   "the edit a user makes (examples/bike-sharing/conveyor.yaml): read windspeed 0 as missing.")
 
-    step("2. conveyor run: ingest -> prepare -> features (Feast) -> train (MLflow) -> promote")
+    step("2. conveyor run: ingest -> prepare -> eda -> features (Feast) -> dataset -> train (MLflow) -> promote")
     conveyor("run", "-C", str(WORK.relative_to(ROOT)))
 
     step("3. conveyor serve, and real requests to it")
