@@ -10,6 +10,7 @@ says its cached output is still valid. Every artifact is recorded by digest in
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -235,10 +236,28 @@ def run_pipeline(
         seconds = time.perf_counter() - started
         artifacts[stage.name] = artifact
         _save(workspace, stage, key, artifact, seconds)
+        _release_memory()
         on_event(Event(stage.name, "ran", artifact, seconds, why))
         log.append({"stage": stage.name, "status": "ran", "seconds": round(seconds, 3), "digest": artifact.digest})
     _write_run(workspace, began, log)
     return artifacts
+
+
+def _release_memory() -> None:
+    """Hand the heap a finished stage freed back to the system (glibc keeps it otherwise).
+
+    A whole `conveyor run` is one process: without this, each stage's peak stays in the RSS
+    the next stage starts from (1M rows: 2.0 GB peak instead of 1.9 GB).
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols: glibc's allocator
+        except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+            pass
 
 
 def _write_run(workspace: Workspace, began: datetime, log: list[dict[str, Any]]) -> None:

@@ -23,11 +23,16 @@ def split_frame(frame: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, pd.D
     if how == "auto":
         how = "random" if schema.event_time.kind == "ingest_time" else "time"
     if how == "time":
-        ordered = frame.sort_values([EVENT_TIMESTAMP, schema.entity.key], kind="stable")
-        cut = ordered[EVENT_TIMESTAMP].iloc[int(len(ordered) * (1 - training.test_size))]
-        train = ordered[ordered[EVENT_TIMESTAMP] < cut]
-        test = ordered[ordered[EVENT_TIMESTAMP] >= cut]
-        return train.reset_index(drop=True), test.reset_index(drop=True), "time"
+        import pandas as pd
+
+        ordered = frame.sort_values([EVENT_TIMESTAMP, schema.entity.key], kind="stable", ignore_index=True)
+        times = ordered[EVENT_TIMESTAMP]
+        cut = times.iloc[int(len(ordered) * (1 - training.test_size))]
+        # the rows before the first row at `cut`: two slices of the one sorted copy, no more copies
+        boundary = int(times.searchsorted(cut, side="left"))
+        train, test = ordered.iloc[:boundary], ordered.iloc[boundary:]
+        test.index = pd.RangeIndex(len(test))
+        return train, test, "time"
     from sklearn.model_selection import train_test_split
 
     stratify = frame[schema.target] if schema.task == "classification" else None
