@@ -438,11 +438,12 @@ def _capture(work: Callable[[], None], failed: list[BaseException]) -> None:
 
 
 def _eda(config: Config, workspace: Workspace, clean: pl.DataFrame, quarantined: int) -> Path:
-    from conveyor.stages.prep._eda import write_eda_report
+    from conveyor.stages.prep._eda import target_checks, write_eda_report
 
     schema = config.schema
+    frame = clean.drop(LINE)
     return write_eda_report(
-        clean.drop(LINE),
+        frame,
         target=schema.target,
         task=schema.task,
         numeric=schema.numeric(),
@@ -450,6 +451,7 @@ def _eda(config: Config, workspace: Workspace, clean: pl.DataFrame, quarantined:
         path=workspace.reports / "eda.html",
         title=f"{config.name}: exploratory data analysis",
         quarantined=quarantined,
+        checks=target_checks(frame, config),
     )
 
 
