@@ -9,6 +9,7 @@ test metric of each, and the plain fit next to them.
 
     .venv/bin/python benchmarks/training.py                     # default budget (conveyor.yaml defaults)
     .venv/bin/python benchmarks/training.py --trials 8 --timeout 40 --datasets bike
+    .venv/bin/python benchmarks/training.py --seed 7             # another split (random), folds and sampler
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _plain_lightgbm(config: Any, training_set: Any, metric: str) -> tuple[float,
     return seconds, output_scores(schema.task, y_test, output)[metric]
 
 
-def bench(name: str, folder: Path, trials: int | None, timeout: float | None) -> list[tuple[str, ...]]:
+def bench(name: str, folder: Path, trials: int | None, timeout: float | None, seed: int | None = None) -> list[tuple[str, ...]]:
     import yaml
 
     from conveyor.runner import init_project, load_project, run_pipeline
@@ -65,10 +66,12 @@ def bench(name: str, folder: Path, trials: int | None, timeout: float | None) ->
     csv, target, entity = DATASETS[name]
     shutil.copy(csv, folder / csv.name)
     init_project(folder / csv.name, target=target, output=folder / "conveyor.yaml", entity=entity[0] if entity else None)
-    if trials is not None or timeout is not None:
+    if trials is not None or timeout is not None or seed is not None:
         data = yaml.safe_load((folder / "conveyor.yaml").read_text())
         search = data["training"]["search"]
         search.update({k: v for k, v in (("trials", trials), ("timeout_s", timeout)) if v is not None})
+        if seed is not None:
+            data["training"]["seed"] = seed
         (folder / "conveyor.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     config, workspace = load_project(folder)
     started = time.perf_counter()
@@ -97,12 +100,13 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
     parser.add_argument("--trials", type=int, default=None, help="training.search.trials (default: the config default)")
     parser.add_argument("--timeout", type=float, default=None, help="training.search.timeout_s")
+    parser.add_argument("--seed", type=int, default=None, help="training.seed: split (random), folds, sampler, models")
     args = parser.parse_args()
     header = ("dataset", "candidate", "search s", "fit s", "trials", "trials/s", "MLflow ms/trial", "test metric")
     rows: list[tuple[str, ...]] = []
     for name in args.datasets:
         with tempfile.TemporaryDirectory(prefix=f"conveyor-bench-{name}-") as tmp:
-            rows += bench(name, Path(tmp), args.trials, args.timeout)
+            rows += bench(name, Path(tmp), args.trials, args.timeout, args.seed)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))

@@ -72,12 +72,8 @@ def main() -> None:
     step("1. conveyor init: a project file inferred from the CSV")
     conveyor("init", "--csv", str(CSV.relative_to(ROOT)), "--target", "cnt", "--name", "bike-sharing",
              "--output", str((WORK / "conveyor.yaml").relative_to(ROOT)))
-    inferred = (WORK / "conveyor.yaml").read_text()
-    source_line = next(line for line in inferred.splitlines() if line.strip().startswith("path:"))
-    edited = (HERE / "conveyor.yaml").read_text().replace("  path: bike_sharing_hourly.csv", source_line)
-    (WORK / "conveyor.yaml").write_text(edited)
-    console.print("init proposed dropping the leaking [bold]casual[/]/[bold]registered[/] columns itself; "
-                  "the edit a user makes (examples/bike-sharing/conveyor.yaml): read windspeed 0 as missing.")
+    console.print("the project file is used as init wrote it: init itself proposed dropping the leaking "
+                  "[bold]casual[/]/[bold]registered[/] columns (casual + registered == cnt on every row).\n")
 
     step("2. conveyor run: ingest -> prepare -> eda -> features (Feast) -> dataset -> train (MLflow) -> promote")
     conveyor("run", "-C", str(WORK.relative_to(ROOT)))

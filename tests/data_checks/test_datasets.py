@@ -24,7 +24,7 @@ def test_bike_sharing_quirks_the_demo_relies_on() -> None:
     frame = pl.read_csv(BIKE_CSV)
     assert frame.shape == (17379, 17)
     assert (frame["casual"] + frame["registered"] == frame["cnt"]).all()  # the leak the demo drops
-    assert (frame["windspeed"] == 0).sum() == 2180  # read as missing by the demo's cleaning rule
+    assert (frame["windspeed"] == 0).sum() == 2180  # read as missing by the example project's cleaning rule (examples/bike-sharing/conveyor.yaml)
     assert frame["yr"].value_counts().sort("yr")["count"].to_list() == [8645, 8734]
 
 

@@ -97,6 +97,9 @@ def test_eda_report_is_offline_html_with_plots(bike_project: Path) -> None:
     html = (bike_project / "reports" / "eda.html").read_text()
     assert html.count("data:image/png;base64,") >= 4
     assert "http://" not in html and "https://" not in html
+    checks = html[html.index("<h2>Target checks</h2>"):html.index("<h2>Columns</h2>")]
+    assert "No feature reproduces the target" in checks  # init proposed the leaks; schema.drop left them out
+    assert "Left out by schema.drop: casual, registered." in checks
 
 
 def test_second_run_is_cached_and_from_reruns(bike_project: Path) -> None:

@@ -12,8 +12,17 @@ import numpy as np
 import polars as pl
 import pytest
 
+from conveyor.core.config import Config
 from conveyor.core.errors import DataError
-from conveyor.stages.prep._eda import EdaSummary, Histogram, LevelCounts, summarize_eda, write_eda_report
+from conveyor.stages.prep._eda import (
+    EdaSummary,
+    Histogram,
+    LevelCounts,
+    summarize_eda,
+    target_checks,
+    target_checks_html,
+    write_eda_report,
+)
 
 IMG = '<img src="data:image/png;base64,'
 ROW = re.compile(r"<tr[^>]*>((?:<td>.*?</td>)+)</tr>")
@@ -290,3 +299,59 @@ def test_summary_samples_plots_but_not_tables() -> None:
     assert isinstance(x, Histogram) and x.values.size == 100
     again = summarize(df, numeric=["x"], categorical=[], max_plot_rows=100)
     assert isinstance(again.features[0], Histogram) and np.array_equal(again.features[0].values, x.values)
+
+
+def _leak_config(task: str = "regression", drop: list[str] | None = None, extra: dict[str, str] | None = None) -> Config:
+    columns = {"id": {"type": "integer", "role": "id"}, "a": {"type": "float", "role": "numeric"},
+               "b": {"type": "float", "role": "numeric"}, "honest": {"type": "float", "role": "numeric"},
+               "y": {"type": "float" if task == "regression" else "string", "role": "numeric" if task == "regression" else "categorical"}}
+    columns |= {name: {"type": "float", "role": "numeric"} for name in (extra or {})}
+    return Config.model_validate({
+        "name": "t", "source": {"path": "d.csv"},
+        "schema": {"target": "y", "task": task, "entity": {"key": "id"}, "event_time": {"kind": "ingest_time"},
+                   "columns": columns, "drop": drop or []},
+    })
+
+
+def test_target_checks_name_a_planted_leak_with_its_evidence(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    n = 500
+    a, b = rng.integers(0, 50, n).astype(float), rng.integers(0, 80, n).astype(float)
+    honest = rng.normal(size=n)
+    frame = pl.DataFrame({"id": range(n), "a": a, "b": b, "honest": honest, "y": a + b + 0 * honest})
+    checks = target_checks(frame, _leak_config())
+    assert {leak.column for leak in checks.leaks} == {"a", "b"}
+    assert checks.problems == []
+    text = html.unescape(report(frame, tmp_path, numeric=["a", "b", "honest"], categorical=[], checks=checks))
+    section = text[text.index("<h2>Target checks</h2>"):text.index("<h2>Columns</h2>")]
+    assert "a + b == y on 500 of 500 rows" in section
+    assert "<td>a</td>" in section and "<td>b</td>" in section
+    assert "honest" not in section
+
+
+def test_target_checks_pass_honest_data_and_flag_a_target_that_cannot_be_learned() -> None:
+    rng = np.random.default_rng(2)
+    n = 300
+    frame = pl.DataFrame({"id": range(n), "a": rng.normal(size=n), "b": rng.normal(size=n), "honest": rng.normal(size=n)})
+    honest = target_checks(frame.with_columns(y=pl.col("a") * 2 + pl.Series(rng.normal(size=n))), _leak_config(drop=["b"]))
+    assert honest.leaks == [] and honest.problems == [] and honest.dropped == ["b"]
+    assert target_checks_html(honest).count("<tr") == 0
+    constant = target_checks(frame.with_columns(y=pl.lit(3.0)), _leak_config())
+    assert constant.problems and "one value only" in constant.problems[0]
+    labels = ["no"] * (n - 2) + ["yes"] * 2
+    few = target_checks(frame.with_columns(y=pl.Series(labels)), _leak_config("classification"))
+    assert few.problems and "'yes': 2" in few.problems[0] and "at least 4" in few.problems[0]
+    one = target_checks(frame.with_columns(y=pl.lit("no")), _leak_config("classification"))
+    assert "one class only" in one.problems[0]
+
+
+def test_target_checks_find_an_identity_from_their_sample_of_a_million_rows() -> None:
+    """The detection reads a seeded sample (its cost is in benchmarks, not here): an exact
+    `a + b == y` identity still shows, and the sample is the same on every run."""
+    rng = np.random.default_rng(3)
+    n = 1_000_000
+    a, b = rng.integers(0, 50, n).astype(float), rng.integers(0, 80, n).astype(float)
+    frame = pl.DataFrame({"id": np.arange(n), "a": a, "b": b, "honest": rng.normal(size=n), "y": a + b})
+    checks = target_checks(frame, _leak_config())
+    assert {leak.column for leak in checks.leaks} == {"a", "b"}
+    assert target_checks(frame, _leak_config()) == checks

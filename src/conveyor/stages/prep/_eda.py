@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.errors import DataError
+from conveyor.core.leakage import Leak, LeakInputs, find_leaks
 from conveyor.core.report import (
     BLUE,
     FONT_SIZE,
@@ -36,15 +37,20 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from conveyor.core.config import Config
+
 __all__ = [
     "ColumnStats",
     "EdaSummary",
     "Histogram",
     "LevelCounts",
     "LevelMeans",
+    "TargetChecks",
     "TargetCorrelation",
     "render_eda_html",
     "summarize_eda",
+    "target_checks",
+    "target_checks_html",
     "write_eda_report",
 ]
 
@@ -54,6 +60,7 @@ _TOP_LEVELS = 20  # categorical levels shown per bar chart
 _TOP_CAT_FEATURES = 6  # categorical features shown in "mean target per level"
 _MAX_HEATMAP = 30  # numeric columns in the correlation heatmap
 _DPI = 80
+_LEAK_ROWS = 5_000  # leak detection reads a seeded sample of at most this many rows (~50 ms on 1M rows)
 
 _CSS = """
 .cards{display:flex;flex-wrap:wrap;gap:10px} .card b{display:block;font-size:1.2em}
@@ -334,6 +341,78 @@ def summarize_eda(
         )
 
 
+@dataclass(frozen=True)
+class TargetChecks:
+    """The report's "Target checks": features that reproduce the target (with the evidence, from
+    `conveyor.core.leakage`, as `conveyor init` finds them) and why the target cannot be learned."""
+
+    target: str
+    leaks: list[Leak]
+    problems: list[str]  # a constant target, one class, too few rows of a class
+    checked: list[str]  # the features searched for leaks
+    dropped: list[str]  # schema.drop: left out before this report
+    sample_rows: int  # rows the leak detection read
+
+
+def _leak_inputs(sample: pl.DataFrame, target: str, task: str, columns: list[str]) -> LeakInputs:
+    """The arrays leak detection reads, from typed columns: numbers (bool as 0/1) and filled masks."""
+    import polars as pl
+
+    def numeric(s: pl.Series) -> bool:
+        return s.dtype.is_numeric() or s.dtype == pl.Boolean
+
+    y = sample[target]
+    return LeakInputs(
+        target=target, task=task, labels=y.cast(pl.String).to_numpy().astype(object),
+        values=_floats(y) if numeric(y) else None,
+        filled={c: sample[c].is_not_null().to_numpy() for c in columns},
+        numeric={c: _floats(sample[c]) for c in columns if numeric(sample[c])},
+    )
+
+
+def _target_problems(y: pl.Series, task: str, min_class_rows: int) -> list[str]:
+    """A target that cannot be learned: no values, one value, too few rows of a class (all rows)."""
+    present = y.drop_nulls()
+    name = y.name
+    if present.len() == 0:
+        return [f"the target {name!r} has no values: nothing to learn"]
+    if task == "classification":
+        levels, counts = _levels(present, top=1_000)
+    else:  # min == max: one pass, no hashing of a million floats
+        levels, counts = ([present[0]], [present.len()]) if present.min() == present.max() else ([], [])
+    if len(levels) == 1:
+        what = "one class" if task == "classification" else "one value"
+        return [f"the target {name!r} has {what} only ({levels[0]!r} in {counts[0]:,} rows): nothing to learn"]
+    rare = [f"{v!r}: {n:,}" for v, n in zip(levels, counts) if n < min_class_rows]
+    if not rare:
+        return []
+    return [f"too few rows per class of {name!r} ({', '.join(rare)}); training needs at least {min_class_rows} "
+            "of each (training.search.folds): add rows or merge rare classes"]
+
+
+def target_checks(df: pl.DataFrame, config: Config, *, max_rows: int = _LEAK_ROWS) -> TargetChecks:
+    """Leaks among the schema's features and target problems, for the report's "Target checks".
+
+    The leak detection reads a seeded sample of at most ``max_rows`` rows (an identity or a
+    near-perfect score shows on any large sample); the target problems count every row.
+    """
+    import numpy as np
+
+    schema = config.schema
+    target, task = schema.target, schema.task
+    if target not in df.columns:
+        raise DataError(f"EDA report: the target {target!r} is not in the data; it has {df.columns}")
+    columns = [c for c in schema.features() if c in df.columns and c != target]
+    search = config.training.search
+    problems = _target_problems(df[target], task, search.folds if search.trials > 0 else 2)
+    sample = df.sample(n=max_rows, seed=0) if df.height > max_rows else df
+    leaks: list[Leak] = []
+    if not problems or problems[0].startswith("too few"):  # a constant target reproduces nothing
+        with np.errstate(all="ignore"):
+            leaks = find_leaks(_leak_inputs(sample, target, task, columns))
+    return TargetChecks(target, leaks, problems, columns, list(schema.drop), sample.height)
+
+
 # --------------------------------------------------------------------------- #
 # drawing
 # --------------------------------------------------------------------------- #
@@ -514,11 +593,32 @@ def _heatmap_html(s: EdaSummary) -> str:
     return head + img_tag(fig, "correlation heatmap", dpi=_DPI)
 
 
-def render_eda_html(summary: EdaSummary, title: str) -> str:
+def target_checks_html(checks: TargetChecks) -> str:
+    """The "Target checks" section: each leaking feature with its evidence, and target problems."""
+    esc = html.escape
+    parts = ["<h2>Target checks</h2>"]
+    parts += [f"<p class='warn'>{esc(problem)}</p>" for problem in checks.problems]
+    if checks.leaks:
+        parts.append(f"<p class='warn'>{len(checks.leaks)} feature(s) reproduce the target {esc(checks.target)} "
+                     "(known only after it): a model using them is useless in serving; move them to schema.drop.</p>")
+        rows = [f"<tr class='leak'><td>{esc(leak.column)}</td><td>{esc(leak.evidence)}</td></tr>" for leak in checks.leaks]
+        parts.append(html_table(("column", "evidence"), rows, left=2))
+    else:
+        parts.append(f"<p>No feature reproduces the target (identities, single-feature scores, filled only with "
+                     f"the target; {len(checks.checked)} features on {checks.sample_rows:,} rows).</p>")
+    if checks.dropped:
+        parts.append("<p class='note'>Left out by schema.drop: " + esc(", ".join(checks.dropped)) + ".</p>")
+    return "\n".join(parts)
+
+
+def render_eda_html(summary: EdaSummary, title: str, checks: TargetChecks | None = None) -> str:
     """The whole report as one HTML document (figures embedded); writes nothing."""
     sections = (_cards_html, _columns_html, _missing_html, _target_html, _features_html,
                 _correlation_html, _level_means_html, _heatmap_html)
-    return html_page(title, "\n".join(part for f in sections if (part := f(summary))), css=_CSS)
+    parts = [part for f in sections if (part := f(summary))]
+    if checks is not None:
+        parts.insert(1, target_checks_html(checks))  # right after the summary cards
+    return html_page(title, "\n".join(parts), css=_CSS)
 
 
 def write_eda_report(
@@ -532,12 +632,14 @@ def write_eda_report(
     title: str,
     quarantined: int = 0,
     max_plot_rows: int = 50_000,
+    checks: TargetChecks | None = None,
 ) -> Path:
     """Write a self-contained HTML exploratory-data-analysis report and return its path.
 
     Tables use every row; plots and correlations use a seeded sample of at most
-    ``max_plot_rows`` rows.  Raises ``DataError`` if a named column is absent.
+    ``max_plot_rows`` rows; ``checks`` (from ``target_checks``) adds the "Target checks"
+    section.  Raises ``DataError`` if a named column is absent.
     """
     summary = summarize_eda(df, target=target, task=task, numeric=numeric, categorical=categorical,
                             quarantined=quarantined, max_plot_rows=max_plot_rows)
-    return write_text(Path(path), render_eda_html(summary, title))
+    return write_text(Path(path), render_eda_html(summary, title, checks))

@@ -17,7 +17,8 @@ from conveyor.core.workspace import Workspace
 
 __all__ = ["EDA", "EDA_VERSION", "EdaReport", "build_report"]
 
-EDA_VERSION = 1
+EDA_VERSION = 2
+"""2: the "Target checks" section (leaks with their evidence, an unlearnable target)."""
 _LINE = "_line"
 
 
@@ -48,9 +49,10 @@ def build_report(config: Config, workspace: Workspace, clean: Artifact[CleanInpu
     """Write `reports/eda.html` from the clean data (tables from every row, plots from a sample)."""
     import polars as pl
 
-    from conveyor.stages.prep._eda import write_eda_report
+    from conveyor.stages.prep._eda import target_checks, write_eda_report
 
-    digest = hash_json({"clean": clean.digest, "schema": config.section("schema"), "version": EDA_VERSION})
+    digest = hash_json({"clean": clean.digest, "schema": config.section("schema"),
+                        "folds": _folds(config, workspace), "version": EDA_VERSION})
     names = [n for n in pl.scan_parquet(clean.path).collect_schema().names() if n != _LINE]
     frame = pl.read_parquet(clean.path, columns=names)
     schema = config.schema
@@ -64,9 +66,16 @@ def build_report(config: Config, workspace: Workspace, clean: Artifact[CleanInpu
         path=workspace.reports / "eda.html",
         title=f"{config.name}: exploratory data analysis",
         quarantined=clean.result.quarantined + clean.result.ingest_quarantined,
+        checks=target_checks(frame, config),
     )
     result = EdaReport(report=relative_to(path, workspace.root), rows=frame.height, columns=frame.width)
     return Artifact("eda", path, digest, result, {"clean": clean.digest})
+
+
+def _folds(config: Config, workspace: Workspace) -> int:
+    """The one training key the report reads: a class needs this many rows (target checks)."""
+    del workspace
+    return config.training.search.folds
 
 
 def _run(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[EdaReport]:
@@ -77,6 +86,7 @@ EDA: Stage[EdaReport] = Stage(
     name="eda",
     needs=("prepare",),
     sections=("schema",),
+    extra_key=lambda config, workspace: _folds(config, workspace),
     version=EDA_VERSION,
     result=EdaReport,
     run=_run,

@@ -120,6 +120,8 @@ class SearchOutcome:
     kept_first: bool = False
     """No trial beat the first one (the untuned parameters) by more than one standard error of the
     paired fold differences: the first one is kept (the one-standard-error rule)."""
+    kept_also: bool = False
+    """Else the same rule kept the second trial (`also`: the regularised start)."""
 
 
 @dataclass(frozen=True)
@@ -233,8 +235,14 @@ def search(
                              stopped_by, history)
     best = study.best_trial
     kept_first = _within_one_se(study.trials[0], best, job.metric)
+    kept_also = False
     if kept_first:
         best = study.trials[0]
+    elif also is not None and len(study.trials) > 1 and best.number != 1:
+        # the one-standard-error rule again, for the second simplest choice: the regularised start
+        kept_also = _within_one_se(study.trials[1], best, job.metric)
+        if kept_also:
+            best = study.trials[1]
     params = dict(best.params)
     rounds = best.user_attrs.get("rounds")
     return SearchOutcome(
@@ -248,6 +256,7 @@ def search(
         stopped_by=stopped_by,
         history=history,
         kept_first=kept_first,
+        kept_also=kept_also,
     )
 
 
