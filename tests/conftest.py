@@ -160,6 +160,7 @@ def two_taxi_models(folder: Path) -> Path:
     shutil.copy(TAXI_DIR / "nyc_taxi_trips.csv", folder / "nyc_taxi_trips.csv")
     config = yaml.safe_load((TAXI_DIR / "conveyor.yaml").read_text())
     config["schema"]["drop"] = ["total_amount"]  # tip_amount is a target now: kept
+    config.setdefault("training", {}).setdefault("lightgbm", {})["n_estimators"] = 100  # tests: a small model
     config["models"] = {
         "fare": {"target": "fare_amount", "task": "regression"},
         "tip": {"target": "tip_amount", "task": "regression", "features": TIP_FEATURES},
