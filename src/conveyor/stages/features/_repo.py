@@ -55,7 +55,8 @@ SOURCE = "data/source.parquet"
 REGISTRY = "data/registry.pb"
 ONLINE_STORE = "data/online_store.db"
 ROW_STORE_TYPE = "conveyor.stages.features.sqlite_store.SqliteRowOnlineStore"
-"""Conveyor's Feast online store (one SQLite row per entity); `sqlite_store.STORE_TYPE`."""
+"""Conveyor's Feast online store (one SQLite row per entity, `sqlite_store.py`), as Feast's
+`online_store.type` names it; the one place this path is written."""
 """Paths inside `feature_repo/`, relative: the same wherever the project folder is."""
 
 REGISTRY_CACHE_SECONDS = 60

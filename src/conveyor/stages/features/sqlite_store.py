@@ -39,9 +39,11 @@ from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.value_type import ValueType
 from pydantic import StrictStr
 
+from conveyor.stages.features._repo import ROW_STORE_TYPE
+
 __all__ = ["STORE_TYPE", "SqliteRowOnlineStore", "SqliteRowOnlineStoreConfig"]
 
-STORE_TYPE = "conveyor.stages.features.sqlite_store.SqliteRowOnlineStore"
+STORE_TYPE = ROW_STORE_TYPE
 
 _FIELD_BY_TYPE = {
     ValueType.DOUBLE: "double_val",
@@ -204,19 +206,18 @@ class SqliteRowOnlineStore(OnlineStore):
         progress: Callable[[int], Any] | None,
     ) -> None:
         version = config.entity_key_serialization_version
-        _, _, layout, _ = self._ready(config, table, create=True)
+        conn, name, layout, _ = self._ready(config, table, create=True)
         rows = []
         for entity_key, values, event_ts, created_ts in data:
             rows.append(
                 (serialize_entity_key(entity_key, entity_key_serialization_version=version),
                  _micros(event_ts), _micros(created_ts) if created_ts else None, *layout.to_sql(values))
             )
-        self._write(config, table, layout, rows)
+        self._write(conn, name, layout, rows)
         if progress:
             progress(len(data))
 
-    def _write(self, config: RepoConfig, view: FeatureView, layout: _Layout, rows: Iterable[Sequence[Any]]) -> None:
-        conn, table, _, _ = self._ready(config, view, create=True)
+    def _write(self, conn: sqlite3.Connection, table: str, layout: _Layout, rows: Iterable[Sequence[Any]]) -> None:
         names = ", ".join(["entity_key", "event_ts", "created_ts", *layout.columns()])
         marks = ", ".join("?" * (3 + len(layout.names)))
         with self._lock:
@@ -294,7 +295,7 @@ class SqliteRowOnlineStore(OnlineStore):
         """
         import polars as pl
 
-        _, _, layout, _ = self._ready(config, view, create=True)
+        conn, table, layout, _ = self._ready(config, view, create=True)
         created = _micros(datetime.now(UTC))
         micros = frame.get_column(event_column).dt.epoch("us")  # naive times are UTC
         key_type = next(f.dtype.to_value_type() for f in view.entity_columns if f.name == join_key)
@@ -318,7 +319,7 @@ class SqliteRowOnlineStore(OnlineStore):
                 columns.append(series.to_list())
             rows = zip(part.get_column("__key").to_list(), part.get_column("__ts").to_list(),
                        [created] * part.height, *columns, strict=True)
-            self._write(config, view, layout, rows)
+            self._write(conn, table, layout, rows)
             written += part.height
         return written
 
