@@ -87,10 +87,12 @@ def free_port() -> int:
 
 
 class Server:
-    """`conveyor serve` in its own process, on a free port of 127.0.0.1."""
+    """`conveyor serve` in a session of its own (so signals reach every worker process), on a
+    free port of 127.0.0.1; `args` are extra `serve` options (`--workers 2`)."""
 
-    def __init__(self, project: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, project: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.project = project
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = project / f"server-{self.port}.log"
@@ -100,8 +102,8 @@ class Server:
     def start(self, timeout: float = 120) -> Server:
         with self.log.open("ab") as handle:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "conveyor", "serve", "-C", str(self.project), "--port", str(self.port)],
-                stdout=handle, stderr=subprocess.STDOUT, env=self.env,
+                [sys.executable, "-m", "conveyor", "serve", "-C", str(self.project), "--port", str(self.port), *self.args],
+                stdout=handle, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -119,14 +121,14 @@ class Server:
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, as a crash or the OOM killer would."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
 

@@ -5,10 +5,6 @@ Real uvicorn processes on the trained demo (a copy per test), real MLflow regist
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,54 +13,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import bike_rows, feature_row, free_port
+from tests.conftest import Server, bike_rows, feature_row
 from tests.e2e.test_serving_http import _copy
 
 pytestmark = pytest.mark.slow
 
 ADMIN = "admin-s3cret"
+_ADMIN_ENV = {"CONVEYOR_TEST_ADMIN": ADMIN}
 FEATURES = ["season", "yr", "mnth", "hr", "holiday", "weekday", "workingday", "weathersit",
             "temp", "atemp", "hum", "windspeed"]
-
-
-class Group:
-    """`conveyor serve` in a session of its own, so `kill -9` reaches every worker process."""
-
-    def __init__(self, project: Path, *args: str) -> None:
-        self.project = project
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.out = project / f"server-{self.port}.log"
-        with self.out.open("ab") as handle:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "conveyor", "serve", "-C", str(project), "--port", str(self.port), *args],
-                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "CONVEYOR_TEST_ADMIN": ADMIN},
-            )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.out.read_text()
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        self.kill()
-        raise AssertionError(f"not ready:\n{self.out.read_text()}")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def rows(count: int) -> list[dict[str, Any]]:
@@ -117,7 +74,7 @@ def register_again(project: Path) -> str:
 
 def test_the_server_follows_champion_under_load(bike_project: Path, tmp_path: Path) -> None:
     project = _copy(bike_project, tmp_path / "swap", reload_s=0.5, admin_key_env="CONVEYOR_TEST_ADMIN")
-    server = Group(project)
+    server = Server(project, env=_ADMIN_ENV).start()
     try:
         before = httpx.get(f"{server.url}/health").json()["model"]["version"]
         stop = threading.Event()
@@ -154,7 +111,7 @@ def test_the_server_follows_champion_under_load(bike_project: Path, tmp_path: Pa
 
 def test_kill_9_under_load_loses_no_answered_prediction(bike_project: Path, tmp_path: Path) -> None:
     project = _copy(bike_project, tmp_path / "kill")
-    server = Group(project, "--workers", "2")
+    server = Server(project, "--workers", "2", env=_ADMIN_ENV).start()
     stop = threading.Event()
     result: list[Any] = []
     loader = threading.Thread(target=lambda: result.append(hammer(server.url, stop, clients=6)), daemon=True)
@@ -170,7 +127,7 @@ def test_kill_9_under_load_loses_no_answered_prediction(bike_project: Path, tmp_
     assert len(answered) > 50
     from conveyor.stages.monitoring import PredictionLog
 
-    restarted = Group(project)  # a restart repairs a torn tail, if the kill left one
+    restarted = Server(project, env=_ADMIN_ENV).start()  # a restart repairs a torn tail, if the kill left one
     try:
         logged = {r["request_id"] for r in PredictionLog(project / "predictions").read()}
         missing = [rid for rid in answered if rid not in logged]
@@ -184,7 +141,7 @@ def test_a_shadow_version_scores_beside_the_champion(bike_project: Path, tmp_pat
     from conveyor.stages.monitoring import PredictionLog
 
     project = _copy(bike_project, tmp_path / "shadow", shadow="champion", reload_s=0)
-    server = Group(project)
+    server = Server(project, env=_ADMIN_ENV).start()
     try:
         body = httpx.post(f"{server.url}/predict", json={"rows": rows(5)}, timeout=30).json()
         ids = [p["request_id"] for p in body["predictions"]]
