@@ -161,3 +161,45 @@ def test_the_quick_guess_is_kept_only_when_every_row_has_the_header_width(tmp_pa
     long = body.replace(b'7,"x, 7",7\n', b'7,"x, 7",7,8\n')
     read, frame = _read(tmp_path, long)
     assert [b.line for b in read.bad] == [8] and frame["_line"].to_list()[:7] == [2, 3, 4, 5, 6, 7, 9]
+
+
+@pytest.mark.parametrize(
+    ("body", "padded"),
+    [
+        (b"a,b,when\n1,x,2024-01-01 10:00\n2,y,2024-01-02 11:00\n", False),  # spaces inside values only
+        (b"a,b\r\n1,x\r\n2,y\r\n", False),  # CRLF line ends are not whitespace
+        (b"a,b\n1,Z\xc3\xbcrich\n", False),  # non-ASCII inside a value
+        (b"a,b\n 1,x\n", True),
+        (b"a,b\n1,x \n", True),
+        (b"a,b\n1,x\t\r\n", True),
+        (b'a,b\n1," x"\n', True),
+        (b"a,b\n1,\xc2\xa0x\n", True),  # a no-break space
+        (b'a,b\n1,"two\nlines"\n', True),
+    ],
+)
+def test_the_byte_pass_says_whether_any_value_is_padded(tmp_path: Path, body: bytes, padded: bool) -> None:
+    read, frame = _read(tmp_path, body)
+    assert read.padded is padded
+    if not padded:  # what prepare relies on to skip the strip
+        assert all(v == v.strip() for c in frame.columns if c != "_line" for v in frame[c].to_list())
+
+
+def test_rows_too_long_for_a_16_bit_count_are_counted_exactly(tmp_path: Path) -> None:
+    # 65,536 + 2 delimiters in one row: a 16-bit count would wrap to 2, the header's width
+    wide = b"1" + b"," * (65_536 + 2) + b"\n"
+    long_ok = b"1," + b"x" * 70_000 + b",3\n"
+    read, frame = _read(tmp_path, b"a,b,c\n1,2,3\n" + wide + long_ok + b"4,5,6\n")
+    assert [b.line for b in read.bad] == [3] and "65539 fields, the header has 3" in read.bad[0].reason
+    assert frame["_line"].to_list() == [2, 4, 5] and len(frame["b"][1]) == 70_000
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 64])
+@pytest.mark.parametrize("content", [b"a,b\n1,2\n", b"a,b\n1,2", b"x" * 200 + b"\n" + b"y\n" * 50, b"\n\n\n", b"abc"])
+def test_byte_blocks_cover_the_file_and_end_at_newlines(tmp_path: Path, content: bytes, size: int) -> None:
+    from conveyor.stages.sources._csv import _array_blocks
+
+    path = tmp_path / "d.csv"
+    path.write_bytes(content)
+    blocks = [block.tobytes() for block in _array_blocks(path, size=size)]
+    assert all(block.endswith(b"\n") for block in blocks)
+    assert b"".join(blocks) == (content if content.endswith(b"\n") else content + b"\n")

@@ -10,9 +10,6 @@ from typing import Any
 
 __all__ = ["hash_file", "hash_json", "short"]
 
-_CHUNK = 1 << 20
-
-
 def hash_file(path: Path) -> str:
     """SHA-256 of a file's bytes, read in chunks; read once per process while the file is unchanged."""
     stat = path.stat()
@@ -22,11 +19,8 @@ def hash_file(path: Path) -> str:
 @functools.lru_cache(maxsize=64)
 def _hash_file(path: str, size: int, mtime_ns: int) -> str:
     del size, mtime_ns  # part of the cache key only: a changed file is hashed again
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    with open(path, "rb") as handle:  # file_digest reads into one reused buffer: no new pages per chunk
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def hash_json(value: Any) -> str:

@@ -87,6 +87,8 @@ class CsvRead:
     reader: str = "polars"
     """Which reader produced the snapshot: `polars` (fast path) or `python` (line-exact)."""
     notes: list[str] = field(default_factory=list)
+    padded: bool = True
+    """Some value may have whitespace around it (False only when the byte pass found none)."""
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -149,15 +151,15 @@ def _bad_utf8_lines(path: Path, limit: int = 1000) -> tuple[list[int], int]:
     return bad, good_non_ascii
 
 
-def _line_blocks(path: Path, size: int = _BLOCK, terminate: bool = False) -> Iterator[bytes]:
-    """The file in blocks that end just after a newline (the last one may not, unless `terminate`)."""
+def _line_blocks(path: Path, size: int = _BLOCK) -> Iterator[bytes]:
+    """The file in blocks that end just after a newline (the last one may not)."""
     with path.open("rb") as handle:
         rest = b""
         while True:
             chunk = handle.read(size)
             if not chunk:
                 if rest:
-                    yield rest + b"\n" if terminate else rest
+                    yield rest
                 return
             data = rest + chunk
             cut = data.rfind(b"\n") + 1
@@ -166,6 +168,56 @@ def _line_blocks(path: Path, size: int = _BLOCK, terminate: bool = False) -> Ite
                 continue
             yield data[:cut]
             rest = data[cut:]
+
+
+def _array_blocks(path: Path, size: int = _BLOCK) -> Iterator[npt.NDArray[np.uint8]]:
+    """The file as blocks that end just after a newline (a last newline added if missing).
+
+    Each block is a view of one buffer, refilled in place (no new pages per block: a fresh
+    process pays for every page it touches); it is valid until the next block is asked for.
+    """
+    import numpy as np
+
+    buf = np.empty(size, dtype=np.uint8)
+    filled = 0  # bytes at the front of `buf` left over from the last block (a row's start)
+    with path.open("rb") as handle:
+        while True:
+            if filled == buf.size:  # one row longer than the buffer: make room
+                buf = np.concatenate((buf, np.empty(buf.size, dtype=np.uint8)))
+            got = handle.readinto(buf[filled:].data)
+            end = filled + got
+            if not got:
+                if end:
+                    if buf[end - 1] != 10:
+                        if end == buf.size:
+                            buf = np.concatenate((buf, np.empty(1, dtype=np.uint8)))
+                        buf[end] = 10
+                        end += 1
+                    yield buf[:end]
+                return
+            cut = _after_last_newline(buf[:end])
+            if cut == 0:
+                filled = end
+                continue
+            yield buf[:cut]
+            rest = end - cut
+            buf[:rest] = buf[cut:end]
+            filled = rest
+
+
+def _after_last_newline(arr: npt.NDArray[np.uint8]) -> int:
+    """One past the last newline byte in `arr`, 0 when there is none (looked for from the end)."""
+    import numpy as np
+
+    window = 1 << 16
+    stop = arr.size
+    while stop > 0:
+        begin = max(0, stop - window)
+        found = np.flatnonzero(arr[begin:stop] == 10)
+        if found.size:
+            return begin + int(found[-1]) + 1
+        stop, window = begin, window * 2
+    return 0
 
 
 def sniff_encoding(path: Path) -> str:
@@ -352,6 +404,8 @@ class _Layout:
     """(data row, start byte, end byte) of rows to look at: field count, bad bytes, length."""
     open_quote: bool = False
     """The file ends inside a quoted field."""
+    padded: bool = False
+    """Some value may start or end with whitespace (or a non-ASCII byte): prepare strips values only then."""
 
 
 def _scan(path: Path, delimiter: str, width: int, max_field_bytes: int) -> _Layout:
@@ -365,32 +419,34 @@ def _scan(path: Path, delimiter: str, width: int, max_field_bytes: int) -> _Layo
     start = 0  # global start byte of the current row
     carry = 0  # delimiters seen in the current row before this block
     last = np.zeros(2, dtype=np.uint8)  # the two bytes before the block
-    for block in _line_blocks(path, terminate=True):
-        arr = np.frombuffer(block, dtype=np.uint8)
+    for arr in _array_blocks(path):
         newline = arr == 10
-        if b'"' in block:
+        is_sep = arr == sep
+        if np.any(arr == 34):
             inside = (np.cumsum(arr == 34, dtype=np.uint8) + parity) & 1
-            ends = np.flatnonzero(newline & (inside == 0))
-            quoted = np.flatnonzero(newline & (inside == 1))
-            delims = np.flatnonzero((arr == sep) & (inside == 0))
+            outside = inside == 0
+            ends = np.flatnonzero(newline & outside)
+            quoted = np.flatnonzero(newline & ~outside)
+            is_sep &= outside
             parity = int(inside[-1])
         else:
             ends = np.flatnonzero(newline)
             quoted = np.empty(0, dtype=np.int64)
-            delims = np.flatnonzero(arr == sep)
+        ext = np.concatenate((last, arr))
         if quoted.size:
             # each quoted newline delays the lines of every later row by one
             owner = np.searchsorted(ends, quoted) + row + 1
             layout.quoted_newlines.extend(owner.tolist())
+            layout.padded = True  # a newline inside a value may be at its edge
+        if not layout.padded:
+            layout.padded = _padded(arr, ext, sep)
         if ends.size:
-            before = np.searchsorted(delims, ends)
-            counts = np.diff(before, prepend=0)
+            counts = _separators_per_row(is_sep, ends)
             counts[0] += carry
-            carry = int(delims.size - before[-1])
+            carry = int(np.count_nonzero(is_sep[int(ends[-1]) + 1 :]))
             starts = np.concatenate(([start - offset], ends[:-1] + 1))
-            ext = np.concatenate((last, arr))
             flagged = _flag_rows(starts, ends, counts, ext, sep, width, max_field_bytes)
-            for bad_at in _bad_utf8_offsets(block):
+            for bad_at in _bad_utf8_offsets(arr):
                 flagged.append(int(np.searchsorted(ends, bad_at)))
             for index in sorted(set(flagged)):
                 data_row = row + index
@@ -399,16 +455,60 @@ def _scan(path: Path, delimiter: str, width: int, max_field_bytes: int) -> _Layo
             row += int(ends.size)
             start = offset + int(ends[-1]) + 1
         else:
-            carry += int(delims.size)
-        last = np.concatenate((last, arr))[-2:]
-        offset += len(block)
+            carry += int(np.count_nonzero(is_sep))
+        last = ext[-2:].copy()
+        offset += int(arr.size)
     layout.open_quote = bool(parity)
     layout.rows = max(row, 0)
     return layout
 
 
-def _bad_utf8_offsets(block: bytes) -> list[int]:
+_COUNT_LIMIT = 65_535
+"""Rows at least this long are always looked at: their separators are counted in 16 bits."""
+
+
+def _separators_per_row(is_sep: npt.NDArray[np.bool_], ends: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """Separators from the block's start (then from each row end) up to each row end.
+
+    Counted in 16 bits (several times faster than finding every separator): a row long enough to
+    wrap the count is flagged by `_flag_rows` and counted again by the line-exact reader.
+    """
+    import numpy as np
+
+    bounds = np.concatenate(([0], ends[:-1] + 1))
+    counted = np.add.reduceat(is_sep[: int(ends[-1]) + 1].view(np.uint8), bounds, dtype=np.uint16)
+    return counted.astype(np.int64)
+
+
+def _padded(arr: npt.NDArray[np.uint8], ext: npt.NDArray[np.uint8], sep: int) -> bool:
+    """Whether a whitespace, control or non-ASCII byte touches a field edge in this block.
+
+    Conservative (a delimiter inside quotes counts as an edge): True only costs prepare a strip.
+    The block ends with a newline, so every byte looked at has one after it.
+    """
+    import numpy as np
+
+    odd = np.flatnonzero(arr.view(np.int8) <= 32)  # bytes 0-32 and 128-255
+    this = arr[odd]
+    odd = odd[this != 10]
+    if not odd.size:
+        return False
+    this = arr[odd]
+    before = ext[odd + 1]  # ext is the block shifted by 2: ext[i + 1] is the byte before arr[i]
+    after = arr[odd + 1]
+    edge_before = (before == sep) | (before == 10) | (before == 34)
+    edge_after = (after == sep) | (after == 10) | (after == 34) | (after == 13)
+    crlf = (this == 13) & (after == 10)  # a line end, not a value's whitespace
+    return bool(np.any((edge_before | edge_after) & ~crlf))
+
+
+def _bad_utf8_offsets(arr: npt.NDArray[np.uint8]) -> list[int]:
     """Offsets (in the block) of the first bad byte of every line that is not valid UTF-8."""
+    import numpy as np
+
+    if int(arr.view(np.int8).min()) >= 0:  # ASCII
+        return []
+    block = arr.tobytes()
     try:
         block.decode("utf-8")
         return []
@@ -443,7 +543,8 @@ def _flag_rows(
     trailing = np.where(cr, ext[ends], last) == sep
     ok_width = (counts == width - 1) | ((counts == width) & trailing)
     blank = (lengths == 0) | ((lengths == 1) & cr)
-    flagged: list[int] = np.flatnonzero(~ok_width | blank | (lengths > max_field_bytes)).tolist()
+    too_long = (lengths > max_field_bytes) | (lengths >= _COUNT_LIMIT)
+    flagged: list[int] = np.flatnonzero(~ok_width | blank | too_long).tolist()
     return flagged
 
 
@@ -542,7 +643,7 @@ def read_csv_snapshot(
             raise DataError(f"{path}: the file has a header but no data rows")
         if guess == [layout.rows]:
             guess_file.replace(out)
-            return CsvRead(header, layout.rows, [], "polars")
+            return CsvRead(header, layout.rows, [], "polars", padded=layout.padded)
     guess_file.unlink(missing_ok=True)
     if not layout.open_quote:
         fast = _fast_read(source, out, header, layout, delimiter, max_field_bytes)
@@ -629,7 +730,7 @@ def _fast_read(
         tmp.unlink(missing_ok=True)
         return None
     tmp.replace(out)
-    return CsvRead(header, int(written), bad, "polars")
+    return CsvRead(header, int(written), bad, "polars", padded=layout.padded)
 
 
 def _exact_records(source: Path, delimiter: str) -> Iterator[tuple[int, list[str] | None, str | None]]:
