@@ -45,6 +45,8 @@ class RawInput(Protocol):
     def quarantined(self) -> int: ...
     @property
     def source(self) -> str: ...
+    @property
+    def padded(self) -> bool: ...
 
 
 class CleanData(Result):
@@ -131,11 +133,14 @@ def _parse(name: str, column: Column, fmt: str | None, config: Config, text: pl.
                 .when(as_float.is_null()).then(bad("is not a valid float"))
             )
             return _Parsed(value, reason)
-        plain = number.str.contains(r"^[+-]?\d+$")
+        plain = number.str.contains(r"^[+-]?\d+$")  # for the reason only: the value needs no regex
         as_int = number.str.to_integer(strict=False)  # Int64 without a float round trip: 17 digits stay exact
         whole = as_float.is_finite() & (as_float == as_float.round(0))
         exact = whole & (as_float.abs() < _MAX_EXACT)
-        value = pl.when(plain).then(as_int).when(exact).then(as_float.cast(pl.Int64, strict=False)).otherwise(None)
+        # `5e+05`, `3.0`: whole numbers written like floats, read as floats only where to_integer failed
+        rest = pl.when(as_int.is_null()).then(number).cast(pl.Float64, strict=False)
+        rest_exact = rest.is_finite() & (rest == rest.round(0)) & (rest.abs() < _MAX_EXACT)
+        value = pl.coalesce(as_int, pl.when(rest_exact).then(rest.cast(pl.Int64, strict=False)))
         reason = (
             pl.when(text.is_null()).then(None)
             .when(plain & as_int.is_null()).then(bad("is out of the integer range (-2^63 .. 2^63-1)"))
@@ -235,10 +240,11 @@ def _phases(config: Config, *, keep_text: bool = False) -> list[list[pl.Expr]]:
         fmt = schema.event_time.format if name in schema.event_time.columns else None
         parsed[name] = _parse(name, schema.columns[name], fmt, config)
     values = [p.value.alias(_VAL + name) for name, p in parsed.items()]
-    values += [
-        _numeric_text(pl.col(name), config).cast(pl.Float64, strict=False).alias(_FLOAT + name)
-        for name in parsed if schema.columns[name].type in ("integer", "float")
-    ]
+    if config.cleaning.non_finite == "null":  # `_is_bad` tells a non-finite number from a bad value
+        values += [
+            _numeric_text(pl.col(name), config).cast(pl.Float64, strict=False).alias(_FLOAT + name)
+            for name in parsed if schema.columns[name].type in ("integer", "float")
+        ]
     fallbacks = [_iso_fallback(pl.col(_VAL + n), pl.col(n)).alias(_VAL + n) for n, p in parsed.items() if p.iso]
     bad = [_is_bad(name, schema.columns[name], config).alias(_BAD + name) for name in parsed]
     typed: dict[str, pl.Expr] = {}
@@ -258,17 +264,23 @@ def _phases(config: Config, *, keep_text: bool = False) -> list[list[pl.Expr]]:
     return [values, fallbacks, bad, last]
 
 
-def _as_text(raw: pl.LazyFrame, config: Config, columns: list[str], extra: list[pl.Expr] | None = None) -> pl.LazyFrame:
-    """Stripped text with every missing token as a null: `NULL_TOKENS` and `cleaning.missing_tokens`."""
+def _as_text(
+    raw: pl.LazyFrame, config: Config, columns: list[str], extra: list[pl.Expr] | None = None, *, strip: bool = True
+) -> pl.LazyFrame:
+    """Stripped text with every missing token as a null: `NULL_TOKENS` and `cleaning.missing_tokens`.
+
+    `strip=False`: the snapshot has no value with whitespace around it (ingest's byte pass says so),
+    so the strip, the costliest step of prepare on a large file, is skipped.
+    """
     import polars as pl
 
     tokens = config.cleaning.missing_tokens
+    text = raw.select(pl.col(LINE), *(extra or []), *(pl.col(c).str.strip_chars() if strip else pl.col(c) for c in columns))
     out = []
     for c in columns:
-        stripped = pl.col(c).str.strip_chars()
         missing = [*NULL_TOKENS, *tokens.get(c, [])]
-        out.append(pl.when(stripped.is_in(missing)).then(None).otherwise(stripped).alias(c))
-    return raw.select(pl.col(LINE), *(extra or []), *out)
+        out.append(pl.when(pl.col(c).is_in(missing)).then(None).otherwise(pl.col(c)).alias(c))
+    return text.with_columns(out)
 
 
 def _check_cleaning(config: Config) -> None:
@@ -286,7 +298,7 @@ def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl
     return clean, _reasons(rejected, raw.lazy(), config, ingested_at)
 
 
-def _typed(raw: pl.LazyFrame, config: Config, ingested_at: str, *, subset: bool) -> pl.LazyFrame:
+def _typed(raw: pl.LazyFrame, config: Config, ingested_at: str, *, subset: bool, strip: bool = True) -> pl.LazyFrame:
     """Raw text rows typed, with `__rejected` (a value or a required value is bad) and `__duplicate`.
 
     `subset`: the rows are a few rejected ones, typed again to say why: the text of each value
@@ -302,7 +314,7 @@ def _typed(raw: pl.LazyFrame, config: Config, ingested_at: str, *, subset: bool)
     if schema.entity.generated and not subset:  # the 1-based position in the raw snapshot
         raw = raw.with_row_index(_POSITION, offset=1)
         extra = [pl.col(_POSITION).cast(pl.Int64).alias(key)]
-    typed = _as_text(raw, config, used, extra)
+    typed = _as_text(raw, config, used, extra, strip=strip)
     for phase in _phases(config, keep_text=subset):
         if phase:
             typed = typed.with_columns(phase)
@@ -318,12 +330,14 @@ def _typed(raw: pl.LazyFrame, config: Config, ingested_at: str, *, subset: bool)
     return typed.with_columns(dup.alias(_DUP))
 
 
-def _clean_lazy(raw: pl.LazyFrame, config: Config, ingested_at: str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def _clean_lazy(
+    raw: pl.LazyFrame, config: Config, ingested_at: str, *, strip: bool = True
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """(clean rows, the lines of rejected rows with `__duplicate`), for one streaming query."""
     import polars as pl
 
     schema = config.schema
-    typed = _typed(raw, config, ingested_at, subset=False)
+    typed = _typed(raw, config, ingested_at, subset=False, strip=strip)
     ordered = [schema.entity.key, EVENT_TIMESTAMP, *schema.features(), schema.target, LINE]
     clean = typed.filter(~pl.col(_FLAG) & ~pl.col(_DUP)).select(list(dict.fromkeys(ordered)))
     rejected = typed.filter(pl.col(_FLAG) | pl.col(_DUP)).select(LINE, _DUP)
@@ -384,7 +398,9 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
     workspace.ensure(workspace.clean, workspace.quarantine)
     out = workspace.clean / f"{short(digest)}.parquet"
     tmp = out.with_suffix(".tmp")
-    lazy_clean, lazy_rejected = _clean_lazy(pl.scan_parquet(raw.path), config, raw.result.ingested_at)
+    lazy_clean, lazy_rejected = _clean_lazy(
+        pl.scan_parquet(raw.path), config, raw.result.ingested_at, strip=raw.result.padded
+    )
     # one streaming pass: clean rows straight to Parquet (bounded memory), rejected lines kept
     _, rejected = pl.collect_all([lazy_clean.sink_parquet(tmp, lazy=True), lazy_rejected], engine="streaming")
     quarantine = _reasons(rejected, pl.scan_parquet(raw.path), config, raw.result.ingested_at)

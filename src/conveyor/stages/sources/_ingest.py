@@ -18,7 +18,7 @@ from conveyor.stages.sources._read import read_source
 
 __all__ = ["INGEST", "INGEST_VERSION", "RawSnapshot", "ingest", "source_digest"]
 
-INGEST_VERSION = 2
+INGEST_VERSION = 3
 
 
 class RawSnapshot(Result):
@@ -37,6 +37,9 @@ class RawSnapshot(Result):
     source_sha256: str
     reader: str = "polars"
     """`polars` (the fast path), `python` (the line-exact reader) or `parquet`."""
+    padded: bool = True
+    """Some value may start or end with whitespace; False when the CSV byte pass found none (prepare
+    then skips stripping every value)."""
 
     def summary(self) -> str:
         text = f"{self.rows} rows from {self.source}"
@@ -111,6 +114,7 @@ def ingest(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]:
         source=relative_to(path, workspace.root),
         source_sha256=file_hash,
         reader=read.reader,
+        padded=read.padded,
     )
     meta_file.write_text(result.model_dump_json(indent=2), encoding="utf-8")
     return Artifact("raw", snapshot, digest, result, {"source_file": file_hash})
