@@ -6,9 +6,12 @@
 The file is made in a temporary folder by repeating the rows of
 tests/data/nyc_taxi_trips.csv (or `--source`); it is never kept. Every measurement runs in a
 fresh process (started by a fresh wrapper, so `getrusage(RUSAGE_CHILDREN)` sees only that one
-child); the time is measured inside the child, after its imports. Conveyor is measured twice:
-ingest + prepare alone (what the targets compare with `pandas.read_csv`), then in another
-process ingest + prepare followed by the `eda` stage (the HTML report with its plots).
+child); the time is measured inside the child, after its imports. Conveyor ingest + prepare
+(what the targets compare with `pandas.read_csv`), pandas and Polars take turns, `--repeat`
+rounds (default 3); each time shown is the median of its rounds and each RSS the largest, so
+a burst of load from elsewhere on the machine lands on one round of one tool, not on the
+ratio. Then, once, another process runs ingest + prepare followed by the `eda` stage (the HTML
+report with its plots).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,12 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT / "tests" / "data" / "nyc_taxi_trips.csv"
 
 CONVEYOR = """
-import sys, time
+import shutil, sys, time
 from pathlib import Path
 from conveyor.core import Workspace, load_config
 from conveyor.runner import run_pipeline
-import polars  # noqa: F401  (imported before the clock starts, as pandas is in the baseline)
+import numpy, polars  # noqa: E401, F401  (imported before the clock starts, as pandas and numpy are in the baseline)
 root = Path(sys.argv[1])
+shutil.rmtree(root / "data", ignore_errors=True)  # no snapshot from an earlier round
 workspace = Workspace.at(root)
 config = load_config(workspace.config_file)
 start = time.perf_counter()
@@ -82,6 +87,11 @@ def measure(code: str, *args: str) -> tuple[float, float, float]:
     return numbers[-1], (numbers[0] if len(numbers) > 1 else 0.0), result["rss_kb"] / 1024
 
 
+def _summary(rounds: list[tuple[float, float]]) -> tuple[float, float]:
+    """(median seconds, largest peak RSS) of one tool's rounds."""
+    return statistics.median(s for s, _ in rounds), max(mb for _, mb in rounds)
+
+
 def make_file(source: Path, rows: int, out: Path) -> int:
     lines = source.read_bytes().splitlines(keepends=True)
     header, body = lines[0], lines[1:]
@@ -114,6 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, action="append", help="rows of the generated file (repeatable)")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per size (median time, largest RSS)")
     args = parser.parse_args()
     sizes = args.rows or [100_000, 1_000_000]
     print(f"{'rows':>10} {'MB':>7} | {'conveyor ingest+prepare':>23} | {'eda stage':>9} | {'pandas.read_csv':>17} | "
@@ -126,15 +137,21 @@ def main() -> None:
             csv_file = folder / "taxi.csv"
             size = make_file(args.source, rows, csv_file)
             make_project(folder, csv_file, args.source)
-            conv_s, _, conv_mb = measure(CONVEYOR, str(folder))
+            rounds: dict[str, list[tuple[float, float]]] = {"conveyor": [], "pandas": [], "polars": []}
+            for _ in range(args.repeat):
+                for name, code, arg in (("conveyor", CONVEYOR, folder), ("pandas", PANDAS, csv_file),
+                                        ("polars", POLARS, csv_file)):
+                    seconds, _, mb = measure(code, str(arg))
+                    rounds[name].append((seconds, mb))
+            conv_s, conv_mb = _summary(rounds["conveyor"])
+            pandas_s, pandas_mb = _summary(rounds["pandas"])
+            polars_s, _ = _summary(rounds["polars"])
             _, eda_s, _ = measure(CONVEYOR, str(folder), "eda")
-            pandas_s, _, pandas_mb = measure(PANDAS, str(csv_file))
-            polars_s, _, _ = measure(POLARS, str(csv_file))
             print(f"{rows:>10,} {size / 1e6:>7.1f} | {conv_s:>7.2f} {conv_mb:>15.0f} | {eda_s:>9.2f} | {pandas_s:>5.2f} "
                   f"{pandas_mb:>11.0f} | {polars_s:>15.2f} | {conv_s / pandas_s:>7.2f}x {conv_mb / pandas_mb:>7.2f}x")
             sys.stdout.flush()
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    print(f"(measured {started}; each number from a fresh process)")
+    print(f"(measured {started}; each number from a fresh process; times: median of {args.repeat} interleaved rounds)")
 
 
 if __name__ == "__main__":
