@@ -221,8 +221,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, Workspace, 
 
 
 def test_training_set_keeps_rows_and_adds_engineered_columns(store: Any) -> None:
+    import ibis
+
     config, workspace, clean, features, rows = store
     dataset = training_set(config, workspace, features, clean)
+    # the DuckDB instance of Feast's offline store is closed after the join (it holds the join's memory)
+    assert ibis.options.default_backend is None
     got = pl.read_parquet(dataset.path)
     engineered = config.features.engineered()
     assert got.columns == ["row_id", EVENT_TIMESTAMP, "zone", "dest", "distance", *engineered, "fare"]

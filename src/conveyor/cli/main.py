@@ -447,6 +447,18 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+def _return_freed_memory() -> None:
+    """Have Polars' allocator hand freed pages back to the system at once (it keeps them ~10 s).
+
+    A whole `conveyor run` is one process: a stage would otherwise start from the pages the one
+    before it freed (1M rows: features 650 MB resident after the stage instead of 270 MB). Set
+    before Polars is first imported (its jemalloc reads this on start); a user's own setting wins.
+    """
+    import os
+
+    os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+
+
 def cli() -> None:
     """Entry point: user errors print one clear message and exit non-zero, without a traceback."""
     import warnings
@@ -456,6 +468,7 @@ def cli() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow(\..*)?$")
+    _return_freed_memory()
     try:
         app()
     except ConveyorError as exc:

@@ -253,6 +253,8 @@ def _release_memory() -> None:
     import gc
 
     gc.collect()
+    if "pyarrow" in sys.modules:  # Arrow's own pool (mimalloc) keeps freed blocks for reuse
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols: glibc's allocator

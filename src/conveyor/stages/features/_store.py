@@ -422,6 +422,21 @@ def _registry_view(
     return view, refs
 
 
+def _close_offline_duckdb() -> None:
+    """Close the DuckDB instance Feast's offline store joined in (ibis's default connection).
+
+    ibis keeps that connection for the whole process, and DuckDB gives the memory of a join back
+    only when its instance closes (1M rows: ~450 MB held through training otherwise). ibis opens
+    a new one the next time it is asked.
+    """
+    import ibis
+
+    backend = ibis.options.default_backend
+    if backend is not None:
+        ibis.options.default_backend = None
+        backend.disconnect()
+
+
 def training_set(
     config: Config, workspace: Workspace, features: Artifact[FeatureRepo], clean: Artifact[CleanInput]
 ) -> Artifact[TrainingSet]:
@@ -477,6 +492,8 @@ def training_set(
             raise
         except Exception as exc:
             raise _feast_error(f"Feast could not build the training set from {repo}", exc, logs) from exc
+        finally:
+            _close_offline_duckdb()
     assert isinstance(joined, pl.DataFrame)
     if joined.height != labels.height or joined[ROW].n_unique() != labels.height:
         raise FeatureStoreError(
