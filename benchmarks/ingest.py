@@ -76,7 +76,7 @@ print(json.dumps({"rc": done.returncode, "out": done.stdout, "err": done.stderr[
 
 
 def measure(code: str, *args: str) -> tuple[float, float, float]:
-    """(last number the child printed, its first number when it printed two, peak RSS of the child in MB)."""
+    """(last number the child printed, its first number when it printed two, peak RSS of the child in MiB)."""
     wrapper = subprocess.run(
         [sys.executable, "-c", WRAPPER, sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
     )
@@ -129,7 +129,7 @@ def main() -> None:
     sizes = args.rows or [100_000, 1_000_000]
     print(f"{'rows':>10} {'MB':>7} | {'conveyor ingest+prepare':>23} | {'eda stage':>9} | {'pandas.read_csv':>17} | "
           f"{'polars.read_csv':>15} | {'conveyor / pandas':>17}")
-    print(f"{'':>10} {'':>7} | {'s':>7} {'peak RSS MB':>15} | {'s':>9} | {'s':>5} {'peak RSS MB':>11} | {'s':>15} | "
+    print(f"{'':>10} {'':>7} | {'s':>7} {'peak RSS MiB':>15} | {'s':>9} | {'s':>5} {'peak RSS MiB':>11} | {'s':>15} | "
           f"{'time':>8} {'RSS':>8}")
     for rows in sizes:
         with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:

@@ -50,7 +50,7 @@ def make_csv(rows: int, out: Path, seed: int = 7) -> None:
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
-    """Seconds, peak RSS (MB) of that one child process (`wait4`), and its stdout."""
+    """Seconds, peak RSS (MiB) of that one child process (`wait4`), and its stdout."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         child = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, text=True)
@@ -118,8 +118,8 @@ def main() -> None:
     print(f"{'step':<34}{'seconds':>10}")
     for stage in stages:
         print(f"{'conveyor ' + stage['stage']:<34}{stage.get('seconds', 0):>10.1f}")
-    print(f"{'conveyor run (whole process)':<34}{seconds:>10.1f}   peak RSS {peak:,.0f} MB")
-    print(f"{'feast materialize, same rows':<34}{feast_seconds:>10.1f}   peak RSS {m_peak:,.0f} MB "
+    print(f"{'conveyor run (whole process)':<34}{seconds:>10.1f}   peak RSS {peak:,.0f} MiB")
+    print(f"{'feast materialize, same rows':<34}{feast_seconds:>10.1f}   peak RSS {m_peak:,.0f} MiB "
           f"(process {m_seconds:.1f} s)")
     record = json.loads((work / ".conveyor" / "stages" / "features.json").read_text())
     online = record["artifact"]["result"]["online_write_seconds"]
