@@ -5,6 +5,7 @@ with its own feature service, registered model, gate and @champion, both served 
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import TIP_FEATURES, Server, stage_result
+from tests.conftest import TIP_FEATURES, Server, conveyor, stage_result
 
 pytestmark = pytest.mark.slow
 
@@ -49,10 +50,10 @@ def test_each_model_has_its_own_stages_service_and_champion(project: Path) -> No
     assert "tip_amount" not in fare_inputs["features"].split(",") and "pickup_hour" in fare_inputs["features"]
 
 
-def _rows(project: Path, features: list[str]) -> list[dict[str, Any]]:
+def _rows(project: Path, features: list[str], n: int = 3) -> list[dict[str, Any]]:
     columns = yaml.safe_load((project / "conveyor.yaml").read_text())["schema"]["columns"]
     with (project / "nyc_taxi_trips.csv").open(newline="") as handle:
-        raw = list(csv.DictReader(handle))[-3:]
+        raw = list(csv.DictReader(handle))[-n:]
 
     def value(name: str, text: str) -> object:
         if text == "":
@@ -105,3 +106,45 @@ def test_both_models_answer_at_their_own_path(project: Path, server: Server) -> 
     assert unknown.status_code == 404 and "no model 'duration'" in unknown.json()["detail"]
     assert "fare, tip" in unknown.json()["detail"]
     assert httpx.post(f"{server.url}/predict", json={"rows": []}).status_code == 404
+
+
+def test_monitor_models_and_lineage_per_model(project: Path, server: Server) -> None:
+    """`conveyor monitor`, `models` and `lineage` in a project with `models:`: each model's own
+    log, reference, registered versions and chain; `--for` picks one; a wrong name is one line."""
+    from conveyor.core.config import load_config
+
+    config = load_config(project / "conveyor.yaml")
+    request_ids = {}
+    for model in ("fare", "tip"):
+        rows = _rows(project, config.for_model(model).schema.features(), n=40)
+        answer = httpx.post(f"{server.url}/models/{model}/predict", json={"rows": rows})
+        assert answer.status_code == 200, answer.text
+        request_ids[model] = answer.json()["predictions"][0]["request_id"]
+    logged = {m: sum(len(p.read_text().splitlines()) for p in (project / "predictions" / m).glob("**/*.jsonl"))
+              for m in ("fare", "tip")}
+    assert logged["fare"] >= 40 and logged["tip"] >= 40
+
+    out = conveyor("monitor", "-C", str(project)).stdout
+    assert "nyc-taxi-fare: drift of" in out and "nyc-taxi-tip: drift of" in out
+    for model in ("fare", "tip"):  # each model's report counts its own log, not the other's
+        summary = json.loads((project / "reports" / f"drift-{model}.json").read_text())
+        window = summary["window"]
+        assert window["predictions"] + sum(window["other_versions_skipped"].values()) == logged[model]
+        assert summary["model"] == f"nyc-taxi-{model}"
+    only = conveyor("monitor", "-C", str(project), "--for", "tip").stdout
+    assert "nyc-taxi-tip: drift of" in only and "nyc-taxi-fare" not in only
+    wrong = conveyor("monitor", "-C", str(project), "--for", "duration", check=False)
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    assert "no model 'duration'" in wrong.stderr and "fare, tip" in wrong.stderr
+
+    listed = conveyor("models", "-C", str(project)).stdout
+    assert "nyc-taxi-fare: registered versions" in listed and "nyc-taxi-tip: registered versions" in listed
+    several = conveyor("models", "show", "1", "-C", str(project), check=False)
+    assert several.returncode != 0 and "several models (fare, tip)" in several.stderr
+    shown = conveyor("models", "show", "1", "-C", str(project), "--for", "tip").stdout
+    assert "nyc-taxi-tip v1" in shown and "nyc_taxi_tip_model" in shown
+
+    chain = conveyor("lineage", request_ids["tip"], "-C", str(project)).stdout
+    assert "predictions/tip" in chain and "nyc-taxi-tip v1" in chain and "source_file" in chain
+    by_version = conveyor("lineage", "--model", "1", "--for", "fare", "-C", str(project)).stdout
+    assert "nyc-taxi-fare v1" in by_version and "training_set" in by_version

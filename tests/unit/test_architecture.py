@@ -23,7 +23,8 @@ PUBLIC = {
     "conveyor.cli": ["app", "cli"],
     "conveyor.runner": [
         "STAGES", "Event", "LineageStep", "cache_key", "init_project", "last_artifact", "lineage_of_model",
-        "lineage_of_prediction", "load_project", "monitor_project", "run_pipeline", "serve_project", "stage_names",
+        "lineage_of_prediction", "load_project", "model_configs", "monitor_project", "run_pipeline", "serve_project",
+        "stage_names",
         "stages_of",
     ],
     "conveyor.stages.sources": ["INGEST", "LINE_COLUMN", "RawSnapshot", "infer_config", "ingest", "source_digest"],

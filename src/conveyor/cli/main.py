@@ -260,24 +260,30 @@ def feature_views_show(
     console.print(table)
 
 
+ForOpt = Annotated[Optional[str], typer.Option(
+    "--for", metavar="MODEL", help="One model of `models:` (a project with several models).")]
+
+
 @app.command()
 def lineage(
     request_id: Annotated[Optional[str], typer.Argument(help="A request id from the prediction log.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", help="A registered model version instead.")] = None,
+    for_model: ForOpt = None,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Walk from a served prediction (or a model version) back to the source file's bytes."""
     from rich.tree import Tree
 
-    from conveyor.runner import lineage_of_model, lineage_of_prediction, load_project
+    from conveyor.runner import lineage_of_model, lineage_of_prediction, load_project, model_configs
 
     if (request_id is None) == (model is None):
         raise typer.BadParameter("give a REQUEST_ID or --model VERSION (one of them)")
     config, workspace = load_project(project)
-    steps = (
-        lineage_of_prediction(config, workspace, request_id) if request_id is not None
-        else lineage_of_model(config, workspace, model or "")
-    )
+    if request_id is not None:  # every model's log is searched: a request id is unique
+        model_configs(config, for_model)  # a wrong --for is still an error
+        steps = lineage_of_prediction(config, workspace, request_id)
+    else:
+        steps = lineage_of_model(model_configs(config, for_model, one=True)[0], workspace, model or "")
     root = Tree(f"[bold]{config.name}[/]: {workspace.root}")
     branches: dict[int, Any] = {-1: root}
     for step in steps:
@@ -296,16 +302,22 @@ app.add_typer(models_app, name="models")
 
 
 @models_app.callback(invoke_without_command=True)
-def models(ctx: typer.Context, project: ProjectOpt = Path(".")) -> None:
-    """A table of the registered versions, then every move of @champion (who, when, why)."""
+def models(ctx: typer.Context, project: ProjectOpt = Path("."), for_model: ForOpt = None) -> None:
+    """A table of the registered versions, then every move of @champion (who, when, why); each model's in turn."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.table import Table
-
-    from conveyor.runner import load_project
-    from conveyor.stages.training import champion_history, list_versions
+    from conveyor.runner import load_project, model_configs
 
     config, workspace = load_project(project)
+    for own in model_configs(config, for_model):
+        _versions_table(own, workspace)
+
+
+def _versions_table(config: Any, workspace: Any) -> None:
+    from rich.table import Table
+
+    from conveyor.stages.training import champion_history, list_versions
+
     versions = list_versions(config, workspace)
     console = _console()
     if not versions:
@@ -335,12 +347,14 @@ def models(ctx: typer.Context, project: ProjectOpt = Path(".")) -> None:
 def models_show(
     version: Annotated[str, typer.Argument(help="A registered version number.")],
     project: ProjectOpt = Path("."),
+    for_model: ForOpt = None,
 ) -> None:
     """Exactly what made one version: training-set digest, Feast feature service, config digest, run."""
-    from conveyor.runner import load_project
+    from conveyor.runner import load_project, model_configs
     from conveyor.stages.training import describe_version
 
     config, workspace = load_project(project)
+    config = model_configs(config, for_model, one=True)[0]
     info = describe_version(config, workspace, version.lstrip("v"))
     console = _console()
     lines = [
@@ -421,25 +435,30 @@ def monitor(
     project: ProjectOpt = Path("."),
     window: Annotated[Optional[int], typer.Option(help="Only the last N logged predictions.")] = None,
     fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 3 when drift is found.")] = False,
+    for_model: ForOpt = None,
 ) -> None:
-    """Compare served traffic with the training reference; write JSON and HTML reports."""
+    """Compare served traffic with the training reference; write JSON and HTML reports (each model's in turn)."""
     from rich.table import Table
 
-    from conveyor.runner import load_project, monitor_project
+    from conveyor.runner import load_project, model_configs, monitor_project
 
     config, workspace = load_project(project)
-    check = monitor_project(config, workspace, window).result
-    console = _console()
-    table = Table(title=f"drift of {check.n_current} predictions vs {check.n_reference} training rows",
-                  title_justify="left")
-    for column in ("feature", "test", "p-value", "PSI", "drifted"):
-        table.add_column(column)
-    for row in check.rows:
-        table.add_row(row.name, row.test, _fmt(row.p_value), _fmt(row.psi), "[red]yes[/]" if row.drifted else "no")
-    console.print(table)
-    colour = "red" if check.verdict == "drift" else "green"
-    console.print(f"verdict: [bold {colour}]{check.verdict}[/] (model v{check.model_version}); report {check.html_report}")
-    if fail_on_drift and check.verdict == "drift":
+    drifted = False
+    for own in model_configs(config, for_model):
+        check = monitor_project(own, workspace, window).result
+        console = _console()
+        table = Table(title=f"{own.name}: drift of {check.n_current} predictions vs {check.n_reference} training rows",
+                      title_justify="left")
+        for column in ("feature", "test", "p-value", "PSI", "drifted"):
+            table.add_column(column)
+        for row in check.rows:
+            table.add_row(row.name, row.test, _fmt(row.p_value), _fmt(row.psi), "[red]yes[/]" if row.drifted else "no")
+        console.print(table)
+        colour = "red" if check.verdict == "drift" else "green"
+        console.print(f"verdict: [bold {colour}]{check.verdict}[/] ({own.name} v{check.model_version}); "
+                      f"report {check.html_report}")
+        drifted = drifted or check.verdict == "drift"
+    if fail_on_drift and drifted:
         raise typer.Exit(3)
 
 

@@ -66,6 +66,10 @@ class Workspace:
     def predictions(self) -> Path:
         return self.root / "predictions"
 
+    def prediction_log(self, model: str | None = None) -> Path:
+        """The prediction log's folder: `predictions/`, or `predictions/<model>/` for a model of `models:`."""
+        return self.predictions if model is None else self.predictions / model
+
     @property
     def state(self) -> Path:
         """Run records and stage cache: `.conveyor/`."""

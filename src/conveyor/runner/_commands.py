@@ -13,7 +13,7 @@ from conveyor.core.workspace import Workspace
 if TYPE_CHECKING:
     from conveyor.stages.monitoring import DriftCheck
 
-__all__ = ["init_project", "load_project", "monitor_project", "serve_project"]
+__all__ = ["init_project", "load_project", "model_configs", "monitor_project", "serve_project"]
 
 _HEADER = """\
 # Conveyor project file, written by `conveyor init` from {csv}.
@@ -104,3 +104,25 @@ def monitor_project(config: Config, workspace: Workspace, window: int | None) ->
 
     return monitor(config, workspace, window=window)
 
+
+
+def model_configs(config: Config, model: str | None, *, one: bool = False) -> list[Config]:
+    """The Config of each model a command is about: the project's own, or each of `models:`.
+
+    `model` picks one of `models:` (a ConfigError names them when it is not one, or when the
+    project has a single model); `one`: the command acts on a single model, so a project with
+    several models must name it.
+    """
+    if not config.models:
+        if model is not None:
+            raise ConfigError(f"--for {model}: this project has one model ({config.name}); --for picks one of "
+                              "`models:` in a project that has several")
+        return [config]
+    names = ", ".join(config.models)
+    if model is None:
+        if one and len(config.models) > 1:
+            raise ConfigError(f"this project has several models ({names}); say which with --for MODEL")
+        return [config.for_model(m) for m in config.models]
+    if model not in config.models:
+        raise ConfigError(f"--for {model}: no model {model!r} in models: (the project has {names})")
+    return [config.for_model(model)]

@@ -33,18 +33,25 @@ class LineageStep:
 
 
 def lineage_of_prediction(config: Config, workspace: Workspace, request_id: str) -> list[LineageStep]:
+    """From a logged prediction; in a project with `models:`, found in whichever model's log holds it."""
     from conveyor.stages.monitoring import PredictionLog
 
-    record = PredictionLog(workspace.predictions).find(request_id)
-    if record is None:
-        raise ConveyorError(f"no logged prediction has request id {request_id!r} in {workspace.predictions}")
+    owners = [config] if not config.models else [config.for_model(m) for m in config.models]
+    for own in owners:
+        folder = workspace.prediction_log(own.model)
+        record = PredictionLog(folder).find(request_id)
+        if record is not None:
+            break
+    else:
+        where = ", ".join(relative_to(workspace.prediction_log(o.model), workspace.root) for o in owners)
+        raise ConveyorError(f"no logged prediction has request id {request_id!r} in {where}")
     outputs = {k: v for k, v in (("prediction", record.prediction), ("probability", record.probability)) if v is not None}
     head = LineageStep(
-        0, "prediction", record.request_id, relative_to(workspace.predictions, workspace.root),
-        f"{record.timestamp.isoformat()} by v{record.model_version} ({record.source}): "
+        0, "prediction", record.request_id, relative_to(folder, workspace.root),
+        f"{record.timestamp.isoformat()} by {own.name} v{record.model_version} ({record.source}): "
         + ", ".join(f"{k}={v}" for k, v in outputs.items()),
     )
-    return [head, *lineage_of_model(config, workspace, record.model_version, depth=1)]
+    return [head, *lineage_of_model(own, workspace, record.model_version, depth=1)]
 
 
 def lineage_of_model(config: Config, workspace: Workspace, version: str, *, depth: int = 0) -> list[LineageStep]:

@@ -145,7 +145,7 @@ def open_model_service(config: Config, workspace: Workspace, model: str, online:
     return ServiceParts(
         model=served_model(own, ChampionModel(champion), online),
         features=online,
-        log=PredictionLog(workspace.predictions / model, fsync=config.serving.fsync),
+        log=PredictionLog(workspace.prediction_log(model), fsync=config.serving.fsync),
         value_buckets=prediction_buckets(champion.reference, own.schema.task),
         reload=ChampionReloader(own, workspace, champion.version, online),
     )

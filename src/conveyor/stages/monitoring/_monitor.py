@@ -148,13 +148,15 @@ def _read_reference(path: Path, config: Config) -> dict[str, Any]:
     return {c: data[c].cast(pl.Float64, strict=False).to_numpy() if c in numeric else data[c].to_list() for c in wanted}
 
 
-def _write_reports(workspace: Workspace, stem: str, summary: dict[str, Any], html: str) -> tuple[Path, Path]:
-    """``reports/<stem>.json`` and ``.html``, copied to ``drift.json`` and ``drift.html``
-    (the latest); returns the paths of the stamped pair."""
+def _write_reports(
+    workspace: Workspace, stem: str, summary: dict[str, Any], html: str, latest: str = "drift"
+) -> tuple[Path, Path]:
+    """``reports/<stem>.json`` and ``.html``, copied to ``<latest>.json`` and ``.html``;
+    returns the paths of the stamped pair."""
     from conveyor.core.report import write_text
 
     text = json.dumps(summary, indent=2)
-    for name in (stem, "drift"):
+    for name in (stem, latest):
         write_text(workspace.reports / f"{name}.json", text)
         write_text(workspace.reports / f"{name}.html", html)
     return workspace.reports / f"{stem}.json", workspace.reports / f"{stem}.html"
@@ -164,13 +166,16 @@ def monitor(config: Config, workspace: Workspace, *, window: int | None = None) 
     """Compare the logged inputs and predictions of the newest model version with its reference.
 
     Writes `reports/drift-<time>.json` and `.html` (and `drift.json`/`drift.html`, the latest).
+    A model of `models:` (`config` from `Config.for_model`) reads its own log, `predictions/<model>/`,
+    and writes `reports/drift-<model>-<time>.*` and `drift-<model>.*`.
     """
     from conveyor.stages.monitoring._report import render_drift_html
 
-    records = PredictionLog(workspace.predictions).read(last=window or config.monitoring.window)
+    folder = workspace.prediction_log(config.model)
+    records = PredictionLog(folder).read(last=window or config.monitoring.window)
     if not records:
         raise MonitoringError(
-            f"no logged predictions in {workspace.predictions}; serve some traffic with `conveyor serve` first"
+            f"no logged predictions in {folder}; serve some traffic with `conveyor serve` first"
         )
     version = newest_version(records)
     reference_path = workspace.reference_file(config.name, version)
@@ -185,7 +190,10 @@ def monitor(config: Config, workspace: Workspace, *, window: int | None = None) 
     title = f"{config.name} v{version}: drift of {result.n_current} served predictions"
     html = render_drift_html(result.report, result.reference, result.current, title=title,
                              prediction=result.prediction, thresholds=result.thresholds)
-    json_path, html_path = _write_reports(workspace, f"drift-{stamp.strftime('%Y%m%dT%H%M%S')}", summary, html)
+    latest = "drift" if config.model is None else f"drift-{config.model}"
+    json_path, html_path = _write_reports(
+        workspace, f"{latest}-{stamp.strftime('%Y%m%dT%H%M%S')}", summary, html, latest
+    )
     return Artifact("drift", html_path, hash_json(summary), _check(result, json_path, html_path),
                     {"reference": hash_file(reference_path)})
 
