@@ -70,3 +70,20 @@ def test_each_model_has_its_own_stages_and_cache_keys(tmp_path: Path) -> None:
     before, after = keys(_two()), keys(_two([*TIP, "pickup_hour"]))
     changed = {name for name in before if before[name] != after[name]}
     assert changed == {"features", "train.tip", "promote.tip"}  # the views' data and the fare model stay cached
+
+
+def test_for_picks_the_models_a_command_is_about() -> None:
+    from conveyor.core.errors import ConfigError
+    from conveyor.runner import model_configs
+
+    config = _two()
+    assert [c.name for c in model_configs(config, None)] == ["nyc-taxi-fare", "nyc-taxi-tip"]
+    assert [c.model for c in model_configs(config, "tip", one=True)] == ["tip"]
+    with pytest.raises(ConfigError, match=r"several models \(fare, tip\); say which with --for MODEL"):
+        model_configs(config, None, one=True)
+    with pytest.raises(ConfigError, match=r"no model 'duration' in models: \(the project has fare, tip\)"):
+        model_configs(config, "duration")
+    single = _config()
+    assert model_configs(single, None, one=True) == [single]
+    with pytest.raises(ConfigError, match="this project has one model"):
+        model_configs(single, "fare")
