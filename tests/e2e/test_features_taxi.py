@@ -1,5 +1,5 @@
 """The taxi example through the CLI, up to the training set: zone views, engineered columns,
-`conveyor feature-views`, online reads by zone keys."""
+`conveyor features list` / `show`, online reads by zone keys."""
 
 from __future__ import annotations
 
@@ -46,11 +46,12 @@ def test_taxi_training_set_has_the_zone_features(taxi: Path) -> None:
 
 
 def test_feature_views_list_and_show(taxi: Path) -> None:
-    listed = conveyor("feature-views", "-C", str(taxi)).stdout
+    listed = conveyor("features", "list", "-C", str(taxi)).stdout
     for name in ("nyc_taxi_features", "nyc_taxi_by_PULocationID", "nyc_taxi_by_DOLocationID"):
         assert name in listed
-    assert "2019-03-31T23:43:45" in listed
-    shown = conveyor("feature-views", "show", "nyc_taxi_by_PULocationID", "-C", str(taxi)).stdout
+    assert "2019-03-31T23:43:45" in listed and "3 feature views" in listed
+    assert conveyor("feature-views", "-C", str(taxi)).stdout == listed  # the other name of the same list
+    shown = conveyor("features", "show", "nyc_taxi_by_PULocationID", "-C", str(taxi)).stdout
     assert "PULocationID" in shown and "pu_mean_fare_7d" in shown and "Float64" in shown
     assert "data/by_PULocationID.parquet" in shown and "read by: fare, tip" in shown
     from conveyor.core import Workspace
@@ -61,7 +62,7 @@ def test_feature_views_list_and_show(taxi: Path) -> None:
     # the tip model reads no dropoff-zone feature: its feature service does not project that view
     assert used == {"nyc_taxi_features": ["fare", "tip"], "nyc_taxi_by_PULocationID": ["fare", "tip"],
                     "nyc_taxi_by_DOLocationID": ["fare"]}
-    missing = conveyor("feature-views", "show", "nope", "-C", str(taxi), check=False)
+    missing = conveyor("features", "show", "nope", "-C", str(taxi), check=False)
     assert missing.returncode == 1 and "no feature view 'nope'" in missing.stderr
 
 

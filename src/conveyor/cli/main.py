@@ -184,7 +184,29 @@ def _stage_command(stage: str, help_text: str) -> None:
         command = train_command
 
     command.__doc__ = help_text
+    if stage == "features":
+        _features_group(command, help_text)
+        return
     app.command(name=stage)(command)
+
+
+def _features_group(run_stage: Any, help_text: str) -> None:
+    """`conveyor features` runs the stage; `conveyor features list` and `show VIEW` read the views."""
+    group = typer.Typer(help=help_text, no_args_is_help=False, invoke_without_command=True, rich_markup_mode=None)
+
+    @group.callback()
+    def features(
+        ctx: typer.Context,
+        project: ProjectOpt = Path("."),
+        force: Annotated[bool, typer.Option("--force", help="Run even if its inputs are unchanged.")] = False,
+    ) -> None:
+        if ctx.invoked_subcommand is None:
+            run_stage(project, force)
+
+    features.__doc__ = f"{help_text} `conveyor features list` / `show VIEW`: the feature views."
+    group.command("list")(_list_views)
+    group.command("show")(feature_views_show)
+    app.add_typer(group, name="features")
 
 
 def _register_stage_commands() -> None:
@@ -194,11 +216,8 @@ def _register_stage_commands() -> None:
         _stage_command(stage.name, stage.help)
 
 
-_register_stage_commands()
-
-
 feature_views_app = typer.Typer(
-    help="The Feast feature views: entities, fields, sources, freshness.", no_args_is_help=False,
+    help="The Feast feature views (also `conveyor features list` / `show VIEW`).", no_args_is_help=False,
     invoke_without_command=True, rich_markup_mode=None,
 )
 app.add_typer(feature_views_app, name="feature-views")
@@ -219,10 +238,15 @@ def _ttl(seconds: int) -> str:
 @feature_views_app.callback()
 def feature_views_list(ctx: typer.Context, project: ProjectOpt = Path(".")) -> None:
     """List the feature views (`conveyor feature-views show VIEW` for one)."""
-    if ctx.invoked_subcommand is not None:
-        return
+    if ctx.invoked_subcommand is None:
+        _list_views(project)
+
+
+def _list_views(project: ProjectOpt = Path(".")) -> None:
+    """List the feature views: entity, fields, source rows, TTL, online freshness, the models reading each."""
     config, views = _views(project)
-    typer.echo(f"{config.name}: {len(views)} feature views (`conveyor feature-views show VIEW` for the fields)")
+    noun = "feature view" if len(views) == 1 else "feature views"
+    typer.echo(f"{config.name}: {len(views)} {noun} (`conveyor features show VIEW` for the fields)")
     width = max((len(v.name) for v in views), default=0)
     for view in views:
         age = "" if view.age_seconds is None else f" ({view.age_seconds / 86400:.1f} days ago)"
@@ -235,7 +259,7 @@ def feature_views_list(ctx: typer.Context, project: ProjectOpt = Path(".")) -> N
 
 @feature_views_app.command("show")
 def feature_views_show(
-    view: Annotated[str, typer.Argument(help="A view name from `conveyor feature-views`.")],
+    view: Annotated[str, typer.Argument(help="A view name from `conveyor features list`.")],
     project: ProjectOpt = Path("."),
 ) -> None:
     """One feature view: its entity, fields (with their Feast names and types), source and freshness."""
@@ -258,6 +282,9 @@ def feature_views_show(
     for name, feast_name, dtype in info.fields:
         table.add_row(name, feast_name, dtype)
     console.print(table)
+
+
+_register_stage_commands()
 
 
 ForOpt = Annotated[Optional[str], typer.Option(
