@@ -203,3 +203,50 @@ def test_byte_blocks_cover_the_file_and_end_at_newlines(tmp_path: Path, content:
     blocks = [block.tobytes() for block in _array_blocks(path, size=size)]
     assert all(block.endswith(b"\n") for block in blocks)
     assert b"".join(blocks) == (content if content.endswith(b"\n") else content + b"\n")
+
+
+_FIELDS = ["ab", "5", "1.5", "", " 5", "x ", '"q,r"', '"two\nlines"', '"a,\nb"', '" pad"', "Z\u00fcrich", '"a""b"']
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_small_blocks_read_the_same_as_one_block(tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random small CSVs (padding, quotes, quoted newlines, CRLF, blank and ragged rows) read with
+    blocks of a few bytes give what one block gives: rows, lines, bad rows and the padding flag,
+    which is never False while a value has whitespace at its edge."""
+    import random
+
+    from conveyor.stages.sources import _csv
+
+    rng = random.Random(seed)
+    width = rng.randint(2, 4)
+    end = rng.choice(["\n", "\r\n"])
+    lines = [",".join(f"c{i}" for i in range(width))]
+    for _ in range(rng.randint(1, 30)):
+        kind = rng.random()
+        if kind < 0.08:
+            lines.append("")
+        else:
+            n = width if kind < 0.75 else rng.choice([width - 1, width + 1])
+            lines.append(",".join(rng.choice(_FIELDS) for _ in range(n)))
+    body = (end.join(lines) + (end if rng.random() < 0.7 else "")).encode()
+
+    def read(block: int, folder: str) -> tuple[CsvRead, pl.DataFrame]:
+        monkeypatch.setattr(_csv, "_BLOCK", block)
+        (tmp_path / folder).mkdir()
+        return _read(tmp_path / folder, body)
+
+    try:
+        whole, frame = read(1 << 20, "one")
+    except DataError as exc:  # e.g. only blank lines: the same error with any block size
+        for block in (5, 17, 64):
+            with pytest.raises(DataError, match="no data rows"):
+                read(block, f"b{block}")
+        assert "no data rows" in str(exc)
+        return
+    for block in (5, 17, 64):
+        small, small_frame = read(block, f"b{block}")
+        assert small_frame.equals(frame), (block, body)
+        assert [(b.line, b.reason) for b in small.bad] == [(b.line, b.reason) for b in whole.bad]
+        assert small.padded == whole.padded and small.rows == whole.rows
+    if not whole.padded:
+        assert all(v == v.strip() for c in frame.columns if c != "_line" for v in frame[c].drop_nulls().to_list())

@@ -419,7 +419,7 @@ def _scan(path: Path, delimiter: str, width: int, max_field_bytes: int) -> _Layo
     start = 0  # global start byte of the current row
     carry = 0  # delimiters seen in the current row before this block
     last = np.zeros(2, dtype=np.uint8)  # the two bytes before the block
-    for arr in _array_blocks(path):
+    for arr in _array_blocks(path, _BLOCK):  # the module constant, read at call time (tests shrink it)
         newline = arr == 10
         is_sep = arr == sep
         if np.any(arr == 34):
