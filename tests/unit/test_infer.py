@@ -103,3 +103,15 @@ def test_parquet_sources_keep_their_types(tmp_path: Path) -> None:
 def test_notes_are_printed_when_not_collected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     infer_config(_write(tmp_path / "d.csv", _rows()), target="y")
     assert "init: id: integer, id: unique on every row" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("hour", "split"), [("visit_hour", True), ("Hour of day", True), ("pickupHour", True),
+                                             ("hourly_rate", False), ("shr", False)])
+def test_a_date_and_an_hour_column_make_the_event_time(tmp_path: Path, hour: str, split: bool) -> None:
+    rows = [[f"2024-03-{1 + i // 24:02d}", str(i % 24), f"{i * 1.5:.1f}"] for i in range(120)]
+    config = infer_config(_write(tmp_path / "d.csv", rows, header=f"visit_date,{hour},y"), target="y", notes=[])
+    event = config.schema.event_time
+    if split:
+        assert (event.kind, event.columns) == ("date_hour", ["visit_date", hour])
+    else:
+        assert (event.kind, event.columns) == ("datetime", ["visit_date"])

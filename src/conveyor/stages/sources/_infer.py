@@ -270,13 +270,20 @@ def _event_time(types: dict[str, _Typed], frame: pl.DataFrame, requested: list[s
     dates = [n for n, k in kinds.items() if k == "date"]
     if dates:
         for name, kind in kinds.items():
-            if name.lower() in _HOUR_NAMES and kind == "integer":
+            if _names_an_hour(name) and kind == "integer":
                 hours = types[name].value.drop_nulls()
                 if hours.len() and int(hours.min()) >= 0 and int(hours.max()) <= 23:  # type: ignore[arg-type]
                     why = f"the first date column, with {name} (0-23) as the hour"
                     return EventTime(kind="date_hour", columns=[dates[0], name]), why
         return EventTime(kind="datetime", columns=[dates[0]]), "the first date column"
     return EventTime(kind="ingest_time"), "no date or datetime column: every row gets the time of the ingest"
+
+
+def _names_an_hour(name: str) -> bool:
+    """`hr`, `hour`, `Hour of day`, `visit_hour`, `pickupHour`: a word of the name says hour."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).lower()
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced) if w]
+    return spaced.strip() in _HOUR_NAMES or any(w in ("hr", "hour", "hours") for w in words)
 
 
 @dataclass(frozen=True)
