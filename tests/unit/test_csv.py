@@ -250,3 +250,35 @@ def test_small_blocks_read_the_same_as_one_block(tmp_path: Path, seed: int, monk
         assert small.padded == whole.padded and small.rows == whole.rows
     if not whole.padded:
         assert all(v == v.strip() for c in frame.columns if c != "_line" for v in frame[c].drop_nulls().to_list())
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [  # letters where cp1250 and cp1252 differ (Å, ã), among mostly ASCII words: a near tie
+        ("".join(f"{i},Town {i % 50},{c},1\n" for i, c in enumerate(["Åre", "São Paulo", "Besançon", "Zürich"] * 40)),
+         "cp1252"),
+        ("".join(f"{i},Kraków,{c},1\n" for i, c in enumerate(["Łódź", "Gdańsk", "Częstochowa", "Białystok"] * 40)),
+         "cp1250"),
+        ("".join(f"{i},Brno,{c},1\n" for i, c in enumerate(["Příliš žluťoučký kůň", "Ústí nad Labem", "Plzeň"] * 40)),
+         "cp1250"),
+    ],
+)
+def test_legacy_code_pages_are_told_apart(tmp_path: Path, text: str, encoding: str) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes(("id,town,city,y\n" + text).encode(encoding))
+    assert sniff_encoding(path) == encoding
+
+
+def test_init_shows_the_letters_as_the_detected_encoding_reads_them(tmp_path: Path) -> None:
+    """Czech names without a letter cp1252 lacks read as plausible cp1252 (`Plzeò`): init says so."""
+    from conveyor.stages.sources import infer_config
+
+    path = tmp_path / "d.csv"
+    rows = "".join(f"{i},{c},{i % 2}\n" for i, c in enumerate(["Plzeň", "Hradec Králové"] * 40))
+    path.write_bytes(("id,city,y\n" + rows).encode("cp1250"))
+    notes: list[str] = []
+    config = infer_config(path, target="y", notes=notes)
+    said = "\n".join(notes)
+    assert f"encoding {config.source.encoding} (detected over the whole file); its letters read as: " in said
+    shown = "Plzeò" if config.source.encoding == "cp1252" else "Plzeň"
+    assert shown in said and "if these look wrong, set source.encoding" in said

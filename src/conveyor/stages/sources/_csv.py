@@ -239,37 +239,70 @@ def sniff_encoding(path: Path) -> str:
     return _legacy_encoding(path)
 
 
-def _legacy_encoding(path: Path) -> str:
-    from charset_normalizer import from_bytes
+_WESTERN = frozenset(
+    "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÐÑÒÓÔÕÖØÙÚÛÜÝÞßàáâãäåæçèéêëìíîïðñòóôõöøùúûüýþÿŒœŠšŽžŸƒ"
+    "€£°©®™–—‘’‚“”„•…§¶µ¿¡«»¼½¾¢¥×÷±·\xa0"
+)
+"""What cp1252 text in a Western language is made of beyond ASCII: its letters and common symbols."""
 
+
+def _non_ascii_sample(path: Path, limit: int = 256 * 1024) -> bytes:
     sample = bytearray()
     for block in _line_blocks(path):
         for line in block.split(b"\n"):
             if not line.isascii():
                 sample += line + b"\n"
-                if len(sample) > 256 * 1024:
-                    break
-        if len(sample) > 256 * 1024:
+                if len(sample) > limit:
+                    return bytes(sample)
+    return bytes(sample)
+
+
+def _plausible_cp1252(sample: bytes) -> bool:
+    """The bytes read as cp1252 give only Western letters and common symbols (no `³` in `Bia³ystok`)."""
+    try:
+        text = sample.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    return all(ch in _WESTERN for ch in text if ord(ch) > 127)
+
+
+def _legacy_encoding(path: Path) -> str:
+    """A legacy code page: cp1252 when its reading is plausible Western text, else charset-normalizer's guess.
+
+    cp1252 (Windows Western, what Excel writes on most machines) comes first: on a file of names
+    charset-normalizer's language fit is close to a coin toss between code pages (Western names
+    among many ASCII words scored cp1250 or cp1257 above cp1252, turning `Åre` into `Ĺre`). Text
+    that cp1252 cannot read as Western letters (Polish `ł`, `ą` become `³`, `¹`) goes to the
+    detector. `init` shows words as read, so a wrong guess is seen before anything runs.
+    """
+    from charset_normalizer import from_bytes
+
+    sample = _non_ascii_sample(path)
+    if _plausible_cp1252(sample) and _decodes(path, "cp1252"):
+        return "cp1252"
+    matches = from_bytes(sample)
+    ranked = sorted(matches, key=lambda m: (m.chaos, -m.coherence))
+    for match in ranked:
+        guess = _codec(match.encoding)
+        if guess.startswith("utf") or guess == "cp1252":
+            continue
+        if _decodes(path, guess):
+            return "latin-1" if guess == "iso8859-1" else guess
+    return "cp1252" if _decodes(path, "cp1252") else "latin-1"  # every byte is a latin-1 character
+
+
+def non_ascii_words(path: Path, encoding: str, limit: int = 5) -> list[str]:
+    """A few distinct words with non-ASCII letters, as `encoding` reads them: for `init` to show."""
+    import re
+
+    text = _non_ascii_sample(path, 64 * 1024).decode(_codec(encoding), errors="replace")
+    words: list[str] = []
+    for word in re.findall(r"[^\s,;|\t\"']*[^\x00-\x7f][^\s,;|\t\"']*", text):
+        if word not in words:
+            words.append(word[:30])
+        if len(words) == limit:
             break
-    matches = from_bytes(bytes(sample))
-    best = matches.best()
-    guess = _codec(best.encoding) if best is not None else "cp1252"
-    for match in matches:  # a tie with cp1252, the most common legacy encoding: say cp1252
-        tie = best is not None and match.chaos <= best.chaos and match.coherence >= best.coherence
-        if tie and "cp1252" in match.could_be_from_charset:
-            guess = "cp1252"
-    if guess.startswith("utf"):
-        guess = "cp1252"
-    if guess != "cp1252":  # a code page that reads these bytes as cp1252 does: say cp1252, the common one
-        try:
-            if bytes(sample).decode(guess) == bytes(sample).decode("cp1252"):
-                guess = "cp1252"
-        except UnicodeDecodeError:
-            pass
-    for candidate in (guess, "cp1252"):
-        if _decodes(path, candidate):
-            return "latin-1" if candidate == "iso8859-1" else candidate
-    return "latin-1"  # every byte is a latin-1 character
+    return words
 
 
 def _decodes(path: Path, encoding: str) -> bool:

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 
 from conveyor.core.config import NULL_TOKENS, CleaningConfig, Column, Config, Entity, EventTime, Schema, SourceConfig
 from conveyor.core.errors import DataError
-from conveyor.stages.sources._csv import LINE_COLUMN, describe_bad_lines, sniff_delimiter, sniff_encoding
+from conveyor.stages.sources._csv import (
+    LINE_COLUMN,
+    describe_bad_lines,
+    non_ascii_words,
+    sniff_delimiter,
+    sniff_encoding,
+)
 from conveyor.stages.sources._leakage import check_and_find_leaks
 from conveyor.stages.sources._read import read_source
 
@@ -414,7 +420,9 @@ def infer_config(
         encoding = sniff_encoding(csv_path)
         delimiter = sniff_delimiter(csv_path, encoding)
         if encoding != "utf-8":
-            said.append(f"source: encoding {encoding} (detected over the whole file)")
+            shown = ", ".join(non_ascii_words(csv_path, encoding))
+            said.append(f"source: encoding {encoding} (detected over the whole file)"
+                        + (f"; its letters read as: {shown} (if these look wrong, set source.encoding)" if shown else ""))
     probe = SourceConfig(kind=kind, path=str(csv_path), delimiter=delimiter, encoding=encoding)  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory(prefix="conveyor-init-") as work:
         read = read_source(probe, csv_path, Path(work) / "probe.parquet", workdir=Path(work))
