@@ -148,3 +148,39 @@ def test_monitor_models_and_lineage_per_model(project: Path, server: Server) -> 
     assert "predictions/tip" in chain and "nyc-taxi-tip v1" in chain and "source_file" in chain
     by_version = conveyor("lineage", "--model", "1", "--for", "fare", "-C", str(project)).stdout
     assert "nyc-taxi-fare v1" in by_version and "training_set" in by_version
+
+
+def test_a_model_of_models_has_its_own_shadow(project: Path) -> None:
+    """`serving.shadow: {tip: 1}`: the tip model's requests are also scored by its v1, logged in
+    `predictions/tip/shadow/` with the champion's request ids; the fare model has no shadow.
+    (`serving` is in no stage's cache key: the shared project's stages stay cached.)"""
+    from conveyor.core.records import PredictionRecord
+    from conveyor.stages.monitoring import PredictionLog
+
+    config_file = project / "conveyor.yaml"
+    original = config_file.read_text()
+    data = yaml.safe_load(original)
+    data["serving"]["shadow"] = {"tip": 1}
+    config_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    server = Server(project)
+    try:
+        server.start()
+        from conveyor.core.config import load_config
+
+        own = load_config(config_file).for_model("tip")
+        answer = httpx.post(f"{server.url}/models/tip/predict", json={"rows": _rows(project, own.schema.features(), n=5)})
+        assert answer.status_code == 200, answer.text
+        fare = httpx.post(f"{server.url}/models/fare/predict",
+                          json={"rows": _rows(project, load_config(config_file).for_model("fare").schema.features())})
+        assert fare.status_code == 200, fare.text
+    finally:
+        server.stop()  # SIGTERM: the shadow queue drains on shutdown
+        config_file.write_text(original)
+    served = {p["request_id"]: p["prediction"] for p in answer.json()["predictions"]}
+    shadowed: list[PredictionRecord] = PredictionLog(project / "predictions" / "tip" / "shadow").records()
+    by_id = {r.request_id: r for r in shadowed}
+    assert set(served) <= set(by_id)
+    for request_id, prediction in served.items():  # v1 is the champion here: the same answer
+        assert by_id[request_id].model_version == "1" and by_id[request_id].prediction == pytest.approx(prediction)
+    assert not (project / "predictions" / "fare" / "shadow").exists()
+    assert conveyor("run", "-C", str(project), "--no-search").stdout.count("│ cached") == 9  # every stage

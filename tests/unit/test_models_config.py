@@ -87,3 +87,23 @@ def test_for_picks_the_models_a_command_is_about() -> None:
     assert model_configs(single, None, one=True) == [single]
     with pytest.raises(ConfigError, match="this project has one model"):
         model_configs(single, "fare")
+
+
+def test_serving_shadow_is_one_per_model_in_a_project_with_models() -> None:
+    from conveyor.core.config import Config
+
+    config = _two()
+    data = config.model_dump(mode="json", by_alias=True)
+    data["serving"]["shadow"] = {"tip": 1}
+    per_model = Config.model_validate(data)
+    assert per_model.for_model("tip").serving.shadow == 1 and per_model.for_model("fare").serving.shadow is None
+    data["serving"]["shadow"] = 1
+    with pytest.raises(ValidationError, match=r"names a version of one model, and this project has several"):
+        Config.model_validate(data)
+    data["serving"]["shadow"] = {"duration": "challenger"}
+    with pytest.raises(ValidationError, match=r"serving.shadow.duration: no model 'duration'"):
+        Config.model_validate(data)
+    single = _config().model_dump(mode="json", by_alias=True)
+    single["serving"]["shadow"] = {"tip": 1}
+    with pytest.raises(ValidationError, match="a mapping of models is for a project with models:"):
+        Config.model_validate(single)

@@ -358,8 +358,9 @@ class ServingConfig(_Model):
     reload_s: float = Field(10.0, ge=0)
     """How often each worker checks whether `@champion` moved (0: only at POST /admin/reload)."""
     batching: BatchingConfig = BatchingConfig()
-    shadow: Annotated[int, Field(ge=1)] | str | None = None
-    """A model version (`3`) or alias (`challenger`) that also scores every request, off the request path."""
+    shadow: Annotated[int, Field(ge=1)] | str | dict[str, Annotated[int, Field(ge=1)] | str] | None = None
+    """A model version (`3`) or alias (`challenger`) that also scores every request, off the request path;
+    in a project with `models:`, one per model: `{tip: 3}`."""
     fsync: bool = False
     """fsync the prediction log before answering (survives power loss, not only a killed server)."""
 
@@ -447,6 +448,19 @@ class Config(_Model):
                 if feature not in inputs or feature == spec.target:
                     raise ValueError(f"models.{name}.features: {feature!r} is not a model input of the project "
                                      "(a schema feature or an engineered feature, other than the model's target)")
+        shadow = self.serving.shadow
+        if self.models and shadow is not None and not isinstance(shadow, dict):
+            raise ValueError(f"serving.shadow: {shadow!r} names a version of one model, and this project has "
+                             f"several ({', '.join(self.models)}); give one per model, e.g. "
+                             f"{{{next(iter(self.models))}: {shadow!r}}}")
+        if isinstance(shadow, dict):
+            if not self.models:
+                raise ValueError("serving.shadow: a mapping of models is for a project with models:; "
+                                 "give the version (3) or alias (challenger) of the project's model")
+            for name in shadow:
+                if name not in self.models:
+                    raise ValueError(f"serving.shadow.{name}: no model {name!r} in models: "
+                                     f"(the project has {', '.join(self.models)})")
         return self
 
     @property
@@ -476,8 +490,10 @@ class Config(_Model):
         )]
         schema = self.schema_.model_copy(update={"target": spec.target, "task": spec.task, "drop": drop})
         training = self.training.model_copy(update={"metric": spec.metric or self.training.metric})
+        shadows = self.serving.shadow if isinstance(self.serving.shadow, dict) else {}
+        serving = self.serving.model_copy(update={"shadow": shadows.get(model)})
         derived = self.model_copy(update={"name": f"{self.name}-{model}", "schema_": schema, "training": training,
-                                          "models": {}})
+                                          "serving": serving, "models": {}})
         derived._engineered = [f for f in engineered if f in keep]
         derived._model = model
         return derived

@@ -135,19 +135,23 @@ class ChampionReloader:
 
 def open_model_service(config: Config, workspace: Workspace, model: str, online: Any) -> ServiceParts:
     """One model of `models:`: its champion (`<project>-<model>@champion`) over the shared online
-    store, its own prediction log (`predictions/<model>/`); `serving.shadow` is for one-model projects."""
+    store, its own prediction log (`predictions/<model>/`) and shadow (`serving.shadow.<model>`, logged in
+    `predictions/<model>/shadow/`)."""
     from conveyor.stages.monitoring import PredictionLog
     from conveyor.stages.serving import ServiceParts
     from conveyor.stages.training import load_champion
 
     own = config.for_model(model)
     champion = load_champion(own, workspace, threads=1)
+    shadow = served_model(own, _shadow_model(own, workspace), online) if own.serving.shadow is not None else None
     return ServiceParts(
         model=served_model(own, ChampionModel(champion), online),
         features=online,
         log=PredictionLog(workspace.prediction_log(model), fsync=config.serving.fsync),
         value_buckets=prediction_buckets(champion.reference, own.schema.task),
         reload=ChampionReloader(own, workspace, champion.version, online),
+        shadow=shadow,
+        shadow_log=PredictionLog(workspace.prediction_log(model) / "shadow") if shadow is not None else None,
     )
 
 
@@ -192,11 +196,12 @@ def _shadow_model(config: Config, workspace: Workspace) -> ChampionModel:
     from conveyor.stages.training import load_version
 
     ref = str(config.serving.shadow)
+    key = "serving.shadow" if config.model is None else f"serving.shadow.{config.model}"
     try:
         return ChampionModel(load_version(config, workspace, ref, threads=1))
     except ConveyorError as exc:
-        raise ServingError(f"serving.shadow is {ref!r}, but it cannot be served: {exc}; "
-                           "name a registered version or alias, or remove serving.shadow") from exc
+        raise ServingError(f"{key} is {ref!r}, but it cannot be served: {exc}; "
+                           f"name a registered version or alias of {config.name}, or remove {key}") from exc
 
 
 def prediction_buckets(reference: str | None, task: str) -> tuple[float, ...] | None:
