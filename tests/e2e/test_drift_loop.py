@@ -65,3 +65,53 @@ def test_2012_rows_drift(project_2011: tuple) -> None:
     assert "yr" in drifted  # 2012 is a year the model never saw
     failing = conveyor("monitor", "-C", str(project), "--window", str(SERVED), "--fail-on-drift", check=False)
     assert failing.returncode == 3
+
+
+def _serve_answers(server: Server, rows: list[dict]) -> list[tuple[str, float, float]]:
+    """(request id, prediction, true cnt) of every row served."""
+    features = httpx.get(f"{server.url}/health").json()["features"]
+    answers = []
+    for start in range(0, len(rows), 200):
+        chunk = rows[start : start + 200]
+        reply = httpx.post(f"{server.url}/predict", json={"rows": [feature_row(r, features) for r in chunk]}, timeout=60)
+        reply.raise_for_status()
+        answers += [(p["request_id"], p["prediction"], float(r["cnt"])) for p, r in zip(reply.json()["predictions"], chunk)]
+    return answers
+
+
+def _write_labels(path: Path, answers: list[tuple[str, float, float]], extra: str = "") -> Path:
+    path.write_text("request_id,cnt\n" + "".join(f"{rid},{truth:g}\n" for rid, _, truth in answers) + extra)
+    return path
+
+
+def test_labels_score_the_served_predictions(project_2011: tuple, tmp_path: Path) -> None:
+    """`conveyor labels add` joins true counts to served predictions by request id; `monitor`
+    scores them against the champion's test r2: 2011 hold-out holds, 2012 (a year of growth the
+    model never saw) is degraded. Bad label rows are set aside with their line, never dropped silently."""
+    from sklearn.metrics import r2_score
+
+    project, server, held_out, year_2012 = project_2011
+    answers_2011 = _serve_answers(server, held_out)
+    bad = "nope,5\n" + f"{answers_2011[0][0]},lots\n" + f"{answers_2011[1][0]},inf\n" + ",7\n"
+    added = conveyor("labels", "add", str(_write_labels(tmp_path / "y2011.csv", answers_2011, bad)), "-C", str(project))
+    assert f"{SERVED} of {SERVED + 4} labels added" in added.stdout and "4 rejected" in added.stdout
+    assert f"line {SERVED + 2}: no logged prediction has this request id ('nope')" in added.stdout
+    rejected = next((project / "labels").glob("rejected-*.csv")).read_text().splitlines()
+    assert len(rejected) == 5 and rejected[0].startswith("_line,_reason,request_id,cnt")
+    assert any(r.startswith(f"{SERVED + 3},the label is not a number: 'lots'") for r in rejected)
+
+    conveyor("monitor", "-C", str(project))
+    perf = json.loads((project / "reports" / "drift.json").read_text())["performance"]
+    assert perf["n_labeled"] == SERVED and perf["metric"] == "r2"
+    assert perf["value"] == pytest.approx(r2_score([t for *_, t in answers_2011], [p for _, p, _ in answers_2011]))
+    assert perf["test_value"] is not None and perf["degraded"] is False, perf
+
+    answers_2012 = _serve_answers(server, year_2012)
+    conveyor("labels", "add", str(_write_labels(tmp_path / "y2012.csv", answers_2012)), "-C", str(project))
+    failing = conveyor("monitor", "-C", str(project), "--fail-on-degraded", check=False)
+    perf = json.loads((project / "reports" / "drift.json").read_text())["performance"]
+    both = answers_2011 + answers_2012
+    assert perf["n_labeled"] == 2 * SERVED
+    assert perf["value"] == pytest.approx(r2_score([t for *_, t in both], [p for _, p, _ in both]))
+    assert perf["degraded"] is True and failing.returncode == 4, (perf, failing.stdout)
+    assert "degraded" in failing.stdout and "Performance on labeled predictions" in (project / "reports" / "drift.html").read_text()

@@ -22,7 +22,7 @@ PUBLIC = {
     "conveyor": ["ConveyorError", "__version__"],
     "conveyor.cli": ["app", "cli"],
     "conveyor.runner": [
-        "STAGES", "Event", "LineageStep", "cache_key", "init_project", "last_artifact", "lineage_of_model",
+        "STAGES", "Event", "LineageStep", "add_labels_project", "cache_key", "init_project", "last_artifact", "lineage_of_model",
         "lineage_of_prediction", "load_project", "model_configs", "monitor_project", "run_pipeline", "serve_project",
         "stage_names",
         "stages_of",
@@ -39,7 +39,7 @@ PUBLIC = {
         "VersionInfo", "champion_history", "describe_version", "list_versions", "load_champion", "load_version", "promote",
         "train",
     ],
-    "conveyor.stages.monitoring": ["DriftCheck", "PredictionLog", "monitor"],
+    "conveyor.stages.monitoring": ["DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "monitor"],
     "conveyor.stages.serving": [
         "MAX_BODY_MB", "FeatureReader", "ModelsApp", "PredictionSink", "RequestModels", "ServedModel", "ServiceParts",
         "create_app", "create_models_app", "request_models", "serve",

@@ -462,6 +462,8 @@ def monitor(
     project: ProjectOpt = Path("."),
     window: Annotated[Optional[int], typer.Option(help="Only the last N logged predictions.")] = None,
     fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 3 when drift is found.")] = False,
+    fail_on_degraded: Annotated[bool, typer.Option(
+        "--fail-on-degraded", help="Exit 4 when labeled predictions score worse than the test split allows.")] = False,
     for_model: ForOpt = None,
 ) -> None:
     """Compare served traffic with the training reference; write JSON and HTML reports (each model's in turn)."""
@@ -470,7 +472,7 @@ def monitor(
     from conveyor.runner import load_project, model_configs, monitor_project
 
     config, workspace = load_project(project)
-    drifted = False
+    drifted = degraded = False
     for own in model_configs(config, for_model):
         check = monitor_project(own, workspace, window).result
         console = _console()
@@ -484,9 +486,47 @@ def monitor(
         colour = "red" if check.verdict == "drift" else "green"
         console.print(f"verdict: [bold {colour}]{check.verdict}[/] ({own.name} v{check.model_version}); "
                       f"report {check.html_report}")
+        if check.performance is not None:
+            style = "red" if check.performance.degraded else "green"
+            console.print(f"[{style}]{check.performance.summary()}[/]")
+            degraded = degraded or bool(check.performance.degraded)
         drifted = drifted or check.verdict == "drift"
     if fail_on_drift and drifted:
         raise typer.Exit(3)
+    if fail_on_degraded and degraded:
+        raise typer.Exit(4)
+
+
+labels_app = typer.Typer(
+    help="True outcomes of served predictions, by request id: `conveyor monitor` scores them.",
+    no_args_is_help=True, rich_markup_mode=None,
+)
+app.add_typer(labels_app, name="labels")
+
+
+@labels_app.command("add")
+def labels_add(
+    file: Annotated[Path, typer.Argument(help="A CSV with a request id column and a label column.")],
+    id_column: Annotated[str, typer.Option("--id", help="The request id column.")] = "request_id",
+    label_column: Annotated[Optional[str], typer.Option(
+        "--label", help="The label column (default: the target's name, else `label`).")] = None,
+    project: ProjectOpt = Path("."),
+    for_model: ForOpt = None,
+) -> None:
+    """Add labels of served predictions; rows that do not match the log are set aside with their line."""
+    from conveyor.runner import add_labels_project, load_project, model_configs
+
+    config, workspace = load_project(project)
+    own = model_configs(config, for_model, one=True)[0]
+    added = add_labels_project(own, workspace, file, id_column, label_column)
+    typer.echo(added.summary())  # plain lines: a label file's path is long, and logs should not wrap
+    for line in added.first_rejected:
+        typer.echo(f"  {line}")
+    if added.rejected_file:
+        typer.echo(f"rejected rows, with their line and reason: {added.rejected_file}")
+    typer.echo(f"{added.labeled_total} labeled predictions of {own.name}; `conveyor monitor` scores them")
+    if added.rows and not added.accepted:
+        raise typer.Exit(1)
 
 
 def _fmt(value: float | None) -> str:

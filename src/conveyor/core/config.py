@@ -374,6 +374,9 @@ class MonitoringConfig(_Model):
     """One drifted feature with a PSI this large is dataset drift by itself (e.g. a value never seen in training)."""
     window: int | None = Field(None, ge=1)
     """Compare only the last N logged predictions; None uses the whole log."""
+    performance_drop: float = Field(0.1, gt=0, lt=1)
+    """On labeled predictions, the primary metric worse than the champion's test score by more than
+    this share of it is `degraded` (0.1: r2 0.90 -> below 0.81; rmse 40 -> above 44)."""
 
 
 class ModelSpec(_Model):

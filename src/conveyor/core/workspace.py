@@ -66,6 +66,10 @@ class Workspace:
     def predictions(self) -> Path:
         return self.root / "predictions"
 
+    def labels(self, model: str | None = None) -> Path:
+        """The labels of served predictions: `labels/`, or `labels/<model>/` for a model of `models:`."""
+        return self.root / "labels" if model is None else self.root / "labels" / model
+
     def prediction_log(self, model: str | None = None) -> Path:
         """The prediction log's folder: `predictions/`, or `predictions/<model>/` for a model of `models:`."""
         return self.predictions if model is None else self.predictions / model

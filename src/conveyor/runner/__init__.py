@@ -1,11 +1,19 @@
 """Runner: the stage graph with content-hash caching, run records, lineage, and the use cases behind the CLI."""
 
-from conveyor.runner._commands import init_project, load_project, model_configs, monitor_project, serve_project
+from conveyor.runner._commands import (
+    add_labels_project,
+    init_project,
+    load_project,
+    model_configs,
+    monitor_project,
+    serve_project,
+)
 from conveyor.runner._lineage import LineageStep, lineage_of_model, lineage_of_prediction
 from conveyor.runner._pipeline import STAGES, Event, cache_key, last_artifact, run_pipeline, stage_names, stages_of
 
 __all__ = [
     "STAGES",
+    "add_labels_project",
     "Event",
     "LineageStep",
     "cache_key",

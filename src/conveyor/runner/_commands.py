@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 from conveyor.core.artifacts import Artifact
 from conveyor.core.config import Config, dump_config, load_config
-from conveyor.core.errors import ConfigError
+from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.core.workspace import Workspace
 
 if TYPE_CHECKING:
-    from conveyor.stages.monitoring import DriftCheck
+    from conveyor.stages.monitoring import DriftCheck, LabelsAdded
 
-__all__ = ["init_project", "load_project", "model_configs", "monitor_project", "serve_project"]
+__all__ = ["add_labels_project", "init_project", "load_project", "model_configs", "monitor_project", "serve_project"]
 
 _HEADER = """\
 # Conveyor project file, written by `conveyor init` from {csv}.
@@ -102,7 +102,24 @@ def serve_project(
 def monitor_project(config: Config, workspace: Workspace, window: int | None) -> Artifact[DriftCheck]:
     from conveyor.stages.monitoring import monitor
 
-    return monitor(config, workspace, window=window)
+    def test_metrics(version: str) -> dict[str, float]:
+        """The checked version's scores on its test split, from the registry (for labeled traffic)."""
+        from conveyor.stages.training import describe_version
+
+        try:
+            return describe_version(config, workspace, version).metrics
+        except ConveyorError:
+            return {}
+
+    return monitor(config, workspace, window=window, test_metrics=test_metrics)
+
+
+def add_labels_project(
+    config: Config, workspace: Workspace, path: Path, id_column: str, label_column: str | None
+) -> LabelsAdded:
+    from conveyor.stages.monitoring import add_labels
+
+    return add_labels(config, workspace, path, id_column=id_column, label_column=label_column)
 
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from conveyor.core.errors import MonitoringError
 from conveyor.core.hashing import hash_file, hash_json
 from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
+from conveyor.stages.monitoring._labels import LabelLog, Performance, score_labels
 from conveyor.stages.monitoring._log import PredictionLog
 from conveyor.stages.monitoring._result import DriftCheck, DriftRow
 
@@ -162,12 +163,17 @@ def _write_reports(
     return workspace.reports / f"{stem}.json", workspace.reports / f"{stem}.html"
 
 
-def monitor(config: Config, workspace: Workspace, *, window: int | None = None) -> Artifact[DriftCheck]:
+def monitor(
+    config: Config, workspace: Workspace, *, window: int | None = None,
+    test_metrics: Callable[[str], Mapping[str, float]] | None = None,
+) -> Artifact[DriftCheck]:
     """Compare the logged inputs and predictions of the newest model version with its reference.
 
     Writes `reports/drift-<time>.json` and `.html` (and `drift.json`/`drift.html`, the latest).
     A model of `models:` (`config` from `Config.for_model`) reads its own log, `predictions/<model>/`,
-    and writes `reports/drift-<model>-<time>.*` and `drift-<model>.*`.
+    and writes `reports/drift-<model>-<time>.*` and `drift-<model>.*`. With labels (`conveyor
+    labels add`), the checked version's labeled predictions are scored against its test score,
+    `test_metrics(version)` (the runner reads it from the registry).
     """
     from conveyor.stages.monitoring._report import render_drift_html
 
@@ -185,17 +191,32 @@ def monitor(config: Config, workspace: Workspace, *, window: int | None = None) 
             "it is written when `conveyor promote` makes a champion"
         )
     result = check_drift(records, _read_reference(reference_path, config), config)
+    current = [r for r in records if str(r.get("model_version")) == version]
+    performance = score_labels(config, current, LabelLog(workspace.labels(config.model)).read(),
+                               (lambda: test_metrics(version)) if test_metrics is not None else None)
     stamp = datetime.now(UTC)
     summary = drift_summary(result, config, reference_path, stamp)
+    summary["performance"] = None if performance is None else performance.model_dump(mode="json")
     title = f"{config.name} v{version}: drift of {result.n_current} served predictions"
     html = render_drift_html(result.report, result.reference, result.current, title=title,
                              prediction=result.prediction, thresholds=result.thresholds)
+    if performance is not None:
+        html = html.replace("</body>", _performance_html(performance) + "</body>", 1)
     latest = "drift" if config.model is None else f"drift-{config.model}"
     json_path, html_path = _write_reports(
         workspace, f"{latest}-{stamp.strftime('%Y%m%dT%H%M%S')}", summary, html, latest
     )
-    return Artifact("drift", html_path, hash_json(summary), _check(result, json_path, html_path),
-                    {"reference": hash_file(reference_path)})
+    check = _check(result, json_path, html_path).model_copy(update={"performance": performance})
+    return Artifact("drift", html_path, hash_json(summary), check, {"reference": hash_file(reference_path)})
+
+
+def _performance_html(performance: Performance) -> str:
+    """A section of the drift report: the labeled predictions' scores beside the test score."""
+    from html import escape
+
+    rows = "".join(f"<tr><td>{escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in sorted(performance.scores.items()))
+    return (f"<section><h2>Performance on labeled predictions</h2><p>{escape(performance.summary())}</p>"
+            f"<table><tr><th>metric</th><th>labeled traffic</th></tr>{rows}</table></section>")
 
 
 def _check(result: DriftResult, json_path: Path, html_path: Path) -> DriftCheck:

@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.core.artifacts import Result
+from conveyor.stages.monitoring._labels import Performance
 
 __all__ = ["DriftCheck", "DriftRow"]
 
@@ -50,6 +51,8 @@ class DriftCheck(Result):
     n_reference: int = 0
     rows: list[DriftRow] = Field(default_factory=list)
     """Every compared column, the most shifted (largest PSI) first."""
+    performance: Performance | None = None
+    """The checked version's labeled predictions scored (`conveyor labels add`); None without labels."""
 
     def summary(self) -> str:
         return f"{self.verdict} (model v{self.model_version}, {self.n_current} predictions); report {self.html_report}"
