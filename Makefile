@@ -20,7 +20,7 @@ demo: $(STAMP)
 # two workers, each test file on one of them (module fixtures stay whole); schemathesis gives its
 # generated cases one node id, which xdist would run once: that file runs on its own
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile --ignore=tests/unit/test_serving_schemathesis.py
+	$(BIN)/python -m pytest -n 2 --dist loadfile --ignore=tests/unit/test_serving_schemathesis.py --durations=15
 	$(BIN)/python -m pytest tests/unit/test_serving_schemathesis.py
 
 lint: $(STAMP)
