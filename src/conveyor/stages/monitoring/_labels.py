@@ -270,9 +270,6 @@ def score_labels(
     test_metrics: Callable[[], Mapping[str, float]] | None = None,
 ) -> Performance | None:
     """Performance of `records` (one model version's logged predictions) that have a label; None without any."""
-    import numpy as np
-    from sklearn import metrics
-
     pairs = _Pairs()
     for record in records:
         request_id = str(record.get("request_id"))
@@ -282,6 +279,9 @@ def score_labels(
             pairs.probability.append(record.get("probability"))
     if not pairs.truth:
         return None
+    import numpy as np  # only with labels: a monitor without them pays nothing
+    from sklearn import metrics
+
     task = config.schema.task
     scores: dict[str, float] = {}
     enough = len(pairs.truth) >= config.monitoring.min_rows
