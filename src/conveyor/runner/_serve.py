@@ -137,22 +137,7 @@ def open_model_service(config: Config, workspace: Workspace, model: str, online:
     """One model of `models:`: its champion (`<project>-<model>@champion`) over the shared online
     store, its own prediction log (`predictions/<model>/`) and shadow (`serving.shadow.<model>`, logged in
     `predictions/<model>/shadow/`)."""
-    from conveyor.stages.monitoring import PredictionLog
-    from conveyor.stages.serving import ServiceParts
-    from conveyor.stages.training import load_champion
-
-    own = config.for_model(model)
-    champion = load_champion(own, workspace, threads=1)
-    shadow = served_model(own, _shadow_model(own, workspace), online) if own.serving.shadow is not None else None
-    return ServiceParts(
-        model=served_model(own, ChampionModel(champion), online),
-        features=online,
-        log=PredictionLog(workspace.prediction_log(model), fsync=config.serving.fsync),
-        value_buckets=prediction_buckets(champion.reference, own.schema.task),
-        reload=ChampionReloader(own, workspace, champion.version, online),
-        shadow=shadow,
-        shadow_log=PredictionLog(workspace.prediction_log(model) / "shadow") if shadow is not None else None,
-    )
+    return _service_parts(config.for_model(model), workspace, online)
 
 
 def build_app(config: Config, workspace: Workspace) -> FastAPI | ModelsApp:
@@ -173,21 +158,27 @@ def build_app(config: Config, workspace: Workspace) -> FastAPI | ModelsApp:
 def open_service(config: Config, workspace: Workspace) -> ServiceParts:
     """Open everything the service needs; raises a ConveyorError naming what is missing."""
     from conveyor.stages.features import OnlineFeatures
+
+    return _service_parts(config, workspace, OnlineFeatures(config, workspace))
+
+
+def _service_parts(own: Config, workspace: Workspace, online: Any) -> ServiceParts:
+    """A model's champion, log, reloader and shadow (`own`: the project's Config, or a model's own)."""
     from conveyor.stages.monitoring import PredictionLog
     from conveyor.stages.serving import ServiceParts
     from conveyor.stages.training import load_champion
 
-    champion = load_champion(config, workspace, threads=1)
-    online = OnlineFeatures(config, workspace)
-    shadow = served_model(config, _shadow_model(config, workspace), online) if config.serving.shadow else None
+    champion = load_champion(own, workspace, threads=1)
+    shadow = served_model(own, _shadow_model(own, workspace), online) if own.serving.shadow else None
+    log = workspace.prediction_log(own.model)
     return ServiceParts(
-        model=served_model(config, ChampionModel(champion), online),
+        model=served_model(own, ChampionModel(champion), online),
         features=online,
-        log=PredictionLog(workspace.predictions, fsync=config.serving.fsync),
-        value_buckets=prediction_buckets(champion.reference, config.schema.task),
-        reload=ChampionReloader(config, workspace, champion.version, online),
+        log=PredictionLog(log, fsync=own.serving.fsync),
+        value_buckets=prediction_buckets(champion.reference, own.schema.task),
+        reload=ChampionReloader(own, workspace, champion.version, online),
         shadow=shadow,
-        shadow_log=PredictionLog(workspace.predictions / "shadow") if shadow is not None else None,
+        shadow_log=PredictionLog(log / "shadow") if shadow is not None else None,
     )
 
 

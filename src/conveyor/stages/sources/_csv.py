@@ -523,10 +523,10 @@ def _padded(arr: npt.NDArray[np.uint8], ext: npt.NDArray[np.uint8], sep: int) ->
 
     odd = np.flatnonzero(arr.view(np.int8) <= 32)  # bytes 0-32 and 128-255
     this = arr[odd]
-    odd = odd[this != 10]
+    keep = this != 10
+    odd, this = odd[keep], this[keep]
     if not odd.size:
         return False
-    this = arr[odd]
     before = ext[odd + 1]  # ext is the block shifted by 2: ext[i + 1] is the byte before arr[i]
     after = arr[odd + 1]
     edge_before = (before == sep) | (before == 10) | (before == 34)
