@@ -157,18 +157,22 @@ def build_app(config: Config, workspace: Workspace) -> FastAPI | ModelsApp:
 
 def open_service(config: Config, workspace: Workspace) -> ServiceParts:
     """Open everything the service needs; raises a ConveyorError naming what is missing."""
+    return _service_parts(config, workspace, None)
+
+
+def _service_parts(own: Config, workspace: Workspace, online: Any | None) -> ServiceParts:
+    """A model's champion, log, reloader and shadow (`own`: the project's Config, or a model's own).
+
+    The champion is loaded first, so a project without one says so before anything else; `online`
+    None: the project's online store, opened after it.
+    """
     from conveyor.stages.features import OnlineFeatures
-
-    return _service_parts(config, workspace, OnlineFeatures(config, workspace))
-
-
-def _service_parts(own: Config, workspace: Workspace, online: Any) -> ServiceParts:
-    """A model's champion, log, reloader and shadow (`own`: the project's Config, or a model's own)."""
     from conveyor.stages.monitoring import PredictionLog
     from conveyor.stages.serving import ServiceParts
     from conveyor.stages.training import load_champion
 
     champion = load_champion(own, workspace, threads=1)
+    online = OnlineFeatures(own, workspace) if online is None else online
     shadow = served_model(own, _shadow_model(own, workspace), online) if own.serving.shadow else None
     log = workspace.prediction_log(own.model)
     return ServiceParts(
