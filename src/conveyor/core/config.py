@@ -28,6 +28,7 @@ __all__ = [
     "Schema",
     "ServingConfig",
     "SourceConfig",
+    "StoresConfig",
     "TrainingConfig",
     "dump_config",
     "load_config",
@@ -379,6 +380,64 @@ class MonitoringConfig(_Model):
     this share of it is `degraded` (0.1: r2 0.90 -> below 0.81; rmse 40 -> above 44)."""
 
 
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class MlflowStore(_Model):
+    """MLflow on a tracking server the team runs (runs, registry and proxied artifacts)."""
+
+    tracking_uri_env: str = Field("MLFLOW_TRACKING_URI", pattern=_ENV_NAME)
+    """The environment variable holding the server's URI (`http://host:5000`); never the URI itself."""
+
+
+class PostgresStore(_Model):
+    """A PostgreSQL database; its connection string is read from an environment variable."""
+
+    kind: Literal["postgres"] = "postgres"
+    dsn_env: str = Field(pattern=_ENV_NAME)
+    """The environment variable holding `postgresql://user:password@host:port/db`; never the DSN itself."""
+
+
+class RedisStore(_Model):
+    """Redis as the online store; its URL is read from an environment variable."""
+
+    kind: Literal["redis"] = "redis"
+    url_env: str = Field("REDIS_URL", pattern=_ENV_NAME)
+    """The environment variable holding `redis://[:password@]host:port/db`; never the URL itself."""
+
+
+class S3Store(_Model):
+    """A bucket and key prefix in an S3-compatible object store. The endpoint, region and
+    credentials come from the standard AWS environment variables (`AWS_ENDPOINT_URL`,
+    `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`)."""
+
+    kind: Literal["s3"] = "s3"
+    uri: str = Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+    """`s3://bucket/prefix`: where the files go (no credentials here)."""
+
+
+class StoresConfig(_Model):
+    """Where a project keeps its state when a team shares it; every entry left out stays on the
+    embedded default in the project folder (SQLite, local files). Connection strings and keys are
+    only ever named by environment variable."""
+
+    mlflow: MlflowStore | None = None
+    """Tracking and model registry on an MLflow server; None: `mlflow.db` and `mlartifacts/`."""
+    registry: PostgresStore | None = None
+    """The Feast registry on PostgreSQL (Feast's SQL registry); None: `feature_repo/data/registry.pb`."""
+    online: RedisStore | None = None
+    """The Feast online store on Redis; None: SQLite (`features.online_store`)."""
+    offline: Annotated[S3Store | PostgresStore, Field(discriminator="kind")] | None = None
+    """The Feast offline store's data: Parquet files under an S3 prefix, or PostgreSQL tables; None: local Parquet."""
+    lock: PostgresStore | None = None
+    """Where the project lock lives: a PostgreSQL advisory lock; None: `stores.registry`'s database when
+    set, else a lock file in `.conveyor/` (one machine)."""
+
+    def shared(self) -> bool:
+        """True when any state lives outside the project folder."""
+        return any(v is not None for v in (self.mlflow, self.registry, self.online, self.offline, self.lock))
+
+
 class ModelSpec(_Model):
     """One of several models of a project (`models:`): its own target, task and inputs, over the
     project's shared feature views. Registered as `<project>-<model>`, with its own gate and
@@ -405,6 +464,8 @@ class Config(_Model):
     promotion: PromotionConfig = PromotionConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    stores: StoresConfig = StoresConfig()
+    """Shared services (MLflow server, PostgreSQL, Redis, S3) instead of the embedded default."""
     models: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")], ModelSpec] = Field(default_factory=dict)
     """Several models sharing the feature views (taxi fare, tip ...); empty: one model, `schema.target`."""
 
@@ -603,6 +664,10 @@ def dump_config(config: Config, path: Path, header: str = "") -> None:
     data = config.model_dump(mode="json", by_alias=True)
     if not data["models"]:
         del data["models"]  # a one-model project's file stays as it was
+    if not config.stores.shared():
+        del data["stores"]  # the embedded default needs no section
+    else:
+        data["stores"] = {k: v for k, v in data["stores"].items() if v is not None}
     if config.features.repo is not None:
         data["features"] = {"repo": config.features.repo}  # the rest is the other project's
     else:
