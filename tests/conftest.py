@@ -178,3 +178,28 @@ def taxi_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = two_taxi_models(tmp_path_factory.mktemp("taxi-models") / "p")
     conveyor("run", "-C", str(folder), "--no-search")
     return folder
+
+
+TEAM_ENV = (
+    "CONVEYOR_PG_DSN",
+    "REDIS_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "CONVEYOR_S3_BUCKET",
+    "MLFLOW_TRACKING_URI",
+)
+"""What `examples/team-stack/up` prints for the team stack's services: PostgreSQL, Redis, an
+S3-API server (bucket `CONVEYOR_S3_BUCKET`) and an MLflow tracking server."""
+
+
+@pytest.fixture(scope="session")
+def team_stack() -> dict[str, str]:
+    """The running team stack's environment (`make test` starts it). A missing service fails the
+    test: tests of the team stack never skip."""
+    missing = [name for name in TEAM_ENV if not os.environ.get(name)]
+    if missing:
+        pytest.fail(f"the team stack is not running ({', '.join(missing)} unset): "
+                    "start it with examples/team-stack/up and export the lines it prints, or run `make test`")
+    return {name: os.environ[name] for name in TEAM_ENV}
