@@ -62,6 +62,19 @@ def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text() + "\nserving:\n  api_key_env: SERVING_KEY\n"  # a second serving: section
+    with pytest.raises(ConfigError) as error:
+        load_config(_write(tmp_path, text))
+    first = next(i for i, line in enumerate(EXAMPLE.read_text().splitlines(), 1) if line.startswith("serving:"))
+    assert f"key 'serving' is given twice (lines {first} and " in str(error.value)
+    nested = "name: x\nserving:\n  api_key_env: KEY\n  port: 8000\n  api_key_env:\n"
+    with pytest.raises(ConfigError, match=r"key 'api_key_env' is given twice \(lines 3 and 5\)"):
+        load_config(_write(tmp_path, nested))
+    # the same key in two different mappings is no repeat
+    assert load_config(_write(tmp_path, EXAMPLE.read_text())).name == "bike-sharing"
+
+
 def test_config_is_frozen() -> None:
     config = load_config(EXAMPLE)
     from pydantic import ValidationError

@@ -599,7 +599,9 @@ def load_config(path: Path) -> Config:
             f"{path}: no project file here; create one with `conveyor init --csv FILE --target COL`"
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_strict_loader())  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -615,6 +617,38 @@ def load_config(path: Path) -> Config:
     if owner is not None:
         config.features._owner = owner.name
     return config
+
+
+class _DuplicateKey(Exception):
+    """A key given twice in one mapping of the project file."""
+
+
+def _strict_loader() -> type:
+    """A YAML SafeLoader that refuses a key given twice in one mapping, naming both lines.
+
+    PyYAML keeps the last value silently: an `api_key_env` written twice, the second time empty,
+    would turn authentication off without a word.
+    """
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.setdefault(key, line)
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                continue
+            if first != line:
+                raise _DuplicateKey(f"key {key!r} is given twice (lines {first} and {line}); keep one")
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader
 
 
 def _feature_owner(path: Path, data: dict[str, Any]) -> Config | None:
