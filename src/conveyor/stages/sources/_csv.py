@@ -73,6 +73,8 @@ class BadLine:
     line: int
     reason: str
     fields: list[str]
+    object: str | None = None
+    """The object it was read from, for a source of several (`s3://bucket/prefix/part-1.csv`)."""
 
 
 @dataclass
@@ -910,9 +912,10 @@ def _unterminated(source: Path, original: Path, line: int, delimiter: str, heade
 
 def describe_bad_lines(path: Path, bad: list[BadLine], limit: int = 5) -> str:
     def one(row: BadLine) -> str:
+        where = f"{row.object} line {row.line}" if row.object else f"line {row.line}"
         if ", the header has " in row.reason and row.reason.split(" ", 1)[0].isdigit():
-            return f"line {row.line} has {row.reason}"  # "line 6 has 18 fields, the header has 17"
-        return f"line {row.line}: {row.reason}"
+            return f"{where} has {row.reason}"  # "line 6 has 18 fields, the header has 17"
+        return f"{where}: {row.reason}"
 
     shown = "; ".join(one(b) for b in bad[:limit])
     more = f" (and {len(bad) - limit} more)" if len(bad) > limit else ""
@@ -926,9 +929,11 @@ def write_bad_lines(out: Path, bad: list[BadLine]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow([LINE_COLUMN, "_reason", "_fields"])
+        objects = any(row.object for row in bad)  # several objects: which one each line is of
+        writer.writerow([*(["_object"] if objects else []), LINE_COLUMN, "_reason", "_fields"])
         for row in bad:
-            writer.writerow([row.line, row.reason, json.dumps(row.fields, ensure_ascii=False)])
+            where = [row.object or ""] if objects else []
+            writer.writerow([*where, row.line, row.reason, json.dumps(row.fields, ensure_ascii=False)])
 
 
 def _shape_problem(line: int, fields: list[str], header: list[str], max_field_bytes: int) -> BadLine | None:

@@ -8,7 +8,7 @@ from conveyor.core.config import SourceConfig
 from conveyor.core.errors import DataError
 from conveyor.stages.sources._csv import LINE_COLUMN, CsvRead, read_csv_snapshot
 
-__all__ = ["read_source"]
+__all__ = ["read_parquet_snapshot", "read_source"]
 
 
 def read_source(
@@ -16,7 +16,7 @@ def read_source(
 ) -> CsvRead:
     """Write `path` to `out` as all-text Parquet plus `_line`; return the header and the bad rows."""
     if source.kind == "parquet":
-        return _read_parquet(path, out)
+        return read_parquet_snapshot(path, out)
     return read_csv_snapshot(
         path,
         out,
@@ -28,7 +28,7 @@ def read_source(
     )
 
 
-def _read_parquet(path: Path, out: Path) -> CsvRead:
+def read_parquet_snapshot(path: Path, out: Path) -> CsvRead:
     """A Parquet source: every column as text (nothing lost; prepare types it), `_line` = row number."""
     import polars as pl
 
