@@ -910,7 +910,7 @@ def _unterminated(source: Path, original: Path, line: int, delimiter: str, heade
 # --------------------------------------------------------------------------- reporting
 
 
-def describe_bad_lines(path: Path, bad: list[BadLine], limit: int = 5) -> str:
+def describe_bad_lines(path: Path | str, bad: list[BadLine], limit: int = 5) -> str:
     def one(row: BadLine) -> str:
         where = f"{row.object} line {row.line}" if row.object else f"line {row.line}"
         if ", the header has " in row.reason and row.reason.split(" ", 1)[0].isdigit():

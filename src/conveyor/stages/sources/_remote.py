@@ -216,7 +216,7 @@ def ingest_remote(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]
                 f"are not in what it returns; it has: {', '.join(read.header)}"
             )
         if read.bad and src.on_bad_lines == "error":
-            raise DataError(describe_bad_lines(Path(where), read.bad))
+            raise DataError(describe_bad_lines(where, read.bad))
         if read.bad or earlier_bad:  # the rows set aside before (an appended read), then the new ones
             write_bad_lines(quarantine_file, read.bad)
             header, *lines = quarantine_file.read_bytes().splitlines(keepends=True)
