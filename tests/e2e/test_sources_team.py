@@ -107,6 +107,17 @@ def test_postgres_table_and_s3_parquet_prefix_give_the_csv_data_and_model(
         _put(bucket, f"{uid}/bikes/part-{index:05d}.parquet", buffer.getvalue())
     _put(bucket, f"{uid}/bikes/_SUCCESS", b"")  # a writer's marker: not a part
     try:
+        # init reads them the way ingest does and infers the CSV's schema
+        conveyor("init", "--csv", str(BIKE_CSV), "--target", "cnt", "-o", str(tmp_path / "i-csv" / "conveyor.yaml"))
+        conveyor("init", "--postgres", f"{uid}.bikes", "--dsn-env", "CONVEYOR_PG_DSN", "--target", "cnt",
+                 "-o", str(tmp_path / "i-pg" / "conveyor.yaml"))
+        conveyor("init", "--s3", f"s3://{bucket}/{uid}/bikes/", "--target", "cnt", "-o", str(tmp_path / "i-s3" / "conveyor.yaml"))
+        inferred = {name: yaml.safe_load((tmp_path / f"i-{name}" / "conveyor.yaml").read_text()) for name in ("csv", "pg", "s3")}
+        assert inferred["pg"]["schema"] == inferred["csv"]["schema"] == inferred["s3"]["schema"]
+        assert inferred["pg"]["source"] == {"kind": "postgres", "dsn_env": "CONVEYOR_PG_DSN", "table": f"{uid}.bikes",
+                                            "on_bad_lines": "error", "max_field_bytes": 1048576}
+        assert inferred["s3"]["source"]["uri"] == f"s3://{bucket}/{uid}/bikes/"
+
         local = make_bike_project(tmp_path / "csv")
         pg = _project(tmp_path / "pg", {"kind": "postgres", "dsn_env": "CONVEYOR_PG_DSN", "table": f"{uid}.bikes"})
         s3 = _project(tmp_path / "s3", {"kind": "s3", "uri": f"s3://{bucket}/{uid}/bikes/"})

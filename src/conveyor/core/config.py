@@ -717,6 +717,9 @@ def dump_config(config: Config, path: Path, header: str = "") -> None:
     for key in ("path", "dsn_env", "table", "query", "uri", "format", "incremental"):
         if data["source"].get(key, "") is None:
             del data["source"][key]  # the keys of other source kinds
+    if config.source.kind == "postgres" and config.source.decimal == "." and config.source.thousands is None:
+        for key in ("delimiter", "encoding", "decimal", "thousands"):
+            data["source"].pop(key, None)  # how a file's text is written: the server's CSV is always the same
     data["schema"]["columns"] = {k: Flow(v) for k, v in data["schema"]["columns"].items()}
     text = yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
     path.write_text(header + text, encoding="utf-8")

@@ -138,7 +138,7 @@ def _relation(source: SourceConfig, *, escape: bool) -> sql.Composable:
         return sql.SQL(".").join(sql.Identifier(part) for part in split_name(source.table))
     query = (source.query or "").strip().rstrip(";")
     query = query.replace("%", "%%") if escape else query
-    return sql.SQL("({}) AS conveyor_query").format(sql.SQL(query))  # type: ignore[arg-type]
+    return sql.SQL("({}) AS conveyor_query").format(sql.SQL(query))
 
 
 def _select(source: SourceConfig, after: str | None) -> tuple[sql.Composable, tuple[str] | None]:

@@ -17,7 +17,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from conveyor.core.artifacts import Artifact, relative_to
 from conveyor.core.config import Config, SourceConfig
@@ -33,11 +34,11 @@ from conveyor.stages.sources._csv import (
     write_bad_lines,
 )
 from conveyor.stages.sources._ingest import INGEST_VERSION, RawSnapshot, _remove_stale
-from conveyor.stages.sources._postgres import PgCopy, copy_rows
+from conveyor.stages.sources._postgres import PgCopy, copy_rows, split_name
 from conveyor.stages.sources._postgres import describe as describe_pg
 from conveyor.stages.sources._s3 import Part, list_parts, read_parts
 
-__all__ = ["describe", "ingest_remote", "remote_hashes", "snapshot_remote"]
+__all__ = ["describe", "infer_remote_config", "ingest_remote", "remote_hashes", "snapshot_remote"]
 
 
 @dataclass
@@ -251,3 +252,43 @@ def ingest_remote(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]
     )
     meta_file.write_text(result.model_dump_json(indent=2), encoding="utf-8")
     return Artifact("raw", snapshot, digest, result, inputs)
+
+
+def infer_remote_config(source: SourceConfig, *, name: str | None = None, notes: list[str] | None = None,
+                        **options: Any) -> Config:
+    """`conveyor init` on a postgres or s3 source: the whole source read the way ingest reads it
+    (the same snapshot), then inferred like a file; the source section is written as given."""
+    import polars as pl
+
+    from conveyor.stages.sources._infer import infer_config
+    from conveyor.stages.sources._s3 import OBJECT_COLUMN, OBJECT_LINE_COLUMN
+
+    where = describe(source)
+    said: list[str] = [] if notes is None else notes
+    with tempfile.TemporaryDirectory(prefix="conveyor-init-") as work:
+        snapshot, sample = Path(work) / "snapshot.parquet", Path(work) / "sample.parquet"
+        read = snapshot_remote(source, snapshot, workdir=Path(work))
+        if read.bad:
+            source = source.model_copy(update={"on_bad_lines": "quarantine"})
+            shown = ", ".join(f"{b.object or 'row'} line {b.line} ({b.reason})" for b in read.bad[:3])
+            said.append(f"source: {len(read.bad)} unreadable row(s) will be quarantined at ingest "
+                        f"(source.on_bad_lines: quarantine), e.g. {shown}")
+        extra = [LINE_COLUMN, OBJECT_COLUMN, OBJECT_LINE_COLUMN]
+        pl.scan_parquet(snapshot).drop(extra, strict=False).sink_parquet(sample)
+        try:
+            return infer_config(sample, name=name or _default_name(source), notes=said, source=source, **options)
+        except DataError as exc:
+            raise DataError(str(exc).replace(str(sample), where)) from None
+
+
+def _default_name(source: SourceConfig) -> str:
+    import re
+
+    if source.table is not None:
+        base = split_name(source.table)[-1]
+    elif source.uri is not None:
+        base = PurePosixPath(source.uri.removeprefix("s3://").rstrip("/")).stem
+    else:
+        base = "query"
+    slug = re.sub(r"[^a-z0-9_-]+", "-", base.lower()).strip("-_") or "project"
+    return (slug if slug[0].isalpha() else f"p-{slug}")[:63]

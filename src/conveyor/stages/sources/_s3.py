@@ -49,7 +49,7 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 def _client() -> Any:
     try:
-        import boto3
+        import boto3  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         raise DataError("a source of kind s3 needs boto3: pip install 'conveyor[team]'") from None
     return boto3.client("s3")
@@ -57,7 +57,7 @@ def _client() -> Any:
 
 def _fail(uri: str, exc: Exception) -> DataError:
     """A boto3/botocore error as one line: what, where, how to fix."""
-    from botocore.exceptions import ClientError, NoCredentialsError
+    from botocore.exceptions import ClientError, NoCredentialsError  # type: ignore[import-untyped, unused-ignore]
 
     if isinstance(exc, NoCredentialsError):
         return DataError(f"{uri}: no AWS credentials; export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
@@ -81,7 +81,7 @@ def _is_part(key: str, prefix: str) -> bool:
 
 def list_parts(source: SourceConfig) -> list[Part]:
     """The objects the source reads, in key order: the one key, or every part under the prefix."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped, unused-ignore]
 
     uri = source.uri or ""
     bucket, key = split_uri(uri)
@@ -124,7 +124,7 @@ def read_parts(
     """Download and read every part in key order into one all-text snapshot `out` (+ `_object`,
     `_object_line`); rows a CSV part cannot give are returned with their object and line."""
     import polars as pl
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped, unused-ignore]
 
     bucket, _ = split_uri(source.uri or "")
     kind = part_format(source, parts)
