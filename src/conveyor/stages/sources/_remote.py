@@ -132,27 +132,25 @@ def remote_hashes(config: Config, workspace: Workspace) -> tuple[str, str]:
 def _pg_snapshot(
     src: SourceConfig, copy: PgCopy, out: Path, *, workdir: Path, bad_line_limit: int | None, offset: int
 ) -> tuple[CsvRead, int]:
-    """The COPY output through the CSV reader, then each CSV line number made a row number
-    (`offset` + the row's place among every row read, set-aside rows counted)."""
-    import numpy as np
+    """The COPY output through the CSV reader with row numbers for lines (an appended read's
+    continue after `offset`); also the last row number given, set-aside rows counted."""
     import polars as pl
 
     where = describe(src)
-    lined = workdir / "lined.parquet"
     try:
-        read = read_csv_snapshot(copy.path, lined, delimiter=",", encoding="utf-8", max_field_bytes=src.max_field_bytes,
-                                 workdir=workdir, bad_line_limit=bad_line_limit)
+        read = read_csv_snapshot(copy.path, out, delimiter=",", encoding="utf-8", max_field_bytes=src.max_field_bytes,
+                                 workdir=workdir, bad_line_limit=bad_line_limit, row_numbers=True)
     except DataError as exc:
         if "no data rows" in str(exc):
             raise DataError(f"{where}: no rows to read") from None
         raise DataError(str(exc).replace(str(copy.path), where)) from None
-    lines = pl.read_parquet(lined, columns=[LINE_COLUMN])[LINE_COLUMN].to_numpy() if read.rows else np.array([], np.int64)
-    every = np.union1d(lines, np.array([b.line for b in read.bad], dtype=np.int64))
-    rows = np.searchsorted(every, lines).astype(np.int64) + 1 + offset
-    if read.rows:
-        pl.scan_parquet(lined).with_columns(pl.Series(LINE_COLUMN, rows)).sink_parquet(out)
-    bad = [BadLine(int(np.searchsorted(every, b.line)) + 1 + offset, b.reason, b.fields) for b in read.bad]
-    return CsvRead(read.header, read.rows, bad, read.reader, padded=read.padded), offset + int(every.size)
+    if offset:
+        if read.rows:
+            moved = workdir / "moved.parquet"
+            pl.scan_parquet(out).with_columns(pl.col(LINE_COLUMN) + offset).sink_parquet(moved)
+            moved.replace(out)
+        read.bad[:] = [BadLine(b.line + offset, b.reason, b.fields) for b in read.bad]
+    return read, offset + read.rows + len(read.bad)
 
 
 def snapshot_remote(source: SourceConfig, out: Path, *, workdir: Path, bad_line_limit: int | None = None) -> CsvRead:

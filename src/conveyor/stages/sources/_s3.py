@@ -21,7 +21,7 @@ from typing import Any
 from conveyor.core.config import SourceConfig
 from conveyor.core.errors import DataError
 from conveyor.stages.sources._csv import LINE_COLUMN, BadLine, CsvRead, read_csv_snapshot
-from conveyor.stages.sources._read import read_parquet_snapshot
+from conveyor.stages.sources._read import parquet_text
 
 __all__ = ["OBJECT_COLUMN", "OBJECT_LINE_COLUMN", "Part", "list_parts", "read_parts", "split_uri"]
 
@@ -113,6 +113,24 @@ def part_format(source: SourceConfig, parts: list[Part]) -> str:
     raise DataError(f"{source.uri}: cannot tell the format from the names ({names}); set source.format: csv or parquet")
 
 
+def _download(client: Any, bucket: str, parts: list[Part], workdir: Path, suffix: str) -> list[Path]:
+    """Every part to a local file, a few at a time (an object store answers each request slowly)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped, unused-ignore]
+
+    def one(index: int) -> Path:
+        local = workdir / f"part-{index}{suffix}"
+        try:
+            client.download_file(bucket, parts[index].key, str(local))
+        except (BotoCoreError, ClientError) as exc:
+            raise _fail(f"s3://{bucket}/{parts[index].key}", exc) from None
+        return local
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(one, range(len(parts))))
+
+
 def read_parts(
     source: SourceConfig,
     parts: list[Part],
@@ -122,42 +140,42 @@ def read_parts(
     bad_line_limit: int | None = None,
 ) -> CsvRead:
     """Download and read every part in key order into one all-text snapshot `out` (+ `_object`,
-    `_object_line`); rows a CSV part cannot give are returned with their object and line."""
+    `_object_line`); rows a CSV part cannot give are returned with their object and line.
+
+    Parquet parts are cast to text lazily and written once, all together; a CSV part goes
+    through the CSV reader (its byte pass finds the rows to set aside) to a Parquet file first."""
     import polars as pl
-    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped, unused-ignore]
 
     bucket, _ = split_uri(source.uri or "")
     kind = part_format(source, parts)
-    client = _client()
+    files = _download(_client(), bucket, parts, workdir, ".parquet" if kind == "parquet" else ".csv")
     header: list[str] | None = None
     first = ""
     frames: list[pl.LazyFrame] = []
     bad: list[BadLine] = []
     rows, offset, padded, reader = 0, 0, False, "parquet"
-    for index, part in enumerate(parts):
+    for index, (part, local) in enumerate(zip(parts, files, strict=True)):
         uri = f"s3://{bucket}/{part.key}"
-        local = workdir / f"part-{index}{'.parquet' if kind == 'parquet' else '.csv'}"
-        snapshot = workdir / f"part-{index}.snapshot.parquet"
-        try:
-            client.download_file(bucket, part.key, str(local))
-        except (BotoCoreError, ClientError) as exc:
-            raise _fail(uri, exc) from None
-        try:
-            if kind == "parquet":
-                read = read_parquet_snapshot(local, snapshot)
-            else:
-                limit = None if bad_line_limit is None else max(bad_line_limit - len(bad), 1)
+        if kind == "parquet":
+            names, frame, count = parquet_text(local, uri)
+            read = CsvRead(names, count, [], "parquet")
+        else:
+            snapshot = workdir / f"part-{index}.snapshot.parquet"
+            limit = None if bad_line_limit is None else max(bad_line_limit - len(bad), 1)
+            try:
                 read = read_csv_snapshot(
                     local, snapshot, delimiter=source.delimiter, encoding=source.encoding,
                     max_field_bytes=source.max_field_bytes, workdir=workdir, bad_line_limit=limit,
                 )
-        except DataError as exc:
-            message = str(exc).replace(str(local), uri)
-            if len(parts) > 1 and ("no data rows" in message or "has no rows" in message):
-                local.unlink(missing_ok=True)
-                continue  # an empty part (a writer's empty partition): nothing to add
-            raise DataError(message) from None
-        local.unlink(missing_ok=True)
+            except DataError as exc:
+                message = str(exc).replace(str(local), uri)
+                if len(parts) > 1 and "no data rows" in message:
+                    continue  # an empty part (a writer's empty partition): nothing to add
+                raise DataError(message) from None
+            local.unlink(missing_ok=True)
+            frame = pl.scan_parquet(snapshot)
+        if read.rows == 0 and len(parts) > 1 and not read.bad:
+            continue
         if header is None:
             header, first = read.header, uri
         elif sorted(read.header) != sorted(header):
@@ -166,18 +184,17 @@ def read_parts(
                 f"({', '.join(header)}); every part must have the same columns"
             )
         bad += [BadLine(b.line, b.reason, b.fields, uri) for b in read.bad]
-        last = 0
-        if read.rows:
-            last = int(pl.scan_parquet(snapshot).select(pl.col(LINE_COLUMN).max()).collect().item())
-        last = max([last, *(b.line for b in read.bad)])
-        frames.append(
-            pl.scan_parquet(snapshot).select(
-                *[pl.col(name) for name in header],
-                (pl.col(LINE_COLUMN) + offset).alias(LINE_COLUMN),
-                pl.lit(uri).alias(OBJECT_COLUMN),
-                pl.col(LINE_COLUMN).alias(OBJECT_LINE_COLUMN),
-            )
-        )
+        if kind == "parquet":
+            last = read.rows
+        else:
+            last = int(frame.select(pl.col(LINE_COLUMN).max()).collect().item() or 0) if read.rows else 0
+            last = max([last, *(b.line for b in read.bad)])
+        frames.append(frame.select(
+            *[pl.col(name) for name in header],
+            (pl.col(LINE_COLUMN) + offset).alias(LINE_COLUMN),
+            pl.lit(uri).alias(OBJECT_COLUMN),
+            pl.col(LINE_COLUMN).alias(OBJECT_LINE_COLUMN),
+        ))
         rows += read.rows
         offset += last
         padded = padded or read.padded
@@ -186,6 +203,6 @@ def read_parts(
             break  # the caller stops at the first bad rows anyway
     if header is None:
         raise DataError(f"{source.uri}: every part is empty")
-    if frames:
+    if frames and rows:
         pl.concat(frames, how="vertical").sink_parquet(out)
     return CsvRead(header, rows, bad, reader, padded=padded)
