@@ -33,7 +33,8 @@ class RawSnapshot(Result):
     quarantine_file: str | None
     ingested_at: str
     source: str
-    """The source file, relative to the workspace when it is inside it."""
+    """The source file, relative to the workspace when it is inside it; `postgres table NAME ($VAR)`,
+    `postgres query ($VAR)` or the `s3://` URI for those sources (never a connection string)."""
     source_sha256: str
     reader: str = "polars"
     """`polars` (the fast path), `python` (the line-exact reader) or `parquet`."""

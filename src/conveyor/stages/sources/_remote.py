@@ -119,7 +119,10 @@ def _stage(config: Config, workspace: Workspace) -> _Staged:
     inputs = {"rows": copy.sha256, "read": read, "version": INGEST_VERSION}
     if previous is not None:
         inputs["previous"] = previous[0]
-    return _Staged(hash_json(inputs), copy.sha256, copy=copy, previous=previous)
+    digest = hash_json(inputs)
+    if (workspace.raw / f"{short(digest)}.json").exists() and (workspace.raw / f"{short(digest)}.parquet").exists():
+        out.unlink(missing_ok=True)  # the rows are unchanged: ingest is cached, the read is not kept
+    return _Staged(digest, copy.sha256, copy=copy, previous=previous)
 
 
 def remote_hashes(config: Config, workspace: Workspace) -> tuple[str, str]:
@@ -170,9 +173,8 @@ def ingest_remote(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]
     identity = _identity(config)
     workspace.ensure(workspace.raw)
     staged = _STAGED.pop((str(workspace.root), identity), None)
-    if staged is None or (staged.copy is not None and not staged.copy.path.exists()
-                          and not (workspace.raw / f"{short(staged.digest)}.parquet").exists()):
-        staged = _stage(config, workspace)  # not read in this process yet (or its read was used)
+    if staged is None:
+        staged = _stage(config, workspace)  # not read in this process yet
     digest = staged.digest
     inputs = {"source_file": staged.sha256}
     snapshot = workspace.raw / f"{short(digest)}.parquet"
@@ -205,6 +207,10 @@ def ingest_remote(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]
             read = read_parts(src, staged.parts, tmp, workdir=Path(work), bad_line_limit=limit)
         else:
             assert staged.copy is not None
+            if not staged.copy.path.exists():  # not kept (the snapshot existed): read the same rows again
+                again = copy_rows(src, staged.copy.path, after=previous[1].watermark if previous else None)
+                if again.sha256 != staged.copy.sha256:
+                    raise DataError(f"{where}: the rows changed while being read; run again")
             offset = (previous[1].last_row or previous[1].rows) if previous is not None else 0
             read, last_row = _pg_snapshot(src, staged.copy, tmp, workdir=Path(work), bad_line_limit=limit, offset=offset)
             staged.copy.path.unlink(missing_ok=True)
