@@ -27,7 +27,9 @@ PUBLIC = {
         "stage_names",
         "stages_of",
     ],
-    "conveyor.stages.sources": ["INGEST", "LINE_COLUMN", "RawSnapshot", "infer_config", "ingest", "source_digest"],
+    "conveyor.stages.sources": [
+        "INGEST", "LINE_COLUMN", "RawSnapshot", "infer_config", "infer_remote_config", "ingest", "source_digest",
+    ],
     "conveyor.stages.prep": ["EDA", "EVENT_TIMESTAMP", "PREPARE", "CleanData", "EdaReport", "clean_frame", "prepare"],
     "conveyor.stages.features": [
         "DATASET", "FEATURES", "FeatureRepo", "OnlineFeatures", "TrainingSet", "UnknownEntityError", "ViewInfo",

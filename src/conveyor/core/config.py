@@ -22,6 +22,7 @@ __all__ = [
     "Entity",
     "EventTime",
     "FeaturesConfig",
+    "Incremental",
     "ModelSpec",
     "MonitoringConfig",
     "PromotionConfig",
@@ -51,11 +52,38 @@ class _Model(BaseModel):
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
 
-class SourceConfig(_Model):
-    """Where the raw data comes from, and how its text is read."""
+class Incremental(_Model):
+    """Read only the rows added since the last snapshot (`source.incremental`)."""
 
-    kind: Literal["csv", "parquet"] = "csv"
-    path: str
+    column: str = Field(min_length=1)
+    """A column that grows with every new row (`updated_at`, an id): rows above the last snapshot's
+    maximum are read and appended to it. Rows whose value is null are read only by the first snapshot."""
+
+
+class SourceConfig(_Model):
+    """Where the raw data comes from, and how its text is read.
+
+    `csv`/`parquet`: a local file (`path`); `postgres`: a table or a read-only query, the
+    connection string in the environment variable `dsn_env`; `s3`: one object or a prefix of
+    parts (`uri`), endpoint and credentials from the standard AWS environment variables.
+    """
+
+    kind: Literal["csv", "parquet", "postgres", "s3"] = "csv"
+    path: str | None = None
+    """The local CSV or Parquet file (kind csv, parquet), relative to the project folder."""
+    dsn_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    """postgres: the environment variable holding the connection string; never the string itself."""
+    table: str | None = Field(None, min_length=1)
+    """postgres: the table (or view) to read, `name` or `schema.name`, exact names (double-quote
+    a name holding a dot: `"my.schema".bikes`)."""
+    query: str | None = Field(None, min_length=1)
+    """postgres: a SELECT to read instead of a table, run in a READ ONLY transaction."""
+    uri: str | None = Field(None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+    """s3: `s3://bucket/key.csv` (one object) or `s3://bucket/prefix/` (every part under it, in key order)."""
+    format: Literal["csv", "parquet"] | None = None
+    """s3: how the objects are written; None: from their names (`.csv`, `.parquet`)."""
+    incremental: Incremental | None = None
+    """postgres: read only rows whose `column` is above the last snapshot's maximum, appended to it."""
     delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = "utf-8"
     """A text encoding Python knows: utf-8, utf-8-sig, utf-16, cp1252, latin-1, ..."""
@@ -85,6 +113,20 @@ class SourceConfig(_Model):
             raise ValueError(f"decimal and thousands are both {self.decimal!r}; they must differ")
         if self.kind == "csv" and self.delimiter in ('"', "\n", "\r"):
             raise ValueError(f"delimiter {self.delimiter!r} cannot separate fields")
+        return self._keys_fit_kind()
+
+    def _keys_fit_kind(self) -> SourceConfig:
+        wanted = {"csv": ("path",), "parquet": ("path",), "postgres": ("dsn_env",), "s3": ("uri",)}[self.kind]
+        for key in wanted:
+            if getattr(self, key) is None:
+                raise ValueError(f"a source of kind {self.kind!r} needs source.{key}")
+        foreign = {"path": ("csv", "parquet"), "dsn_env": ("postgres",), "table": ("postgres",),
+                   "query": ("postgres",), "uri": ("s3",), "format": ("s3",), "incremental": ("postgres",)}
+        for key, kinds in foreign.items():
+            if getattr(self, key) is not None and self.kind not in kinds:
+                raise ValueError(f"source.{key} is for a source of kind {' or '.join(kinds)}, not {self.kind!r}")
+        if self.kind == "postgres" and (self.table is None) == (self.query is None):
+            raise ValueError("a postgres source takes exactly one of source.table and source.query")
         return self
 
 
@@ -706,6 +748,12 @@ def dump_config(config: Config, path: Path, header: str = "") -> None:
         data["features"] = {"repo": config.features.repo}  # the rest is the other project's
     else:
         del data["features"]["repo"]
+    for key in ("path", "dsn_env", "table", "query", "uri", "format", "incremental"):
+        if data["source"].get(key, "") is None:
+            del data["source"][key]  # the keys of other source kinds
+    if config.source.kind == "postgres" and config.source.decimal == "." and config.source.thousands is None:
+        for key in ("delimiter", "encoding", "decimal", "thousands"):
+            data["source"].pop(key, None)  # how a file's text is written: the server's CSV is always the same
     data["schema"]["columns"] = {k: Flow(v) for k, v in data["schema"]["columns"].items()}
     text = yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
     path.write_text(header + text, encoding="utf-8")

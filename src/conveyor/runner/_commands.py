@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from conveyor.core.artifacts import Artifact
-from conveyor.core.config import Config, dump_config, load_config
+from conveyor.core.config import Config, SourceConfig, dump_config, load_config
 from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.core.workspace import Workspace
 
@@ -28,7 +28,7 @@ def load_project(root: Path) -> tuple[Config, Workspace]:
 
 
 def init_project(
-    csv: Path,
+    csv: Path | None,
     *,
     target: str,
     output: Path,
@@ -39,8 +39,10 @@ def init_project(
     force: bool = False,
     type_threshold: float | None = None,
     notes: list[str] | None = None,
+    source: SourceConfig | None = None,
 ) -> Config:
-    """Infer a project file from a CSV and write it to `output`.
+    """Infer a project file from a CSV (or from `source`, a PostgreSQL table or query or S3
+    objects, read the way ingest reads them) and write it to `output`.
 
     What init found and decided (values that will be quarantined, missing tokens, notation,
     why each column got its role) is appended to `notes` and written as comments at the top of
@@ -48,20 +50,27 @@ def init_project(
     """
     import os
 
-    from conveyor.stages.sources import infer_config
+    from conveyor.stages.sources import infer_config, infer_remote_config
 
     if output.exists() and not force:
         raise ConfigError(f"{output} exists; pass --force to overwrite it")
     output.parent.mkdir(parents=True, exist_ok=True)
-    relative = os.path.relpath(csv.resolve(), output.parent.resolve())
     found: list[str] = [] if notes is None else notes
-    threshold = {} if type_threshold is None else {"type_threshold": type_threshold}
+    threshold: dict[str, Any] = {} if type_threshold is None else {"type_threshold": type_threshold}
     entities: list[str] = []
-    config = infer_config(
-        csv, target=target, entity=entity, timestamps=timestamps, drop=drop, name=name, source_path=relative,
-        notes=found, entities=entities, **threshold,
-    )
-    header = _HEADER.format(csv=csv.name)
+    if source is not None:
+        config = infer_remote_config(source, target=target, entity=entity, timestamps=timestamps, drop=drop, name=name,
+                                     notes=found, entities=entities, **threshold)
+        origin = source.table or source.uri or "a query"
+    else:
+        assert csv is not None
+        relative = os.path.relpath(csv.resolve(), output.parent.resolve())
+        config = infer_config(
+            csv, target=target, entity=entity, timestamps=timestamps, drop=drop, name=name, source_path=relative,
+            notes=found, entities=entities, **threshold,
+        )
+        origin = csv.name
+    header = _HEADER.format(csv=origin)
     if found:
         header += "#\n# What init found:\n" + "".join(f"#   {_one_line(note)}\n" for note in found)
     if entities:

@@ -73,6 +73,8 @@ class BadLine:
     line: int
     reason: str
     fields: list[str]
+    object: str | None = None
+    """The object it was read from, for a source of several (`s3://bucket/prefix/part-1.csv`)."""
 
 
 @dataclass
@@ -649,11 +651,13 @@ def read_csv_snapshot(
     max_field_bytes: int,
     workdir: Path,
     bad_line_limit: int | None = None,
+    row_numbers: bool = False,
 ) -> CsvRead:
     """Read a CSV to an all-text Parquet file `out` with a `_line` column; the bad rows are returned.
 
     `bad_line_limit`: stop collecting (and reading) once this many bad rows are found, for a
-    caller that will stop at the first ones anyway.
+    caller that will stop at the first ones anyway. `row_numbers`: `_line` (and a bad row's
+    line) is the row's 1-based number among all rows instead (a database's rows written as CSV).
     """
     import threading
 
@@ -664,7 +668,8 @@ def read_csv_snapshot(
     # were one plain line; the pass then says whether that guess holds (it nearly always does).
     guess_file = out.with_name(out.name + ".guess")
     guess: list[int] = []
-    worker = threading.Thread(target=_sink_guess, args=(source, guess_file, header, delimiter, guess), daemon=True)
+    first = 1 if row_numbers else 2  # every row one line: row n is on line n + 1
+    worker = threading.Thread(target=_sink_guess, args=(source, guess_file, header, delimiter, guess, first), daemon=True)
     worker.start()
     try:
         layout = _scan(source, delimiter, len(header), max_field_bytes)
@@ -678,11 +683,28 @@ def read_csv_snapshot(
             guess_file.replace(out)
             return CsvRead(header, layout.rows, [], "polars", padded=layout.padded)
     guess_file.unlink(missing_ok=True)
+    read = None
     if not layout.open_quote:
-        fast = _fast_read(source, out, header, layout, delimiter, max_field_bytes)
-        if fast is not None:
-            return fast
-    return _exact_read(source, path, out, header, delimiter, max_field_bytes, bad_line_limit)
+        read = _fast_read(source, out, header, layout, delimiter, max_field_bytes)
+    if read is None:
+        read = _exact_read(source, path, out, header, delimiter, max_field_bytes, bad_line_limit)
+    return _as_row_numbers(read, out) if row_numbers else read
+
+
+def _as_row_numbers(read: CsvRead, out: Path) -> CsvRead:
+    """Line numbers made row numbers: each row's place among the rows read and the rows set aside."""
+    import numpy as np
+    import polars as pl
+
+    lines = pl.read_parquet(out, columns=[LINE_COLUMN])[LINE_COLUMN].to_numpy() if read.rows else np.array([], np.int64)
+    every = np.union1d(lines, np.array([b.line for b in read.bad], dtype=np.int64))
+    if read.rows:
+        tmp = out.with_name(out.name + ".rows")
+        numbers = np.searchsorted(every, lines).astype(np.int64) + 1
+        pl.scan_parquet(out).with_columns(pl.Series(LINE_COLUMN, numbers)).sink_parquet(tmp)
+        tmp.replace(out)
+    bad = [BadLine(int(np.searchsorted(every, b.line)) + 1, b.reason, b.fields, b.object) for b in read.bad]
+    return CsvRead(read.header, read.rows, bad, read.reader, read.notes, read.padded)
 
 
 def _scan_csv(source: Path, header: list[str], delimiter: str) -> pl.LazyFrame:
@@ -702,11 +724,12 @@ def _scan_csv(source: Path, header: list[str], delimiter: str) -> pl.LazyFrame:
     )
 
 
-def _sink_guess(source: Path, out: Path, header: list[str], delimiter: str, rows: list[int]) -> None:
-    """Every row on its own line, none to set aside: `_line` = row + 2. Appends the rows written to `rows`."""
+def _sink_guess(source: Path, out: Path, header: list[str], delimiter: str, rows: list[int], first: int = 2) -> None:
+    """Every row on its own line, none to set aside: `_line` = row + `first` (2: the line, the header
+    being line 1; 1: the row number). Appends the rows written to `rows`."""
     import polars as pl
 
-    frame = _scan_csv(source, header, delimiter).with_row_index("__conveyor_row", offset=2)
+    frame = _scan_csv(source, header, delimiter).with_row_index("__conveyor_row", offset=first)
     line = pl.col("__conveyor_row").cast(pl.Int64).alias(LINE_COLUMN)
     try:
         frame.select(*[pl.col(name) for name in header], line).sink_parquet(out, compression="lz4")
@@ -908,11 +931,12 @@ def _unterminated(source: Path, original: Path, line: int, delimiter: str, heade
 # --------------------------------------------------------------------------- reporting
 
 
-def describe_bad_lines(path: Path, bad: list[BadLine], limit: int = 5) -> str:
+def describe_bad_lines(path: Path | str, bad: list[BadLine], limit: int = 5) -> str:
     def one(row: BadLine) -> str:
+        where = f"{row.object} line {row.line}" if row.object else f"line {row.line}"
         if ", the header has " in row.reason and row.reason.split(" ", 1)[0].isdigit():
-            return f"line {row.line} has {row.reason}"  # "line 6 has 18 fields, the header has 17"
-        return f"line {row.line}: {row.reason}"
+            return f"{where} has {row.reason}"  # "line 6 has 18 fields, the header has 17"
+        return f"{where}: {row.reason}"
 
     shown = "; ".join(one(b) for b in bad[:limit])
     more = f" (and {len(bad) - limit} more)" if len(bad) > limit else ""
@@ -926,9 +950,11 @@ def write_bad_lines(out: Path, bad: list[BadLine]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow([LINE_COLUMN, "_reason", "_fields"])
+        objects = any(row.object for row in bad)  # several objects: which one each line is of
+        writer.writerow([*(["_object"] if objects else []), LINE_COLUMN, "_reason", "_fields"])
         for row in bad:
-            writer.writerow([row.line, row.reason, json.dumps(row.fields, ensure_ascii=False)])
+            where = [row.object or ""] if objects else []
+            writer.writerow([*where, row.line, row.reason, json.dumps(row.fields, ensure_ascii=False)])
 
 
 def _shape_problem(line: int, fields: list[str], header: list[str], max_field_bytes: int) -> BadLine | None:

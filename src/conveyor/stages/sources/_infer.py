@@ -398,8 +398,12 @@ def infer_config(
     type_threshold: float = TYPE_THRESHOLD,
     notes: list[str] | None = None,
     entities: list[str] | None = None,
+    source: SourceConfig | None = None,
 ) -> Config:
     """Infer column types, roles, the task, the event time and how to read the file.
+
+    `source`: the project's source when `csv_path` is a sample of it (a PostgreSQL table or S3
+    objects read the way ingest reads them, `infer_remote_config`), written as given.
 
     Columns that look like entities (`propose_entities`) are appended to `entities` and noted;
     they are not turned on: `features.entities` stays empty until a person chooses them (and
@@ -531,7 +535,7 @@ def infer_config(
         columns=columns,
         drop=[*(drop or []), *(leak.column for leak in leaks)],
     )
-    source = SourceConfig(
+    source = source or SourceConfig(
         kind=kind,  # type: ignore[arg-type]
         path=source_path or str(csv_path),
         delimiter=delimiter,

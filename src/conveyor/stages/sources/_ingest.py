@@ -33,23 +33,42 @@ class RawSnapshot(Result):
     quarantine_file: str | None
     ingested_at: str
     source: str
-    """The source file, relative to the workspace when it is inside it."""
+    """The source file, relative to the workspace when it is inside it; `postgres table NAME ($VAR)`,
+    `postgres query ($VAR)` or the `s3://` URI for those sources (never a connection string)."""
     source_sha256: str
     reader: str = "polars"
     """`polars` (the fast path), `python` (the line-exact reader) or `parquet`."""
     padded: bool = True
     """Some value may start or end with whitespace; False when the CSV byte pass found none (prepare
     then skips stripping every value)."""
+    digest: str | None = None
+    """This snapshot's own digest (an incremental source finds the snapshot it extends by it)."""
+    source_key: str | None = None
+    """postgres, s3: the hash of the source section, the same for every snapshot of one source."""
+    watermark: str | None = None
+    """`source.incremental`: the largest value of its column in the snapshot, as the server writes it."""
+    previous: str | None = None
+    """`source.incremental`: the digest of the snapshot this one appends rows to (None: a full read)."""
+    appended: int | None = None
+    """`source.incremental`: the rows this snapshot added to `previous`."""
+    last_row: int | None = None
+    """postgres: the highest row number given (rows set aside included); an appended read continues from it."""
 
     def summary(self) -> str:
         text = f"{self.rows} rows from {self.source}"
+        if self.previous is not None:
+            text += f" ({self.appended} new above {self.watermark})" if self.appended else " (nothing new)"
         if self.quarantined:
             text += f", {self.quarantined} quarantined (unreadable rows)"
         return text
 
 
 def _hashes(config: Config, workspace: Workspace) -> tuple[str, str]:
-    path = workspace.resolve(config.source.path)
+    if config.source.kind in ("postgres", "s3"):
+        from conveyor.stages.sources._remote import remote_hashes
+
+        return remote_hashes(config, workspace)
+    path = workspace.resolve(config.source.path or "")
     if not path.is_file():
         raise DataError(f"{path}: source file not found (source.path in {workspace.config_file})")
     file_hash = hash_file(path)
@@ -58,7 +77,10 @@ def _hashes(config: Config, workspace: Workspace) -> tuple[str, str]:
 
 
 def source_digest(config: Config, workspace: Workspace) -> str:
-    """Hash of the source file's bytes and of how it is read: a snapshot's identity."""
+    """Hash of the source's data and of how it is read: a snapshot's identity.
+
+    A file: its bytes (hashed once per process while unchanged). s3: the listing (keys, sizes,
+    ETags), no object read. postgres: the rows, read and hashed (docs in `_postgres.py`)."""
     return _hashes(config, workspace)[1]
 
 
@@ -69,7 +91,11 @@ def ingest(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]:
     count, bytes not in the file's encoding, overlong fields) stop the ingest with their
     line numbers, or go to `data/quarantine/` when `source.on_bad_lines` says so.
     """
-    path = workspace.resolve(config.source.path)
+    if config.source.kind in ("postgres", "s3"):
+        from conveyor.stages.sources._remote import ingest_remote
+
+        return ingest_remote(config, workspace)
+    path = workspace.resolve(config.source.path or "")
     file_hash, digest = _hashes(config, workspace)
     snapshot = workspace.raw / f"{short(digest)}.parquet"
     meta_file = snapshot.with_suffix(".json")
@@ -140,6 +166,6 @@ INGEST: Stage[RawSnapshot] = Stage(
     result=RawSnapshot,
     run=_run,
     describe="source snapshot to Parquet (Polars)",
-    help="Snapshot the source (CSV or Parquet) to Parquet under its content hash.",
+    help="Snapshot the source (CSV, Parquet, a PostgreSQL table or query, S3 objects) to Parquet under its content hash.",
     extra_key=source_digest,
 )

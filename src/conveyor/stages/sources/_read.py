@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conveyor.core.config import SourceConfig
 from conveyor.core.errors import DataError
 from conveyor.stages.sources._csv import LINE_COLUMN, CsvRead, read_csv_snapshot
 
-__all__ = ["read_source"]
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = ["parquet_text", "read_parquet_snapshot", "read_source"]
 
 
 def read_source(
@@ -16,7 +20,7 @@ def read_source(
 ) -> CsvRead:
     """Write `path` to `out` as all-text Parquet plus `_line`; return the header and the bad rows."""
     if source.kind == "parquet":
-        return _read_parquet(path, out)
+        return read_parquet_snapshot(path, out)
     return read_csv_snapshot(
         path,
         out,
@@ -28,35 +32,42 @@ def read_source(
     )
 
 
-def _read_parquet(path: Path, out: Path) -> CsvRead:
+def read_parquet_snapshot(path: Path, out: Path) -> CsvRead:
     """A Parquet source: every column as text (nothing lost; prepare types it), `_line` = row number."""
-    import polars as pl
-
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        schema = pl.scan_parquet(path).collect_schema()
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
-    header = list(schema.names())
-    for index, (name, dtype) in enumerate(schema.items(), start=1):
-        if dtype.is_nested() or dtype == pl.Binary or dtype == pl.Object:
-            raise DataError(
-                f"{path}, column {index} ({name}): type {dtype} cannot be a feature; "
-                "flatten it or leave it out of the file"
-            )
-        if name.startswith("_"):
-            raise DataError(f"{path}, column {index}: column names starting with '_' are reserved ({name!r})")
-    if len(header) < 2:
-        raise DataError(f"{path}: the file has {len(header)} column(s); expected features and a target")
-    text = [pl.col(name).cast(pl.String).alias(name) for name in header]
-    tmp = out.with_name(out.name + ".part")
-    frame = pl.scan_parquet(path).with_row_index("__conveyor_row", offset=1)
-    line = pl.col("__conveyor_row").cast(pl.Int64).alias(LINE_COLUMN)
-    frame.select(*text, line).sink_parquet(tmp)
-    rows = int(pl.scan_parquet(tmp).select(pl.len()).collect().item())
+    header, frame, rows = parquet_text(path)
     if rows == 0:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"{path}: the file has no rows")
+    tmp = out.with_name(out.name + ".part")
+    frame.sink_parquet(tmp)
     tmp.replace(out)
     return CsvRead(header, rows, [], "parquet")
+
+
+def parquet_text(path: Path, name: str | None = None) -> tuple[list[str], pl.LazyFrame, int]:
+    """A Parquet file's header, its rows as text plus `_line` (the 1-based row), and its row count
+    (from the footer: nothing else read). `name`: how messages call the file (its URI)."""
+    import polars as pl
+
+    shown = name or str(path)
+    if not path.is_file():
+        raise DataError(f"{shown}: file not found")
+    try:
+        scan = pl.scan_parquet(path)
+        schema = scan.collect_schema()
+        rows = int(scan.select(pl.len()).collect().item())
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"{shown}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+    header = list(schema.names())
+    for index, (column, dtype) in enumerate(schema.items(), start=1):
+        if dtype.is_nested() or dtype == pl.Binary or dtype == pl.Object:
+            raise DataError(
+                f"{shown}, column {index} ({column}): type {dtype} cannot be a feature; "
+                "flatten it or leave it out of the file"
+            )
+        if column.startswith("_"):
+            raise DataError(f"{shown}, column {index}: column names starting with '_' are reserved ({column!r})")
+    if len(header) < 2:
+        raise DataError(f"{shown}: the file has {len(header)} column(s); expected features and a target")
+    text = [pl.col(column).cast(pl.String).alias(column) for column in header]
+    line = pl.col("__conveyor_row").cast(pl.Int64).alias(LINE_COLUMN)
+    return header, scan.with_row_index("__conveyor_row", offset=1).select(*text, line), rows
