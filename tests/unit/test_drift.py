@@ -540,3 +540,18 @@ def test_false_alarms_at_1m_rows_stay_at_or_under_5_percent() -> None:
     ref, numeric, categorical = _mixed_reference(1_000_000, 42)
     rates = _alarm_rates(ref, numeric, categorical, 1_000_000, 5, 43)
     assert sum(rates.values()) * 5 <= 2, rates
+
+
+def test_sorted_sample_helpers_match_numpy() -> None:
+    from conveyor.stages.monitoring._stats import level_counts, point_masses, sorted_quantiles
+
+    rng = np.random.default_rng(44)
+    x = np.sort(rng.normal(size=1001))
+    qs = np.linspace(0, 1, 11)[1:-1]
+    assert np.allclose(sorted_quantiles(x, qs), np.quantile(x, qs), rtol=0, atol=1e-12)
+    ref, cur = np.sort(rng.integers(0, 4, 400).astype(float)), np.sort(np.r_[rng.integers(0, 4, 90), [9.0] * 10])
+    masses = point_masses(ref, cur, 0.05)
+    assert [v for v, _, _ in masses] == [0.0, 1.0, 2.0, 3.0, 9.0]
+    assert all(k_r == int((ref == v).sum()) and k_c == int((cur == v).sum()) for v, k_r, k_c in masses)
+    assert level_counts(np.array([1.0, np.nan, 1.0, 2.5])) == {"1": 2, "<null>": 1, "2.5": 1}
+    assert level_counts(["a", None, "a", 1, 1.0, [1]]) == {"a": 2, "<null>": 1, "1": 2, "[1]": 1}

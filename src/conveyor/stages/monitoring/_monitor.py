@@ -112,8 +112,10 @@ def check_drift(records: Sequence[Mapping[str, Any]], reference: Mapping[str, An
     cur_cols: dict[str, Any] = {c: np.asarray([_number(i.get(c)) for i in inputs], dtype=float)
                                 for c in numeric if c in logged}
     cur_cols |= {c: [i.get(c) for i in inputs] for c in categorical if c in logged}
-    known = {*config.model_inputs(), config.schema.target, config.schema.entity.key, EVENT_TIMESTAMP}
-    cur_cols |= {c: [i.get(c) for i in inputs] for c in sorted(logged - known)}  # new in traffic
+    # new in traffic: a field the project's schema does not know (entity columns and engineered inputs are known)
+    known = {*config.schema.columns, *config.model_inputs(), config.schema.target, config.schema.entity.key,
+             EVENT_TIMESTAMP}
+    cur_cols |= {c: [i.get(c) for i in inputs] for c in sorted(logged - known)}
     ref_cols = {c: reference[c] for c in [*numeric, *categorical]}
     prediction = _prediction_pair(reference, current, config.schema.task)
     thresholds = _thresholds(config)

@@ -179,7 +179,8 @@ def sorted_quantiles(sorted_values: np.ndarray, qs: np.ndarray) -> np.ndarray:
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, sorted_values.size - 1)
     frac = pos - lo
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
+    out: np.ndarray = sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
+    return out
 
 
 def _run_ends(sorted_values: np.ndarray) -> np.ndarray:
