@@ -166,3 +166,21 @@ def test_init_proposes_the_leaks_and_refuses_a_constant_target(tmp_path: Path) -
     assert failed.returncode != 0
     assert failed.stderr.strip().splitlines() == ["error: the target 'y' has one value only ('1' in 30 rows): "
                                                   "nothing to learn; a classifier needs at least two classes"]
+
+
+def test_the_monitoring_reference_holds_held_out_predictions_only(linear_project: Path) -> None:
+    """Prediction drift compares served predictions with the champion's predictions on its test
+    split: rows it was fitted on have none (in-sample predictions track the target too closely)."""
+    import pandas as pd
+
+    from conveyor.core import Workspace
+
+    train = stage_result(linear_project, "train")
+    reference = pd.read_parquet(Workspace.at(linear_project).reference_file("gate", "1"))
+    assert len(reference) == train.train_rows + train.test_rows  # every row's features
+    predicted = reference["__prediction"].notna()
+    assert predicted.sum() == train.test_rows > 0
+    # they are the champion's predictions on its test split: they reproduce its test score
+    held_out = reference[predicted]
+    rmse = float(((held_out["y"] - held_out["__prediction"]) ** 2).mean() ** 0.5)
+    assert rmse == pytest.approx(train.candidates["baseline"].metrics["rmse"], rel=1e-6)

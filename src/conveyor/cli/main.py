@@ -508,6 +508,7 @@ def monitor(
     for_model: ForOpt = None,
 ) -> None:
     """Compare served traffic with the training reference; write JSON and HTML reports (each model's in turn)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from conveyor.runner import load_project, model_configs, monitor_project
@@ -519,14 +520,17 @@ def monitor(
         console = _console()
         table = Table(title=f"{own.name}: drift of {check.n_current} predictions vs {check.n_reference} training rows",
                       title_justify="left")
-        for column in ("feature", "test", "p-value", "PSI", "drifted"):
+        for column in ("feature", "test", "p-value", "PSI", "effect", "missing ref -> cur", "drifted", "rules fired"):
             table.add_column(column)
         for row in check.rows:
-            table.add_row(row.name, row.test, _fmt(row.p_value), _fmt(row.psi), "[red]yes[/]" if row.drifted else "no")
+            table.add_row(row.name, row.test, _fmt(row.p_value), _fmt(row.psi), _fmt(row.effect), _missing(row),
+                          "[red]yes[/]" if row.drifted else "no", escape("; ".join(row.rules)))
         console.print(table)
         colour = "red" if check.verdict == "drift" else "green"
         console.print(f"verdict: [bold {colour}]{check.verdict}[/] ({own.name} v{check.model_version}); "
                       f"report {check.html_report}")
+        for reason in check.reasons:
+            console.print(f"  {escape(reason)}")
         if check.performance is not None:
             style = "red" if check.performance.degraded else "green"
             console.print(f"[{style}]{check.performance.summary()}[/]")
@@ -536,6 +540,14 @@ def monitor(
         raise typer.Exit(3)
     if fail_on_degraded and degraded:
         raise typer.Exit(4)
+
+
+def _missing(row: Any) -> str:
+    """A drift row's shares of nulls, reference -> current."""
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    return f"{pct(row.reference_missing)} -> {pct(row.current_missing)}"
 
 
 labels_app = typer.Typer(

@@ -420,6 +420,19 @@ class MonitoringConfig(_Model):
     performance_drop: float = Field(0.1, gt=0, lt=1)
     """On labeled predictions, the primary metric worse than the champion's test score by more than
     this share of it is `degraded` (0.1: r2 0.90 -> below 0.81; rmse 40 -> above 44)."""
+    wasserstein: float = Field(0.1, gt=0)
+    """A numeric feature drifts when its Wasserstein distance over the reference std reaches this (and KS
+    is significant): one figure for a change of location, spread or shape (a 1.25x spread is about 0.2)."""
+    js: float = Field(0.1, gt=0, le=1)
+    """A categorical feature drifts when its Jensen-Shannon distance (base 2) reaches this (and chi-square
+    is significant)."""
+    missing: float = Field(0.05, gt=0, le=1)
+    """A feature drifts when its share of nulls changes by this much (0.05: 0 % -> 5 %), significantly."""
+    point_mass: float = Field(0.03, gt=0, le=1)
+    """A numeric feature drifts when one value's share grows by this much (a spike: 0 % -> 3 %), significantly."""
+    unseen: float = Field(0.01, gt=0, le=1)
+    """A categorical feature drifts when this share of rows (beyond the expected) has a level the reference
+    never had, significantly."""
 
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"

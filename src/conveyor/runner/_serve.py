@@ -200,13 +200,16 @@ def _shadow_model(config: Config, workspace: Workspace) -> ChampionModel:
 
 
 def prediction_buckets(reference: str | None, task: str) -> tuple[float, ...] | None:
-    """Histogram buckets at the deciles of the champion's predictions on its training data (regression)."""
+    """Histogram buckets at the deciles of the champion's predictions on its held-out test rows (regression)."""
     if reference is None or task != "regression":
         return None
     import numpy as np
     import pyarrow.parquet as pq
 
-    values = pq.read_table(reference, columns=[REFERENCE_PREDICTION])[REFERENCE_PREDICTION].to_numpy()
+    values = pq.read_table(reference, columns=[REFERENCE_PREDICTION])[REFERENCE_PREDICTION].to_numpy(zero_copy_only=False)
+    values = values[~np.isnan(values)]  # null on the rows the model was fitted on
+    if values.size == 0:
+        return None
     edges = np.unique(np.round(np.quantile(values, np.linspace(0, 1, 11)), 3))
     return (*[float(e) for e in edges], float("inf"))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.artifacts import Artifact
-from conveyor.core.config import Config
+from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.core.errors import MonitoringError
 from conveyor.core.hashing import hash_file, hash_json
 from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
@@ -74,13 +74,15 @@ def _thresholds(config: Config) -> DriftThresholds:
 
     m = config.monitoring
     return DriftThresholds(psi=m.psi, p_value=m.p_value, drift_share=m.drift_share, min_rows=m.min_rows,
-                           severe_psi=m.severe_psi)
+                           severe_psi=m.severe_psi, wasserstein=m.wasserstein, js=m.js, missing=m.missing,
+                           point_mass=m.point_mass, unseen=m.unseen)
 
 
 def _prediction_pair(reference: Mapping[str, Any], current: list[Mapping[str, Any]],
                      task: str) -> tuple[np.ndarray, np.ndarray] | None:
     """The model output on the reference and as served: the probability when there is one,
-    else the prediction of a regression; None for a classifier's labels."""
+    else the prediction of a regression; None for a classifier's labels. The reference holds
+    the model's outputs on its held-out test rows only (null on the rows it was fitted on)."""
     import numpy as np
 
     output = next((c for c in OUTPUTS if c in reference), None)
@@ -88,7 +90,8 @@ def _prediction_pair(reference: Mapping[str, Any], current: list[Mapping[str, An
         return None
     key = output.removeprefix("__")
     served = np.asarray([_number(r.get(key)) for r in current], dtype=float)
-    return np.asarray(reference[output], dtype=float), served
+    held_out = np.asarray(reference[output], dtype=float)
+    return held_out[~np.isnan(held_out)], served
 
 
 def check_drift(records: Sequence[Mapping[str, Any]], reference: Mapping[str, Any], config: Config) -> DriftResult:
@@ -105,8 +108,14 @@ def check_drift(records: Sequence[Mapping[str, Any]], reference: Mapping[str, An
     if absent := [c for c in [*numeric, *categorical] if c not in reference]:
         raise MonitoringError(f"the training reference of v{version} lacks the feature(s) {absent}")
     inputs = [r.get("inputs") or {} for r in current]
-    cur_cols: dict[str, Any] = {c: np.asarray([_number(i.get(c)) for i in inputs], dtype=float) for c in numeric}
-    cur_cols |= {c: [i.get(c) for i in inputs] for c in categorical}
+    logged = set().union(*inputs)  # every field some record has: a feature absent from all is a schema change
+    cur_cols: dict[str, Any] = {c: np.asarray([_number(i.get(c)) for i in inputs], dtype=float)
+                                for c in numeric if c in logged}
+    cur_cols |= {c: [i.get(c) for i in inputs] for c in categorical if c in logged}
+    # new in traffic: a field the project's schema does not know (entity columns and engineered inputs are known)
+    known = {*config.schema.columns, *config.model_inputs(), config.schema.target, config.schema.entity.key,
+             EVENT_TIMESTAMP}
+    cur_cols |= {c: [i.get(c) for i in inputs] for c in sorted(logged - known)}
     ref_cols = {c: reference[c] for c in [*numeric, *categorical]}
     prediction = _prediction_pair(reference, current, config.schema.task)
     thresholds = _thresholds(config)
@@ -234,10 +243,14 @@ def _check(result: DriftResult, json_path: Path, html_path: Path) -> DriftCheck:
         html_report=str(html_path),
         n_reference=report.n_reference,
         rows=_rows(report),
+        reasons=report.reasons,
+        new_fields=report.schema.new,
     )
 
 
 def _rows(report: DriftReport) -> list[DriftRow]:
     compared = [*report.features, *([report.prediction] if report.prediction is not None else [])]
-    rows = [DriftRow.of(f.name, f.test, f.p_value, f.psi, f.drifted) for f in compared]
-    return sorted(rows, key=lambda r: -(r.psi or 0.0))
+    rows = [DriftRow.of(f.name, f.test, f.p_value, f.psi, f.drifted, effect=f.effect,
+                        missing=(f.reference_missing, f.current_missing), rules=[r.detail for r in f.rules])
+            for f in compared]
+    return sorted(rows, key=lambda r: (not r.drifted, -(r.psi or 0.0)))

@@ -26,7 +26,7 @@ from conveyor.core.report import (
     write_text,
 )
 
-from ._drift import NULL_LEVEL, to_float, to_labels
+from ._stats import NULL_LEVEL, level_counts, to_float
 
 if TYPE_CHECKING:
     import numpy as np
@@ -108,13 +108,10 @@ def level_shares(reference: Any, current: Any, top: int = TOP_LEVELS) -> tuple[l
     """The ``top`` levels with the largest combined share, their shares in the reference and
     in the current data, and how many levels were left out.  Levels are compared as labels
     (``to_labels``); numeric levels are shown in numeric order, then the others, then nulls."""
-    import numpy as np
-
-    r, c = to_labels(reference), to_labels(current)
-    levels_r, counts_r = np.unique(r, return_counts=True)
-    levels_c, counts_c = np.unique(c, return_counts=True)
-    share_r = dict(zip(levels_r.tolist(), (counts_r / max(r.size, 1)).tolist()))
-    share_c = dict(zip(levels_c.tolist(), (counts_c / max(c.size, 1)).tolist()))
+    counts_r, counts_c = level_counts(reference), level_counts(current)
+    n_r, n_c = max(sum(counts_r.values()), 1), max(sum(counts_c.values()), 1)
+    share_r = {k: v / n_r for k, v in counts_r.items()}
+    share_c = {k: v / n_c for k, v in counts_c.items()}
     levels = sorted(set(share_r) | set(share_c), key=lambda k: (-(share_r.get(k, 0) + share_c.get(k, 0)), k))
     shown = sorted(levels[:top], key=_level_order)
     return shown, [share_r.get(k, 0.0) for k in shown], [share_c.get(k, 0.0) for k in shown], len(levels) - len(shown)
@@ -150,7 +147,7 @@ def _categorical_plot(name: str, ref: Any, cur: Any) -> Figure:
         show_message(ax, "no values")
     else:
         x = range(len(shown))
-        n_r, n_c = len(to_labels(ref)), len(to_labels(cur))
+        n_r, n_c = sum(level_counts(ref).values()), sum(level_counts(cur).values())
         ax.bar([i - 0.2 for i in x], share_r, 0.4, color=REF_COLOUR, label=f"reference (n={n_r:,})")
         ax.bar([i + 0.2 for i in x], share_c, 0.4, color=CUR_COLOUR, label=f"current (n={n_c:,})")
         _level_ticks(ax, shown)
@@ -203,6 +200,7 @@ def _feature_row(f: FeatureDrift) -> str:
         f"<td>{f.n_reference:,}</td>",
         f"<td>{f.n_current:,}</td>",
         f'<td class="txt">{"yes" if f.drifted else "no"}</td>',
+        f'<td class="txt">{"<br>".join(html.escape(r.detail) for r in f.rules)}</td>',
     ]
     cls = ' class="drifted"' if f.drifted else ""
     return f"<tr{cls}>{''.join(cells)}</tr>"
@@ -210,7 +208,7 @@ def _feature_row(f: FeatureDrift) -> str:
 
 def _table(rows: list[FeatureDrift]) -> str:
     headers = ("feature", "kind", "test", "statistic", "p-value", "PSI", "effect",
-               "missing ref", "missing cur", "n ref", "n cur", "drifted")
+               "missing ref", "missing cur", "n ref", "n cur", "drifted", "rules fired")
     return html_table(headers, (_feature_row(f) for f in rows), left=3)
 
 
@@ -225,12 +223,24 @@ def _verdict_html(report: DriftReport, thr: DriftThresholds) -> str:
         f'<span class="verdict" style="background:{colour}">{html.escape(report.verdict.upper())}</span>'
         f'<div class="meta">reference rows: <b>{report.n_reference:,}</b> &middot; current rows: '
         f"<b>{report.n_current:,}</b> &middot; drifted features: <b>{n_drifted} / {len(report.features)}</b> "
-        f"({share}){pred}<br>thresholds: p-value &lt; {thr.p_value:g} and PSI &ge; {thr.psi:g} per feature; "
-        f"dataset drift when &ge; {100 * thr.drift_share:.0f}% of features drift, one drifted feature has "
-        f"PSI &ge; {thr.severe_psi:g}, or the prediction drifts; at least {thr.min_rows} current rows required.<br>"
-        "tests: numeric = two-sample Kolmogorov-Smirnov (asymptotic p), effect = Wasserstein / reference std; "
-        "categorical = chi-square homogeneity, effect = Jensen-Shannon distance.</div>"
+        f"({share}){pred}{_reasons_html(report)}<br>thresholds: p-value &lt; {thr.p_value:g} and PSI &ge; "
+        f"{thr.psi:g} per feature, or the same test with Wasserstein / reference std &ge; {thr.wasserstein:g} "
+        f"(numeric, KS: location, spread, shape) or Jensen-Shannon &ge; {thr.js:g} (categorical, chi-square); "
+        f"one value's share up &ge; {100 * thr.point_mass:g} points (numeric); "
+        f"levels never seen in the reference &ge; {100 * thr.unseen:g}% of rows beyond the expected (categorical); "
+        f"share of nulls changed &ge; {100 * thr.missing:g} points; a field missing from traffic.<br>"
+        f"dataset drift when &ge; {100 * thr.drift_share:.0f}% of features drift, one feature's data broke "
+        f"(missing, unseen, schema) or has PSI &ge; {thr.severe_psi:g}, a field is new in traffic, or the "
+        f"prediction drifts; at least {thr.min_rows} current rows required.</div>"
     )
+
+
+def _reasons_html(report: DriftReport) -> str:
+    """Why the verdict is what it is, and the fields that changed."""
+    items = [html.escape(r) for r in report.reasons]
+    if report.schema.missing:
+        items.append("missing in traffic: " + html.escape(", ".join(report.schema.missing)))
+    return "" if not items else "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
 def _plots_html(report: DriftReport, ordered: list[FeatureDrift], reference: Mapping[str, Any],

@@ -14,7 +14,8 @@ __all__ = ["DriftCheck", "DriftRow"]
 
 
 class DriftRow(BaseModel):
-    """One compared column (a feature, or the model's output): its test, p-value, PSI, verdict."""
+    """One compared column (a feature, or the model's output): its test, p-value, PSI, effect size,
+    missing shares, verdict, and the rules that fired (each with its figure)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -23,13 +24,22 @@ class DriftRow(BaseModel):
     p_value: float | None
     psi: float | None
     drifted: bool
+    effect: float | None = None
+    """Numeric: Wasserstein distance / reference std; categorical: Jensen-Shannon distance."""
+    reference_missing: float | None = None
+    current_missing: float | None = None
+    rules: list[str] = Field(default_factory=list)
+    """Why it drifted: each fired rule in words, with its figure and threshold."""
 
     @classmethod
-    def of(cls, name: str, test: str, p_value: float, psi: float, drifted: bool) -> DriftRow:
+    def of(cls, name: str, test: str, p_value: float, psi: float, drifted: bool, *, effect: float = math.nan,
+           missing: tuple[float, float] = (math.nan, math.nan), rules: list[str] | None = None) -> DriftRow:
         def finite(value: float) -> float | None:
-            return None if value is None or math.isnan(value) else float(value)
+            return None if value is None or not math.isfinite(value) else float(value)
 
-        return cls(name=name, test=test, p_value=finite(p_value), psi=finite(psi), drifted=drifted)
+        return cls(name=name, test=test, p_value=finite(p_value), psi=finite(psi), drifted=drifted,
+                   effect=finite(effect), reference_missing=finite(missing[0]), current_missing=finite(missing[1]),
+                   rules=list(rules or []))
 
 
 class DriftCheck(Result):
@@ -50,7 +60,11 @@ class DriftCheck(Result):
     html_report: str
     n_reference: int = 0
     rows: list[DriftRow] = Field(default_factory=list)
-    """Every compared column, the most shifted (largest PSI) first."""
+    """Every compared column, the drifted ones first, then the most shifted (largest PSI)."""
+    reasons: list[str] = Field(default_factory=list)
+    """Why the verdict is what it is: the share of drifted features, a broken feature, a new field, the prediction."""
+    new_fields: list[str] = Field(default_factory=list)
+    """Fields in the logged traffic that the model's reference does not have (a schema change)."""
     performance: Performance | None = None
     """The checked version's labeled predictions scored (`conveyor labels add`); None without labels."""
 

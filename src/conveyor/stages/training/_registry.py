@@ -319,20 +319,31 @@ def _write_reference(
 ) -> None:
     """The features and predictions monitoring compares served traffic with.
 
-    The whole training set up to `REFERENCE_ROWS` rows, else a seeded uniform sample of that
-    many: drift statistics (PSI over deciles, KS, chi-square) are as stable on 100k rows as on
-    millions, and predicting millions of rows on one thread takes longer than the training.
+    The features of the whole training set up to `REFERENCE_ROWS` rows, else a seeded uniform
+    sample of that many: drift statistics (PSI over deciles, KS, chi-square) are as stable on
+    100k rows as on millions, and predicting millions of rows on one thread takes longer than
+    the training. The predictions are the model's on the held-out test rows only (null on the
+    rows it was fitted on): in-sample predictions follow the training targets more closely
+    than any served prediction can, so traffic would look drifted against them.
     """
+    import numpy as np
     import pandas as pd
 
-    frame = pd.read_parquet(training_set.path, columns=list(dict.fromkeys([*config.model_inputs(), config.schema.target])))
+    columns = list(dict.fromkeys([*config.model_inputs(), config.schema.target]))
+    train_df, test_df, _ = load_split(config, training_set)
+    frame = pd.concat([train_df[columns], test_df[columns]], ignore_index=True)
+    held_out = np.arange(len(frame)) >= len(train_df)
     if len(frame) > REFERENCE_ROWS:
-        frame = frame.sample(n=REFERENCE_ROWS, random_state=config.training.seed).sort_index()
-    outputs = _load(mlflow_client, workspace, model_id).predict_frame(frame)
-    reference = frame[[*config.model_inputs(), config.schema.target]].copy()
-    columns = {"prediction": REFERENCE_PREDICTION, "probability": REFERENCE_PROBABILITY}
+        keep = np.sort(np.random.default_rng(config.training.seed).choice(len(frame), REFERENCE_ROWS, replace=False))
+        frame, held_out = frame.iloc[keep].reset_index(drop=True), held_out[keep]
+    outputs = _load(mlflow_client, workspace, model_id).predict_frame(frame[held_out])
+    reference = frame.copy()
+    names = {"prediction": REFERENCE_PREDICTION, "probability": REFERENCE_PROBABILITY}
     for output, values in outputs.items():
-        reference[columns[output]] = values
+        numeric = output == "probability" or config.schema.task == "regression"
+        column = pd.Series(np.nan if numeric else None, index=frame.index, dtype=float if numeric else object)
+        column[held_out] = values
+        reference[names[output]] = column
     workspace.ensure(workspace.reference)
     path = workspace.reference_file(config.name, version)
     reference.to_parquet(path, index=False)
