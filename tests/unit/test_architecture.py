@@ -23,7 +23,8 @@ PUBLIC = {
     "conveyor.cli": ["app", "cli"],
     "conveyor.runner": [
         "STAGES", "Event", "LineageStep", "add_labels_project", "cache_key", "init_project", "last_artifact", "lineage_of_model",
-        "lineage_of_prediction", "load_project", "model_configs", "monitor_project", "run_pipeline", "serve_project",
+        "lineage_of_prediction", "load_project", "model_configs", "monitor_project", "project_lock", "run_pipeline",
+        "serve_project",
         "stage_names",
         "stages_of",
     ],
