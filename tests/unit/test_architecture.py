@@ -38,7 +38,7 @@ PUBLIC = {
     "conveyor.stages.training": [
         "CHAMPION", "PROMOTE", "TRAIN", "AliasChange", "Candidate", "Champion", "PromotionDecision", "TrainResult",
         "VersionInfo", "champion_history", "describe_version", "list_versions", "load_champion", "load_version", "promote",
-        "train",
+        "registry_lock", "train",
     ],
     "conveyor.stages.monitoring": ["DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "monitor"],
     "conveyor.stages.serving": [

@@ -101,8 +101,16 @@ def experiment_id(mlflow_client: Any, workspace: Workspace, name: str) -> str:
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
+    from mlflow.exceptions import MlflowException
+
     workspace.ensure(workspace.mlartifacts)
-    return str(mlflow_client.create_experiment(name, artifact_location=workspace.mlartifacts.as_uri()))
+    try:
+        return str(mlflow_client.create_experiment(name, artifact_location=workspace.mlartifacts.as_uri()))
+    except MlflowException:  # another project on a shared registry created it just now
+        found = mlflow_client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return str(found.experiment_id)
 
 
 def _file_path(uri: str) -> Path:
