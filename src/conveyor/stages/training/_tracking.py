@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlparse
 
 from conveyor.core.config import Config
 from conveyor.core.errors import ConfigError
+from conveyor.core.locking import FileLock, hold
 from conveyor.core.workspace import Workspace
 
 __all__ = [
@@ -93,8 +94,29 @@ def client(config: Config, workspace: Workspace) -> Any:
     from mlflow import MlflowClient
 
     uri = tracking_uri(config, workspace)
-    with _quiet_loggers():
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    db = registry_db(uri) if config.stores.mlflow is not None and uri not in _READY else None
+    with _quiet_loggers(), _setting_up(db):
+        made = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        if db is not None:
+            made.search_registered_models(max_results=1)  # the registry store too is opened now
+    _READY.add(uri)
+    return made
+
+
+_READY: set[str] = set()
+"""The tracking URIs this process has opened (MLflow caches their stores)."""
+
+
+@contextlib.contextmanager
+def _setting_up(db: Path | None) -> Iterator[None]:
+    """A shared SQLite registry is opened one process at a time the first time: two projects
+    starting on a new one at once would both run MLflow's schema migrations, and one would fail
+    half-way (`duplicate column name`)."""
+    if db is None:
+        yield
+        return
+    with hold(FileLock(db.parent / f".{db.name}.setup.lock", "registry set-up lock")):
+        yield
 
 
 def experiment_id(mlflow_client: Any, workspace: Workspace, name: str) -> str:
