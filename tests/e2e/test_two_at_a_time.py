@@ -24,7 +24,7 @@ import yaml
 from conveyor.core import Workspace, load_config
 from conveyor.core.locking import FileLock, PostgresLock, hold
 from conveyor.stages.training import champion_history, list_versions, registry_lock
-from tests.conftest import ROOT, bike_rows, conveyor, make_bike_project, stage_result
+from tests.conftest import ROOT, bike_rows, conveyor, make_bike_project, stage_artifact, stage_result
 
 pytestmark = pytest.mark.slow
 
@@ -255,3 +255,24 @@ def test_two_projects_with_a_postgres_lock_serialise_and_promote_once(
     for run in (first, second):
         assert run.finish() == 0, run.output()
     _one_promotion(projects)
+
+
+def test_champion_moves_only_if_it_still_points_where_the_decision_read_it(trained: Path, tmp_path: Path) -> None:
+    """Compare-and-set: a decision that read "no champion" while @champion is at v1 registers
+    nothing and moves nothing (as when another promotion won in between)."""
+    from conveyor.core.errors import TrainingError
+    from conveyor.stages.training._registry import _register
+    from conveyor.stages.training._tracking import client
+
+    project = tmp_path / "bike"
+    shutil.copytree(trained, project)
+    config, workspace = load_config(project / "conveyor.yaml"), Workspace.at(project)
+    train, dataset = stage_artifact(project, "train"), stage_artifact(project, "dataset")
+    candidate = train.result.candidates["lightgbm"]
+    before = [(v.version, v.aliases) for v in list_versions(config, workspace)]
+    with pytest.raises(TrainingError) as refused:
+        _register(client(config, workspace), config, workspace, candidate.run_id, candidate.model_id, dataset, read=None)
+    assert str(refused.value) == ("another promotion moved @champion to v1 while this decision compared against "
+                                  "no champion; run `conveyor promote` again")
+    assert [(v.version, v.aliases) for v in list_versions(config, workspace)] == before == [("1", ["champion"])]
+    assert [(c.old, c.new) for c in _history(project)] == [(None, "1")]
