@@ -198,8 +198,8 @@ def _stage_command(stage: str, help_text: str) -> None:
     def train_command(
         project: ProjectOpt = Path("."),
         force: Annotated[bool, typer.Option("--force", help="Run even if its inputs are unchanged.")] = False,
-        no_search: NoSearchOpt = False,
         no_wait: NoWaitOpt = False,
+        no_search: NoSearchOpt = False,
     ) -> None:
         _run(project, only=stage, force=force, no_search=no_search, no_wait=no_wait)
 
