@@ -14,9 +14,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from conveyor.core.config import Config
 from conveyor.core.errors import ConfigError, LockError
 from conveyor.core.locking import FileLock, PostgresLock, hold, lock_key
 from conveyor.core.report import write_text
@@ -233,3 +235,45 @@ def test_an_unreachable_lock_database_is_one_line_without_the_dsn(monkeypatch: p
     message = str(failed.value)
     assert message.startswith("cannot reach the PostgreSQL database $CONVEYOR_DEAD_DSN (stores.lock) for the project lock")
     assert "s3cret" not in message and "\n" not in message
+
+
+# --- which lock a project takes ----------------------------------------------------------------
+
+
+def _config(**stores: Any) -> Config:
+    from conveyor.core.config import StoresConfig, load_config
+
+    config = load_config(ROOT / "examples" / "bike-sharing" / "conveyor.yaml")
+    return config.model_copy(update={"stores": StoresConfig.model_validate(stores)})
+
+
+def test_the_project_lock_is_a_file_unless_a_postgres_database_is_named(tmp_path: Path) -> None:
+    from conveyor.core.workspace import Workspace
+    from conveyor.runner._lock import project_lock_target
+
+    workspace = Workspace.at(tmp_path)
+    assert project_lock_target(_config(), workspace) == FileLock(tmp_path.resolve() / ".conveyor" / "lock")
+    shared = project_lock_target(_config(registry={"dsn_env": "REG_DSN"}), workspace)
+    assert shared == PostgresLock("REG_DSN", "conveyor project bike-sharing", "project lock", "stores.registry")
+    own = project_lock_target(_config(registry={"dsn_env": "REG_DSN"}, lock={"dsn_env": "LOCK_DSN"}), workspace)
+    assert own == PostgresLock("LOCK_DSN", "conveyor project bike-sharing", "project lock", "stores.lock")
+
+
+def test_the_registry_lock_follows_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.core.workspace import Workspace
+    from conveyor.stages.training import registry_lock
+
+    workspace = Workspace.at(tmp_path)
+    mlflow = {"mlflow": {"tracking_uri_env": "CONVEYOR_TEST_URI"}}
+    assert registry_lock(_config(), workspace) == FileLock(tmp_path.resolve() / ".mlflow.db.lock", "registry lock")
+    monkeypatch.setenv("CONVEYOR_TEST_URI", f"sqlite:///{tmp_path}/team/shared.db")
+    assert registry_lock(_config(**mlflow), workspace) == FileLock(
+        tmp_path.resolve() / "team" / ".shared.db.lock", "registry lock")
+    monkeypatch.setenv("CONVEYOR_TEST_URI", "http://127.0.0.1:5000")
+    assert registry_lock(_config(**mlflow), workspace) == FileLock(
+        tmp_path.resolve() / ".conveyor" / "registry.lock", "registry lock")
+    assert registry_lock(_config(**mlflow, lock={"dsn_env": "LOCK_DSN"}), workspace) == PostgresLock(
+        "LOCK_DSN", "conveyor registry bike-sharing", "registry lock", "stores.lock")
+    monkeypatch.delenv("CONVEYOR_TEST_URI")
+    with pytest.raises(ConfigError, match=r"^stores\.mlflow\.tracking_uri_env names CONVEYOR_TEST_URI, which is not set"):
+        registry_lock(_config(**mlflow), workspace)
