@@ -277,3 +277,15 @@ def test_the_registry_lock_follows_the_registry(tmp_path: Path, monkeypatch: pyt
     monkeypatch.delenv("CONVEYOR_TEST_URI")
     with pytest.raises(ConfigError, match=r"^stores\.mlflow\.tracking_uri_env names CONVEYOR_TEST_URI, which is not set"):
         registry_lock(_config(**mlflow), workspace)
+
+
+@pytest.mark.parametrize("command", [["run"], ["ingest"], ["promote"], ["labels", "add", "labels.csv"], ["build", "--no-docker"]])
+def test_every_command_that_writes_project_state_takes_the_project_lock(tmp_path: Path, command: list[str]) -> None:
+    from tests.conftest import bike_rows, conveyor, make_bike_project
+
+    project = make_bike_project(tmp_path / "p", bike_rows()[:50])
+    with hold(FileLock(project / ".conveyor" / "lock"), "a test"):
+        refused = conveyor(*command, "-C", str(project), "--no-wait", check=False)
+    assert refused.returncode == 75, refused.stdout + refused.stderr
+    assert refused.stderr.startswith(f"error: the project lock is held by `a test` (pid {os.getpid()}, "), refused.stderr
+    assert not (project / "data").exists()  # nothing ran
