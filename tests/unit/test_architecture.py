@@ -23,7 +23,8 @@ PUBLIC = {
     "conveyor.cli": ["app", "cli"],
     "conveyor.runner": [
         "STAGES", "Event", "LineageStep", "add_labels_project", "cache_key", "init_project", "last_artifact", "lineage_of_model",
-        "lineage_of_prediction", "load_project", "model_configs", "monitor_project", "run_pipeline", "serve_project",
+        "lineage_of_prediction", "load_project", "model_configs", "monitor_project", "project_lock", "run_pipeline",
+        "serve_project",
         "stage_names",
         "stages_of",
     ],
@@ -39,7 +40,7 @@ PUBLIC = {
     "conveyor.stages.training": [
         "CHAMPION", "PROMOTE", "TRAIN", "AliasChange", "Candidate", "Champion", "PromotionDecision", "TrainResult",
         "VersionInfo", "champion_history", "describe_version", "list_versions", "load_champion", "load_version", "promote",
-        "train",
+        "registry_lock", "train",
     ],
     "conveyor.stages.monitoring": ["DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "monitor"],
     "conveyor.stages.serving": [

@@ -30,6 +30,9 @@ ProjectOpt = Annotated[
 NoSearchOpt = Annotated[
     bool, typer.Option("--no-search", help="Skip the hyperparameter search (as training.search.trials: 0).")
 ]
+NoWaitOpt = Annotated[
+    bool, typer.Option("--no-wait", help="Exit (code 75) instead of waiting when another command holds the project lock.")
+]
 
 
 def _console() -> Any:
@@ -153,15 +156,32 @@ def _without_search(config: Any) -> Any:
     return config.model_copy(update={"training": training.model_copy(update={"search": search})})
 
 
+def _locked(project: Path, command: str, no_wait: bool) -> Any:
+    """The project lock for a command that writes project state: a second one waits, saying who
+    holds it (one line on stderr), or with --no-wait exits 75 with that line."""
+    from conveyor.runner import load_project, project_lock
+
+    config, workspace = load_project(project)
+    return project_lock(config, workspace, command, wait=not no_wait,
+                        on_wait=lambda line: typer.echo(line, err=True))
+
+
 def _run(
     project: Path, *, only: str | None = None, start: str | None = None, stop: str | None = None,
-    force: bool = False, no_search: bool = False,
+    force: bool = False, no_search: bool = False, no_wait: bool = False,
+) -> None:
+    with _locked(project, f"conveyor {only or 'run'}", no_wait):
+        _run_locked(project, only=only, start=start, stop=stop, force=force, no_search=no_search)
+
+
+def _run_locked(
+    project: Path, *, only: str | None, start: str | None, stop: str | None, force: bool, no_search: bool,
 ) -> None:
     from rich.table import Table
 
     from conveyor.runner import Event, load_project, run_pipeline, stages_of
 
-    config, workspace = load_project(project)
+    config, workspace = load_project(project)  # read again under the lock: the file may have changed meanwhile
     if no_search:
         config = _without_search(config)
     console = _console()
@@ -202,24 +222,27 @@ def run(
     from_: Annotated[Optional[str], typer.Option("--from", help="Re-run from this stage on.")] = None,
     to: Annotated[Optional[str], typer.Option("--to", help="Stop after this stage (e.g. --to prepare).")] = None,
     no_search: NoSearchOpt = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Run ingest -> prepare -> eda -> features -> dataset -> train -> promote, skipping unchanged stages."""
-    _run(project, start=from_, stop=to, no_search=no_search)
+    _run(project, start=from_, stop=to, no_search=no_search, no_wait=no_wait)
 
 
 def _stage_command(stage: str, help_text: str) -> None:
     def command(
         project: ProjectOpt = Path("."),
         force: Annotated[bool, typer.Option("--force", help="Run even if its inputs are unchanged.")] = False,
+        no_wait: NoWaitOpt = False,
     ) -> None:
-        _run(project, only=stage, force=force)
+        _run(project, only=stage, force=force, no_wait=no_wait)
 
     def train_command(
         project: ProjectOpt = Path("."),
         force: Annotated[bool, typer.Option("--force", help="Run even if its inputs are unchanged.")] = False,
+        no_wait: NoWaitOpt = False,
         no_search: NoSearchOpt = False,
     ) -> None:
-        _run(project, only=stage, force=force, no_search=no_search)
+        _run(project, only=stage, force=force, no_search=no_search, no_wait=no_wait)
 
     if stage == "train":
         command = train_command
@@ -240,9 +263,10 @@ def _features_group(run_stage: Any, help_text: str) -> None:
         ctx: typer.Context,
         project: ProjectOpt = Path("."),
         force: Annotated[bool, typer.Option("--force", help="Run even if its inputs are unchanged.")] = False,
+        no_wait: NoWaitOpt = False,
     ) -> None:
         if ctx.invoked_subcommand is None:
-            run_stage(project, force)
+            run_stage(project, force, no_wait)
 
     features.__doc__ = f"{help_text} `conveyor features list` / `show VIEW`: the feature views."
     group.command("list")(_list_views)
@@ -482,13 +506,15 @@ def build(
         "--docker/--no-docker", help="Run docker build (--no-docker: only write the Dockerfile and context).")] = True,
     wheelhouse: Annotated[Optional[Path], typer.Option(
         help="A folder of wheels (conveyor and its dependencies) instead of pip wheel + pip download.")] = None,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Write a Dockerfile and .dockerignore and build an image serving the champion (hermetic: no network inside)."""
     from conveyor.runner import load_project
     from conveyor.runner._build import build_image
 
-    config, workspace = load_project(project)
-    result = build_image(config, workspace, tag=tag, bake=bake, docker=docker, wheelhouse=wheelhouse)
+    with _locked(project, "conveyor build", no_wait):
+        config, workspace = load_project(project)
+        result = build_image(config, workspace, tag=tag, bake=bake, docker=docker, wheelhouse=wheelhouse)
     console = _console()
     console.print(f"wrote {result.dockerfile} and .dockerignore ({result.wheels} wheels in .conveyor/image/wheels)")
     if result.built:
@@ -565,13 +591,15 @@ def labels_add(
         "--label", help="The label column (default: the target's name, else `label`).")] = None,
     project: ProjectOpt = Path("."),
     for_model: ForOpt = None,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Add labels of served predictions; rows that do not match the log are set aside with their line."""
     from conveyor.runner import add_labels_project, load_project, model_configs
 
-    config, workspace = load_project(project)
-    own = model_configs(config, for_model, one=True)[0]
-    added = add_labels_project(own, workspace, file, id_column, label_column)
+    with _locked(project, "conveyor labels add", no_wait):
+        config, workspace = load_project(project)
+        own = model_configs(config, for_model, one=True)[0]
+        added = add_labels_project(own, workspace, file, id_column, label_column)
     typer.echo(added.summary())  # plain lines: a label file's path is long, and logs should not wrap
     for line in added.first_rejected:
         typer.echo(f"  {line}")

@@ -7,6 +7,8 @@
      +-- TrainingError            no model could be trained, logged or registered
      +-- ServingError             the service cannot start (no champion, bad port, ...)
      +-- MonitoringError          nothing to monitor, or no reference to compare with
+     +-- LockError                another process holds the project lock (--no-wait), or its
+                                  lock service cannot be reached
 
 The CLI prints the message of any ConveyorError and exits non-zero without a traceback,
 so every message says what went wrong, where, and how to fix it.
@@ -19,6 +21,7 @@ __all__ = [
     "ConveyorError",
     "DataError",
     "FeatureStoreError",
+    "LockError",
     "MonitoringError",
     "ServingError",
     "TrainingError",
@@ -55,3 +58,10 @@ class ServingError(ConveyorError):
 
 class MonitoringError(ConveyorError):
     """Monitoring has no data or no reference to work with."""
+
+
+class LockError(ConveyorError):
+    """Another process holds the project's lock (and the command was told not to wait), or the
+    service holding shared locks cannot be reached. Exit code 75 (EX_TEMPFAIL): try again later."""
+
+    exit_code = 75

@@ -133,10 +133,20 @@ def html_page(title: str, body: str, *, css: str = "") -> str:
 
 def write_text(path: Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path``, creating its folder; the file is replaced whole,
-    so a reader never sees half a report. Returns ``path``."""
+    so a reader never sees half a report, and two writers never share a temporary file (each
+    writes its own, uniquely named, then renames it over ``path``). Returns ``path``."""
+    import os
+    import tempfile
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a report is as readable as any other file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

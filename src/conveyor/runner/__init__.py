@@ -9,6 +9,7 @@ from conveyor.runner._commands import (
     serve_project,
 )
 from conveyor.runner._lineage import LineageStep, lineage_of_model, lineage_of_prediction
+from conveyor.runner._lock import project_lock
 from conveyor.runner._pipeline import STAGES, Event, cache_key, last_artifact, run_pipeline, stage_names, stages_of
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "load_project",
     "model_configs",
     "monitor_project",
+    "project_lock",
     "run_pipeline",
     "serve_project",
     "stage_names",

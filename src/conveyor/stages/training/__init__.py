@@ -17,6 +17,7 @@ from conveyor.stages.training._registry import (
     load_champion,
     load_version,
     promote,
+    registry_lock,
 )
 from conveyor.stages.training._stage import PROMOTE, TRAIN
 from conveyor.stages.training._train import Candidate, TrainResult, train
@@ -37,5 +38,6 @@ __all__ = [
     "load_champion",
     "load_version",
     "promote",
+    "registry_lock",
     "train",
 ]

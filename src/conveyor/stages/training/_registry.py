@@ -5,6 +5,12 @@ test split; the best servable one must beat the trivial model (mean / class prio
 current champion, re-scored on that split, by `promotion.min_improvement`, in the metric's
 direction. Every move of `@champion` is recorded as a tag of the registered model (who, when,
 why, old -> new version, figures), since MLflow keeps no history of aliases.
+
+Moving `@champion` is a compare-and-set: the whole read-decide-move runs under the registry
+lock (`registry_lock`: the shared PostgreSQL lock when configured, else a lock file next to a
+SQLite registry), and the alias is re-read before the new version is registered, before the
+move and after it. If it no longer points where the decision read it, the promotion is refused
+in one line: the history can never show two moves from the same version.
 """
 
 from __future__ import annotations
@@ -19,11 +25,12 @@ from conveyor.core.artifacts import Artifact, Result
 from conveyor.core.config import Config
 from conveyor.core.errors import TrainingError
 from conveyor.core.hashing import hash_json
+from conveyor.core.locking import FileLock, PostgresLock, hold
 from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
 from conveyor.stages.training._metrics import METRICS, beats, evaluate
 from conveyor.stages.training._portable import sys_path_kept
-from conveyor.stages.training._tracking import client, local_model_path, quiet, tracking
+from conveyor.stages.training._tracking import client, local_model_path, quiet, registry_db, tracking, tracking_uri
 from conveyor.stages.training._train import TrainingSetInput, TrainResult, load_split
 
 if TYPE_CHECKING:
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHAMPION", "HISTORY_TAG", "AliasChange", "Champion", "PromotionDecision", "VersionInfo", "champion_history",
     "champion_version", "describe_version", "list_versions", "load_champion", "load_version", "promote",
+    "registry_lock",
 ]
 
 CHAMPION = "champion"
@@ -154,8 +162,40 @@ def promote(
     """Register the best candidate and make it the champion only if it beats the trivial model
     and the current champion (re-scored on this test split) by `promotion.min_improvement`.
     """
-    with quiet():
+    with quiet(), hold(registry_lock(config, workspace)):
         return _promote(config, workspace, trained, training_set)
+
+
+def registry_lock(config: Config, workspace: Workspace) -> FileLock | PostgresLock:
+    """The lock around a promotion's read-decide-move of this model's `@champion`.
+
+    Shared by every project registering the same model name in the same registry: the
+    PostgreSQL advisory lock when `stores.lock` (else `stores.registry`) names a database, else
+    a lock file next to a SQLite registry (`.mlflow.db.lock`), else (a tracking server without a
+    shared lock) `.conveyor/registry.lock`, which serialises this machine only.
+    """
+    stores = config.stores
+    store, source = (stores.lock, "stores.lock") if stores.lock is not None else (stores.registry, "stores.registry")
+    if store is not None:
+        return PostgresLock(store.dsn_env, f"conveyor registry {config.name}", "registry lock", source)
+    db = registry_db(tracking_uri(config, workspace))
+    if db is not None:
+        return FileLock(db.parent / f".{db.name}.lock", "registry lock")
+    return FileLock(workspace.state / "registry.lock", "registry lock")
+
+
+def _where(version: Any | None) -> str | None:
+    return None if version is None else str(version.version)
+
+
+def _unmoved(mlflow_client: Any, name: str, read: str | None) -> None:
+    """Refuse, in one line, when `@champion` no longer points where the decision read it."""
+    now = _where(champion_version(mlflow_client, name))
+    if now != read:
+        moved = f"moved @{CHAMPION} to v{now}" if now is not None else f"removed @{CHAMPION}"
+        against = f"v{read}" if read is not None else "no champion"
+        raise TrainingError(f"another promotion {moved} while this decision compared against {against}; "
+                            "run `conveyor promote` again")
 
 
 def _promote(
@@ -171,7 +211,7 @@ def _promote(
     trivial = scores.get("trivial")
     margin = config.promotion.min_improvement
     way = "higher" if METRICS[metric].greater_is_better else "lower"
-    mlflow_client = client(workspace)
+    mlflow_client = client(config, workspace)
     current = champion_version(mlflow_client, config.name)
     champion_score, note = (
         (None, None) if current is None else _score_champion(mlflow_client, config, workspace, current, training_set)
@@ -209,12 +249,14 @@ def _promote(
             )
         why += f" on the {result.split} test split ({way} is better, margin {margin}"
         why += f"; beats trivial on {share:.0%} of bootstrap resamples)" if share is not None else ")"
-        version = _register(mlflow_client, config, workspace, candidate.run_id, candidate.model_id, training_set)
+        version = _register(mlflow_client, config, workspace, candidate.run_id, candidate.model_id, training_set,
+                            read=_where(current))
         change = AliasChange(
             at=datetime.now(UTC).isoformat(timespec="seconds"), by=_who(), old=None if current is None else str(current.version),
             new=version, why=why, metric=metric, score=score_new, previous_score=champion_score,
         )
         _record(mlflow_client, config, version, best, candidate.metrics, change, trained, training_set)
+        _unmoved(mlflow_client, config.name, version)  # re-read after the move: no other promotion overtook it
     decision = PromotionDecision(
         metric=metric, greater_is_better=METRICS[metric].greater_is_better, candidate=best, candidate_score=score_new,
         trivial_score=trivial, baseline_score=scores.get("baseline", float("nan")), scores=scores,
@@ -255,7 +297,7 @@ def champion_history(config: Config, workspace: Workspace) -> list[AliasChange]:
     from mlflow.exceptions import MlflowException
 
     try:
-        registered = client(workspace).get_registered_model(config.name)
+        registered = client(config, workspace).get_registered_model(config.name)
     except MlflowException:
         return []
     entries = sorted((k, v) for k, v in registered.tags.items() if k.startswith(HISTORY_TAG))
@@ -270,21 +312,31 @@ def champion_history(config: Config, workspace: Workspace) -> list[AliasChange]:
 
 def _register(
     mlflow_client: Any, config: Config, workspace: Workspace, run_id: str, model_id: str,
-    training_set: Artifact[TrainingSetInput],
+    training_set: Artifact[TrainingSetInput], *, read: str | None,
 ) -> str:
-    """A new registered version of the run's model, the champion alias on it, its reference."""
+    """A new registered version of the run's model, the champion alias on it, its reference.
+
+    `read` is where `@champion` pointed when the decision was made: nothing is registered, and
+    the alias does not move, unless it still points there.
+    """
     from mlflow.exceptions import MlflowException
 
+    _unmoved(mlflow_client, config.name, read)
     try:
         mlflow_client.get_registered_model(config.name)
     except MlflowException:
         mlflow_client.create_registered_model(config.name)
-    with tracking(workspace):  # the registry resolves the logged model through the tracking URI
+    with tracking(config, workspace):  # the registry resolves the logged model through the tracking URI
         created = mlflow_client.create_model_version(
             config.name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id
         )
     version = str(created.version)
     _write_reference(mlflow_client, config, workspace, training_set, run_id, model_id, version)
+    try:
+        _unmoved(mlflow_client, config.name, read)
+    except TrainingError:
+        mlflow_client.delete_model_version(config.name, version)  # nothing points at it: leave no trace
+        raise
     mlflow_client.set_registered_model_alias(config.name, CHAMPION, version)
     return version
 
@@ -359,9 +411,9 @@ def load_version(config: Config, workspace: Workspace, ref: str, threads: int = 
     """A registered version of the project's model, by number ("3") or alias ("champion")."""
     from mlflow.exceptions import MlflowException
 
-    if not workspace.mlflow_db.exists():
+    if config.stores.mlflow is None and not workspace.mlflow_db.exists():
         raise TrainingError(f"no model registry at {workspace.mlflow_db}; run `conveyor run` first")
-    mlflow_client = client(workspace)
+    mlflow_client = client(config, workspace)
     if ref.isdigit():
         try:
             current = mlflow_client.get_model_version(config.name, ref)
@@ -438,7 +490,7 @@ def _info(found: Any, run: Any | None) -> VersionInfo:
 def describe_version(config: Config, workspace: Workspace, version: str) -> VersionInfo:
     from mlflow.exceptions import MlflowException
 
-    mlflow_client = client(workspace)
+    mlflow_client = client(config, workspace)
     try:
         found = mlflow_client.get_model_version(config.name, version)
         run = mlflow_client.get_run(found.run_id)
@@ -451,9 +503,9 @@ def list_versions(config: Config, workspace: Workspace) -> list[VersionInfo]:
     """Every registered version of the project's model, newest first."""
     from mlflow.exceptions import MlflowException
 
-    if not workspace.mlflow_db.exists():
+    if config.stores.mlflow is None and not workspace.mlflow_db.exists():
         raise TrainingError(f"no model registry at {workspace.mlflow_db}; run `conveyor run` first")
-    mlflow_client = client(workspace)
+    mlflow_client = client(config, workspace)
     try:
         found = mlflow_client.search_model_versions(f"name = '{config.name}'")
     except MlflowException:

@@ -44,7 +44,7 @@ def _runs_exist(config: Config, workspace: Workspace, artifact: Artifact[TrainRe
 
     from conveyor.stages.training._tracking import client, local_model_path
 
-    mlflow_client = client(workspace)
+    mlflow_client = client(config, workspace)
     for name, candidate in artifact.result.candidates.items():
         try:
             run = mlflow_client.get_run(candidate.run_id)
@@ -68,7 +68,7 @@ def _alias_holds(config: Config, workspace: Workspace, artifact: Artifact[Promot
     from conveyor.stages.training._registry import CHAMPION, champion_version
     from conveyor.stages.training._tracking import client
 
-    current = champion_version(client(workspace), config.name)
+    current = champion_version(client(config, workspace), config.name)
     now = None if current is None else str(current.version)
     if now != artifact.result.champion:
         was = "no champion" if artifact.result.champion is None else f"v{artifact.result.champion}"

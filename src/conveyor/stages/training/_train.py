@@ -283,7 +283,7 @@ def _train(config: Config, workspace: Workspace, training_set: Artifact[Training
         len(data.train_df), search_cfg.folds, time_ordered=data.how == "time",
         y=data.y_train if data.classes is not None else None, seed=config.training.seed,
     )
-    mlflow_client = client(workspace)
+    mlflow_client = client(config, workspace)
     exp = experiment_id(mlflow_client, workspace, config.name)
     job = SearchTask(data.task, data.metric, data.x_train, data.y_train, data.n_classes, data.encoder, folds,
                      data.plan, config.training.seed)
@@ -353,7 +353,7 @@ def _trivial(workspace: Workspace, exp: str, data: _Data) -> tuple[Candidate, np
     seconds = time.perf_counter() - started
     output = model_output(estimator, data.task, data.x_test, data.n_classes)
     metrics = output_scores(data.task, data.y_test, output)
-    with tracking(workspace) as mlflow, mlflow.start_run(experiment_id=exp, run_name="trivial") as run:
+    with tracking(data.config, workspace) as mlflow, mlflow.start_run(experiment_id=exp, run_name="trivial") as run:
         mlflow.set_tags(data.tags | {"conveyor.candidate": "trivial"})
         mlflow.log_params({"model": "trivial", "strategy": estimator.get_params()["strategy"], "split": data.how})
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()} | {"fit_seconds": seconds})
@@ -380,7 +380,7 @@ def _searched(
         else ({"alpha": 1.0} if data.task == "regression" else {"C": 1.0})
     )
     trials = training.search.trials if name == "lightgbm" else min(training.search.trials, _LINEAR_MAX_TRIALS)
-    with tracking(workspace) as mlflow, mlflow.start_run(experiment_id=exp, run_name=name) as run:
+    with tracking(data.config, workspace) as mlflow, mlflow.start_run(experiment_id=exp, run_name=name) as run:
         mlflow.set_tags(data.tags | {"conveyor.candidate": name})
         outcome = SearchOutcome(params=untuned, rounds=None, cv_score=None)
         if trials > 0 and budget > 0:
