@@ -7,6 +7,7 @@
      +-- TrainingError            no model could be trained, logged or registered
      +-- ServingError             the service cannot start (no champion, bad port, ...)
      +-- MonitoringError          nothing to monitor, or no reference to compare with
+     +-- ServiceError             a shared service (PostgreSQL, Redis, S3, MLflow) is down or lacks something
 
 The CLI prints the message of any ConveyorError and exits non-zero without a traceback,
 so every message says what went wrong, where, and how to fix it.
@@ -20,6 +21,7 @@ __all__ = [
     "DataError",
     "FeatureStoreError",
     "MonitoringError",
+    "ServiceError",
     "ServingError",
     "TrainingError",
 ]
@@ -55,3 +57,7 @@ class ServingError(ConveyorError):
 
 class MonitoringError(ConveyorError):
     """Monitoring has no data or no reference to work with."""
+
+
+class ServiceError(ConveyorError):
+    """A shared service the project is configured to use is down, or lacks what it needs."""
