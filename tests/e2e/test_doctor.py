@@ -88,7 +88,8 @@ def test_all_up_is_one_ok_line_per_service(tmp_path: Path, team_stack: dict[str,
     assert found["stores.registry"][1].startswith("PostgreSQL 1")  # its version
     assert f":{pg_port}, database conveyor" in found["stores.registry"][1]
     assert "(CONVEYOR_PG_DSN)" in found["stores.lock"][1]
-    assert found["stores.online"][1].startswith("Redis ") and "(REDIS_URL)" in found["stores.online"][1]
+    assert found["stores.online"][1].startswith("Redis ") and "(REDIS_URL): key prefix conveyor:doctor_check," \
+        in found["stores.online"][1]
     assert "bucket conveyor: prefix bike-team/offline" in found["stores.offline"][1]
     assert found["stores.mlflow"][1].startswith("MLflow 3.")
     assert pg_password(team_stack) not in result.stdout + result.stderr

@@ -12,6 +12,7 @@ redis, boto3) are imported only when a check needs them.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from conveyor.core.config import Config, MlflowStore, PostgresStore, RedisStore,
 from conveyor.core.errors import ServiceError
 from conveyor.core.stage import MODEL_STAGE_SEPARATOR
 from conveyor.core.workspace import Workspace
+from conveyor.stages.features import feast_names
 
 __all__ = ["Check", "check_services", "mask_url", "require", "roles_for"]
 
@@ -127,15 +129,8 @@ def _check_source(config: Config, workspace: Workspace) -> Check:
 
 
 def _source_uri(source: Any) -> str:
-    """The S3 source's `s3://bucket/key-or-prefix`: `uri`, else `bucket` with `key` or `prefix`."""
-    uri = getattr(source, "uri", None)
-    if uri:
-        return str(uri)
-    bucket = getattr(source, "bucket", None) or ""
-    key = getattr(source, "key", None) or getattr(source, "prefix", None) or ""
-    if bucket.startswith("$"):  # a bucket named by environment variable
-        bucket = os.environ.get(bucket[1:], "")
-    return f"s3://{bucket}/{key}"
+    """The S3 source's `s3://bucket/key-or-prefix` (`source.uri`)."""
+    return str(getattr(source, "uri", None) or "s3://")
 
 
 def _check_mlflow(config: Config, workspace: Workspace) -> Check:
@@ -156,7 +151,7 @@ def _check_online(config: Config, workspace: Workspace) -> Check:
     store = config.stores.online
     if store is None:
         return Check("stores.online", "embedded", f"online store embedded: {config.features.online_store} in feature_repo/")
-    return _redis(store)
+    return _redis(store, f"conveyor:{feast_names(config).project}")
 
 
 def _check_offline(config: Config, workspace: Workspace) -> Check:
@@ -282,7 +277,8 @@ def _postgres(role: str, dsn_env: str, *, tables: list[str], need_create: bool, 
     return Check(role, "ok", f"{head}: {uses}")
 
 
-def _redis(store: RedisStore) -> Check:
+def _redis(store: RedisStore, prefix: str) -> Check:
+    """`prefix`: where the project's keys live (the online store's `conveyor:<Feast project>`)."""
     role = "stores.online"
     url, unset = _env(role, store.url_env, "Redis")
     if url is None:
@@ -299,13 +295,15 @@ def _redis(store: RedisStore) -> Check:
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
         try:
-            version = client.info("server").get("redis_version", "?")
+            info: dict[str, Any] = client.info("server")  # type: ignore[assignment]  # sync client: a dict
+            version = info.get("redis_version", "?")
             keys = client.dbsize()
         finally:
             client.close()
     except Exception as exc:
         return Check(role, "down", f"{head}: {_reason(exc, _secrets(url))}")
-    return Check(role, "ok", f"Redis {version} at {where}, database {database} ({store.url_env}): {keys} keys")
+    return Check(role, "ok", f"Redis {version} at {where}, database {database} ({store.url_env}): "
+                             f"key prefix {prefix}, {keys} keys in the database")
 
 
 def _s3(role: str, uri: str, *, must_exist: bool) -> Check:
@@ -316,13 +314,13 @@ def _s3(role: str, uri: str, *, must_exist: bool) -> Check:
     head = f"S3 at {where}{source}, bucket {bucket or '?'}"
     if not bucket:
         return Check(role, "missing", f"{head}: no bucket named ({uri})")
-    try:
-        import boto3
-        from botocore.config import Config as BotoConfig
+    try:  # by name: boto3 publishes no types (Any either way)
+        boto3 = importlib.import_module("boto3")
+        boto_config = importlib.import_module("botocore.config")
     except ImportError:
         return Check(role, "down", f"{head}: boto3 is not installed: pip install 'conveyor[team]'")
     try:
-        client = boto3.client("s3", config=BotoConfig(
+        client = boto3.client("s3", config=boto_config.Config(
             connect_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S, retries={"max_attempts": 1}))
         listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
     except Exception as exc:
