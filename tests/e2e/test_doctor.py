@@ -182,25 +182,26 @@ def test_the_embedded_default_is_one_line_per_store(tmp_path: Path) -> None:
     assert lines_by_role(missing.stdout)["source"][0] == "missing"
 
 
-def test_a_run_with_a_service_down_fails_in_one_line_before_any_stage(
+def test_a_run_or_serve_with_a_service_down_fails_in_one_line_before_any_stage(
     tmp_path: Path, team_stack: dict[str, str]
 ) -> None:
     project = team_project(tmp_path / "p")
     closed = free_port()
-    env = {**team_stack, "CONVEYOR_PG_DSN": with_port(team_stack["CONVEYOR_PG_DSN"], closed)}
-    result = doctor(project, env, command="run")
+    result = doctor(project, {**team_stack, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{closed}"}, command="run")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"error: PostgreSQL at 127.0.0.1:{closed} (CONVEYOR_PG_DSN): connection refused "
-        "(conveyor doctor checks every service)"
-    ]
-    assert not (project / "data").exists()  # no stage ran
-    serve = doctor(project, {**team_stack, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{closed}"}, command="serve")
-    assert serve.returncode == 1
-    assert serve.stderr.splitlines() == [
         f"error: MLflow at http://127.0.0.1:{closed} (MLFLOW_TRACKING_URI): connection refused "
         "(conveyor doctor checks every service)"
     ]
+    assert not (project / "data").exists()  # no stage ran
+    env = {**team_stack, "CONVEYOR_PG_DSN": with_port(team_stack["CONVEYOR_PG_DSN"], closed)}
+    serve = doctor(project, env, command="serve")
+    assert serve.returncode == 1
+    assert serve.stderr.splitlines() == [
+        f"error: PostgreSQL at 127.0.0.1:{closed} (CONVEYOR_PG_DSN): connection refused "
+        "(conveyor doctor checks every service)"
+    ]
+    assert pg_password(team_stack) not in serve.stdout + serve.stderr
 
 
 def test_the_source_table_is_checked(team_stack: dict[str, str]) -> None:
