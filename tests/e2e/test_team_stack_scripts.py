@@ -15,7 +15,8 @@ DOWN = ROOT / "examples" / "team-stack" / "down"
 
 
 def run(*command: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CONVEYOR_PYTHON": sys.executable}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_STACK_")}  # no ports or folder of a stack
+    env["CONVEYOR_PYTHON"] = sys.executable
     return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -30,8 +31,8 @@ def test_a_port_in_use_stops_up_before_anything_starts(tmp_path: Path) -> None:
     assert result.stderr.splitlines()[-1] == (
         f"up: port {port} (for Redis) is in use by another program: pick another with --redis-port N"
     )
-    assert not list((tmp_path / "stack").glob("*.pid"))  # nothing was started
-    assert not (tmp_path / "stack" / "pg" / "data" / "postmaster.pid").exists()
+    assert sorted(p.name for p in (tmp_path / "stack").iterdir()) == ["logs"]  # nothing started, no data made
+    assert not list((tmp_path / "stack" / "logs").iterdir())
 
 
 def test_a_bad_option_or_port_is_refused(tmp_path: Path) -> None:
