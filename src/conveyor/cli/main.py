@@ -484,6 +484,20 @@ def serve(
     serve_project(config, workspace, host, port, _workers(workers))
 
 
+@app.command()
+def doctor(project: ProjectOpt = Path(".")) -> None:
+    """Check every service the project uses (source, MLflow, registry, online, offline, lock): one line each."""
+    from conveyor.runner import load_project
+    from conveyor.runner._doctor import check_services
+
+    config, workspace = load_project(project)
+    checks = check_services(config, workspace)
+    for check in checks:
+        typer.echo(f"{check.status:<8} {check.role:<15} {check.detail}")
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)
+
+
 def _workers(value: str | None) -> int | None:
     if value is None:
         return None

@@ -10,6 +10,8 @@
      +-- LockError                another process holds the project lock (--no-wait), or its
                                   lock service cannot be reached
 
+     +-- ServiceError             a shared service (PostgreSQL, Redis, S3, MLflow) is down or lacks something
+
 The CLI prints the message of any ConveyorError and exits non-zero without a traceback,
 so every message says what went wrong, where, and how to fix it.
 """
@@ -23,6 +25,7 @@ __all__ = [
     "FeatureStoreError",
     "LockError",
     "MonitoringError",
+    "ServiceError",
     "ServingError",
     "TrainingError",
 ]
@@ -65,3 +68,7 @@ class LockError(ConveyorError):
     service holding shared locks cannot be reached. Exit code 75 (EX_TEMPFAIL): try again later."""
 
     exit_code = 75
+
+
+class ServiceError(ConveyorError):
+    """A shared service the project is configured to use is down, or lacks what it needs."""

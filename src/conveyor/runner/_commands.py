@@ -103,8 +103,10 @@ def _one_line(text: str) -> str:
 def serve_project(
     config: Config, workspace: Workspace, host: str | None, port: int | None, workers: int | None = None
 ) -> None:
+    from conveyor.runner._doctor import require
     from conveyor.runner._serve import serve_project as serve
 
+    require(config, workspace, ["serve"])  # MLflow or the registry down: one line, not a traceback
     serve(config, workspace, host, port, workers)  # opens the champion, store and log before binding the port
 
 

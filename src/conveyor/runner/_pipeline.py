@@ -26,6 +26,7 @@ from conveyor.core.hashing import hash_json, short
 from conveyor.core.report import write_text
 from conveyor.core.stage import MODEL_STAGE_SEPARATOR, Stage, Upstream, model_stage
 from conveyor.core.workspace import Workspace
+from conveyor.runner._doctor import require
 from conveyor.stages.features import DATASET, FEATURES
 from conveyor.stages.prep import EDA, PREPARE
 from conveyor.stages.sources import INGEST
@@ -217,6 +218,7 @@ def run_pipeline(
         todo = [stage for stage in todo if order.index(_base(stage.name)) <= last]
     if only and force:
         forced_from = matching(only)[0]
+    require(config, workspace, [stage.name for stage in todo])  # a service down: one line, before any stage
     artifacts = _upstream_of(only, todo, stages, workspace) if only else {}
     log: list[dict[str, Any]] = []
     began = datetime.now(UTC)
