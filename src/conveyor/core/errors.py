@@ -9,7 +9,6 @@
      +-- MonitoringError          nothing to monitor, or no reference to compare with
      +-- LockError                another process holds the project lock (--no-wait), or its
                                   lock service cannot be reached
-
      +-- ServiceError             a shared service (PostgreSQL, Redis, S3, MLflow) is down or lacks something
 
 The CLI prints the message of any ConveyorError and exits non-zero without a traceback,
