@@ -69,7 +69,10 @@ def experiment_id(mlflow_client: Any, workspace: Workspace, name: str) -> str:
     if found is not None:
         return str(found.experiment_id)
     workspace.ensure(workspace.mlartifacts)
-    return str(mlflow_client.create_experiment(name, artifact_location=workspace.mlartifacts.as_uri()))
+    return str(mlflow_client.create_experiment(
+        name, artifact_location=workspace.mlartifacts.as_uri(),
+        tags={"mlflow.experimentKind": "custom_model_development"},  # MLflow 3's UI: the runs view, not GenAI
+    ))
 
 
 def _file_path(uri: str) -> Path:
