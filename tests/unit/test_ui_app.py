@@ -4,11 +4,10 @@ and the live-service figures parsed from a real `/metrics` over HTTP."""
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import warnings
 
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
