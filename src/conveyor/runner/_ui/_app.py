@@ -137,7 +137,7 @@ def _charts(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         values = [v for _, v in points]
         low, high = min(0.0, min(values)), max(values)
         span = (high - low) or 1.0
-        width, height, pad = 560, 160, 24
+        width, height, pad = 560, 180, 44
         step = (width - 2 * pad) / max(1, len(points) - 1)
         coords = [(pad + i * step if len(points) > 1 else width / 2, height - pad - (v - low) / span * (height - 2 * pad))
                   for i, (_, v) in enumerate(points)]

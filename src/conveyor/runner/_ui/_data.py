@@ -97,7 +97,7 @@ def quarantine_rows(workspace: Workspace, name: str) -> tuple[list[str], list[li
     with (workspace.quarantine / name).open(newline="", encoding="utf-8", errors="replace") as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
-        rows = []
+        rows: list[list[str]] = []
         for row in reader:
             if len(rows) == QUARANTINE_ROWS:
                 return header, rows, True
@@ -124,8 +124,8 @@ def drift_history(workspace: Workspace) -> list[dict[str, Any]]:
         data = _read_json(path)
         if data is None:
             continue
-        prediction = data.get("prediction") if isinstance(data.get("prediction"), dict) else {}
-        performance = data.get("performance") if isinstance(data.get("performance"), dict) else {}
+        prediction = _object(data.get("prediction"))
+        performance = _object(data.get("performance"))
         points.append({
             "model": str(data.get("model", "")),
             "version": str(data.get("model_version", "")),
@@ -139,6 +139,10 @@ def drift_history(workspace: Workspace) -> list[dict[str, Any]]:
             "test_value": _number(performance.get("test_value")),
         })
     return points
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _number(value: Any) -> float | None:
@@ -257,7 +261,7 @@ class Snapshot:
                 trained = _read_json(self.workspace.state / "stages" / f"train{_suffix(own)}.json") or {}
                 experiment = str(dict(dict(trained.get("artifact", {})).get("result", {})).get("experiment_id", ""))
                 versions = [{
-                    "version": v.version, "aliases": v.aliases, "model": v.model, "created": v.created.replace("T", " "),
+                    "version": v.version, "aliases": v.aliases, "model": v.model, "created": v.created[:19].replace("T", " "),
                     "metrics": sorted(v.metrics.items()), "run_id": v.run_id, "training_set": v.training_set[:16],
                 } for v in list_versions(own, self.workspace)]
                 history = [c.model_dump() for c in champion_history(own, self.workspace)]
