@@ -161,6 +161,7 @@ def test_project_page_in_a_browser(browser: Any, served_bike: tuple[Path, Server
         expect(page.locator("#models .badge.champion").first).to_have_text("@champion")
         run_link = page.locator("#models table a").first
         assert run_link.get_attribute("href").startswith("http://127.0.0.1:5999/#/experiments/")
+        assert _experiment_kind(project) == "custom_model_development"  # MLflow 3's UI opens the runs view
         expect(page.locator("#models .decisions li").first).to_contain_text("promoted")
         # the live service: figures parsed from the running server's /metrics
         expect(page.locator("#service-tile")).to_have_text("running bike-sharing v1")
@@ -253,6 +254,13 @@ def test_hostile_names_and_values_render_as_text(browser: Any, hostile_project: 
     finally:
         watched.close()
         ui.stop()
+
+
+def _experiment_kind(project: Path) -> str:
+    from mlflow import MlflowClient
+
+    experiment = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}").get_experiment_by_name("bike-sharing")
+    return str(experiment.tags.get("mlflow.experimentKind"))
 
 
 def _screenshots(page: Any, request_id: str) -> None:
