@@ -498,6 +498,23 @@ def doctor(project: ProjectOpt = Path(".")) -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def ui(
+    project: ProjectOpt = Path("."),
+    host: Annotated[str, typer.Option(help="Bind address (loopback unless told otherwise).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8765,
+    serving_url: Annotated[Optional[str], typer.Option(
+        "--serving-url", help="The running service whose /metrics to show (default: serving.host:serving.port).")] = None,
+    mlflow_url: Annotated[Optional[str], typer.Option(
+        "--mlflow-url", envvar="CONVEYOR_MLFLOW_UI", help="MLflow's UI, for the run links (default: http://127.0.0.1:5000).",
+    )] = None,
+) -> None:
+    """The project page (read-only): pipeline, data quality, features, models, service, drift, lineage."""
+    from conveyor.runner._ui import DEFAULT_MLFLOW_URL, serve_ui
+
+    serve_ui(project, host=host, port=port, serving_url=serving_url, mlflow_url=mlflow_url or DEFAULT_MLFLOW_URL)
+
+
 def _workers(value: str | None) -> int | None:
     if value is None:
         return None

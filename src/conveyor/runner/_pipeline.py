@@ -240,7 +240,8 @@ def run_pipeline(
         _save(workspace, stage, key, artifact, seconds)
         _release_memory()
         on_event(Event(stage.name, "ran", artifact, seconds, why))
-        log.append({"stage": stage.name, "status": "ran", "seconds": round(seconds, 3), "digest": artifact.digest})
+        log.append({"stage": stage.name, "status": "ran", "seconds": round(seconds, 3), "digest": artifact.digest,
+                    "why": why})  # the cache reason the project page shows
     _write_run(workspace, began, log)
     return artifacts
 

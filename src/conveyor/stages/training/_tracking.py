@@ -127,7 +127,10 @@ def experiment_id(mlflow_client: Any, workspace: Workspace, name: str) -> str:
 
     workspace.ensure(workspace.mlartifacts)
     try:
-        return str(mlflow_client.create_experiment(name, artifact_location=workspace.mlartifacts.as_uri()))
+        return str(mlflow_client.create_experiment(
+            name, artifact_location=workspace.mlartifacts.as_uri(),
+            tags={"mlflow.experimentKind": "custom_model_development"},  # MLflow 3's UI: the runs view, not GenAI
+        ))
     except MlflowException:  # another project on a shared registry created it just now
         found = mlflow_client.get_experiment_by_name(name)
         if found is None:
