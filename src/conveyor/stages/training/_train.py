@@ -98,6 +98,8 @@ class Candidate(BaseModel):
     trials: int = 0
     pruned: int = 0
     cv_score: float | None = None
+    cv_gain: float | None = None
+    """What the search bought: the chosen parameters' CV score over the untuned ones' (positive: better)."""
     params: dict[str, Scalar] = {}
     beats_trivial: float | None = None
     """Share of 200 paired bootstrap resamples of the test split on which it beats the trivial model."""
@@ -131,7 +133,11 @@ class TrainResult(Result):
         for name, c in self.candidates.items():
             value = c.metrics.get(metric)
             shown = "n/a" if value is None else f"{value:.4f}"
-            timing = f"{c.fit_seconds:.1f}s" + (f" + {c.trials} trials {c.search_seconds:.0f}s" if c.trials else "")
+            timing = f"{c.fit_seconds:.1f}s"
+            if c.trials:
+                pruned = f", {c.pruned} pruned" if c.pruned else ""
+                gain = "" if c.cv_gain is None else f", CV {c.cv_gain:+.4f} over untuned"
+                timing += f" + search {c.search_seconds:.1f}s: {c.trials} trials{pruned}{gain}"
             parts.append(f"{name} {shown} ({timing})")
         way = "higher" if self.greater_is_better else "lower"
         line = f"{self.split} {self.train_rows}/{self.test_rows}, {metric} ({way} better): " + ", ".join(parts)
@@ -170,7 +176,7 @@ def _check_target(config: Config, train: pd.DataFrame, test: pd.DataFrame) -> li
             f"the training split holds one class only ({classes}) of {target!r}; a classifier needs at least two"
         )
     search = config.training.search
-    need = search.folds if search.trials > 0 else 2
+    need = search.min_folds if search.trials > 0 else 2
     counts = values.astype(str).value_counts()
     rare = counts[counts < need]
     if len(rare):
@@ -276,11 +282,12 @@ def train(
 
 
 def _train(config: Config, workspace: Workspace, training_set: Artifact[TrainingSetInput], data: _Data) -> Artifact[TrainResult]:
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
     search_cfg = config.training.search
+    k = search_cfg.folds_for(len(data.train_df))
+    if search_cfg.folds == "auto" and data.classes is not None:  # stratified: every class in every fold
+        k = max(2, min(k, *_class_counts(data.y_train)))
     folds, cv = cv_folds(
-        len(data.train_df), search_cfg.folds, time_ordered=data.how == "time",
+        len(data.train_df), k, time_ordered=data.how == "time",
         y=data.y_train if data.classes is not None else None, seed=config.training.seed,
     )
     mlflow_client = client(workspace)
@@ -288,7 +295,27 @@ def _train(config: Config, workspace: Workspace, training_set: Artifact[Training
     job = SearchTask(data.task, data.metric, data.x_train, data.y_train, data.n_classes, data.encoder, folds,
                      data.plan, config.training.seed)
     logger = TrialLogger(mlflow_client, exp)
-    deadline = time.perf_counter() + search_cfg.timeout_s
+    try:
+        return _train_candidates(config, workspace, training_set, data, job, logger, exp, cv)
+    finally:
+        logger.close()
+
+
+def _class_counts(y: np.ndarray) -> list[int]:
+    import numpy as np
+
+    counts = np.bincount(y)
+    return [int(c) for c in counts[counts > 0]]
+
+
+def _train_candidates(
+    config: Config, workspace: Workspace, training_set: Artifact[TrainingSetInput], data: _Data, job: SearchTask,
+    logger: TrialLogger, exp: str, cv: str,
+) -> Artifact[TrainResult]:
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    search_cfg = config.training.search
+    deadline = time.perf_counter() + search_cfg.seconds
     candidates: dict[str, Candidate] = {}
     stopped: list[str] = []
     kept: list[str] = []
@@ -316,7 +343,7 @@ def _train(config: Config, workspace: Workspace, training_set: Artifact[Training
         experiment_id=exp, primary_metric=data.metric.name, greater_is_better=data.metric.greater_is_better,
         split=data.how, cv=cv if search_cfg.trials else "", threads=data.plan.describe(),
         train_rows=len(data.train_df), test_rows=len(data.test_df), candidates=candidates, best=best,
-        search_stopped_by="timeout" if "timeout" in stopped else ("trials" if stopped else "no search"), notes=notes,
+        search_stopped_by="budget" if "budget" in stopped else ("trials" if stopped else "no search"), notes=notes,
         kept_untuned=kept,
     )
     digest = hash_json({"training_set": training_set.digest, "training": config.section("training"),
@@ -393,7 +420,8 @@ def _searched(
         params = dict(outcome.params)
         if name == "lightgbm":
             untuned_rounds = training.lightgbm.n_estimators
-            params["n_estimators"] = untuned_rounds if outcome.kept_first else (outcome.rounds or untuned_rounds)
+            # the rounds early stopping found on the folds (for the untuned parameters too, when kept)
+            params["n_estimators"] = outcome.rounds or untuned_rounds
         estimator, seconds = _fit_timed(make(params), data)
         output = model_output(estimator, data.task, data.x_test, data.n_classes)
         metrics = output_scores(data.task, data.y_test, output)
@@ -417,6 +445,8 @@ def _searched(
         }
         if outcome.cv_score is not None:
             logged[f"cv_{data.metric.name}"] = outcome.cv_score
+        if outcome.gain is not None:
+            logged["cv_gain_over_untuned"] = outcome.gain
         if per_trial is not None:
             logged["mlflow_seconds_per_trial"] = per_trial
         logged["beats_trivial_share"] = share
@@ -431,7 +461,8 @@ def _searched(
     candidate = Candidate(
         run_id=run.info.run_id, model_id=info.model_id, metrics=metrics, fit_seconds=round(seconds, 3),
         search_seconds=round(outcome.seconds, 3), trials=outcome.trials, pruned=outcome.pruned,
-        cv_score=outcome.cv_score, params={k: v for k, v in params.items() if _plain(v)},
+        cv_score=outcome.cv_score, cv_gain=None if outcome.gain is None else round(outcome.gain, 6),
+        params={k: v for k, v in params.items() if _plain(v)},
         beats_trivial=share, untuned_metrics=untuned_metrics, mlflow_seconds_per_trial=None if per_trial is None else round(per_trial, 5),
     )
     return candidate, outcome
