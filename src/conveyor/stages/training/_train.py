@@ -324,7 +324,10 @@ def _train_candidates(
         candidates["trivial"], trivial_output = _trivial(workspace, exp, data)
         for name in ("baseline", "lightgbm"):
             remaining = max(0.0, deadline - time.perf_counter())
-            budget = remaining * _LINEAR_BUDGET_SHARE if name == "baseline" else remaining
+            # the baseline may use a quarter; LightGBM, the likely champion, keeps at least the rest
+            # even when the baseline's first trial ran over (a slow linear fit on a busy machine)
+            budget = remaining * _LINEAR_BUDGET_SHARE if name == "baseline" else max(
+                remaining, search_cfg.seconds * (1 - _LINEAR_BUDGET_SHARE))
             candidate, outcome = _searched(workspace, exp, data, job, logger, name, budget, trivial_output)
             candidates[name] = candidate
             if outcome.trials:
