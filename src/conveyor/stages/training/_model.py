@@ -53,8 +53,8 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         """The LightGBM Booster behind the estimator, or None: one `Booster.predict` per batch skips
         the scikit-learn wrapper's input checks and parameter copies (about half the time of a
         100-row predict), with the same numbers."""
-        booster = getattr(self.estimator, "booster_", None) if type(self.estimator).__module__.startswith("lightgbm") else None
-        return booster
+        inner = getattr(self.estimator, "regressor", None) if hasattr(self.estimator, "inverse") else self.estimator
+        return getattr(inner, "booster_", None) if type(inner).__module__.startswith("lightgbm") else None
 
     def _predict(self, matrix: np.ndarray) -> np.ndarray:
         import numpy as np
@@ -62,7 +62,9 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         booster = self._booster()
         if booster is None:
             return np.asarray(self.estimator.predict(matrix), dtype=np.float64)
-        return np.asarray(booster.predict(matrix, num_threads=self._threads()), dtype=np.float64)
+        values = np.asarray(booster.predict(matrix, num_threads=self._threads()), dtype=np.float64)
+        inverse = getattr(self.estimator, "inverse", None)  # a model of a transformed target (log1p)
+        return np.asarray(inverse(values), dtype=np.float64) if inverse is not None else values
 
     def _predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         import numpy as np

@@ -189,11 +189,13 @@ def search(
     n_trials: int,
     timeout: float,
     first: Params,
+    variants: list[Params] | None = None,
     also: Params | None = None,
     parent_run: str,
     logger: TrialLogger,
 ) -> SearchOutcome:
-    """Search `space` for `n_trials` (or until `timeout` seconds), starting from `first`."""
+    """Search `space` for `n_trials` (or until `timeout` seconds), starting from `first`, then the
+    `variants` of it the data calls for (a log target, class weights), then `also`."""
     import warnings
 
     import numpy as np
@@ -210,7 +212,7 @@ def search(
         valid = (job.x[valid_idx], job.y[valid_idx]) if is_lightgbm else None
         fit(estimator, job.x[train_idx], job.y[train_idx], job.encoder, valid=valid)
         scores = predict_scores(estimator, job.task, job.x[valid_idx], job.y[valid_idx], job.n_classes)
-        rounds = int(getattr(estimator, "best_iteration_", 0) or 0) or None if is_lightgbm else None
+        rounds = (int(getattr(estimator, "best_iteration_", 0) or 0) or None) if is_lightgbm else None
         return scores.get(metric, float("nan")), rounds
 
     pool = ThreadPoolExecutor(max_workers=job.plan.workers) if job.plan.workers > 1 else None
@@ -250,6 +252,8 @@ def search(
             warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
             study = optuna.create_study(direction=direction, sampler=_sampler(job.seed), pruner=pruner)
             study.enqueue_trial(first)
+            for variant in variants or []:
+                study.enqueue_trial(variant)
             if also is not None and n_trials > 1:
                 study.enqueue_trial(also)
             study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValueError,))
@@ -273,11 +277,11 @@ def search(
     kept_also = False
     if kept_first:
         best = study.trials[0]
-    elif also is not None and len(study.trials) > 1 and best.number != 1:
+    elif also is not None and len(study.trials) > (at := 1 + len(variants or [])) and best.number != at:
         # the one-standard-error rule again, for the second simplest choice: the regularised start
-        kept_also = _within_one_se(study.trials[1], best, job.metric)
+        kept_also = _within_one_se(study.trials[at], best, job.metric)
         if kept_also:
-            best = study.trials[1]
+            best = study.trials[at]
     params = dict(best.params)
     rounds = best.user_attrs.get("rounds")
     return SearchOutcome(
