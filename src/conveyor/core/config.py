@@ -700,5 +700,8 @@ def dump_config(config: Config, path: Path, header: str = "") -> None:
     else:
         del data["features"]["repo"]
     data["schema"]["columns"] = {k: Flow(v) for k, v in data["schema"]["columns"].items()}
+    search = data["training"]["search"]
+    if search.get("timeout_s") is None:
+        search.pop("timeout_s", None)  # the former name of budget_s: only where an older file set it
     text = yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
     path.write_text(header + text, encoding="utf-8")
