@@ -83,3 +83,25 @@ def test_the_log_takes_nan_as_text_and_refuses_it_as_a_number(tmp_path: Path) ->
     assert [r.inputs for r in log.records()] == [{"c": "NaN", "d": "-Infinity"}]
     with pytest.raises(ValueError, match="JSON compliant"):
         log.append([record({"c": "NaN", "x": float("nan")})])
+
+
+def test_a_batch_serialized_at_once_writes_the_lines_one_at_a_time_would() -> None:
+    from datetime import UTC, datetime
+
+    from conveyor.core.records import PredictionRecord
+    from conveyor.stages.monitoring._log import _batch_lines, _line
+
+    now = datetime.now(UTC)
+    records = [
+        PredictionRecord(request_id=f"r{i}", timestamp=now, model="m", model_version="1", source="entities",
+                         inputs={"x": i / 3, "c": text, "none": None, "flag": True}, prediction=i * 1.5,
+                         probability=0.25 if i % 2 else None, entity=i)
+        for i, text in enumerate(["a", "é \n \"q\"", "}", "{", "", "x"])
+    ]
+    one_by_one = b"".join(_line(r, {}) for r in records)
+    assert _batch_lines(records, {}) == one_by_one
+    assert [PredictionRecord.from_json(line).inputs for line in one_by_one.decode().splitlines()] == [
+        r.inputs for r in records]
+    tricky = [*records, PredictionRecord(request_id="t", timestamp=now, model="m", model_version="1", source="rows",
+                                         inputs={"c": "a},{b"}, prediction=1.0)]
+    assert _batch_lines(tricky, {}) is None  # a text holding the separator: line by line

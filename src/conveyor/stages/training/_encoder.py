@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.cleaning import MissingValues, level
@@ -102,19 +103,24 @@ class FeatureEncoder:
         if not cleaned:
             rows = [self.clean(row) for row in rows]
         out = np.empty((len(rows), len(self.columns)), dtype=np.float64)
-        for c, name in enumerate(self.numeric):
-            out[:, c] = np.array([row.get(name) for row in rows], dtype=np.float64)
+        columns = _columns(rows, self.columns)
+        if self.numeric:
+            out[:, : len(self.numeric)] = np.array(columns[: len(self.numeric)], dtype=np.float64).T
         tables = self._tables()
         for offset, name in enumerate(self.categorical):
+            values = columns[len(self.numeric) + offset]
             table, codes = tables[name], self.codes_[name]
-            column = []
-            for value in [row.get(name) for row in rows]:
-                code = table.get(value, _UNSEEN) if value.__class__ is not bool else _UNSEEN  # True == 1 as a key
-                if code is _UNSEEN:
-                    code = codes.get(level(value), math.nan)  # type: ignore[arg-type]
-                    if value.__class__ is not bool and len(table) < _TABLE_LIMIT:
-                        table[value] = code
-                column.append(code)
+            get = table.get
+            column = [get(v, _UNSEEN) for v in values]
+            if bool in set(map(type, values)):  # True == 1 as a key: bools go through `level`
+                column = [_UNSEEN if v.__class__ is bool else c for v, c in zip(values, column, strict=True)]
+            if any(c is _UNSEEN for c in column):
+                for r, code in enumerate(column):
+                    if code is _UNSEEN:
+                        value = values[r]
+                        column[r] = code = codes.get(level(value), math.nan)  # type: ignore[arg-type]
+                        if value.__class__ is not bool and len(table) < _TABLE_LIMIT:
+                            table[value] = code
             out[:, len(self.numeric) + offset] = column
         return out
 
@@ -129,6 +135,18 @@ class FeatureEncoder:
         state = dict(self.__dict__)
         state.pop("_tables_", None)
         return state
+
+
+def _columns(rows: list[dict[str, Any]], names: list[str]) -> list[tuple[Any, ...]] | list[list[Any]]:
+    """The rows' values by column: one C-level pass (`itemgetter`) when every row has every name."""
+    if not names:
+        return []
+    if len(names) == 1:
+        return [[row.get(names[0]) for row in rows]]
+    try:
+        return list(zip(*map(itemgetter(*names), rows), strict=True)) if rows else [[] for _ in names]
+    except KeyError:  # a row without some feature: None, as row.get gives
+        return [[row.get(name) for row in rows] for name in names]
 
 
 _UNSEEN: Any = object()
