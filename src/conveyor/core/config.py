@@ -335,8 +335,9 @@ class SearchConfig(_Model):
 
     @property
     def min_folds(self) -> int:
-        """The fewest folds the search may use: rows a class needs at least (target checks)."""
-        return self.folds if isinstance(self.folds, int) else 2
+        """Rows a class needs at least (target checks): `folds`, or 4 with auto (as the former default,
+        and more than auto ever uses for large data; a class with fewer cannot be told from noise)."""
+        return self.folds if isinstance(self.folds, int) else 4
 
     def folds_for(self, rows: int) -> int:
         """The folds for a training split of `rows` rows: `folds`, or auto by size (fewer for more rows)."""
