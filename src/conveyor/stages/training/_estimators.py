@@ -53,13 +53,13 @@ class LogTarget:
     def predict(self, x: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        return np.expm1(self.regressor.predict(x))
+        return np.asarray(np.expm1(self.regressor.predict(x)), dtype=np.float64)
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         """The model's own output back on the target's scale (serving predicts with the booster)."""
         import numpy as np
 
-        return np.expm1(values)
+        return np.asarray(np.expm1(values), dtype=np.float64)
 
     @property
     def best_iteration_(self) -> int | None:
@@ -132,12 +132,13 @@ def make_linear(task: str, encoder: FeatureEncoder, params: Params, seed: int) -
 
 
 def linear_space(trial: optuna.Trial, task: str, imbalanced: bool, skewed: bool = False) -> Params:
+    params: Params
     if task == "regression":
         params = {"alpha": trial.suggest_float("alpha", 1e-3, 1e3, log=True)}
         if skewed:
             params["target"] = trial.suggest_categorical("target", ["none", "log"])
         return params
-    params: Params = {"C": trial.suggest_float("C", 1e-3, 1e2, log=True)}
+    params = {"C": trial.suggest_float("C", 1e-3, 1e2, log=True)}
     if imbalanced:
         params["class_weight"] = trial.suggest_categorical("class_weight", [None, "balanced"])
     return params
