@@ -92,7 +92,9 @@ class Server:
 
     def __init__(self, project: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.project = project
-        self.args = args
+        # one worker unless a test asks for more: /metrics and a reload are per worker, and the
+        # default (serving.workers: auto) would spread a test's requests over the cores
+        self.args = args if "--workers" in args else ("--workers", "1", *args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = project / f"server-{self.port}.log"

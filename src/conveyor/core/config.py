@@ -354,10 +354,38 @@ class SearchConfig(_Model):
 
     trials: int = Field(default=30, ge=0)
     """Trials per searched candidate (LightGBM; the linear baseline gets at most 12). 0: no search."""
-    timeout_s: float = Field(default=90.0, gt=0)
-    """Wall-clock budget of the whole search, over all candidates; the trials done by then count."""
-    folds: int = Field(default=4, ge=2, le=10)
-    """Cross-validation folds: time-ordered when there is an event time, else (stratified) K-fold."""
+    budget_s: float = Field(default=12.0, gt=0)
+    """Wall-clock budget of the whole search, over all candidates: the untuned first trial always runs,
+    a trial still running at the budget is pruned, and the trials done by then count."""
+    timeout_s: float | None = Field(default=None, gt=0)
+    """The former name of `budget_s`, still read from older project files: when set, it is the budget."""
+    folds: int | Literal["auto"] = "auto"
+    """Cross-validation folds (2-10): time-ordered when there is an event time, else (stratified) K-fold;
+    auto: by the training rows (5 up to 5,000, 4 up to 200,000, else 3 then 2 over 1,000,000)."""
+
+    @field_validator("folds")
+    @classmethod
+    def _fold_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 2 <= value <= 10:
+            raise ValueError(f"folds must be 2-10 or 'auto', not {value}")
+        return value
+
+    @property
+    def seconds(self) -> float:
+        """The search budget: `budget_s`, or `timeout_s` where an older project file sets it."""
+        return self.timeout_s if self.timeout_s is not None else self.budget_s
+
+    @property
+    def min_folds(self) -> int:
+        """Rows a class needs at least (target checks): `folds`, or 4 with auto (as the former default,
+        and more than auto ever uses for large data; a class with fewer cannot be told from noise)."""
+        return self.folds if isinstance(self.folds, int) else 4
+
+    def folds_for(self, rows: int) -> int:
+        """The folds for a training split of `rows` rows: `folds`, or auto by size (fewer for more rows)."""
+        if isinstance(self.folds, int):
+            return self.folds
+        return 5 if rows <= 5_000 else 4 if rows <= 200_000 else 3 if rows <= 1_000_000 else 2
 
 
 class TrainingConfig(_Model):
@@ -396,8 +424,8 @@ class ServingConfig(_Model):
     admin_key_env: str | None = None
     """Name of an environment variable holding the key of `POST /admin/reload`; None disables it."""
     max_batch: int = Field(10_000, ge=1)
-    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
-    """uvicorn worker processes, each with its own model; `auto` is the number of usable cores."""
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """uvicorn worker processes, each with its own model; `auto` (the default) is the number of usable cores."""
     reload_s: float = Field(10.0, ge=0)
     """How often each worker checks whether `@champion` moved (0: only at POST /admin/reload)."""
     batching: BatchingConfig = BatchingConfig()
@@ -768,5 +796,8 @@ def dump_config(config: Config, path: Path, header: str = "") -> None:
         for key in ("delimiter", "encoding", "decimal", "thousands"):
             data["source"].pop(key, None)  # how a file's text is written: the server's CSV is always the same
     data["schema"]["columns"] = {k: Flow(v) for k, v in data["schema"]["columns"].items()}
+    search = data["training"]["search"]
+    if search.get("timeout_s") is None:
+        search.pop("timeout_s", None)  # the former name of budget_s: only where an older file set it
     text = yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True)
     path.write_text(header + text, encoding="utf-8")

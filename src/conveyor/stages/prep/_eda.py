@@ -404,7 +404,7 @@ def target_checks(df: pl.DataFrame, config: Config, *, max_rows: int = _LEAK_ROW
         raise DataError(f"EDA report: the target {target!r} is not in the data; it has {df.columns}")
     columns = [c for c in schema.features() if c in df.columns and c != target]
     search = config.training.search
-    problems = _target_problems(df[target], task, search.folds if search.trials > 0 else 2)
+    problems = _target_problems(df[target], task, search.min_folds if search.trials > 0 else 2)
     sample = df.sample(n=max_rows, seed=0) if df.height > max_rows else df
     leaks: list[Leak] = []
     if not problems or problems[0].startswith("too few"):  # a constant target reproduces nothing

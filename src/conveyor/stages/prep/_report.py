@@ -75,7 +75,7 @@ def build_report(config: Config, workspace: Workspace, clean: Artifact[CleanInpu
 def _folds(config: Config, workspace: Workspace) -> int:
     """The one training key the report reads: a class needs this many rows (target checks)."""
     del workspace
-    return config.training.search.folds
+    return config.training.search.min_folds
 
 
 def _run(config: Config, workspace: Workspace, upstream: Upstream) -> Artifact[EdaReport]:

@@ -53,8 +53,24 @@ class ServiceMetrics:
         """Count predictions and observe their values (the probability, for classification)."""
         observed = outputs.get("probability", outputs["prediction"])
         self.predictions.labels(source).inc(len(observed))
-        for value in observed:
-            self.prediction_value.observe(float(value))
+        observe_many(self.prediction_value, observed)
+
+
+def observe_many(histogram: Histogram, values: list[Any]) -> None:
+    """`histogram.observe(v)` for each value, counted per bucket with one NumPy search (a batch of
+    100 rows made 100 Python-level observes per request). The same counts and sum as observe."""
+    import numpy as np
+
+    bounds, buckets, total = (getattr(histogram, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
+    if bounds is None or buckets is None or total is None:  # another prometheus_client: one at a time
+        for value in values:
+            histogram.observe(float(value))
+        return
+    amounts = np.asarray(values, dtype=np.float64)
+    found = np.searchsorted(np.asarray(bounds, dtype=np.float64), amounts, side="left")  # first bound >= amount
+    total.inc(float(amounts.sum()))
+    for index, count in zip(*np.unique(found[found < len(bounds)], return_counts=True), strict=True):
+        buckets[int(index)].inc(int(count))
 
 
 def _value_buckets(task: str) -> tuple[float, ...]:

@@ -36,17 +36,54 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         """Serving predicts one small batch at a time: one thread avoids OpenMP spinning."""
         if hasattr(self.estimator, "set_params") and "n_jobs" in self.estimator.get_params():
             self.estimator.set_params(n_jobs=threads)
+        self.__dict__.pop("_threads_", None)
 
     def _outputs(self, matrix: np.ndarray) -> dict[str, list[Any]]:
         if self.task == "regression":
-            return {"prediction": [float(v) for v in self.estimator.predict(matrix)]}
-        probabilities = self.estimator.predict_proba(matrix)
+            return {"prediction": self._predict(matrix).tolist()}
+        probabilities = self._predict_proba(matrix)
         best = probabilities.argmax(axis=1)
         assert self.classes is not None
-        labels = [self.classes[i] for i in best]
+        labels = [self.classes[i] for i in best.tolist()]
         if len(self.classes) == 2:
-            return {"prediction": labels, "probability": [float(p) for p in probabilities[:, 1]]}
-        return {"prediction": labels, "probability": [float(p) for p in probabilities.max(axis=1)]}
+            return {"prediction": labels, "probability": probabilities[:, 1].tolist()}
+        return {"prediction": labels, "probability": probabilities.max(axis=1).tolist()}
+
+    def _booster(self) -> Any:
+        """The LightGBM Booster behind the estimator, or None: one `Booster.predict` per batch skips
+        the scikit-learn wrapper's input checks and parameter copies (about half the time of a
+        100-row predict), with the same numbers."""
+        inner = getattr(self.estimator, "regressor", None) if hasattr(self.estimator, "inverse") else self.estimator
+        return getattr(inner, "booster_", None) if type(inner).__module__.startswith("lightgbm") else None
+
+    def _predict(self, matrix: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        booster = self._booster()
+        if booster is None:
+            return np.asarray(self.estimator.predict(matrix), dtype=np.float64)
+        values = np.asarray(booster.predict(matrix, num_threads=self._threads()), dtype=np.float64)
+        inverse = getattr(self.estimator, "inverse", None)  # a model of a transformed target (log1p)
+        return np.asarray(inverse(values), dtype=np.float64) if inverse is not None else values
+
+    def _predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        booster = self._booster()
+        if booster is None:
+            return np.asarray(self.estimator.predict_proba(matrix), dtype=np.float64)
+        result = np.asarray(booster.predict(matrix, num_threads=self._threads()), dtype=np.float64)
+        if result.ndim == 1:  # binary: the positive class, as LGBMClassifier.predict_proba stacks it
+            return np.vstack((1.0 - result, result)).transpose()
+        return result
+
+    def _threads(self) -> int:
+        """`n_jobs` as `set_threads` left it, read once (`get_params` inspects signatures)."""
+        threads = self.__dict__.get("_threads_")
+        if threads is None:
+            found = self.estimator.get_params().get("n_jobs") if hasattr(self.estimator, "get_params") else None
+            threads = self.__dict__["_threads_"] = int(found) if isinstance(found, int) and found > 0 else 1
+        return int(threads)
 
     def predict_records(self, rows: list[dict[str, Any]], *, cleaned: bool = False) -> dict[str, list[Any]]:
         """Predict plain dict rows; `cleaned` says `encoder.clean` was applied already."""

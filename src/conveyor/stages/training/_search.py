@@ -1,18 +1,21 @@
 """Hyperparameter search: Optuna, cross-validated on the training split only.
 
 Trials run one after another with a seeded TPE sampler, so the same data and config give the
-same trials, hyperparameters and metrics (as long as `search.trials`, not `search.timeout_s`,
-ends the search). Inside a trial the folds run side by side on the usable CPUs, each fit on
-one thread (see `_threads.py`); the median pruner stops a trial after a wave of folds that
-scores below the median of earlier trials. Each trial is a nested MLflow run under its
-candidate's run, written with three client calls (create, one `log_batch`, terminate).
+same trials, hyperparameters and metrics (as long as `search.trials`, not `search.budget_s`,
+ends the search). The first trial is the untuned model's parameters (a warm start: the search
+can only keep it or beat it). Inside a trial the folds run side by side on the usable CPUs,
+each fit on one thread (see `_threads.py`) and each LightGBM fit stopped early on its fold;
+the median pruner stops a trial after a wave of folds that scores below the median of earlier
+trials, and a trial still running when the budget is spent is pruned at its next wave. Each
+trial is a nested MLflow run under its candidate's run, written with three client calls
+(create, one `log_batch`, terminate) on a thread of its own, while the next trial fits.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,15 +77,37 @@ def predict_scores(estimator: Any, task: str, x: np.ndarray, y: np.ndarray, n_cl
 
 
 class TrialLogger:
-    """Writes each trial as a nested MLflow run: create, one `log_batch`, terminate."""
+    """Writes each trial as a nested MLflow run: create, one `log_batch`, terminate.
+
+    The writes run on one thread of their own, in order, while the search goes on (measured on
+    the bike data: 35-90 ms a trial on SQLite, 3 s of a 12-trial baseline search); `drain`
+    waits for them and re-raises the first error.
+    """
 
     def __init__(self, client: Any, experiment_id: str) -> None:
         self.client = client
         self.experiment_id = experiment_id
         self.seconds = 0.0
         self.count = 0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conveyor-trials")
+        self._pending: list[Future[None]] = []
 
     def log(self, parent: str, name: str, number: int, params: Params, metrics: dict[str, float], state: str) -> None:
+        self._pending.append(self._writer.submit(self._write, parent, name, number, dict(params), dict(metrics), state))
+
+    def drain(self) -> None:
+        """Wait until every trial is written; the first failure is raised."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            self._writer.shutdown()
+
+    def _write(self, parent: str, name: str, number: int, params: Params, metrics: dict[str, float], state: str) -> None:
         from mlflow.entities import Metric as MlflowMetric
         from mlflow.entities import Param
 
@@ -122,6 +147,11 @@ class SearchOutcome:
     paired fold differences: the first one is kept (the one-standard-error rule)."""
     kept_also: bool = False
     """Else the same rule kept the second trial (`also`: the regularised start)."""
+    untuned_cv: float | None = None
+    """The CV score of the first trial (the untuned parameters): what the search had to beat."""
+    gain: float | None = None
+    """What the search bought: the chosen trial's CV score over the untuned one's, in metric units,
+    positive when better (whichever way the metric goes)."""
 
 
 @dataclass(frozen=True)
@@ -159,11 +189,13 @@ def search(
     n_trials: int,
     timeout: float,
     first: Params,
+    variants: list[Params] | None = None,
     also: Params | None = None,
     parent_run: str,
     logger: TrialLogger,
 ) -> SearchOutcome:
-    """Search `space` for `n_trials` (or until `timeout` seconds), starting from `first`."""
+    """Search `space` for `n_trials` (or until `timeout` seconds), starting from `first`, then the
+    `variants` of it the data calls for (a log target, class weights), then `also`."""
     import warnings
 
     import numpy as np
@@ -171,6 +203,7 @@ def search(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     is_lightgbm = name == "lightgbm"
+    deadline = time.perf_counter() + timeout
     metric = job.metric.name
 
     def run_fold(params: Params, fold: tuple[np.ndarray, np.ndarray]) -> tuple[float, int | None]:
@@ -179,7 +212,7 @@ def search(
         valid = (job.x[valid_idx], job.y[valid_idx]) if is_lightgbm else None
         fit(estimator, job.x[train_idx], job.y[train_idx], job.encoder, valid=valid)
         scores = predict_scores(estimator, job.task, job.x[valid_idx], job.y[valid_idx], job.n_classes)
-        rounds = int(getattr(estimator, "best_iteration_", 0) or 0) or None if is_lightgbm else None
+        rounds = (int(getattr(estimator, "best_iteration_", 0) or 0) or None) if is_lightgbm else None
         return scores.get(metric, float("nan")), rounds
 
     pool = ThreadPoolExecutor(max_workers=job.plan.workers) if job.plan.workers > 1 else None
@@ -196,7 +229,8 @@ def search(
                 values += [v for v, _ in results]
                 rounds += [r for _, r in results if r]
                 trial.report(float(np.nanmean(values)), step=len(values) - 1)
-                if trial.should_prune():
+                over_budget = trial.number > 0 and time.perf_counter() > deadline and len(values) < len(job.folds)
+                if over_budget or trial.should_prune():
                     state = "PRUNED"
                     raise optuna.TrialPruned()
         finally:
@@ -218,31 +252,36 @@ def search(
             warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
             study = optuna.create_study(direction=direction, sampler=_sampler(job.seed), pruner=pruner)
             study.enqueue_trial(first)
+            for variant in variants or []:
+                study.enqueue_trial(variant)
             if also is not None and n_trials > 1:
                 study.enqueue_trial(also)
             study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValueError,))
     finally:
         if pool is not None:
             pool.shutdown()
+        logger.drain()
     seconds = time.perf_counter() - started
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None
                 and not np.isnan(t.value)]
     history = [(t.number, t.value, t.state.name) for t in study.trials]
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
-    stopped_by = "trials" if len(study.trials) >= n_trials else "timeout"
+    stopped_by = "trials" if len(study.trials) >= n_trials else "budget"
     if not finished:
         return SearchOutcome(dict(first), None, None, len(study.trials), pruned, seconds, logger.seconds - logged_before,
                              stopped_by, history)
     best = study.best_trial
+    first_value = study.trials[0].value if study.trials[0].state == optuna.trial.TrialState.COMPLETE else None
+    untuned_cv = None if first_value is None or np.isnan(first_value) else float(first_value)
     kept_first = _within_one_se(study.trials[0], best, job.metric)
     kept_also = False
     if kept_first:
         best = study.trials[0]
-    elif also is not None and len(study.trials) > 1 and best.number != 1:
+    elif also is not None and len(study.trials) > (at := 1 + len(variants or [])) and best.number != at:
         # the one-standard-error rule again, for the second simplest choice: the regularised start
-        kept_also = _within_one_se(study.trials[1], best, job.metric)
+        kept_also = _within_one_se(study.trials[at], best, job.metric)
         if kept_also:
-            best = study.trials[1]
+            best = study.trials[at]
     params = dict(best.params)
     rounds = best.user_attrs.get("rounds")
     return SearchOutcome(
@@ -257,6 +296,9 @@ def search(
         history=history,
         kept_first=kept_first,
         kept_also=kept_also,
+        untuned_cv=untuned_cv,
+        gain=None if untuned_cv is None or best.value is None else
+        (1 if job.metric.greater_is_better else -1) * (float(best.value) - untuned_cv),
     )
 
 
