@@ -185,12 +185,14 @@ def _debs(folder: Path) -> None:
 def _bake(config: Config, workspace: Workspace, project: Path) -> None:
     """The files `conveyor serve` reads; a workspace is relocatable, so a copy is all it takes."""
     root = workspace.root
-    needed = [workspace.config_file, workspace.mlflow_db]
+    server = config.stores.mlflow is not None  # runs and models on the MLflow server: no mlflow.db to copy
+    needed = [workspace.config_file] if server else [workspace.config_file, workspace.mlflow_db]
     for path in needed:
         if not path.exists():
             raise ServingError(f"nothing to bake: {path} is missing; run `conveyor run` first")
     shutil.copy2(workspace.config_file, project / workspace.config_file.name)
-    _copy_sqlite(workspace.mlflow_db, project / workspace.mlflow_db.name)
+    if not server:
+        _copy_sqlite(workspace.mlflow_db, project / workspace.mlflow_db.name)
     for folder in (workspace.mlartifacts, workspace.feature_repo, workspace.reference):
         if folder.exists():
             shutil.copytree(folder, project / folder.relative_to(root),

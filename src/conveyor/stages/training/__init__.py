@@ -12,6 +12,7 @@ from conveyor.stages.training._registry import (
     PromotionDecision,
     VersionInfo,
     champion_history,
+    champion_number,
     describe_version,
     list_versions,
     load_champion,
@@ -19,6 +20,7 @@ from conveyor.stages.training._registry import (
     promote,
 )
 from conveyor.stages.training._stage import PROMOTE, TRAIN
+from conveyor.stages.training._tracking import on_server, where
 from conveyor.stages.training._train import Candidate, TrainResult, train
 
 __all__ = [
@@ -32,10 +34,13 @@ __all__ = [
     "TrainResult",
     "VersionInfo",
     "champion_history",
+    "champion_number",
     "describe_version",
     "list_versions",
     "load_champion",
     "load_version",
+    "on_server",
     "promote",
     "train",
+    "where",
 ]

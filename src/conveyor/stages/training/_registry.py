@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -23,7 +24,16 @@ from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
 from conveyor.stages.training._metrics import METRICS, beats, evaluate
 from conveyor.stages.training._portable import sys_path_kept
-from conveyor.stages.training._tracking import client, local_model_path, quiet, tracking
+from conveyor.stages.training._tracking import (
+    client,
+    local_model_path,
+    on_server,
+    quiet,
+    quiet_downloads,
+    store_path,
+    tracking,
+    where,
+)
 from conveyor.stages.training._train import TrainingSetInput, TrainResult, load_split
 
 if TYPE_CHECKING:
@@ -31,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHAMPION", "HISTORY_TAG", "AliasChange", "Champion", "PromotionDecision", "VersionInfo", "champion_history",
+    "champion_number",
     "champion_version", "describe_version", "list_versions", "load_champion", "load_version", "promote",
 ]
 
@@ -114,6 +125,12 @@ def champion_version(mlflow_client: Any, name: str) -> Any | None:
         return None
 
 
+def champion_number(config: Config, workspace: Workspace) -> str | None:
+    """The version number `@champion` points to now (one registry call), or None."""
+    current = champion_version(client(config, workspace), config.name)
+    return None if current is None else str(current.version)
+
+
 def version_model_id(version: Any) -> str:
     """The logged model behind a registry version: its `model_id`, else its `models:/<id>` source.
 
@@ -128,10 +145,10 @@ def version_model_id(version: Any) -> str:
     raise TrainingError(f"model version {version.version} names no logged model (source {source!r})")
 
 
-def _load(mlflow_client: Any, workspace: Workspace, model_id: str) -> ConveyorModel:
+def _load(mlflow_client: Any, config: Config, workspace: Workspace, model_id: str) -> ConveyorModel:
     import mlflow.pyfunc
 
-    path = local_model_path(mlflow_client, workspace, model_id)
+    path = local_model_path(mlflow_client, config, workspace, model_id)
     with sys_path_kept():
         model: ConveyorModel = mlflow.pyfunc.load_model(str(path)).unwrap_python_model()
     return model
@@ -171,7 +188,7 @@ def _promote(
     trivial = scores.get("trivial")
     margin = config.promotion.min_improvement
     way = "higher" if METRICS[metric].greater_is_better else "lower"
-    mlflow_client = client(workspace)
+    mlflow_client = client(config, workspace)
     current = champion_version(mlflow_client, config.name)
     champion_score, note = (
         (None, None) if current is None else _score_champion(mlflow_client, config, workspace, current, training_set)
@@ -222,7 +239,7 @@ def _promote(
         champion_note=note, promoted=not reasons, reasons=reasons, champion=version, change=change,
     )
     digest = hash_json({"trained": trained.digest, "decision": decision.model_dump(mode="json")})
-    return Artifact("promotion", workspace.mlflow_db, digest, decision, {"trained": trained.digest})
+    return Artifact("promotion", store_path(config, workspace), digest, decision, {"trained": trained.digest})
 
 
 def _record(
@@ -255,7 +272,7 @@ def champion_history(config: Config, workspace: Workspace) -> list[AliasChange]:
     from mlflow.exceptions import MlflowException
 
     try:
-        registered = client(workspace).get_registered_model(config.name)
+        registered = client(config, workspace).get_registered_model(config.name)
     except MlflowException:
         return []
     entries = sorted((k, v) for k, v in registered.tags.items() if k.startswith(HISTORY_TAG))
@@ -279,7 +296,7 @@ def _register(
         mlflow_client.get_registered_model(config.name)
     except MlflowException:
         mlflow_client.create_registered_model(config.name)
-    with tracking(workspace):  # the registry resolves the logged model through the tracking URI
+    with tracking(config, workspace):  # the registry resolves the logged model through the tracking URI
         created = mlflow_client.create_model_version(
             config.name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id
         )
@@ -297,7 +314,7 @@ def _score_champion(
 
     _, test_df, _ = load_split(config, training_set)
     try:
-        model = _load(mlflow_client, workspace, version_model_id(current))
+        model = _load(mlflow_client, config, workspace, version_model_id(current))
         missing = [f for f in model.features if f not in test_df.columns]
         if missing:
             raise TrainingError(f"its features {missing} are not in this training set")
@@ -328,7 +345,7 @@ def _write_reference(
     frame = pd.read_parquet(training_set.path, columns=list(dict.fromkeys([*config.model_inputs(), config.schema.target])))
     if len(frame) > REFERENCE_ROWS:
         frame = frame.sample(n=REFERENCE_ROWS, random_state=config.training.seed).sort_index()
-    outputs = _load(mlflow_client, workspace, model_id).predict_frame(frame)
+    outputs = _load(mlflow_client, config, workspace, model_id).predict_frame(frame)
     reference = frame[[*config.model_inputs(), config.schema.target]].copy()
     columns = {"prediction": REFERENCE_PREDICTION, "probability": REFERENCE_PROBABILITY}
     for output, values in outputs.items():
@@ -348,9 +365,9 @@ def load_version(config: Config, workspace: Workspace, ref: str, threads: int = 
     """A registered version of the project's model, by number ("3") or alias ("champion")."""
     from mlflow.exceptions import MlflowException
 
-    if not workspace.mlflow_db.exists():
+    if not on_server(config) and not workspace.mlflow_db.exists():
         raise TrainingError(f"no model registry at {workspace.mlflow_db}; run `conveyor run` first")
-    mlflow_client = client(workspace)
+    mlflow_client = client(config, workspace)
     if ref.isdigit():
         try:
             current = mlflow_client.get_model_version(config.name, ref)
@@ -362,14 +379,34 @@ def load_version(config: Config, workspace: Workspace, ref: str, threads: int = 
         hint = ("run `conveyor run` (a model is promoted only when it beats the trivial one)"
                 if ref == CHAMPION else "name a registered version or alias")
         raise TrainingError(f"no model {config.name!r} has {'the alias @' + ref if not ref.isdigit() else 'version ' + ref} "
-                            f"in {workspace.mlflow_db}; {hint}")
+                            f"in {where(config, workspace)}; {hint}")
     try:
-        model = _load(mlflow_client, workspace, version_model_id(current))
+        model = _load(mlflow_client, config, workspace, version_model_id(current))
     except Exception as exc:
         raise TrainingError(f"cannot load models:/{config.name}/{ref} (v{current.version}): {exc}") from exc
     model.set_threads(threads)
     path = workspace.reference_file(config.name, current.version)
+    if not path.exists() and on_server(config):
+        _fetch_reference(mlflow_client, current.run_id, path)
     return Champion(config.name, str(current.version), current.run_id, model, str(path) if path.exists() else None)
+
+
+def _fetch_reference(mlflow_client: Any, run_id: str, path: Path) -> None:
+    """A version's monitoring reference from its run on the server (logged by `_write_reference`),
+    when this machine did not train it; left missing when the run has none."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as staging:
+        try:
+            with quiet_downloads():
+                got = Path(mlflow_client.download_artifacts(run_id, f"reference/{path.name}", staging))
+        except (MlflowException, OSError):
+            return
+        if got.is_file():
+            got.replace(path)
 
 
 def _alias(mlflow_client: Any, name: str, alias: str) -> Any | None:
@@ -427,12 +464,12 @@ def _info(found: Any, run: Any | None) -> VersionInfo:
 def describe_version(config: Config, workspace: Workspace, version: str) -> VersionInfo:
     from mlflow.exceptions import MlflowException
 
-    mlflow_client = client(workspace)
+    mlflow_client = client(config, workspace)
     try:
         found = mlflow_client.get_model_version(config.name, version)
         run = mlflow_client.get_run(found.run_id)
     except MlflowException:
-        raise TrainingError(f"no version {version} of model {config.name!r} in {workspace.mlflow_db}") from None
+        raise TrainingError(f"no version {version} of model {config.name!r} in {where(config, workspace)}") from None
     return _info(found, run)
 
 
@@ -440,9 +477,9 @@ def list_versions(config: Config, workspace: Workspace) -> list[VersionInfo]:
     """Every registered version of the project's model, newest first."""
     from mlflow.exceptions import MlflowException
 
-    if not workspace.mlflow_db.exists():
+    if not on_server(config) and not workspace.mlflow_db.exists():
         raise TrainingError(f"no model registry at {workspace.mlflow_db}; run `conveyor run` first")
-    mlflow_client = client(workspace)
+    mlflow_client = client(config, workspace)
     try:
         found = mlflow_client.search_model_versions(f"name = '{config.name}'")
     except MlflowException:

@@ -48,7 +48,7 @@ from conveyor.stages.training._search import (
 )
 from conveyor.stages.training._split import split_frame
 from conveyor.stages.training._threads import ThreadPlan, plan_threads
-from conveyor.stages.training._tracking import client, experiment_id, pip_requirements, quiet, tracking
+from conveyor.stages.training._tracking import client, experiment_id, pip_requirements, quiet, store_path, tracking
 
 if TYPE_CHECKING:
     import numpy as np
@@ -283,8 +283,8 @@ def _train(config: Config, workspace: Workspace, training_set: Artifact[Training
         len(data.train_df), search_cfg.folds, time_ordered=data.how == "time",
         y=data.y_train if data.classes is not None else None, seed=config.training.seed,
     )
-    mlflow_client = client(workspace)
-    exp = experiment_id(mlflow_client, workspace, config.name)
+    mlflow_client = client(config, workspace)
+    exp = experiment_id(mlflow_client, config, workspace, config.name)
     job = SearchTask(data.task, data.metric, data.x_train, data.y_train, data.n_classes, data.encoder, folds,
                      data.plan, config.training.seed)
     logger = TrialLogger(mlflow_client, exp)
@@ -321,7 +321,7 @@ def _train(config: Config, workspace: Workspace, training_set: Artifact[Training
     )
     digest = hash_json({"training_set": training_set.digest, "training": config.section("training"),
                         "runs": {n: c.run_id for n, c in candidates.items()}, "version": TRAIN_VERSION})
-    return Artifact("trained", workspace.mlflow_db, digest, result, {"training_set": training_set.digest})
+    return Artifact("trained", store_path(config, workspace), digest, result, {"training_set": training_set.digest})
 
 
 def _best(metric: str, candidates: dict[str, Candidate]) -> str:
@@ -353,7 +353,7 @@ def _trivial(workspace: Workspace, exp: str, data: _Data) -> tuple[Candidate, np
     seconds = time.perf_counter() - started
     output = model_output(estimator, data.task, data.x_test, data.n_classes)
     metrics = output_scores(data.task, data.y_test, output)
-    with tracking(workspace) as mlflow, mlflow.start_run(experiment_id=exp, run_name="trivial") as run:
+    with tracking(data.config, workspace) as mlflow, mlflow.start_run(experiment_id=exp, run_name="trivial") as run:
         mlflow.set_tags(data.tags | {"conveyor.candidate": "trivial"})
         mlflow.log_params({"model": "trivial", "strategy": estimator.get_params()["strategy"], "split": data.how})
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()} | {"fit_seconds": seconds})
@@ -380,7 +380,7 @@ def _searched(
         else ({"alpha": 1.0} if data.task == "regression" else {"C": 1.0})
     )
     trials = training.search.trials if name == "lightgbm" else min(training.search.trials, _LINEAR_MAX_TRIALS)
-    with tracking(workspace) as mlflow, mlflow.start_run(experiment_id=exp, run_name=name) as run:
+    with tracking(data.config, workspace) as mlflow, mlflow.start_run(experiment_id=exp, run_name=name) as run:
         mlflow.set_tags(data.tags | {"conveyor.candidate": name})
         outcome = SearchOutcome(params=untuned, rounds=None, cv_score=None)
         if trials > 0 and budget > 0:
