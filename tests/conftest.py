@@ -198,11 +198,16 @@ S3-API server (bucket `CONVEYOR_S3_BUCKET`) and an MLflow tracking server."""
 def team_stack() -> dict[str, str]:
     """The running team stack's environment (`make test` starts it). A missing service fails the
     test: tests of the team stack never skip."""
-    missing = [name for name in TEAM_ENV if not os.environ.get(name)]
+    missing = [name for name in TEAM_ENV if not _ENV_AT_START.get(name)]
     if missing:
         pytest.fail(f"the team stack is not running ({', '.join(missing)} unset): "
                     "start it with examples/team-stack/up and export the lines it prints, or run `make test`")
-    return {name: os.environ[name] for name in TEAM_ENV}
+    return {name: _ENV_AT_START[name] for name in TEAM_ENV}
+
+
+_ENV_AT_START = dict(os.environ)
+"""The environment the tests started with: in-process MLflow calls (`mlflow.set_tracking_uri`) set
+and unset `MLFLOW_TRACKING_URI` in `os.environ`, which is also the team stack's variable."""
 
 
 STACKS = ("embedded", "team")

@@ -252,13 +252,15 @@ class Lifecycle:
     def client(self) -> Any:
         from mlflow import MlflowClient
 
-        uri = os.environ["MLFLOW_TRACKING_URI"] if self.stack.shared else f"sqlite:///{self.project / 'mlflow.db'}"
+        uri = self.stack.env["MLFLOW_TRACKING_URI"] if self.stack.shared else f"sqlite:///{self.project / 'mlflow.db'}"
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 @pytest.fixture(scope="module")
 def lifecycle(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
     import yaml
+
+    os.environ.update(stack.env)  # other tests' in-process MLflow calls may have changed MLFLOW_TRACKING_URI
 
     project = make_bike_project(tmp_path_factory.mktemp(f"lifecycle-{stack.name}"))
     proposed = project / "proposed.yaml"
@@ -270,9 +272,17 @@ def lifecycle(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     config["serving"]["reload_s"] = 0.5
     (project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     conveyor("run", "-C", str(project))
-    server = Server(project).start()
+    server = Server(project, env=stack.env).start()
     yield Lifecycle(stack, project, name, server)
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _stack_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lifecycle test runs its commands with its stack's variables, whatever ran before it."""
+    if "lifecycle" in request.fixturenames:
+        for name, value in request.getfixturevalue("lifecycle").stack.env.items():
+            monkeypatch.setenv(name, value)
 
 
 def test_lifecycle_run_trains_promotes_and_keeps_every_row(lifecycle: Lifecycle) -> None:
@@ -342,16 +352,16 @@ def test_lifecycle_monitor_models_and_lineage(lifecycle: Lifecycle) -> None:
 
 def test_lifecycle_server_follows_a_moved_champion(lifecycle: Lifecycle) -> None:
     """Hot swap: on `mlflow.db` the server watches the file; on an MLflow server it polls the alias."""
-    import mlflow
-
     url, name = lifecycle.server.url, lifecycle.name
     client = lifecycle.client()
     current = client.get_model_version_by_alias(name, "champion")
-    mlflow.set_tracking_uri(client.tracking_uri)  # the registry resolves `models:/m-...` on the global URI
-    try:
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    with _use_tracking_uri(client.tracking_uri):  # the registry resolves `models:/m-...` on the global URI
         new = str(client.create_model_version(name, source=current.source, run_id=current.run_id).version)
-    finally:
-        mlflow.set_tracking_uri(None)
+    if saved is not None:  # leaving the block unsets it
+        os.environ["MLFLOW_TRACKING_URI"] = saved
     client.set_registered_model_alias(name, "champion", new)
     deadline = time.monotonic() + 30
     while httpx.get(f"{url}/health").json()["model"]["version"] != new:

@@ -139,10 +139,15 @@ def experiment_id(mlflow_client: Any, config: Config, workspace: Workspace, name
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
-    if on_server(config):  # the server's artifact root (proxied): nothing local
+    if _is_server(tracking_uri(config, workspace)):  # the server's artifact root (proxied): nothing local
         return _create_experiment(mlflow_client, name, None)
     workspace.ensure(workspace.mlartifacts)
     return _create_experiment(mlflow_client, name, workspace.mlartifacts.as_uri())
+
+
+def _is_server(uri: str) -> bool:
+    """A tracking server (artifacts where it keeps them), not a database this process opens."""
+    return urlparse(uri).scheme in ("http", "https")
 
 
 def _create_experiment(mlflow_client: Any, name: str, location: str | None) -> str:
@@ -171,9 +176,9 @@ def local_model_path(mlflow_client: Any, config: Config, workspace: Workspace, m
     re-rooted under the current `mlartifacts/`. On a server, the model's files are downloaded
     once into `mlartifacts/.server/<model id>/`.
     """
-    if on_server(config):
-        return _downloaded(mlflow_client, config, workspace, model_id)
     model = mlflow_client.get_logged_model(model_id)
+    if not _is_local(model.artifact_location):
+        return _downloaded(mlflow_client, config, workspace, model)
     path = _file_path(model.artifact_location)
     if path.exists():
         return path
@@ -193,17 +198,21 @@ def quiet_downloads() -> Iterator[None]:
         yield
 
 
-def _downloaded(mlflow_client: Any, config: Config, workspace: Workspace, model_id: str) -> Path:
+def _is_local(location: str) -> bool:
+    return urlparse(location).scheme in ("file", "")
+
+
+def _downloaded(mlflow_client: Any, config: Config, workspace: Workspace, model: Any) -> Path:
     """A logged model's files from the server, in a local cache (a logged model never changes)."""
     import shutil
     import tempfile
 
     from mlflow.artifacts import download_artifacts
 
+    model_id = str(model.model_id)
     target = workspace.mlartifacts / ".server" / model_id
     if (target / "MLmodel").is_file():
         return target
-    model = mlflow_client.get_logged_model(model_id)  # raises when the server does not hold it
     workspace.ensure(target.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{model_id}.", dir=target.parent))
     try:
@@ -225,7 +234,7 @@ def _downloaded(mlflow_client: Any, config: Config, workspace: Workspace, model_
 
 def model_files_exist(mlflow_client: Any, config: Config, workspace: Workspace, model_id: str) -> str | None:
     """None when a logged model's files are there (on the server: listed by it), else where they are missing."""
-    if on_server(config):
+    if not _is_local(mlflow_client.get_logged_model(model_id).artifact_location):
         names = {Path(str(f.path)).name for f in mlflow_client.list_logged_model_artifacts(model_id)}
         return None if "MLmodel" in names else f"{where(config, workspace)} (model {model_id})"
     path = local_model_path(mlflow_client, config, workspace, model_id)
