@@ -40,7 +40,7 @@ def _split(uri: str) -> tuple[str, str]:
 
 
 def _client() -> Any:
-    import boto3
+    import boto3  # type: ignore[import-untyped, unused-ignore]
 
     return boto3.client("s3")
 
@@ -58,7 +58,7 @@ def _etag_file(path: Path) -> Path:
 
 def push_offline(root: str, staging: Path, parts: list[str]) -> None:
     """Upload each offline file of a staged build (`data/source.parquet`, `data/by_*.parquet`) to `root`."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped, unused-ignore]
 
     client = _client()
     for part in parts:
@@ -74,7 +74,7 @@ def push_offline(root: str, staging: Path, parts: list[str]) -> None:
 
 def fetch_offline(root: str, repo: Path, parts: list[str]) -> None:
     """The local copy of each offline file, fetched when missing or when its object changed."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped, unused-ignore]
 
     client = _client()
     for part in parts:
@@ -110,7 +110,7 @@ def shared_parts_missing(config: Config, service: str) -> str | None:
         return f"the Feast registry on PostgreSQL holds no feature service {service!r} of project {project!r}"
     root = offline_root(config, project)
     if root is not None:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped, unused-ignore]
 
         client = _client()
         for part in offline_parts(config):
