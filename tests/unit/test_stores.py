@@ -97,3 +97,12 @@ def test_a_postgres_offline_store_is_refused_in_one_line(tmp_path: Path) -> None
         offline_root(config, "bike_sharing")
     s3 = load_config(_config(tmp_path, {"offline": {"kind": "s3", "uri": "s3://team/conveyor/"}}))
     assert offline_root(s3, "bike_sharing") == "s3://team/conveyor/bike_sharing"
+
+
+def test_a_container_gets_the_stores_variables_by_name(tmp_path: Path) -> None:
+    from conveyor.runner._build import serving_env_names
+
+    config = load_config(_config(tmp_path, {"mlflow": {"tracking_uri_env": "TEAM_MLFLOW"},
+                                            "registry": {"kind": "postgres", "dsn_env": "TEAM_PG"}}))
+    assert serving_env_names(config) == ["TEAM_MLFLOW", "TEAM_PG"]
+    assert serving_env_names(load_config(_config(tmp_path, {}))) == []

@@ -27,7 +27,7 @@ from conveyor.core.config import Config
 from conveyor.core.errors import ServingError
 from conveyor.core.workspace import Workspace
 
-__all__ = ["IMAGE_ROOT", "BuildResult", "build_image", "dockerfile", "dockerignore"]
+__all__ = ["IMAGE_ROOT", "BuildResult", "build_image", "dockerfile", "dockerignore", "serving_env_names"]
 
 IMAGE_ROOT = "/srv/project"
 STAGE = Path(".conveyor") / "image"
@@ -180,6 +180,18 @@ def _debs(folder: Path) -> None:
             f"put the .deb files in {folder} by hand on other systems"
         )
     _run(["apt-get", "download", *missing], what="apt-get download", cwd=folder)
+
+
+def serving_env_names(config: Config) -> list[str]:
+    """The environment variables `conveyor serve` reads the shared stores' addresses from
+    (`stores:`): passed into a container by name (`docker run -e NAME`), never written in the image."""
+    stores = config.stores
+    names = [
+        stores.mlflow.tracking_uri_env if stores.mlflow is not None else None,
+        stores.registry.dsn_env if stores.registry is not None else None,
+        stores.online.url_env if stores.online is not None else None,
+    ]
+    return list(dict.fromkeys(n for n in names if n is not None))
 
 
 def _bake(config: Config, workspace: Workspace, project: Path) -> None:
