@@ -359,7 +359,9 @@ def test_lifecycle_server_follows_a_moved_champion(lifecycle: Lifecycle) -> None
 
     saved = os.environ.get("MLFLOW_TRACKING_URI")
     with _use_tracking_uri(client.tracking_uri):  # the registry resolves `models:/m-...` on the global URI
-        new = str(client.create_model_version(name, source=current.source, run_id=current.run_id).version)
+        model_id = current.model_id or current.source.removeprefix("models:/")  # a server wants it named
+        new = str(client.create_model_version(name, source=current.source, run_id=current.run_id,
+                                              model_id=model_id).version)
     if saved is not None:  # leaving the block unsets it
         os.environ["MLFLOW_TRACKING_URI"] = saved
     client.set_registered_model_alias(name, "champion", new)
