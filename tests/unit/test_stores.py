@@ -106,3 +106,21 @@ def test_a_container_gets_the_stores_variables_by_name(tmp_path: Path) -> None:
                                             "registry": {"kind": "postgres", "dsn_env": "TEAM_PG"}}))
     assert serving_env_names(config) == ["TEAM_MLFLOW", "TEAM_PG"]
     assert serving_env_names(load_config(_config(tmp_path, {}))) == []
+
+
+def test_talking_to_a_tracking_server_does_not_import_feast() -> None:
+    """Feast's MLflow request-header plugin would import all of Feast before the first request."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from conveyor.stages.training._tracking import _without_feast_header_provider\n"
+        "_without_feast_header_provider()\n"
+        "from mlflow.tracking.request_header.registry import resolve_request_headers\n"
+        "headers = resolve_request_headers()\n"
+        "print('feast' in sys.modules, 'User-Agent' in headers)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
