@@ -200,8 +200,64 @@ S3-API server (bucket `CONVEYOR_S3_BUCKET`) and an MLflow tracking server."""
 def team_stack() -> dict[str, str]:
     """The running team stack's environment (`make test` starts it). A missing service fails the
     test: tests of the team stack never skip."""
-    missing = [name for name in TEAM_ENV if not os.environ.get(name)]
+    missing = [name for name in TEAM_ENV if not _ENV_AT_START.get(name)]
     if missing:
         pytest.fail(f"the team stack is not running ({', '.join(missing)} unset): "
                     "start it with examples/team-stack/up and export the lines it prints, or run `make test`")
-    return {name: os.environ[name] for name in TEAM_ENV}
+    return {name: _ENV_AT_START[name] for name in TEAM_ENV}
+
+
+_ENV_AT_START = dict(os.environ)
+"""The environment the tests started with: in-process MLflow calls (`mlflow.set_tracking_uri`) set
+and unset `MLFLOW_TRACKING_URI` in `os.environ`, which is also the team stack's variable."""
+
+
+STACKS = ("embedded", "team")
+"""The universal matrix: a test taking the `stack` fixture runs once on each."""
+
+
+class Stack:
+    """Where a project keeps its state: the embedded default (SQLite, local files) or the team
+    stack (MLflow server, Feast registry on PostgreSQL, offline data in S3). Each team project
+    gets a unique name: registered model names and Feast projects are global on shared services."""
+
+    def __init__(self, name: str, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.env = env or {}
+
+    @property
+    def shared(self) -> bool:
+        return self.name != "embedded"
+
+    def stores(self) -> dict[str, Any] | None:
+        """The project's `stores:` section (None: the embedded default)."""
+        if not self.shared:
+            return None
+        return {
+            "mlflow": {"tracking_uri_env": "MLFLOW_TRACKING_URI"},
+            "registry": {"kind": "postgres", "dsn_env": "CONVEYOR_PG_DSN"},
+            "offline": {"kind": "s3", "uri": f"s3://{self.env['CONVEYOR_S3_BUCKET']}/conveyor-tests"},
+        }
+
+    def project_name(self, base: str) -> str:
+        import uuid
+
+        return f"{base}-{uuid.uuid4().hex[:8]}" if self.shared else base
+
+    def configure(self, project: Path, base: str = "bike-sharing") -> str:
+        """Put this stack's `stores:` section and a name into a project's conveyor.yaml; returns the name."""
+        config = yaml.safe_load((project / "conveyor.yaml").read_text())
+        config["name"] = self.project_name(base)
+        stores = self.stores()
+        if stores is not None:
+            config["stores"] = stores
+        (project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        return str(config["name"])
+
+
+@pytest.fixture(scope="session", params=STACKS)
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """Each stack of the matrix in turn; the team stack's services must be running (never skipped)."""
+    if request.param == "embedded":
+        return Stack("embedded")
+    return Stack(request.param, request.getfixturevalue("team_stack"))

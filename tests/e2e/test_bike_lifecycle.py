@@ -10,8 +10,10 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -20,10 +22,12 @@ import pytest
 from tests.conftest import (
     BIKE_CSV,
     Server,
+    Stack,
     bike_rows,
     conveyor,
     feature_row,
     free_port,
+    make_bike_project,
     stage_artifact,
     stage_result,
 )
@@ -230,6 +234,167 @@ def test_api_key_guards_predict_when_configured(bike_project: Path, tmp_path: Pa
         assert httpx.get(f"{server.url}/health").status_code == 200
     finally:
         server.stop()
+
+
+# --- the lifecycle on every stack -------------------------------------------------------------
+#
+# init, run, serve over HTTP, monitor, lineage, models and a hot swap, once on the embedded
+# default and once on the team stack (MLflow server, Feast registry on PostgreSQL, offline data
+# in S3): the `stack` fixture is the matrix, as Feast runs one universal test suite over stores.
+
+@dataclass
+class Lifecycle:
+    stack: Stack
+    project: Path
+    name: str
+    server: Server
+
+    def client(self) -> Any:
+        from mlflow import MlflowClient
+
+        uri = self.stack.env["MLFLOW_TRACKING_URI"] if self.stack.shared else f"sqlite:///{self.project / 'mlflow.db'}"
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.fixture(scope="module")
+def lifecycle(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lifecycle]:
+    import yaml
+
+    os.environ.update(stack.env)  # other tests' in-process MLflow calls may have changed MLFLOW_TRACKING_URI
+
+    project = make_bike_project(tmp_path_factory.mktemp(f"lifecycle-{stack.name}"))
+    proposed = project / "proposed.yaml"
+    conveyor("init", "--csv", str(project / BIKE_CSV.name), "--target", "cnt", "--timestamp", "dteday,hr",
+             "--output", str(proposed))
+    assert yaml.safe_load(proposed.read_text())["schema"]["target"] == "cnt"  # then edited, as the demo's file is
+    name = stack.configure(project)
+    config = yaml.safe_load((project / "conveyor.yaml").read_text())
+    config["serving"]["reload_s"] = 0.5
+    (project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    conveyor("run", "-C", str(project))
+    server = Server(project, env=stack.env).start()
+    yield Lifecycle(stack, project, name, server)
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _stack_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lifecycle test runs its commands with its stack's variables, whatever ran before it."""
+    if "lifecycle" in request.fixturenames:
+        for name, value in request.getfixturevalue("lifecycle").stack.env.items():
+            monkeypatch.setenv(name, value)
+
+
+def test_lifecycle_run_trains_promotes_and_keeps_every_row(lifecycle: Lifecycle) -> None:
+    project = lifecycle.project
+    dataset, prepare = stage_result(project, "dataset"), stage_result(project, "prepare")
+    assert dataset.rows == dataset.entity_rows == prepare.rows == 17379
+    assert stage_result(project, "train").candidates["lightgbm"].metrics["r2"] >= 0.85
+    promote = stage_result(project, "promote")
+    assert promote.promoted and promote.champion is not None
+    client = lifecycle.client()
+    assert str(client.get_model_version_by_alias(lifecycle.name, "champion").version) == promote.champion
+    registry = project / "feature_repo" / "data" / "registry.pb"
+    if lifecycle.stack.shared:  # nothing of it in the project folder: all on the shared services
+        import boto3
+
+        assert not (project / "mlflow.db").exists() and not registry.exists()
+        assert "MLflow server http://127.0.0.1" in (project / ".conveyor" / "mlflow-server").read_text()
+        project_key = lifecycle.name.replace("-", "_")
+        listed = boto3.client("s3").list_objects_v2(
+            Bucket=lifecycle.stack.env["CONVEYOR_S3_BUCKET"], Prefix=f"conveyor-tests/{project_key}/")
+        assert {o["Key"].rsplit("/", 1)[-1] for o in listed.get("Contents", [])} == {"source.parquet"}
+        text = (project / "feature_repo" / "feature_store.yaml").read_text()
+        assert "registry_type: sql" in text and "${CONVEYOR_PG_DSN}" in text
+    else:
+        assert (project / "mlflow.db").is_file() and registry.is_file()
+
+
+def test_lifecycle_second_run_is_cached(lifecycle: Lifecycle) -> None:
+    again = conveyor("run", "-C", str(lifecycle.project))
+    assert again.stdout.count("cached") == 7, again.stdout
+
+
+def test_lifecycle_serves_over_http(lifecycle: Lifecycle) -> None:
+    url = lifecycle.server.url
+    features = httpx.get(f"{url}/health").json()["features"]
+    keys = [1, 500, 17379]
+    by_rows = httpx.post(f"{url}/predict", json={"rows": [feature_row(bike_rows()[k - 1], features) for k in keys]})
+    by_keys = httpx.post(f"{url}/predict", json={"entities": keys})
+    assert by_rows.status_code == by_keys.status_code == 200, (by_rows.text, by_keys.text)
+    for a, b in zip(by_rows.json()["predictions"], by_keys.json()["predictions"], strict=True):
+        assert a["prediction"] == pytest.approx(b["prediction"], rel=1e-9)
+    assert by_keys.json()["model"]["version"] == stage_result(lifecycle.project, "promote").champion
+
+
+def test_lifecycle_monitor_models_and_lineage(lifecycle: Lifecycle) -> None:
+    import hashlib
+
+    project, url = lifecycle.project, lifecycle.server.url
+    features = httpx.get(f"{url}/health").json()["features"]
+    rows = [feature_row(r, features) for r in bike_rows()[1000:1400]]
+    served = httpx.post(f"{url}/predict", json={"rows": rows}, timeout=60)
+    served.raise_for_status()
+    conveyor("monitor", "-C", str(project), "--window", "400")
+    report = json.loads((project / "reports" / "drift.json").read_text())
+    assert report["n_current"] == 400 and report["verdict"] in ("no drift", "drift")
+    champion = stage_result(project, "promote").champion
+    models = conveyor("models", "-C", str(project)).stdout
+    assert "@champion" in models and champion in models
+    request_id = served.json()["predictions"][0]["request_id"]
+    out = conveyor("lineage", request_id, "-C", str(project)).stdout
+    sha = hashlib.sha256((project / BIKE_CSV.name).read_bytes()).hexdigest()
+    for needle in (request_id[:16], f"v{champion}", "training_set", "clean", "raw", sha[:16]):
+        assert needle in out, out
+    if lifecycle.stack.shared:
+        assert "MLflow server http://127.0.0.1" in out
+
+
+def test_lifecycle_server_follows_a_moved_champion(lifecycle: Lifecycle) -> None:
+    """Hot swap: on `mlflow.db` the server watches the file; on an MLflow server it polls the alias."""
+    url, name = lifecycle.server.url, lifecycle.name
+    client = lifecycle.client()
+    current = client.get_model_version_by_alias(name, "champion")
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    with _use_tracking_uri(client.tracking_uri):  # the registry resolves `models:/m-...` on the global URI
+        model_id = current.model_id or current.source.removeprefix("models:/")  # a server wants it named
+        new = str(client.create_model_version(name, source=current.source, run_id=current.run_id,
+                                              model_id=model_id).version)
+    if saved is not None:  # leaving the block unsets it
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+    client.set_registered_model_alias(name, "champion", new)
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{url}/health").json()["model"]["version"] != new:
+        assert time.monotonic() < deadline, "the server did not follow @champion within 30 s"
+        time.sleep(0.2)
+    answer = httpx.post(f"{url}/predict", json={"entities": [7]})
+    assert answer.status_code == 200 and answer.json()["model"]["version"] == new
+
+
+def test_lifecycle_leaves_no_credential_behind(lifecycle: Lifecycle) -> None:
+    """No connection string or key in the project folder (config, records, logs, Feast's files) or
+    in any param or tag on the tracking server."""
+    stack = lifecycle.stack
+    secrets = {v for k, v in stack.env.items() if k in ("CONVEYOR_PG_DSN", "REDIS_URL", "AWS_SECRET_ACCESS_KEY")}
+    assert len(secrets) == (3 if stack.shared else 0)
+    found = []
+    for path in lifecycle.project.rglob("*"):
+        if path.is_file() and path.name != BIKE_CSV.name:
+            data = path.read_bytes()
+            found += [f"{path}: {s[:12]}..." for s in secrets if s.encode() in data]
+    client = lifecycle.client()
+    experiment = client.get_experiment_by_name(lifecycle.name)
+    texts = []
+    for run in client.search_runs([experiment.experiment_id]):
+        texts += [*run.data.params.values(), *run.data.tags.values()]
+    for version in client.search_model_versions(f"name = '{lifecycle.name}'"):
+        texts += list(version.tags.values())
+    texts += list(client.get_registered_model(lifecycle.name).tags.values())
+    assert len(texts) > 20  # the runs' params and tags were read
+    found += [f"MLflow: {s[:12]}..." for s in secrets for t in texts if s in t]
+    assert not found, found
 
 
 # --- the logged model outside Conveyor -------------------------------------------------------

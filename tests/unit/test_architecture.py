@@ -41,6 +41,7 @@ PUBLIC = {
         "CHAMPION", "PROMOTE", "TRAIN", "AliasChange", "Candidate", "Champion", "PromotionDecision", "TrainResult",
         "VersionInfo", "champion_history", "describe_version", "list_versions", "load_champion", "load_version", "promote",
         "registry_lock", "train",
+        "champion_number", "on_server", "where",  # the MLflow server (stores.mlflow): hot swap, lineage
     ],
     "conveyor.stages.monitoring": ["DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "monitor"],
     "conveyor.stages.serving": [

@@ -550,6 +550,9 @@ def build(
     console.print(f"wrote {result.dockerfile} and .dockerignore ({result.wheels} wheels in .conveyor/image/wheels)")
     if result.built:
         mount = "" if result.baked else ' -v "$PWD:$PWD" -w "$PWD"'
+        from conveyor.runner._build import serving_env_names
+
+        mount += "".join(f" -e {name}" for name in serving_env_names(config))  # the shared stores, by name
         console.print(f"built [bold]{result.tag}[/]; run it with:\n"
                       f"  docker run --rm --init -p {config.serving.port}:{config.serving.port} "
                       f"-e CONVEYOR_HOST=0.0.0.0{mount} {result.tag}")

@@ -27,7 +27,7 @@ from conveyor.core.config import Config
 from conveyor.core.errors import ServingError
 from conveyor.core.workspace import Workspace
 
-__all__ = ["IMAGE_ROOT", "BuildResult", "build_image", "dockerfile", "dockerignore"]
+__all__ = ["IMAGE_ROOT", "BuildResult", "build_image", "dockerfile", "dockerignore", "serving_env_names"]
 
 IMAGE_ROOT = "/srv/project"
 STAGE = Path(".conveyor") / "image"
@@ -182,15 +182,29 @@ def _debs(folder: Path) -> None:
     _run(["apt-get", "download", *missing], what="apt-get download", cwd=folder)
 
 
+def serving_env_names(config: Config) -> list[str]:
+    """The environment variables `conveyor serve` reads the shared stores' addresses from
+    (`stores:`): passed into a container by name (`docker run -e NAME`), never written in the image."""
+    stores = config.stores
+    names = [
+        stores.mlflow.tracking_uri_env if stores.mlflow is not None else None,
+        stores.registry.dsn_env if stores.registry is not None else None,
+        stores.online.url_env if stores.online is not None else None,
+    ]
+    return list(dict.fromkeys(n for n in names if n is not None))
+
+
 def _bake(config: Config, workspace: Workspace, project: Path) -> None:
     """The files `conveyor serve` reads; a workspace is relocatable, so a copy is all it takes."""
     root = workspace.root
-    needed = [workspace.config_file, workspace.mlflow_db]
+    server = config.stores.mlflow is not None  # runs and models on the MLflow server: no mlflow.db to copy
+    needed = [workspace.config_file] if server else [workspace.config_file, workspace.mlflow_db]
     for path in needed:
         if not path.exists():
             raise ServingError(f"nothing to bake: {path} is missing; run `conveyor run` first")
     shutil.copy2(workspace.config_file, project / workspace.config_file.name)
-    _copy_sqlite(workspace.mlflow_db, project / workspace.mlflow_db.name)
+    if not server:
+        _copy_sqlite(workspace.mlflow_db, project / workspace.mlflow_db.name)
     for folder in (workspace.mlartifacts, workspace.feature_repo, workspace.reference):
         if folder.exists():
             shutil.copytree(folder, project / folder.relative_to(root),

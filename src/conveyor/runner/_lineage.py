@@ -55,10 +55,11 @@ def lineage_of_prediction(config: Config, workspace: Workspace, request_id: str)
 
 
 def lineage_of_model(config: Config, workspace: Workspace, version: str, *, depth: int = 0) -> list[LineageStep]:
-    from conveyor.stages.training import describe_version
+    from conveyor.stages.training import describe_version, on_server, where
 
     info = describe_version(config, workspace, version)
-    steps = [LineageStep(depth, "model", f"{config.name} v{info.version}", relative_to(workspace.mlflow_db, workspace.root),
+    registry = where(config, workspace) if on_server(config) else relative_to(workspace.mlflow_db, workspace.root)
+    steps = [LineageStep(depth, "model", f"{config.name} v{info.version}", registry,
                          f"run {info.run_id}; {info.summary}")]
     if not info.training_set:
         raise ConveyorError(f"model v{version} records no training set digest (tag conveyor.training_set)")

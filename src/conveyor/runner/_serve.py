@@ -5,7 +5,8 @@ Serving imports no other stage; this is where training (`load_champion`), featur
 the functions, so importing the runner (and `conveyor --help`) stays light.
 
 Hot swap: `ChampionReloader` is the `Reloader` serving polls. It looks at the registry
-database's size and modification time first (a `stat`, every `serving.reload_s`), and only
+database's size and modification time first (a `stat`, every `serving.reload_s`; on an MLflow
+server, where `@champion` points), and only
 when that changed loads `@champion` with `load_champion`; the new model goes to serving only
 when its version differs.
 
@@ -110,19 +111,30 @@ def _stamp(database: Path) -> tuple[int, ...]:
 
 
 class ChampionReloader:
-    """serving's `Reloader`: the champion, loaded again when `@champion` points to another version."""
+    """serving's `Reloader`: the champion, loaded again when `@champion` points to another version.
+
+    On `mlflow.db` the check is a `stat` of the database (a change may have moved the alias); on
+    an MLflow server (`stores.mlflow`) there is no file to watch, so each poll asks the registry
+    where `@champion` points (one small request)."""
 
     def __init__(self, config: Config, workspace: Workspace, version: str, online: Any = None) -> None:
         self.config = config
         self.workspace = workspace
         self.version = version
         self.online = online
-        self._stamp = _stamp(workspace.mlflow_db)
+        self._stamp = self._now()
+
+    def _now(self) -> tuple[Any, ...]:
+        if self.config.stores.mlflow is None:
+            return _stamp(self.workspace.mlflow_db)
+        from conveyor.stages.training import champion_number
+
+        return (champion_number(self.config, self.workspace),)
 
     def __call__(self, *, force: bool = False) -> ChampionModel | EngineeredModel | None:
         from conveyor.stages.training import load_champion
 
-        stamp = _stamp(self.workspace.mlflow_db)
+        stamp = self._now()
         if stamp == self._stamp and not force:
             return None
         champion = load_champion(self.config, self.workspace, threads=1)

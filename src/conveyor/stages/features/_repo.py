@@ -45,7 +45,10 @@ __all__ = [
     "feast_objects",
     "feast_types",
     "key_is_integer",
+    "local_parts",
     "model_service_name",
+    "offline_parts",
+    "registry_config",
     "repo_config",
     "store_repo",
     "write_repo",
@@ -113,16 +116,47 @@ def repo_config(config: Config, repo: Path) -> Any:
     return RepoConfig(
         project=feast_names(config).project,
         provider="local",
-        registry={
-            "registry_type": "file",
-            "path": str(repo / REGISTRY),
-            "cache_ttl_seconds": REGISTRY_CACHE_SECONDS,
-        },
+        registry=registry_config(config, repo),
         online_store={"type": online_store_type(config), "path": str(repo / ONLINE_STORE)},
         offline_store={"type": "duckdb"},
         entity_key_serialization_version=3,
         repo_path=repo,
     )
+
+
+def registry_config(config: Config, repo: Path) -> dict[str, Any]:
+    """Feast's `registry` settings: the file registry in the repo, or with `stores.registry` Feast's
+    SQL registry on PostgreSQL, its URL built from the environment variable at run time (never
+    written to a file)."""
+    store = config.stores.registry
+    if store is None:
+        return {"registry_type": "file", "path": str(repo / REGISTRY), "cache_ttl_seconds": REGISTRY_CACHE_SECONDS}
+    from conveyor.core.environment import from_env, sqlalchemy_url
+
+    dsn = from_env(store.dsn_env, "stores.registry.dsn_env", "postgresql://user:password@host:5432/db")
+    return {
+        "registry_type": "sql",
+        "path": sqlalchemy_url(dsn),
+        "cache_ttl_seconds": REGISTRY_CACHE_SECONDS,
+        "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
+    }
+
+
+def offline_parts(config: Config) -> list[str]:
+    """The offline data files of `feature_repo/`: the Feast source and each entity's table."""
+    return [SOURCE, *(names.path for _, names in entity_layout(config))]
+
+
+def local_parts(config: Config) -> tuple[str, ...]:
+    """The files of `feature_repo/` a built store must have on this machine: the offline data unless
+    it is in S3 (`stores.offline`: fetched when needed), the registry and online store when they are
+    the embedded ones (files)."""
+    parts = offline_parts(config) if config.stores.offline is None else []
+    if config.stores.registry is None:
+        parts.append(REGISTRY)
+    if config.stores.online is None:
+        parts.append(ONLINE_STORE)
+    return tuple(parts)
 
 
 @dataclass(frozen=True)
@@ -274,17 +308,33 @@ def online_store_type(config: Config) -> str:
     return ROW_STORE_TYPE
 
 
-def _yaml(project: str, online_type: str) -> str:
+def _registry_yaml(config: Config) -> str:
+    store = config.stores.registry
+    if store is None:
+        return f"""\
+registry:
+  registry_type: file
+  path: {REGISTRY}
+  cache_ttl_seconds: {REGISTRY_CACHE_SECONDS}
+"""
+    return f"""\
+# Feast's SQL registry on PostgreSQL: the URL is read from ${{{store.dsn_env}}} when the file is loaded,
+# never written here (for the feast CLI, that variable must be a postgresql+psycopg:// URL).
+registry:
+  registry_type: sql
+  path: ${{{store.dsn_env}}}
+  cache_ttl_seconds: {REGISTRY_CACHE_SECONDS}
+"""
+
+
+def _yaml(project: str, online_type: str, registry: str) -> str:
     return f"""\
 # Written by Conveyor from conveyor.yaml for people and the feast CLI; Conveyor itself does not
 # read it (it computes the same settings from where the project is now). Every path is relative
 # to this folder, so the project folder can move.
 project: {project}
 provider: local
-registry:
-  registry_type: file
-  path: {REGISTRY}
-  cache_ttl_seconds: {REGISTRY_CACHE_SECONDS}
+{registry.rstrip()}
 online_store:
   type: {online_type}
   path: {ONLINE_STORE}
@@ -396,7 +446,7 @@ def write_repo(config: Config, workspace: Workspace, clean_path: Path | None = N
     repo = workspace.feature_repo
     (repo / "data").mkdir(parents=True, exist_ok=True)
     project = feast_names(config).project
-    _write(repo / "feature_store.yaml", _yaml(project, online_store_type(config)))
+    _write(repo / "feature_store.yaml", _yaml(project, online_store_type(config), _registry_yaml(config)))
     definitions = repo / "definitions.py"
     _write(definitions, _definitions(config, field_names(config)))
     return definitions

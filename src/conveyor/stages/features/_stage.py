@@ -130,12 +130,14 @@ def _models_key(config: Config, workspace: Workspace) -> object:
 
 
 def _features_still_valid(config: Config, workspace: Workspace, artifact: Artifact[FeatureRepo]) -> str | None:
-    from conveyor.stages.features._repo import ONLINE_STORE, REGISTRY, SOURCE, entity_layout, store_repo
+    from conveyor.stages.features._repo import local_parts, store_repo
+    from conveyor.stages.features._shared import shared_parts_missing
 
-    parts = (REGISTRY, ONLINE_STORE, SOURCE, *(names.path for _, names in entity_layout(config)))
     repo = store_repo(config, workspace)
-    missing = [part for part in parts if not (repo / part).is_file()]
-    return f"the feature store lacks {', '.join(missing)}" if missing else None
+    missing = [part for part in local_parts(config) if not (repo / part).is_file()]
+    if missing:
+        return f"the feature store lacks {', '.join(missing)}"
+    return shared_parts_missing(config, artifact.result.feature_service)
 
 
 FEATURES: Stage[FeatureRepo] = Stage(

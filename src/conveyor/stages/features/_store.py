@@ -45,10 +45,13 @@ from conveyor.stages.features._repo import (
     feast_objects,
     import_feast,
     key_is_integer,
+    local_parts,
+    offline_parts,
     repo_config,
     store_repo,
     write_repo,
 )
+from conveyor.stages.features._shared import fetch_offline, offline_root, push_offline
 from conveyor.stages.features._stage import (
     DATASET_VERSION,
     FEATURES_VERSION,
@@ -140,7 +143,7 @@ def open_store(config: Config, workspace: Workspace, *, existing: bool = False) 
     """
     repo = store_repo(config, workspace)
     if existing:
-        missing = [part for part in (REGISTRY, ONLINE_STORE, SOURCE) if not (repo / part).is_file()]
+        missing = [part for part in local_parts(config) if not (repo / part).is_file()]
         if missing:
             raise FeatureStoreError(
                 f"no feature store in {repo} (missing {', '.join(missing)}); it was never built, or built "
@@ -235,7 +238,11 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
     digest = hash_json(inputs)  # `models:` adds feature services only: the views and the data are the same
     names = feast_names(config)
     fields = field_names(config)
-    objects = feast_objects(config)  # FileSource path relative to the repo: it moves with it
+    offline = offline_root(config, names.project)
+    if offline is None:
+        objects = feast_objects(config)  # FileSource path relative to the repo: it moves with it
+    else:  # the registry names the shared copies in S3
+        objects = feast_objects(config, source_path=f"{offline}/{SOURCE}", repo_path=offline)
     repo = workspace.feature_repo
     # Build a whole store in a staging repo, then move its files in: a failed build leaves the
     # previous store as it was, and a server still reading the old online store keeps its file.
@@ -250,6 +257,8 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
             began = time.perf_counter()
             tables, as_of = _write_entity_tables(config, layout, clean.path, staging)
             table_seconds = time.perf_counter() - began
+            if offline is not None:
+                push_offline(offline, staging, offline_parts(config))
             store = _open(config, staging)
             store.apply(objects.all())
             began = time.perf_counter()
@@ -272,7 +281,10 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
         if f"data/{stale.name}" not in wanted:
             stale.unlink()
     # the registry last: it names what the others hold
-    for part in (SOURCE, *sorted(wanted), ONLINE_STORE, REGISTRY):
+    held = local_parts(config)
+    for part in (SOURCE, *sorted(wanted), *(p for p in (ONLINE_STORE, REGISTRY) if p in held)):
+        if offline is not None and part in (SOURCE, *wanted):  # the S3 object's ETag, beside its local copy
+            (staging / f"{part}.etag").replace(repo / f"{part}.etag")
         (staging / part).replace(repo / part)
     shutil.rmtree(staging)
     (repo / "data" / "registry.db").unlink(missing_ok=True)  # the SQL registry of FEATURES_VERSION 1
@@ -328,8 +340,7 @@ def link_features(config: Config, workspace: Workspace) -> Artifact[FeatureRepo]
         raise FeatureStoreError(f"{where}: no conveyor.yaml there; point features.repo at a Conveyor project folder")
     repo = store_repo(config, workspace)
     layout = entity_layout(config)
-    parts = (REGISTRY, ONLINE_STORE, SOURCE, *(names.path for _, names in layout))
-    missing = [part for part in parts if not (repo / part).is_file()]
+    missing = [part for part in local_parts(config) if not (repo / part).is_file()]
     if missing:
         raise FeatureStoreError(
             f"{where}: its feature store is not built (missing feature_repo/{', feature_repo/'.join(missing)}); "
@@ -337,6 +348,9 @@ def link_features(config: Config, workspace: Workspace) -> Artifact[FeatureRepo]
         )
     names = feast_names(config)
     fields = field_names(config)
+    offline = offline_root(config, names.project)
+    if offline is not None:
+        fetch_offline(offline, repo, offline_parts(config))
     with feast_logs() as logs:
         store = _open(config, repo)
         try:
@@ -469,15 +483,20 @@ def training_set(
         .to_pandas()
     )
     repo = store_repo(config, workspace)
+    offline = offline_root(config, feast_names(config).project)
+    if offline is not None:  # the shared copies in S3, read here from a local copy
+        fetch_offline(offline, repo, offline_parts(config))
     with feast_logs() as logs:
         store = open_store(config, workspace, existing=True)
         try:
             view, refs = _registry_view(store, features.result.feature_service, fields, features.result.feature_view,
                                         exact=config.features.repo is None)
-            # The registry keeps the source path relative to the repo; the DuckDB offline store
-            # reads it as given (relative to the process's cwd), so resolve it against the repo
-            # where it is now, with Feast's own rule.
-            view.batch_source.file_options.uri = FileSource.get_uri_for_file_path(repo, view.batch_source.path)
+            # The registry keeps the source path relative to the repo (or the S3 object's URI); the
+            # DuckDB offline store reads it as given (relative to the process's cwd), so resolve it
+            # against the repo where it is now, with Feast's own rule (or read the local copy).
+            view.batch_source.file_options.uri = (
+                FileSource.get_uri_for_file_path(repo, view.batch_source.path) if offline is None else str(repo / SOURCE)
+            )
             job = DuckDBOfflineStore.get_historical_features(
                 config=store.config,
                 feature_views=[view],

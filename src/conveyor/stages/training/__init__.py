@@ -12,6 +12,7 @@ from conveyor.stages.training._registry import (
     PromotionDecision,
     VersionInfo,
     champion_history,
+    champion_number,
     describe_version,
     list_versions,
     load_champion,
@@ -20,6 +21,7 @@ from conveyor.stages.training._registry import (
     registry_lock,
 )
 from conveyor.stages.training._stage import PROMOTE, TRAIN
+from conveyor.stages.training._tracking import on_server, where
 from conveyor.stages.training._train import Candidate, TrainResult, train
 
 __all__ = [
@@ -33,11 +35,14 @@ __all__ = [
     "TrainResult",
     "VersionInfo",
     "champion_history",
+    "champion_number",
     "describe_version",
     "list_versions",
     "load_champion",
     "load_version",
+    "on_server",
     "promote",
     "registry_lock",
     "train",
+    "where",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -30,7 +31,18 @@ from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
 from conveyor.stages.training._metrics import METRICS, beats, evaluate
 from conveyor.stages.training._portable import sys_path_kept
-from conveyor.stages.training._tracking import client, local_model_path, quiet, registry_db, tracking, tracking_uri
+from conveyor.stages.training._tracking import (
+    client,
+    local_model_path,
+    on_server,
+    quiet,
+    quiet_downloads,
+    registry_db,
+    store_path,
+    tracking,
+    tracking_uri,
+    where,
+)
 from conveyor.stages.training._train import TrainingSetInput, TrainResult, load_split
 
 if TYPE_CHECKING:
@@ -38,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHAMPION", "HISTORY_TAG", "AliasChange", "Champion", "PromotionDecision", "VersionInfo", "champion_history",
+    "champion_number",
     "champion_version", "describe_version", "list_versions", "load_champion", "load_version", "promote",
     "registry_lock",
 ]
@@ -122,6 +135,12 @@ def champion_version(mlflow_client: Any, name: str) -> Any | None:
         return None
 
 
+def champion_number(config: Config, workspace: Workspace) -> str | None:
+    """The version number `@champion` points to now (one registry call), or None."""
+    current = champion_version(client(config, workspace), config.name)
+    return None if current is None else str(current.version)
+
+
 def version_model_id(version: Any) -> str:
     """The logged model behind a registry version: its `model_id`, else its `models:/<id>` source.
 
@@ -136,10 +155,10 @@ def version_model_id(version: Any) -> str:
     raise TrainingError(f"model version {version.version} names no logged model (source {source!r})")
 
 
-def _load(mlflow_client: Any, workspace: Workspace, model_id: str) -> ConveyorModel:
+def _load(mlflow_client: Any, config: Config, workspace: Workspace, model_id: str) -> ConveyorModel:
     import mlflow.pyfunc
 
-    path = local_model_path(mlflow_client, workspace, model_id)
+    path = local_model_path(mlflow_client, config, workspace, model_id)
     with sys_path_kept():
         model: ConveyorModel = mlflow.pyfunc.load_model(str(path)).unwrap_python_model()
     return model
@@ -264,7 +283,7 @@ def _promote(
         champion_note=note, promoted=not reasons, reasons=reasons, champion=version, change=change,
     )
     digest = hash_json({"trained": trained.digest, "decision": decision.model_dump(mode="json")})
-    return Artifact("promotion", workspace.mlflow_db, digest, decision, {"trained": trained.digest})
+    return Artifact("promotion", store_path(config, workspace), digest, decision, {"trained": trained.digest})
 
 
 def _record(
@@ -349,7 +368,7 @@ def _score_champion(
 
     _, test_df, _ = load_split(config, training_set)
     try:
-        model = _load(mlflow_client, workspace, version_model_id(current))
+        model = _load(mlflow_client, config, workspace, version_model_id(current))
         missing = [f for f in model.features if f not in test_df.columns]
         if missing:
             raise TrainingError(f"its features {missing} are not in this training set")
@@ -388,7 +407,7 @@ def _write_reference(
     if len(frame) > REFERENCE_ROWS:
         keep = np.sort(np.random.default_rng(config.training.seed).choice(len(frame), REFERENCE_ROWS, replace=False))
         frame, held_out = frame.iloc[keep].reset_index(drop=True), held_out[keep]
-    outputs = _load(mlflow_client, workspace, model_id).predict_frame(frame[held_out])
+    outputs = _load(mlflow_client, config, workspace, model_id).predict_frame(frame[held_out])
     reference = frame.copy()
     names = {"prediction": REFERENCE_PREDICTION, "probability": REFERENCE_PROBABILITY}
     for output, values in outputs.items():
@@ -411,7 +430,7 @@ def load_version(config: Config, workspace: Workspace, ref: str, threads: int = 
     """A registered version of the project's model, by number ("3") or alias ("champion")."""
     from mlflow.exceptions import MlflowException
 
-    if config.stores.mlflow is None and not workspace.mlflow_db.exists():
+    if not on_server(config) and not workspace.mlflow_db.exists():
         raise TrainingError(f"no model registry at {workspace.mlflow_db}; run `conveyor run` first")
     mlflow_client = client(config, workspace)
     if ref.isdigit():
@@ -425,14 +444,34 @@ def load_version(config: Config, workspace: Workspace, ref: str, threads: int = 
         hint = ("run `conveyor run` (a model is promoted only when it beats the trivial one)"
                 if ref == CHAMPION else "name a registered version or alias")
         raise TrainingError(f"no model {config.name!r} has {'the alias @' + ref if not ref.isdigit() else 'version ' + ref} "
-                            f"in {workspace.mlflow_db}; {hint}")
+                            f"in {where(config, workspace)}; {hint}")
     try:
-        model = _load(mlflow_client, workspace, version_model_id(current))
+        model = _load(mlflow_client, config, workspace, version_model_id(current))
     except Exception as exc:
         raise TrainingError(f"cannot load models:/{config.name}/{ref} (v{current.version}): {exc}") from exc
     model.set_threads(threads)
     path = workspace.reference_file(config.name, current.version)
+    if not path.exists() and on_server(config):
+        _fetch_reference(mlflow_client, current.run_id, path)
     return Champion(config.name, str(current.version), current.run_id, model, str(path) if path.exists() else None)
+
+
+def _fetch_reference(mlflow_client: Any, run_id: str, path: Path) -> None:
+    """A version's monitoring reference from its run on the server (logged by `_write_reference`),
+    when this machine did not train it; left missing when the run has none."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as staging:
+        try:
+            with quiet_downloads():
+                got = Path(mlflow_client.download_artifacts(run_id, f"reference/{path.name}", staging))
+        except (MlflowException, OSError):
+            return
+        if got.is_file():
+            got.replace(path)
 
 
 def _alias(mlflow_client: Any, name: str, alias: str) -> Any | None:
@@ -495,7 +534,7 @@ def describe_version(config: Config, workspace: Workspace, version: str) -> Vers
         found = mlflow_client.get_model_version(config.name, version)
         run = mlflow_client.get_run(found.run_id)
     except MlflowException:
-        raise TrainingError(f"no version {version} of model {config.name!r} in {workspace.mlflow_db}") from None
+        raise TrainingError(f"no version {version} of model {config.name!r} in {where(config, workspace)}") from None
     return _info(found, run)
 
 
@@ -503,7 +542,7 @@ def list_versions(config: Config, workspace: Workspace) -> list[VersionInfo]:
     """Every registered version of the project's model, newest first."""
     from mlflow.exceptions import MlflowException
 
-    if config.stores.mlflow is None and not workspace.mlflow_db.exists():
+    if not on_server(config) and not workspace.mlflow_db.exists():
         raise TrainingError(f"no model registry at {workspace.mlflow_db}; run `conveyor run` first")
     mlflow_client = client(config, workspace)
     try:

@@ -39,27 +39,28 @@ def _promote(config: Config, workspace: Workspace, upstream: Upstream) -> Artifa
 
 
 def _runs_exist(config: Config, workspace: Workspace, artifact: Artifact[TrainResult]) -> str | None:
-    """A cached `train` is valid while every candidate's run and model files are still there."""
+    """A cached `train` is valid while every candidate's run and model files are still there
+    (in `mlflow.db` and `mlartifacts/`, or on the MLflow server)."""
     from mlflow.exceptions import MlflowException
 
-    from conveyor.stages.training._tracking import client, local_model_path
+    from conveyor.stages.training._tracking import client, model_files_exist, where
 
     mlflow_client = client(config, workspace)
     for name, candidate in artifact.result.candidates.items():
         try:
             run = mlflow_client.get_run(candidate.run_id)
         except MlflowException:
-            return f"the {name} run {candidate.run_id} is gone from {workspace.mlflow_db}"
+            return f"the {name} run {candidate.run_id} is gone from {where(config, workspace)}"
         if run.info.lifecycle_stage != "active":
             return f"the {name} run {candidate.run_id} was deleted"
         if candidate.model_id is None:
             continue
         try:
-            path = local_model_path(mlflow_client, workspace, candidate.model_id)
+            missing = model_files_exist(mlflow_client, config, workspace, candidate.model_id)
         except MlflowException:
-            return f"the {name} model {candidate.model_id} is gone from {workspace.mlflow_db}"
-        if not (path / "MLmodel").exists():
-            return f"the {name} model's files are gone from {path}"
+            return f"the {name} model {candidate.model_id} is gone from {where(config, workspace)}"
+        if missing is not None:
+            return f"the {name} model's files are gone from {missing}"
     return None
 
 

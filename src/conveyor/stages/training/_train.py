@@ -49,7 +49,7 @@ from conveyor.stages.training._search import (
 )
 from conveyor.stages.training._split import split_frame
 from conveyor.stages.training._threads import ThreadPlan, plan_threads
-from conveyor.stages.training._tracking import client, experiment_id, pip_requirements, quiet, tracking
+from conveyor.stages.training._tracking import client, experiment_id, pip_requirements, quiet, store_path, tracking
 
 if TYPE_CHECKING:
     import numpy as np
@@ -293,7 +293,7 @@ def _train(config: Config, workspace: Workspace, training_set: Artifact[Training
         y=data.y_train if data.classes is not None else None, seed=config.training.seed,
     )
     mlflow_client = client(config, workspace)
-    exp = experiment_id(mlflow_client, workspace, config.name)
+    exp = experiment_id(mlflow_client, config, workspace, config.name)
     job = SearchTask(data.task, data.metric, data.x_train, data.y_train, data.n_classes, data.encoder, folds,
                      data.plan, config.training.seed)
     logger = TrialLogger(mlflow_client, exp)
@@ -353,7 +353,7 @@ def _train_candidates(
     )
     digest = hash_json({"training_set": training_set.digest, "training": config.section("training"),
                         "runs": {n: c.run_id for n, c in candidates.items()}, "version": TRAIN_VERSION})
-    return Artifact("trained", workspace.mlflow_db, digest, result, {"training_set": training_set.digest})
+    return Artifact("trained", store_path(config, workspace), digest, result, {"training_set": training_set.digest})
 
 
 def _best(metric: str, candidates: dict[str, Candidate]) -> str:
