@@ -275,7 +275,7 @@ def test_the_registry_lock_follows_the_registry(tmp_path: Path, monkeypatch: pyt
     assert registry_lock(_config(**mlflow, lock={"dsn_env": "LOCK_DSN"}), workspace) == PostgresLock(
         "LOCK_DSN", "conveyor registry bike-sharing", "registry lock", "stores.lock")
     monkeypatch.delenv("CONVEYOR_TEST_URI")
-    with pytest.raises(ConfigError, match=r"^stores\.mlflow\.tracking_uri_env names CONVEYOR_TEST_URI, which is not set"):
+    with pytest.raises(ConfigError, match=r"^stores\.mlflow\.tracking_uri_env: the environment variable CONVEYOR_TEST_URI is not set"):
         registry_lock(_config(**mlflow), workspace)
 
 
