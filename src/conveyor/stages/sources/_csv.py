@@ -73,6 +73,8 @@ class BadLine:
     line: int
     reason: str
     fields: list[str]
+    file: str | None = None
+    """The part of a source of several files (`engine: spark`) the row is in; None for one file."""
 
 
 @dataclass
@@ -914,7 +916,10 @@ def describe_bad_lines(path: Path, bad: list[BadLine], limit: int = 5) -> str:
             return f"line {row.line} has {row.reason}"  # "line 6 has 18 fields, the header has 17"
         return f"line {row.line}: {row.reason}"
 
-    shown = "; ".join(one(b) for b in bad[:limit])
+    def where(row: BadLine) -> str:
+        return f"{row.file}, {one(row)}" if row.file is not None else one(row)
+
+    shown = "; ".join(where(b) for b in bad[:limit])
     more = f" (and {len(bad) - limit} more)" if len(bad) > limit else ""
     return (
         f"{path}: {len(bad)} row(s) cannot be read as rows of the header's columns: {shown}{more}. "
@@ -926,9 +931,10 @@ def write_bad_lines(out: Path, bad: list[BadLine]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow([LINE_COLUMN, "_reason", "_fields"])
+        parts = any(row.file is not None for row in bad)  # a source of several files: say which
+        writer.writerow(["_file"] * parts + [LINE_COLUMN, "_reason", "_fields"])
         for row in bad:
-            writer.writerow([row.line, row.reason, json.dumps(row.fields, ensure_ascii=False)])
+            writer.writerow([row.file] * parts + [row.line, row.reason, json.dumps(row.fields, ensure_ascii=False)])
 
 
 def _shape_problem(line: int, fields: list[str], header: list[str], max_field_bytes: int) -> BadLine | None:
