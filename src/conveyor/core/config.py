@@ -692,10 +692,10 @@ def dump_config(config: Config, path: Path, header: str = "") -> None:
         del data["models"]  # a one-model project's file stays as it was
     if not config.stores.shared():
         del data["stores"]  # the embedded default needs no section
-    if config.engine == "polars" and config.spark == SparkConfig():
-        del data["engine"], data["spark"]  # the default engine needs no section
     else:
         data["stores"] = {k: v for k, v in data["stores"].items() if v is not None}
+    if config.engine == "polars" and config.spark == SparkConfig():
+        del data["engine"], data["spark"]  # the default engine needs no section
     if config.features.repo is not None:
         data["features"] = {"repo": config.features.repo}  # the rest is the other project's
     else:

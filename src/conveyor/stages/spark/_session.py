@@ -32,6 +32,10 @@ _DEFAULTS: dict[str, str] = {
     "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
     # Spark 4 decodes only UTF-8/16/32 and latin-1 unless told to use every charset Java knows (cp1252 ...)
     "spark.sql.legacy.javaCharsets": "true",
+    # timestamps as Parquet's INT64 microseconds, what Polars writes and reads (not the legacy INT96)
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # rows per Arrow batch a task hands to Polars: fewer, larger batches (the rules' plan is built per batch)
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",
 }
 """Conveyor's defaults; `spark.conf` overrides them (the session time zone is always UTC)."""
 
@@ -42,8 +46,9 @@ _lock = threading.Lock()
 _current: tuple[tuple[Any, ...], SparkSession] | None = None
 
 
-def _key(spark: SparkConfig, app_name: str) -> tuple[Any, ...]:
-    return (spark.master, tuple(sorted((k, str(v)) for k, v in spark.conf.items())), spark.app_name or app_name)
+def _key(spark: SparkConfig) -> tuple[Any, ...]:
+    """What a session is reused for: the same master and conf (the app's name is the first project's)."""
+    return (spark.master, tuple(sorted((k, str(v)) for k, v in spark.conf.items())))
 
 
 def active_session() -> SparkSession | None:
@@ -68,7 +73,7 @@ def spark_session(spark: SparkConfig, project: str) -> SparkSession:
     """
     global _current
     app_name = spark.app_name or f"conveyor-{project}"
-    key = _key(spark, app_name)
+    key = _key(spark)
     with _lock:
         if _current is not None:
             if _current[0] == key and not _stopped(_current[1]):
@@ -76,6 +81,10 @@ def spark_session(spark: SparkConfig, project: str) -> SparkSession:
             _current[1].stop()
             _current = None
         session = _start(spark, app_name)
+        if _current is None:
+            import atexit
+
+            atexit.register(stop_session)  # the cluster then lists the application as finished
         _current = (key, session)
         return session
 
@@ -101,7 +110,10 @@ def _start(spark: SparkConfig, app_name: str) -> SparkSession:
         # the Python workers of mapInArrow must be this interpreter (Polars, Conveyor installed)
         os.environ["PYSPARK_PYTHON"] = sys.executable
     builder = SparkSession.builder.master(spark.master).appName(app_name)
-    for name, value in {**_DEFAULTS, **{k: _conf_text(v) for k, v in spark.conf.items()}}.items():
+    defaults = dict(_DEFAULTS)
+    if local:  # Spark's 200 shuffle partitions are 200 tasks per shuffle on a few cores: a few per core
+        defaults["spark.sql.shuffle.partitions"] = str(2 * (os.cpu_count() or 1))
+    for name, value in {**defaults, **{k: _conf_text(v) for k, v in spark.conf.items()}}.items():
         builder = builder.config(name, value)
     try:
         session = builder.getOrCreate()
