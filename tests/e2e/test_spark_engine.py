@@ -108,7 +108,8 @@ def _assert_same(polars: dict[str, Any], spark: dict[str, Any]) -> None:
         else:
             assert_frame_equal(spark[name], polars[name])  # lines, reasons and the rows' text
     p, s = polars["clean_result"], spark["clean_result"]
-    assert s.model_dump() == p.model_dump()  # the run table's counts, reasons, first and last event time
+    named = {"quarantine_file"}  # named after each engine's own digest
+    assert s.model_dump(exclude=named) == p.model_dump(exclude=named)  # the run table's counts, reasons, times
     assert spark["raw_result"].rows == polars["raw_result"].rows
     assert spark["raw_result"].quarantined == polars["raw_result"].quarantined
     assert spark["raw_result"].source_sha256 == polars["raw_result"].source_sha256

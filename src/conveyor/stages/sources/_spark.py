@@ -130,7 +130,7 @@ def read_on_spark(
     from conveyor.stages.spark import spark_session
 
     session = spark_session(config.spark, config.name)
-    names = {_spark_path(p): p.relative_to(base).as_posix() for p in files}
+    names = {p.resolve(): p.relative_to(base).as_posix() for p in files}
     if config.source.kind == "parquet":
         return _read_parquet(session, files, names, out)
     return _read_csv(session, config.source, files, names, out, workdir, bad_line_limit)
@@ -153,18 +153,21 @@ def _write(frame: DataFrame, out: Path) -> int:
     return int(frame.sparkSession.read.parquet(out.as_uri()).count())
 
 
-def _file_column(names: dict[str, str]) -> Column:
-    """`_metadata.file_path` mapped to the part's name relative to the source (a small literal map)."""
+def _file_column(names: dict[Path, str], seen: list[str]) -> Column:
+    """`_metadata.file_path` mapped to the part's name relative to the source (a small literal map).
+
+    `seen`: the paths as Spark writes them (`file:/...`, escaped), collected from Spark itself.
+    """
     from pyspark.sql import functions as F
 
-    pairs = [item for pair in names.items() for item in (F.lit(pair[0]), F.lit(pair[1]))]
+    pairs = [item for path in seen for item in (F.lit(path), F.lit(names[_local(path).resolve()]))]
     return F.create_map(*pairs)[F.col("_metadata.file_path")]
 
 
 # --------------------------------------------------------------------------- Parquet
 
 
-def _read_parquet(session: SparkSession, files: list[Path], names: dict[str, str], out: Path) -> CsvRead:
+def _read_parquet(session: SparkSession, files: list[Path], names: dict[Path, str], out: Path) -> CsvRead:
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
@@ -187,7 +190,10 @@ def _read_parquet(session: SparkSession, files: list[Path], names: dict[str, str
     if len(header) < 2:
         raise DataError(f"{first}: the file has {len(header)} column(s); expected features and a target")
     several = len(files) > 1
-    extra = [_file_column(names).alias(FILE_COLUMN)] if several else []
+    extra = []
+    if several:
+        seen = [r[0] for r in frame.select(F.col("_metadata.file_path")).distinct().collect()]
+        extra = [_file_column(names, seen).alias(FILE_COLUMN)]
     numbered = frame.select(
         *[F.col(f"`{n}`") for n in header], (F.col("_metadata.row_index") + 1).alias(LINE_COLUMN), *extra
     )
@@ -249,7 +255,7 @@ def _read_csv(
     session: SparkSession,
     source: SourceConfig,
     files: list[Path],
-    names: dict[str, str],
+    names: dict[Path, str],
     out: Path,
     workdir: Path,
     bad_line_limit: int | None,
@@ -297,9 +303,10 @@ def _read_csv(
     irregular_line = F.max((F.col("__irregular") & (F.col(LINE_COLUMN) > 1) & ~F.col("__blank")).cast("int"))
     per_file = annotated.groupBy(FILE_COLUMN).agg(irregular_line.alias("irregular"), first_line.alias("header"))
     found = per_file.collect()  # one row per part
+    seen = [str(r[FILE_COLUMN]) for r in found]
     irregular = sorted(_local(r[FILE_COLUMN]) for r in found if r["irregular"])
-    _check_headers({r[FILE_COLUMN]: r["header"] for r in found}, files, header, delimiter)
-    regular = body.where(~F.col(FILE_COLUMN).isin([_spark_path(p) for p in irregular]))
+    _check_headers({_local(r[FILE_COLUMN]).resolve(): r["header"] for r in found}, files, header, delimiter)
+    regular = body.where(~F.col(FILE_COLUMN).isin([r[FILE_COLUMN] for r in found if r["irregular"]]))
 
     bad: list[BadLine] = []
     kept: list[tuple[Any, ...]] = []
@@ -308,7 +315,7 @@ def _read_csv(
     ).collect()  # the few rows to explain (the Polars engine keeps its bad rows in memory too)
     for row in sorted(suspects, key=lambda r: (r[FILE_COLUMN], r[LINE_COLUMN])):
         raw = bytes(row["raw"]) if charset is None else str(row[_TEXT]).encode("utf-8")
-        part = names[row[FILE_COLUMN]]
+        part = names[_local(row[FILE_COLUMN]).resolve()]
         verdict = _explain(raw, int(row[LINE_COLUMN]), delimiter, header, source.max_field_bytes)
         if verdict == "blank":
             continue
@@ -324,7 +331,7 @@ def _read_csv(
     ddl = ", ".join(f"c{i} STRING" for i in range(width))
     parsed = F.from_csv(F.col(_TEXT), ddl, options)
     columns = [F.coalesce(parsed[f"c{i}"], F.lit("")).alias(name) for i, name in enumerate(header)]
-    file_out = [_file_column(names).alias(FILE_COLUMN)] if several else []
+    file_out = [_file_column(names, seen).alias(FILE_COLUMN)] if several else []
     good = regular.where(~F.col("__suspect")).select(*columns, F.col(LINE_COLUMN), *file_out)
 
     schema = T.StructType(
@@ -337,7 +344,7 @@ def _read_csv(
         parts.append(session.createDataFrame([r if several else r[:-1] for r in kept], schema))
     for index, path in enumerate(irregular):
         exact = _exact_part(path, workdir / f"exact-{index}.parquet", source, header, workdir, bad_line_limit)
-        part = names[_spark_path(path)]
+        part = names[path.resolve()]
         bad.extend(BadLine(b.line, b.reason, b.fields, part if several else None) for b in exact.bad)
         frame = session.read.parquet((workdir / f"exact-{index}.parquet").as_uri())
         parts.append(frame.select(*[F.col(f"`{n}`") for n in header], LINE_COLUMN,
@@ -375,12 +382,12 @@ def _numbered(session: SparkSession, lines: DataFrame) -> DataFrame:
     )
 
 
-def _check_headers(firsts: dict[str, str | None], files: list[Path], header: list[str], delimiter: str) -> None:
+def _check_headers(firsts: dict[Path, str | None], files: list[Path], header: list[str], delimiter: str) -> None:
     """Every part has the first part's header (line 1)."""
     if len(files) == 1:
         return
     for path in files:
-        text = firsts.get(_spark_path(path))
+        text = firsts.get(path.resolve())
         if text is None:
             raise DataError(f"{path}: the file is empty; expected a header line and data rows")
         names = [n.strip() or f"column_{i}" for i, n in enumerate(next(csv.reader([text.removeprefix("\ufeff")],
