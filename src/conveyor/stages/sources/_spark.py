@@ -153,15 +153,14 @@ def _write(frame: DataFrame, out: Path) -> int:
     return int(frame.sparkSession.read.parquet(out.as_uri()).count())
 
 
-def _file_column(names: dict[Path, str], seen: list[str]) -> Column:
-    """`_metadata.file_path` mapped to the part's name relative to the source (a small literal map).
-
-    `seen`: the paths as Spark writes them (`file:/...`, escaped), collected from Spark itself.
+def _file_column(names: dict[Path, str], seen: list[str], path: Column) -> Column:
+    """A file's path as Spark gives it (`_metadata.file_path`) mapped to the part's name relative to
+    the source (a small literal map). `seen`: those paths (`file:/...`, escaped), collected from Spark.
     """
     from pyspark.sql import functions as F
 
-    pairs = [item for path in seen for item in (F.lit(path), F.lit(names[_local(path).resolve()]))]
-    return F.create_map(*pairs)[F.col("_metadata.file_path")]
+    pairs = [item for text in seen for item in (F.lit(text), F.lit(names[_local(text).resolve()]))]
+    return F.create_map(*pairs)[path]
 
 
 # --------------------------------------------------------------------------- Parquet
@@ -193,7 +192,7 @@ def _read_parquet(session: SparkSession, files: list[Path], names: dict[Path, st
     extra = []
     if several:
         seen = [r[0] for r in frame.select(F.col("_metadata.file_path")).distinct().collect()]
-        extra = [_file_column(names, seen).alias(FILE_COLUMN)]
+        extra = [_file_column(names, seen, F.col("_metadata.file_path")).alias(FILE_COLUMN)]
     numbered = frame.select(
         *[F.col(f"`{n}`") for n in header], (F.col("_metadata.row_index") + 1).alias(LINE_COLUMN), *extra
     )
@@ -331,7 +330,7 @@ def _read_csv(
     ddl = ", ".join(f"c{i} STRING" for i in range(width))
     parsed = F.from_csv(F.col(_TEXT), ddl, options)
     columns = [F.coalesce(parsed[f"c{i}"], F.lit("")).alias(name) for i, name in enumerate(header)]
-    file_out = [_file_column(names, seen).alias(FILE_COLUMN)] if several else []
+    file_out = [_file_column(names, seen, F.col(FILE_COLUMN)).alias(FILE_COLUMN)] if several else []
     good = regular.where(~F.col("__suspect")).select(*columns, F.col(LINE_COLUMN), *file_out)
 
     schema = T.StructType(
