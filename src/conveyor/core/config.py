@@ -29,6 +29,7 @@ __all__ = [
     "Schema",
     "ServingConfig",
     "SourceConfig",
+    "SparkConfig",
     "StoresConfig",
     "TrainingConfig",
     "dump_config",
@@ -521,6 +522,27 @@ class StoresConfig(_Model):
         return any(v is not None for v in (self.mlflow, self.registry, self.online, self.offline, self.lock))
 
 
+class SparkConfig(_Model):
+    """The Spark session of `engine: spark`: where it runs and how it is configured."""
+
+    master: str = Field("local[*]", min_length=1)
+    """The master URI: `local[*]` (this machine), `spark://host:7077` (standalone), `yarn`, `k8s://https://host:443`."""
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Passed to the session builder as it is (`spark.driver.memory: 4g`, `spark.executor.instances: 4`)."""
+    app_name: str | None = None
+    """The application's name on the cluster; None: `conveyor-<project name>`."""
+
+    @field_validator("master")
+    @classmethod
+    def _known_master(cls, value: str) -> str:
+        import re
+
+        if not re.match(r"^(local(\[(\*|[1-9][0-9]*)(,[0-9]+)?\])?|spark://.+|yarn|k8s://.+|mesos://.+)$", value):
+            raise ValueError(f"{value!r} is not a Spark master URI (local[*], local[2], spark://host:7077, yarn, "
+                             "k8s://https://host:443)")
+        return value
+
+
 class ModelSpec(_Model):
     """One of several models of a project (`models:`): its own target, task and inputs, over the
     project's shared feature views. Registered as `<project>-<model>`, with its own gate and
@@ -549,6 +571,10 @@ class Config(_Model):
     monitoring: MonitoringConfig = MonitoringConfig()
     stores: StoresConfig = StoresConfig()
     """Shared services (MLflow server, PostgreSQL, Redis, S3) instead of the embedded default."""
+    engine: Literal["polars", "spark"] = "polars"
+    """What runs ingest and prepare: Polars in this process, or Apache Spark (`spark:`; the `spark` extra)."""
+    spark: SparkConfig = SparkConfig()
+    """The Spark session of `engine: spark`."""
     models: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,30}$")], ModelSpec] = Field(default_factory=dict)
     """Several models sharing the feature views (taxi fare, tip ...); empty: one model, `schema.target`."""
 
@@ -785,6 +811,8 @@ def dump_config(config: Config, path: Path, header: str = "") -> None:
         del data["stores"]  # the embedded default needs no section
     else:
         data["stores"] = {k: v for k, v in data["stores"].items() if v is not None}
+    if config.engine == "polars" and config.spark == SparkConfig():
+        del data["engine"], data["spark"]  # the default engine needs no section
     if config.features.repo is not None:
         data["features"] = {"repo": config.features.repo}  # the rest is the other project's
     else:

@@ -3,6 +3,7 @@
     ConveyorError                 every error a user can cause or fix
      +-- ConfigError              conveyor.yaml is missing, malformed or invalid
      +-- DataError                a source file is unreadable, malformed or lacks a column
+     +-- EngineError              the data engine (Spark) cannot start or run: no Java, no cluster
      +-- FeatureStoreError        Feast could not apply, retrieve or materialize
      +-- TrainingError            no model could be trained, logged or registered
      +-- ServingError             the service cannot start (no champion, bad port, ...)
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigError",
     "ConveyorError",
     "DataError",
+    "EngineError",
     "FeatureStoreError",
     "LockError",
     "MonitoringError",
@@ -44,6 +46,10 @@ class ConfigError(ConveyorError):
 
 class DataError(ConveyorError):
     """Input data cannot be read as the project file says."""
+
+
+class EngineError(ConveyorError):
+    """The data engine cannot start or run (`engine: spark`: Java, PySpark, the cluster)."""
 
 
 class FeatureStoreError(ConveyorError):

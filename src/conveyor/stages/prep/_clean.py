@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from conveyor.core.artifacts import Artifact, Result, relative_to
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["EVENT_TIMESTAMP", "PREPARE", "PREP_VERSION", "CleanData", "clean_frame", "prepare"]
 
 LINE = "_line"
+FILE = "_file"
+"""In a snapshot of a source of several files (`engine: spark`): the part a row comes from."""
 REASON = "_reason"
 PREP_VERSION = 4
 _VAL = "__val_"
@@ -298,11 +302,16 @@ def clean_frame(raw: pl.DataFrame, config: Config, ingested_at: str) -> tuple[pl
     return clean, _reasons(rejected, raw.lazy(), config, ingested_at)
 
 
-def _typed(raw: pl.LazyFrame, config: Config, ingested_at: str, *, subset: bool, strip: bool = True) -> pl.LazyFrame:
+def _typed(
+    raw: pl.LazyFrame, config: Config, ingested_at: str, *, subset: bool, strip: bool = True, duplicates: bool = True
+) -> pl.LazyFrame:
     """Raw text rows typed, with `__rejected` (a value or a required value is bad) and `__duplicate`.
 
     `subset`: the rows are a few rejected ones, typed again to say why: the text of each value
     is kept (`__text_<name>`), and duplicates are not looked for (they were, on all rows).
+    `duplicates=False`: the rows are one part of the data (a Spark task), which cannot see the
+    others: `__duplicate` is left False for the caller to compute over all rows. A `__position`
+    column already in `raw` (the row's position in the whole snapshot) is the generated key.
     """
     import polars as pl
 
@@ -311,9 +320,13 @@ def _typed(raw: pl.LazyFrame, config: Config, ingested_at: str, *, subset: bool,
     used = _used_columns(schema)
     key = schema.entity.key
     extra = []
+    names = raw.collect_schema().names()
     if schema.entity.generated and not subset:  # the 1-based position in the raw snapshot
-        raw = raw.with_row_index(_POSITION, offset=1)
+        if _POSITION not in names:
+            raw = raw.with_row_index(_POSITION, offset=1)
         extra = [pl.col(_POSITION).cast(pl.Int64).alias(key)]
+    if FILE in names:
+        extra.append(pl.col(FILE))
     typed = _as_text(raw, config, used, extra, strip=strip)
     for phase in _phases(config, keep_text=subset):
         if phase:
@@ -324,7 +337,7 @@ def _typed(raw: pl.LazyFrame, config: Config, ingested_at: str, *, subset: bool,
     if schema.entity.generated and subset:
         typed = typed.with_columns(pl.lit(None, dtype=pl.Int64).alias(key))
     typed = typed.with_columns(_event_time(config, ingested_at).alias(EVENT_TIMESTAMP))
-    if schema.entity.generated or subset:  # a generated key is unique: no duplicates to look for
+    if schema.entity.generated or subset or not duplicates:  # a generated key is unique: no duplicates
         return typed.with_columns(pl.lit(False).alias(_DUP))
     dup = (pl.col(LINE).rank("ordinal").over([key, EVENT_TIMESTAMP]) > 1) & ~pl.col(_FLAG)
     return typed.with_columns(dup.alias(_DUP))
@@ -389,7 +402,6 @@ def _event_time(config: Config, ingested_at: str) -> pl.Expr:
 
 def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Artifact[CleanData]:
     """Type and clean a raw snapshot; write clean rows and quarantined rows (the `eda` stage reports)."""
-    import polars as pl
 
     digest = hash_json(
         {"raw": raw.digest, "schema": config.section("schema"), "cleaning": config.section("cleaning"),
@@ -398,18 +410,14 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
     workspace.ensure(workspace.clean, workspace.quarantine)
     out = workspace.clean / f"{short(digest)}.parquet"
     tmp = out.with_suffix(".tmp")
-    lazy_clean, lazy_rejected = _clean_lazy(
-        pl.scan_parquet(raw.path), config, raw.result.ingested_at, strip=raw.result.padded
-    )
-    # one streaming pass: clean rows straight to Parquet (bounded memory), rejected lines kept
-    _, rejected = pl.collect_all([lazy_clean.sink_parquet(tmp, lazy=True), lazy_rejected], engine="streaming")
-    quarantine = _reasons(rejected, pl.scan_parquet(raw.path), config, raw.result.ingested_at)
-    stats = pl.scan_parquet(tmp).select(
-        pl.len().alias("rows"), pl.col(EVENT_TIMESTAMP).min().alias("min"), pl.col(EVENT_TIMESTAMP).max().alias("max")
-    ).collect()
-    rows = int(stats["rows"][0])
+    if config.engine == "spark":  # the same rules, run by Polars in each Spark task; out is a folder of parts
+        from conveyor.stages.prep._spark import clean_on_spark
+
+        rows, quarantine, first_time, last_time = clean_on_spark(config, raw.path, raw.result.ingested_at, tmp)
+    else:
+        rows, quarantine, first_time, last_time = _clean_with_polars(config, raw, tmp)
     if rows == 0:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         first = f"line {quarantine[LINE][0]}: {quarantine[REASON][0]}" if quarantine.height else "no rows"
         raise DataError(f"{raw.result.source}: every row was quarantined; the first reason: {first}")
     for stale in workspace.quarantine.glob("prepare-*.csv"):  # lists of rows of an earlier preparation
@@ -417,6 +425,7 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
             stale.unlink(missing_ok=True)
     quarantine_file = workspace.quarantine / f"prepare-{short(digest)}.csv"
     quarantine_file.unlink(missing_ok=True)  # never leave a stale list of rejected rows behind
+    _remove(out)
     tmp.replace(out)
     if quarantine.height:
         quarantine.write_csv(quarantine_file)
@@ -426,10 +435,34 @@ def prepare(config: Config, workspace: Workspace, raw: Artifact[RawInput]) -> Ar
         ingest_quarantined=raw.result.quarantined,
         quarantine_file=relative_to(quarantine_file, workspace.root) if quarantine.height else None,
         quarantine_reasons=_reason_counts(quarantine),
-        event_time_min=str(stats["min"][0]),
-        event_time_max=str(stats["max"][0]),
+        event_time_min=first_time,
+        event_time_max=last_time,
     )
     return Artifact("clean", out, digest, result, {"raw": raw.digest})
+
+
+def _clean_with_polars(config: Config, raw: Artifact[RawInput], tmp: Path) -> tuple[int, pl.DataFrame, str, str]:
+    """Clean rows to `tmp` in one streaming pass; (rows, the quarantine, first and last event time)."""
+    import polars as pl
+
+    lazy_clean, lazy_rejected = _clean_lazy(
+        pl.scan_parquet(raw.path), config, raw.result.ingested_at, strip=raw.result.padded
+    )
+    # one streaming pass: clean rows straight to Parquet (bounded memory), rejected lines kept
+    _, rejected = pl.collect_all([lazy_clean.sink_parquet(tmp, lazy=True), lazy_rejected], engine="streaming")
+    quarantine = _reasons(rejected, pl.scan_parquet(raw.path), config, raw.result.ingested_at)
+    stats = pl.scan_parquet(tmp).select(
+        pl.len().alias("rows"), pl.col(EVENT_TIMESTAMP).min().alias("min"), pl.col(EVENT_TIMESTAMP).max().alias("max")
+    ).collect()
+    return int(stats["rows"][0]), quarantine, str(stats["min"][0]), str(stats["max"][0])
+
+
+def _remove(path: Path) -> None:
+    """A file, or the folder of parts Spark writes."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _reason_counts(quarantine: pl.DataFrame) -> dict[str, int]:

@@ -75,6 +75,8 @@ class BadLine:
     fields: list[str]
     object: str | None = None
     """The object it was read from, for a source of several (`s3://bucket/prefix/part-1.csv`)."""
+    file: str | None = None
+    """The part of a source of several files (`engine: spark`) the row is in; None for one file."""
 
 
 @dataclass
@@ -938,7 +940,10 @@ def describe_bad_lines(path: Path | str, bad: list[BadLine], limit: int = 5) -> 
             return f"{where} has {row.reason}"  # "line 6 has 18 fields, the header has 17"
         return f"{where}: {row.reason}"
 
-    shown = "; ".join(one(b) for b in bad[:limit])
+    def where(row: BadLine) -> str:
+        return f"{row.file}, {one(row)}" if row.file is not None else one(row)
+
+    shown = "; ".join(where(b) for b in bad[:limit])
     more = f" (and {len(bad) - limit} more)" if len(bad) > limit else ""
     return (
         f"{path}: {len(bad)} row(s) cannot be read as rows of the header's columns: {shown}{more}. "
@@ -951,9 +956,10 @@ def write_bad_lines(out: Path, bad: list[BadLine]) -> None:
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         objects = any(row.object for row in bad)  # several objects: which one each line is of
-        writer.writerow([*(["_object"] if objects else []), LINE_COLUMN, "_reason", "_fields"])
+        parts = any(row.file is not None for row in bad)  # a source of several files: say which
+        writer.writerow(["_object"] * objects + ["_file"] * parts + [LINE_COLUMN, "_reason", "_fields"])
         for row in bad:
-            where = [row.object or ""] if objects else []
+            where = [row.object or ""] * objects + [row.file or ""] * parts
             writer.writerow([*where, row.line, row.reason, json.dumps(row.fields, ensure_ascii=False)])
 
 

@@ -37,7 +37,12 @@ class RawSnapshot(Result):
     `postgres query ($VAR)` or the `s3://` URI for those sources (never a connection string)."""
     source_sha256: str
     reader: str = "polars"
-    """`polars` (the fast path), `python` (the line-exact reader) or `parquet`."""
+    """`polars` (the fast path), `python` (the line-exact reader), `parquet` or `spark` (`engine: spark`)."""
+    source_hashed: str = "bytes"
+    """What `source_sha256` is the hash of: the file's `bytes`, or for a source of several files
+    (`engine: spark`) the `listing` of its parts' names, sizes and modification times."""
+    files: int = 1
+    """Files the source is made of (several with `engine: spark` and a folder or a glob)."""
     padded: bool = True
     """Some value may start or end with whitespace; False when the CSV byte pass found none (prepare
     then skips stripping every value)."""
@@ -68,6 +73,12 @@ def _hashes(config: Config, workspace: Workspace) -> tuple[str, str]:
         from conveyor.stages.sources._remote import remote_hashes
 
         return remote_hashes(config, workspace)
+    if config.engine == "spark":  # a file, a folder of parts or a glob
+        from conveyor.stages.sources._spark import source_files, spark_source_hash
+
+        file_hash, _ = spark_source_hash(*source_files(config, workspace))
+        read = config.section("source") | {"path": None}
+        return file_hash, hash_json({"file": file_hash, "read": read, "version": INGEST_VERSION, "engine": "spark"})
     path = workspace.resolve(config.source.path or "")
     if not path.is_file():
         raise DataError(f"{path}: source file not found (source.path in {workspace.config_file})")
@@ -106,6 +117,8 @@ def ingest(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]:
                 return Artifact("raw", snapshot, digest, result, {"source_file": file_hash})
         except ValueError:
             pass  # a snapshot from another version: write it again
+    if config.engine == "spark":
+        return _ingest_on_spark(config, workspace, file_hash, digest)
     if not path.is_file():
         raise DataError(f"{path}: source file not found")
 
@@ -143,6 +156,53 @@ def ingest(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]:
         padded=read.padded,
     )
     meta_file.write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    return Artifact("raw", snapshot, digest, result, {"source_file": file_hash})
+
+
+def _ingest_on_spark(config: Config, workspace: Workspace, file_hash: str, digest: str) -> Artifact[RawSnapshot]:
+    """`engine: spark`: the same snapshot, written by Spark as a folder of Parquet parts."""
+    from conveyor.stages.sources._spark import read_on_spark, remove_snapshot, source_files, spark_source_hash
+
+    src = config.source
+    files, base = source_files(config, workspace)
+    where = workspace.resolve(src.path or "")
+    snapshot = workspace.raw / f"{short(digest)}.parquet"
+    workspace.ensure(workspace.raw)
+    _remove_stale(workspace, keep=short(digest))
+    quarantine_file = workspace.quarantine / f"ingest-{short(digest)}.csv"
+    quarantine_file.unlink(missing_ok=True)
+    limit = 5 if src.on_bad_lines == "error" else None
+    with tempfile.TemporaryDirectory(prefix="ingest-", dir=workspace.raw) as work:
+        tmp = Path(work) / "snapshot.parquet"
+        read = read_on_spark(config, files, base, tmp, workdir=Path(work), bad_line_limit=limit)
+        missing = [c for c in config.schema.columns if c not in read.header]
+        if missing:
+            raise DataError(
+                f"{files[0]}, line 1: column(s) {', '.join(map(repr, missing))} named in conveyor.yaml "
+                f"(schema.columns) are not in the header; the header has: {', '.join(read.header)}"
+            )
+        if read.bad:
+            if src.on_bad_lines == "error":
+                raise DataError(describe_bad_lines(where, read.bad))
+            write_bad_lines(quarantine_file, read.bad)
+        if read.rows == 0:
+            raise DataError(f"{where}: no row can be read as a row of the header's {len(read.header)} columns")
+        remove_snapshot(snapshot)
+        tmp.replace(snapshot)
+    result = RawSnapshot(
+        rows=read.rows,
+        columns=len(read.header),
+        quarantined=len(read.bad),
+        quarantine_file=relative_to(quarantine_file, workspace.root) if read.bad else None,
+        ingested_at=datetime.now(UTC).isoformat(),
+        source=relative_to(where, workspace.root),
+        source_sha256=file_hash,
+        reader=read.reader,
+        padded=True,
+        source_hashed=spark_source_hash(files, base)[1],
+        files=len(files),
+    )
+    snapshot.with_suffix(".json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
     return Artifact("raw", snapshot, digest, result, {"source_file": file_hash})
 
 
