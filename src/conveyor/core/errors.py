@@ -7,6 +7,7 @@
      +-- TrainingError            no model could be trained, logged or registered
      +-- ServingError             the service cannot start (no champion, bad port, ...)
      +-- MonitoringError          nothing to monitor, or no reference to compare with
+     +-- ServiceUnavailable       a shared service (Redis, PostgreSQL) does not answer now
 
 The CLI prints the message of any ConveyorError and exits non-zero without a traceback,
 so every message says what went wrong, where, and how to fix it.
@@ -20,6 +21,7 @@ __all__ = [
     "DataError",
     "FeatureStoreError",
     "MonitoringError",
+    "ServiceUnavailable",
     "ServingError",
     "TrainingError",
 ]
@@ -55,3 +57,15 @@ class ServingError(ConveyorError):
 
 class MonitoringError(ConveyorError):
     """Monitoring has no data or no reference to work with."""
+
+
+class ServiceUnavailable(ConveyorError):
+    """A shared service (Redis, PostgreSQL, ...) does not answer now; it may come back.
+
+    `service` names it (`redis`, `postgresql`); the message is one line: what is unavailable,
+    where, and why (`online store unavailable: Redis at 127.0.0.1:6379 refused the connection`).
+    """
+
+    def __init__(self, service: str, message: str) -> None:
+        super().__init__(message)
+        self.service = service
