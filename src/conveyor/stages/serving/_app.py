@@ -138,8 +138,11 @@ def add_health(app: FastAPI, config: Config, slot: ModelSlot, services: ServiceC
 
 async def service_health(services: ServiceCheck) -> dict[str, Any]:
     """`services` (name -> "ok" or the reason it is down) and, when one is down, `status: degraded`
-    and `down` (the names). Checked in a worker thread: a slow service never blocks the event loop."""
+    and `down` (the names); nothing when no service is shared. Checked in a worker thread: a slow
+    service never blocks the event loop."""
     states = await run_in_threadpool(services)
+    if not states:  # nothing shared (the embedded default): /health as it always was
+        return {}
     down = [name for name, reason in states.items() if reason is not None]
     answer: dict[str, Any] = {"services": {name: reason or "ok" for name, reason in states.items()}}
     if down:
