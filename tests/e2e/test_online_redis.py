@@ -7,6 +7,8 @@
   killed by PID): `/predict` by entity answers 503 with the reason, `/health` is `degraded` and
   names Redis, raw-feature `/predict` of the bike model (which needs no online store) keeps
   answering; Redis started again on the same port: the same server process answers again.
+- PostgreSQL (the Feast registry's database, `stores.registry`) stopped while a server runs:
+  `/health` names it; `/predict` by entity reads only Redis and keeps answering.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 import yaml
 
 from tests.conftest import TAXI_DIR, Server, bike_rows, feature_row, make_bike_project
+from tests.pg_server import PostgresServer
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -181,3 +184,49 @@ def test_taxi_entity_aggregates_on_the_team_redis_answer_as_on_sqlite(
     _run(project, env)
     assert _served(project, env, bodies) == on_sqlite
     assert len({p for answer in on_sqlite for _, p in answer}) > 3  # not one constant answer
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    yield server
+    server.remove()
+
+
+def test_postgres_down_mid_serve_is_named_by_health_and_entity_reads_go_on(
+    bike: tuple[Path, list[Any]], private_redis: RedisServer, private_postgres: PostgresServer,
+) -> None:
+    """With `stores.registry` on PostgreSQL: the registry is read when the server starts, never per
+    request, so `/predict` by entity (from Redis) keeps answering while PostgreSQL is down; `/health`
+    is `degraded` naming it, and `ok` again when it returns, in the same server process."""
+    project, (by_entity, _) = bike
+    original = (project / "conveyor.yaml").read_text()
+    config = yaml.safe_load(original)
+    config["stores"]["registry"] = {"kind": "postgres", "dsn_env": "CONVEYOR_TEST_REGISTRY_DSN"}
+    (project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {"REDIS_URL": private_redis.url, "CONVEYOR_TEST_REGISTRY_DSN": private_postgres.dsn}
+    try:
+        _run(project, env)
+        server = Server(project, env=env).start()
+        try:
+            assert server.process is not None
+            health = httpx.get(f"{server.url}/health").json()
+            assert health["status"] == "ok" and health["services"] == {"redis": "ok", "postgresql": "ok"}
+            private_postgres.stop()
+            health = httpx.get(f"{server.url}/health").json()
+            assert health["status"] == "degraded" and health["down"] == ["postgresql"]
+            assert health["services"] == {
+                "redis": "ok",
+                "postgresql": f"feature registry unavailable: PostgreSQL at 127.0.0.1:{private_postgres.port} "
+                              "refused the connection",
+            }
+            assert _predictions(server, {"entities": BIKE_KEYS}) == by_entity
+            private_postgres.start()
+            health = httpx.get(f"{server.url}/health").json()
+            assert health["status"] == "ok" and health["services"] == {"redis": "ok", "postgresql": "ok"}
+            assert _predictions(server, {"entities": BIKE_KEYS}) == by_entity
+            assert server.process.poll() is None
+        finally:
+            server.stop()
+    finally:
+        (project / "conveyor.yaml").write_text(original)
