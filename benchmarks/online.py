@@ -19,6 +19,8 @@ its PID at the end. One synthetic project (a generated row key, 12 features: 7 f
 Lookups of 1 and 100 random known keys, the same keys for every store, interleaved so the same
 machine load falls on each; client-side wall clock, p50 and p99 in milliseconds. Every answer is
 checked to be equal across the stores before timing. Also the time to fill each store.
+`--priority` runs the benchmark and its redis-server at nice -10 (root only): on a 2-core machine
+shared with other jobs, a Redis round trip otherwise waits for the scheduler more than for Redis.
 """
 
 from __future__ import annotations
@@ -181,12 +183,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entities", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=2000, help="lookups of 1 key; 100 keys: a tenth")
+    parser.add_argument("--priority", action="store_true",
+                        help="run this process and its redis-server at nice -10 (needs root): the lookups' own "
+                             "cost on a machine that other jobs keep busy")
     args = parser.parse_args()
 
     from conveyor.stages.features._store import feast_logs
 
     tmp = Path(tempfile.mkdtemp(prefix="conveyor-online-bench-"))
     redis = Redis(tmp)
+    if args.priority:
+        for pid in (0, redis.process.pid):
+            os.setpriority(os.PRIO_PROCESS, pid, -10)
     try:
         os.environ["CONVEYOR_BENCH_REDIS_URL"] = redis.url
         clean = _clean(tmp, args.entities)
@@ -233,7 +241,8 @@ def main() -> int:
         redis.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"Online lookup by entity, {args.entities:,} entities x 12 features, same Redis, same run")
+    print(f"Online lookup by entity, {args.entities:,} entities x 12 features, same Redis, same run"
+          f"{' (nice -10)' if args.priority else ''}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'case':<12} {'store':<52} {'p50 ms':>8} {'p99 ms':>8} {'p50 vs Conveyor/Redis':>22}")
     for case in dict.fromkeys(r[0] for r in rows):
         base = next(r[2] for r in rows if r[0] == case and r[1].startswith("Conveyor on Redis"))

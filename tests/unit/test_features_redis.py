@@ -148,6 +148,42 @@ def test_a_rebuild_leaves_no_stale_key_and_is_never_seen_half_written(tmp_path: 
     assert online.get(list(range(1, 21))) == before
 
 
+def test_two_builds_at_once_never_serve_the_older_one(tmp_path: Path, redis_env: RedisServer) -> None:
+    """Builds A (older) and B (newer) overlap: B's publish does not delete a generation being written
+    by a later build, and A, publishing after B, is refused instead of serving older rows."""
+    from conveyor.core.errors import FeatureStoreError
+    from conveyor.stages.features._online import served_generation
+    from conveyor.stages.features.redis_store import RedisRowOnlineStore, new_generation
+
+    config = _on_redis(_config(), name="raced")
+    workspace = Workspace.at(tmp_path)
+    build_features(config, workspace, _clean(tmp_path, entities=8, steps=1))
+    prefix = f"conveyor:{feast_names(config).project}"
+    table = f"{feast_names(config).project}_{feast_names(config).view}"
+    with feast_logs():
+        store = open_store(config, workspace, existing=True)
+        view = store.get_feature_view(feast_names(config).view)
+    import polars as pl
+
+    latest = pl.read_parquet(workspace.feature_repo / "data" / "source.parquet")
+    join_key = view.entity_columns[0].name
+    redis_store = RedisRowOnlineStore()
+    older, newer = sorted([new_generation(), new_generation()])
+    assert older < newer
+    for generation in (older, newer):
+        redis_store.write_frame(store.config, view, latest, join_key, "event_timestamp", generation)
+    third = new_generation()  # a build that started later still writing: published by neither
+    redis_store.write_frame(store.config, view, latest, join_key, "event_timestamp", third)
+    redis_store.publish(store.config, newer)
+    assert served_generation(store.config) == newer
+    assert f"{prefix}:g:{third}:{table}" in _keys(redis_env, prefix)
+    with pytest.raises(FeatureStoreError, match=f"already serves a newer build \\(generation {newer}"):
+        redis_store.publish(store.config, older)
+    assert served_generation(store.config) == newer
+    redis_store.publish(store.config, third)
+    assert _keys(redis_env, prefix) == {f"{prefix}:generation", f"{prefix}:keys", f"{prefix}:g:{third}:{table}"}
+
+
 def test_two_projects_share_one_redis(tmp_path: Path, redis_env: RedisServer) -> None:
     from conveyor.stages.features.redis_store import RedisRowOnlineStore
 

@@ -14,9 +14,10 @@ it), with a layout that a reader can use without Feast:
 `<prefix>` is `conveyor:<project>` by default: two projects share one Redis without touching
 each other's keys. `<table>` is Feast's table id (`<project>_<view>`).
 
-A rebuild writes a new generation next to the served one, then switches the pointer (one SET)
-and unlinks every other generation's hash: no stale key is left, and no reader sees a
-half-written generation. A read is one Lua call (pointer and `HMGET`s in one round trip, so it
+A rebuild writes a new generation next to the served one, then switches the pointer (one SET,
+never back to an older generation) and unlinks every older generation's hash: no stale key is
+left, no reader sees a half-written generation, and two builds at once (two machines) cannot
+serve the older one or delete the newer one while it is written. A read is one Lua call (pointer and `HMGET`s in one round trip, so it
 never mixes two generations). `RedisRows` is that read without Feast: what serving uses.
 
 `write_frame` is the bulk path the features stage uses: a Polars frame of latest rows, its
@@ -110,6 +111,15 @@ return out
 generation then one value (or nil) per key, in order; false when nothing is published."""
 
 
+_PUBLISH = """
+local current = redis.call('GET', KEYS[1])
+if current and current > ARGV[1] then return current end
+redis.call('SET', KEYS[1], ARGV[1])
+return false
+"""
+"""Serve generation ARGV[1] unless a newer one is served (then return that one)."""
+
+
 class RedisRowOnlineStoreConfig(FeastConfigBaseModel):
     """`online_store:` of a repo that uses `RedisRowOnlineStore`."""
 
@@ -176,8 +186,9 @@ def unavailable(url_env: str, exc: Exception) -> ServiceUnavailable:
 
 
 def new_generation() -> str:
-    """A fresh generation id: time-ordered, unique across machines."""
-    return f"{int(time.time() * 1000):x}{secrets.token_hex(3)}"
+    """A fresh generation id: time-ordered (fixed-width hex milliseconds, so text order is time
+    order), unique across machines (random tail)."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(3)}"
 
 
 def _keys(prefix: str) -> tuple[str, str, str]:
@@ -334,17 +345,25 @@ class RedisRowOnlineStore(OnlineStore):
 
     # -- generations -----------------------------------------------------------------------
     def publish(self, config: RepoConfig, generation: str) -> int:
-        """Serve `generation`: switch the pointer, then unlink every other generation's hash.
+        """Serve `generation`: switch the pointer, then unlink every older generation's hash.
 
-        Returns the hashes removed. The switch is one SET: a reader sees the old generation or
-        the new one whole.
+        Returns the hashes removed. The switch is atomic (one script): a reader sees the old
+        generation or the new one whole. A newer generation already served (a build started
+        later, on another machine, finished first) is never replaced by an older one: that is
+        an error, and this build's hashes go with the next publish. Newer generations still
+        being written are left alone.
         """
         pointer, base, registry = _keys(config.online_store.key_prefix)
-        keep = f"{base}{generation}:"
 
         def switch(client: Any) -> int:
-            client.set(pointer, generation)
-            stale = [k for k in client.smembers(registry) if not k.decode().startswith(keep)]
+            newer = client.eval(_PUBLISH, 1, pointer, generation)
+            if newer:
+                raise FeatureStoreError(
+                    f"the online store in Redis (prefix {config.online_store.key_prefix!r}) already serves a newer "
+                    f"build (generation {newer.decode()}, this one {generation}); it was built while this one "
+                    "ran: nothing to do, or run again"
+                )
+            stale = [k for k in client.smembers(registry) if k.decode()[len(base):].split(":", 1)[0] < generation]
             if stale:
                 pipe = client.pipeline(transaction=False)
                 pipe.unlink(*stale)
