@@ -146,6 +146,12 @@ def test_a_rebuild_leaves_no_stale_key_and_is_never_seen_half_written(tmp_path: 
     assert g3 not in (g1, g2)
     assert _keys(redis_env, prefix) == {f"{prefix}:generation", f"{prefix}:keys", f"{prefix}:g:{g3}:{table}"}
     assert online.get(list(range(1, 21))) == before
+    # a request over the keys one call takes (4,000): read in parts, in order, views side by side
+    many = [str(k) for k in range(1, 9_002)]
+    wide = online._rows.read([(table, many), (table, ["3", "99999"]), (table, [])])
+    assert [len(part) for part in wide] == [9_001, 2, 0]
+    assert [r is not None for r in wide[0][:22]] == [True] * 20 + [False] * 2 and not any(wide[0][20:])
+    assert wide[1][0] == wide[0][2] and wide[1][1] is None
 
 
 def test_two_builds_at_once_never_serve_the_older_one(tmp_path: Path, redis_env: RedisServer) -> None:
