@@ -280,7 +280,8 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
     if generation is not None:
         publish_online(store, generation)
         (repo / ONLINE_STORE).unlink(missing_ok=True)
-    (staging / REGISTRY).replace(repo / REGISTRY)
+    if (staging / REGISTRY).is_file():  # a file registry (a registry in a database has no file)
+        (staging / REGISTRY).replace(repo / REGISTRY)
     shutil.rmtree(staging)
     (repo / "data" / "registry.db").unlink(missing_ok=True)  # the SQL registry of FEATURES_VERSION 1
     write_repo(config, workspace)
