@@ -247,3 +247,33 @@ def test_an_unset_url_variable_is_one_line(tmp_path: Path, monkeypatch: pytest.M
     config = _on_redis(_config(), name="unset")
     with pytest.raises(FeatureStoreError, match=f"the environment variable {URL_ENV} is not set"):
         build_features(config, Workspace.at(tmp_path), _clean(tmp_path, entities=3, steps=1))
+
+
+def test_a_stuck_redis_fails_a_read_within_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Redis that accepts but never answers (SIGSTOP) fails a read after the read timeout, once
+    (no retry after a timeout), and the same reader answers when it goes on (SIGCONT)."""
+    import signal
+    import time
+
+    from conveyor.stages.features.redis_store import READ_TIMEOUT_S
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        monkeypatch.setenv(URL_ENV, server.url)
+        config = _on_redis(_config(), name="stuck")
+        workspace = Workspace.at(tmp_path)
+        build_features(config, workspace, _clean(tmp_path, entities=5, steps=1))
+        online = OnlineFeatures(config, workspace)
+        before = online.get([1, 2])
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            with pytest.raises(ServiceUnavailable, match=f"Redis at 127.0.0.1:{server.port} did not answer within 1 s"):
+                online.get([1, 2])
+            assert READ_TIMEOUT_S <= time.monotonic() - began < 2 * READ_TIMEOUT_S
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert online.get([1, 2]) == before
+    finally:
+        server.stop()
