@@ -94,7 +94,7 @@ def test_bike_on_the_team_redis_answers_as_on_sqlite(bike: tuple[Path, list[Any]
         generation = client.get("conveyor:bike_online:generation").decode()
     finally:
         client.close()
-    assert held == {"conveyor:bike_online:generation", "conveyor:bike_online:keys",
+    assert held == {"conveyor:bike_online:generation", "conveyor:bike_online:keys", "conveyor:bike_online:sequence",
                     f"conveyor:bike_online:g:{generation}:bike_online_bike_online_features"}
     written = "".join(p.read_text(errors="replace") for p in project.rglob("*")
                       if p.is_file() and p.suffix in (".yaml", ".json", ".jsonl", ".py", ".log"))

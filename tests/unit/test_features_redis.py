@@ -109,7 +109,7 @@ def test_a_rebuild_leaves_no_stale_key_and_is_never_seen_half_written(tmp_path: 
     import polars as pl
 
     from conveyor.stages.features._online import publish_online, served_generation
-    from conveyor.stages.features.redis_store import RedisRowOnlineStore, new_generation
+    from conveyor.stages.features.redis_store import RedisRowOnlineStore, next_generation
 
     config = _on_redis(_config(), name="rebuilt")
     workspace = Workspace.at(tmp_path)
@@ -118,7 +118,7 @@ def test_a_rebuild_leaves_no_stale_key_and_is_never_seen_half_written(tmp_path: 
     prefix = f"conveyor:{feast_names(config).project}"
     table = f"{feast_names(config).project}_{feast_names(config).view}"
     g1 = first.result.online_generation
-    assert _keys(redis_env, prefix) == {f"{prefix}:generation", f"{prefix}:keys", f"{prefix}:g:{g1}:{table}"}
+    assert _keys(redis_env, prefix) == {f"{prefix}:generation", f"{prefix}:keys", f"{prefix}:sequence", f"{prefix}:g:{g1}:{table}"}
     online = OnlineFeatures(config, workspace)
     before = online.get(list(range(1, 21)))
 
@@ -130,7 +130,7 @@ def test_a_rebuild_leaves_no_stale_key_and_is_never_seen_half_written(tmp_path: 
         join_key = view.entity_columns[0].name
         changed = latest.with_columns(pl.col(c).fill_null(0.0) * 0 + 7.0 for c in latest.columns
                                       if latest.schema[c] == pl.Float64)
-        g2 = new_generation()
+        g2 = next_generation(URL_ENV, prefix)
         RedisRowOnlineStore().write_frame(store.config, view, changed.unique(join_key, keep="last"), join_key,
                                           "event_timestamp", g2)
         assert online.get(list(range(1, 21))) == before
@@ -138,13 +138,13 @@ def test_a_rebuild_leaves_no_stale_key_and_is_never_seen_half_written(tmp_path: 
         publish_online(store, g2)
     after = online.get(list(range(1, 21)))  # the same reader, no restart: the new generation whole
     assert after != before and all(v == 7.0 for r in after if r for k, v in r.items() if isinstance(v, float))
-    assert _keys(redis_env, prefix) == {f"{prefix}:generation", f"{prefix}:keys", f"{prefix}:g:{g2}:{table}"}
+    assert _keys(redis_env, prefix) == {f"{prefix}:generation", f"{prefix}:keys", f"{prefix}:sequence", f"{prefix}:g:{g2}:{table}"}
 
     # a whole rebuild by the features stage: again one generation, the old one unlinked
     second = build_features(config, workspace, clean)
     g3 = second.result.online_generation
     assert g3 not in (g1, g2)
-    assert _keys(redis_env, prefix) == {f"{prefix}:generation", f"{prefix}:keys", f"{prefix}:g:{g3}:{table}"}
+    assert _keys(redis_env, prefix) == {f"{prefix}:generation", f"{prefix}:keys", f"{prefix}:sequence", f"{prefix}:g:{g3}:{table}"}
     assert online.get(list(range(1, 21))) == before
     # a request over the keys one call takes (4,000): read in parts, in order, views side by side
     many = [str(k) for k in range(1, 9_002)]
@@ -159,7 +159,7 @@ def test_two_builds_at_once_never_serve_the_older_one(tmp_path: Path, redis_env:
     by a later build, and A, publishing after B, is refused instead of serving older rows."""
     from conveyor.core.errors import FeatureStoreError
     from conveyor.stages.features._online import served_generation
-    from conveyor.stages.features.redis_store import RedisRowOnlineStore, new_generation
+    from conveyor.stages.features.redis_store import RedisRowOnlineStore, next_generation
 
     config = _on_redis(_config(), name="raced")
     workspace = Workspace.at(tmp_path)
@@ -174,11 +174,11 @@ def test_two_builds_at_once_never_serve_the_older_one(tmp_path: Path, redis_env:
     latest = pl.read_parquet(workspace.feature_repo / "data" / "source.parquet")
     join_key = view.entity_columns[0].name
     redis_store = RedisRowOnlineStore()
-    older, newer = sorted([new_generation(), new_generation()])
-    assert older < newer
+    older, newer = next_generation(URL_ENV, prefix), next_generation(URL_ENV, prefix)
+    assert int(older) < int(newer)
     for generation in (older, newer):
         redis_store.write_frame(store.config, view, latest, join_key, "event_timestamp", generation)
-    third = new_generation()  # a build that started later still writing: published by neither
+    third = next_generation(URL_ENV, prefix)  # a build that started later still writing: published by neither
     redis_store.write_frame(store.config, view, latest, join_key, "event_timestamp", third)
     redis_store.publish(store.config, newer)
     assert served_generation(store.config) == newer
@@ -186,8 +186,12 @@ def test_two_builds_at_once_never_serve_the_older_one(tmp_path: Path, redis_env:
     with pytest.raises(FeatureStoreError, match=f"already serves a newer build \\(generation {newer}"):
         redis_store.publish(store.config, older)
     assert served_generation(store.config) == newer
+    client: Any = redis_env.client()
+    client.sadd(f"{prefix}:keys", f"{prefix}:g:1a24e6017ab15a3a4:{table}")  # an id of no number: stale
+    client.hset(f"{prefix}:g:1a24e6017ab15a3a4:{table}", "1", "{}")
+    client.close()
     redis_store.publish(store.config, third)
-    assert _keys(redis_env, prefix) == {f"{prefix}:generation", f"{prefix}:keys", f"{prefix}:g:{third}:{table}"}
+    assert _keys(redis_env, prefix) == {f"{prefix}:generation", f"{prefix}:keys", f"{prefix}:sequence", f"{prefix}:g:{third}:{table}"}
 
 
 def test_two_projects_share_one_redis(tmp_path: Path, redis_env: RedisServer) -> None:

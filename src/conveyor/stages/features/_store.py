@@ -317,9 +317,9 @@ def _new_generation(config: Config) -> str | None:
     """With `stores.online`: the Redis generation a build writes into (served once it is whole)."""
     if config.stores.online is None:
         return None
-    from conveyor.stages.features.redis_store import new_generation
+    from conveyor.stages.features.redis_store import next_generation
 
-    return new_generation()
+    return next_generation(config.stores.online.url_env, redis_key_prefix(config))
 
 
 def repo_digest(config: Config, workspace: Workspace) -> str:

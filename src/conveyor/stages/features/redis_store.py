@@ -10,6 +10,7 @@ it), with a layout that a reader can use without Feast:
     <prefix>:g:<gen>:<table>      a hash per feature view: entity key (as text) -> JSON object
                                   {"": event time in microseconds, "<field>": value, ...}
     <prefix>:keys                 a set of every hash this prefix ever wrote
+    <prefix>:sequence             the counter generation ids are drawn from (`INCR`)
 
 `<prefix>` is `conveyor:<project>` by default: two projects share one Redis without touching
 each other's keys. `<table>` is Feast's table id (`<project>_<view>`).
@@ -39,9 +40,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -65,7 +64,7 @@ __all__ = [
     "RedisRowOnlineStore",
     "RedisRowOnlineStoreConfig",
     "RedisRows",
-    "new_generation",
+    "next_generation",
     "redis_client",
 ]
 
@@ -114,7 +113,8 @@ generation then one value (or nil) per key, in order; false when nothing is publ
 
 _PUBLISH = """
 local current = redis.call('GET', KEYS[1])
-if current and current > ARGV[1] then return current end
+local number = tonumber(current or '')
+if number and number > tonumber(ARGV[1]) then return current end
 redis.call('SET', KEYS[1], ARGV[1])
 return false
 """
@@ -187,10 +187,30 @@ def unavailable(url_env: str, exc: Exception) -> ServiceUnavailable:
     return ServiceUnavailable("redis", f"online store unavailable: Redis at {where} {why}")
 
 
-def new_generation() -> str:
-    """A fresh generation id: time-ordered (fixed-width hex milliseconds, so text order is time
-    order), unique across machines (random tail)."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(3)}"
+def next_generation(url_env: str, key_prefix: str) -> str:
+    """A fresh generation id: the next number of the project's counter in Redis (`INCR`), so ids
+    are ordered the same on every machine, whatever its clock."""
+    import redis
+
+    client = redis_client(url_env)
+    try:
+        return str(client.incr(_sequence(key_prefix)))
+    except redis.exceptions.RedisError as exc:
+        raise unavailable(url_env, exc) from exc
+    finally:
+        client.close()
+
+
+def _sequence(prefix: str) -> str:
+    return f"{prefix}:sequence"
+
+
+def _older(generation: str, than: str) -> bool:
+    """Generation ids are numbers; anything else in the prefix is stale."""
+    try:
+        return int(generation) < int(than)
+    except ValueError:
+        return True
 
 
 def _keys(prefix: str) -> tuple[str, str, str]:
@@ -365,7 +385,8 @@ class RedisRowOnlineStore(OnlineStore):
                     f"build (generation {newer.decode()}, this one {generation}); it was built while this one "
                     "ran: nothing to do, or run again"
                 )
-            stale = [k for k in client.smembers(registry) if k.decode()[len(base):].split(":", 1)[0] < generation]
+            stale = [k for k in client.smembers(registry)
+                     if _older(k.decode()[len(base):].split(":", 1)[0], generation)]
             if stale:
                 pipe = client.pipeline(transaction=False)
                 pipe.unlink(*stale)
@@ -378,7 +399,7 @@ class RedisRowOnlineStore(OnlineStore):
     def ensure_generation(self, config: RepoConfig) -> str:
         """The served generation, made (empty, published) when there is none: for Feast's writes."""
         pointer, _, _ = _keys(config.online_store.key_prefix)
-        fresh = new_generation()
+        fresh = next_generation(config.online_store.url_env, config.online_store.key_prefix)
         self._guard(config, lambda c: c.set(pointer, fresh, nx=True))
         current = self.generation(config)
         assert current is not None
@@ -482,7 +503,7 @@ class RedisRowOnlineStore(OnlineStore):
 
         def drop(client: Any) -> None:
             held = list(client.smembers(registry))
-            client.unlink(pointer, registry, *held)
+            client.unlink(pointer, registry, _sequence(config.online_store.key_prefix), *held)
 
         self._guard(config, drop)
 
