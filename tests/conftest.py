@@ -237,6 +237,7 @@ class Stack:
             "mlflow": {"tracking_uri_env": "MLFLOW_TRACKING_URI"},
             "registry": {"kind": "postgres", "dsn_env": "CONVEYOR_PG_DSN"},
             "offline": {"kind": "s3", "uri": f"s3://{self.env['CONVEYOR_S3_BUCKET']}/conveyor-tests"},
+            "online": {"kind": "redis", "url_env": "REDIS_URL"},
         }
 
     def project_name(self, base: str) -> str:

@@ -11,6 +11,7 @@
      +-- LockError                another process holds the project lock (--no-wait), or its
                                   lock service cannot be reached
      +-- ServiceError             a shared service (PostgreSQL, Redis, S3, MLflow) is down or lacks something
+          +-- ServiceUnavailable  a service serving reads (Redis, PostgreSQL) does not answer now
 
 The CLI prints the message of any ConveyorError and exits non-zero without a traceback,
 so every message says what went wrong, where, and how to fix it.
@@ -27,6 +28,7 @@ __all__ = [
     "LockError",
     "MonitoringError",
     "ServiceError",
+    "ServiceUnavailable",
     "ServingError",
     "TrainingError",
 ]
@@ -77,3 +79,15 @@ class LockError(ConveyorError):
 
 class ServiceError(ConveyorError):
     """A shared service the project is configured to use is down, or lacks what it needs."""
+
+
+class ServiceUnavailable(ServiceError):
+    """A shared service (Redis, PostgreSQL, ...) does not answer now; it may come back.
+
+    `service` names it (`redis`, `postgresql`); the message is one line: what is unavailable,
+    where, and why (`online store unavailable: Redis at 127.0.0.1:6379 refused the connection`).
+    """
+
+    def __init__(self, service: str, message: str) -> None:
+        super().__init__(message)
+        self.service = service

@@ -195,6 +195,7 @@ def _service_parts(own: Config, workspace: Workspace, online: Any | None) -> Ser
         reload=ChampionReloader(own, workspace, champion.version, online),
         shadow=shadow,
         shadow_log=PredictionLog(log / "shadow") if shadow is not None else None,
+        services=online.health,
     )
 
 

@@ -7,6 +7,8 @@ materialize does (`apply_materialization`, which also marks the view servable).
 
 - Conveyor's row store (`sqlite_store.SqliteRowOnlineStore`, the default) takes the frame in
   bulk: one SQLite row per entity, no proto per value.
+- Conveyor's Redis store (`redis_store.RedisRowOnlineStore`, with `stores.online`) takes it in
+  bulk too, into a new generation that `publish_online` then serves (the old one is unlinked).
 - Any other Feast store goes through Feast's own online-write path (`write_to_online_store`, the
   same conversion to protos and the same `online_write_batch` that materialize ends in), in
   bounded chunks.
@@ -19,10 +21,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from conveyor.core.config import EVENT_TIMESTAMP
-from conveyor.stages.features._repo import ROW_STORE_TYPE
+from conveyor.core.config import EVENT_TIMESTAMP, Config
+from conveyor.stages.features._repo import ONLINE_STORE, REDIS_STORE_TYPE, ROW_STORE_TYPE
 
-__all__ = ["CHUNK_ROWS", "OnlineWrite", "latest_rows", "write_frame", "write_online"]
+__all__ = [
+    "CHUNK_ROWS",
+    "OnlineWrite",
+    "latest_rows",
+    "online_files",
+    "publish_online",
+    "served_generation",
+    "write_frame",
+    "write_online",
+]
 
 CHUNK_ROWS = 20_000
 """Entities per write: bounds the memory of the pandas frame and the protos Feast makes of it."""
@@ -51,7 +62,29 @@ def latest_rows(source: Path, key: str) -> Any:
     )
 
 
-def write_online(store: Any, view: Any, source: Path, key: str, chunk_rows: int = CHUNK_ROWS) -> OnlineWrite:
+def online_files(config: Config) -> tuple[str, ...]:
+    """The files of `feature_repo/` the online store keeps (none on Redis)."""
+    return () if config.stores.online is not None else (ONLINE_STORE,)
+
+
+def publish_online(store: Any, generation: str | None) -> None:
+    """Serve the generation a build wrote (Redis; nothing to do for a file store)."""
+    if generation is not None:
+        from conveyor.stages.features.redis_store import RedisRowOnlineStore
+
+        RedisRowOnlineStore().publish(store.config, generation)
+
+
+def served_generation(store_config: Any) -> str | None:
+    """The Redis generation being served (None: nothing published)."""
+    from conveyor.stages.features.redis_store import RedisRowOnlineStore
+
+    return RedisRowOnlineStore().generation(store_config)
+
+
+def write_online(
+    store: Any, view: Any, source: Path, key: str, chunk_rows: int = CHUNK_ROWS, generation: str | None = None
+) -> OnlineWrite:
     """Write the latest row of every entity of `source` (Feast field names) to the online store."""
     import polars as pl
 
@@ -59,15 +92,32 @@ def write_online(store: Any, view: Any, source: Path, key: str, chunk_rows: int 
         pl.col(EVENT_TIMESTAMP).min().alias("start"), pl.col(EVENT_TIMESTAMP).max().alias("end")
     ).collect()
     start, end = events["start"][0], events["end"][0]
-    return write_frame(store, view, latest_rows(source, key), start, end, chunk_rows)
+    return write_frame(store, view, latest_rows(source, key), start, end, chunk_rows, generation)
 
 
 def write_frame(
-    store: Any, view: Any, latest: Any, start: datetime, end: datetime, chunk_rows: int = CHUNK_ROWS
+    store: Any, view: Any, latest: Any, start: datetime, end: datetime, chunk_rows: int = CHUNK_ROWS,
+    generation: str | None = None,
 ) -> OnlineWrite:
-    """Write one row per entity (`latest`, Feast field names) to the online store; record `[start, end]`."""
+    """Write one row per entity (`latest`, Feast field names) to the online store; record `[start, end]`.
+
+    On Redis the rows go into `generation` (served once `publish_online` switches to it).
+    """
     import polars as pl
 
+    if store.config.online_store.type == REDIS_STORE_TYPE:
+        from conveyor.stages.features.redis_store import RedisRowOnlineStore
+
+        applied = store.get_feature_view(view.name)
+        if len(applied.entity_columns) != 1:
+            raise ValueError(f"view {view.name}: the bulk write takes one entity column")
+        redis_store = RedisRowOnlineStore()
+        # not part of a build: an upsert into the generation being served
+        into = generation if generation is not None else redis_store.ensure_generation(store.config)
+        written = redis_store.write_frame(store.config, applied, latest, applied.entity_columns[0].name,
+                                          EVENT_TIMESTAMP, into)
+        store.registry.apply_materialization(view, store.project, start, end)
+        return OnlineWrite(entities=written, skipped=0, start=start, end=end)
     if store.config.online_store.type == ROW_STORE_TYPE:
         from conveyor.stages.features.sqlite_store import SqliteRowOnlineStore
 

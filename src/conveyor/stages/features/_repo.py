@@ -37,6 +37,7 @@ from conveyor.stages.features._names import EntityNames, FieldNames, entity_name
 
 __all__ = [
     "ONLINE_STORE",
+    "REDIS_STORE_TYPE",
     "EntityObjects",
     "entity_layout",
     "REGISTRY",
@@ -47,6 +48,8 @@ __all__ = [
     "key_is_integer",
     "local_parts",
     "model_service_name",
+    "online_store_settings",
+    "redis_key_prefix",
     "offline_parts",
     "registry_config",
     "repo_config",
@@ -60,6 +63,8 @@ ONLINE_STORE = "data/online_store.db"
 ROW_STORE_TYPE = "conveyor.stages.features.sqlite_store.SqliteRowOnlineStore"
 """Conveyor's Feast online store (one SQLite row per entity, `sqlite_store.py`), as Feast's
 `online_store.type` names it; the one place this path is written."""
+REDIS_STORE_TYPE = "conveyor.stages.features.redis_store.RedisRowOnlineStore"
+"""Conveyor's Feast online store on Redis (`redis_store.py`), with `stores.online`."""
 """Paths inside `feature_repo/`, relative: the same wherever the project folder is."""
 
 REGISTRY_CACHE_SECONDS = 60
@@ -117,7 +122,7 @@ def repo_config(config: Config, repo: Path) -> Any:
         project=feast_names(config).project,
         provider="local",
         registry=registry_config(config, repo),
-        online_store={"type": online_store_type(config), "path": str(repo / ONLINE_STORE)},
+        online_store=online_store_settings(config, str(repo / ONLINE_STORE)),
         offline_store={"type": "duckdb"},
         entity_key_serialization_version=3,
         repo_path=repo,
@@ -302,10 +307,26 @@ def feast_objects(config: Config, source_path: str = SOURCE, repo_path: str | No
 
 
 def online_store_type(config: Config) -> str:
-    """Feast's `online_store.type` for `features.online_store`."""
+    """Feast's `online_store.type` for `stores.online`, else `features.online_store`."""
+    if config.stores.online is not None:
+        return REDIS_STORE_TYPE
     if config.features.online_store == "feast-sqlite":
         return "sqlite"
     return ROW_STORE_TYPE
+
+
+def redis_key_prefix(config: Config) -> str:
+    """Every Redis key of the project starts with this: two projects share one Redis safely."""
+    return f"conveyor:{feast_names(config).project}"
+
+
+def online_store_settings(config: Config, path: str) -> dict[str, str]:
+    """Feast's `online_store:` section: the SQLite file at `path`, or (`stores.online`) Redis by the
+    name of the environment variable holding its URL (read when the store connects, never written)."""
+    if config.stores.online is not None:
+        return {"type": REDIS_STORE_TYPE, "url_env": config.stores.online.url_env,
+                "key_prefix": redis_key_prefix(config)}
+    return {"type": online_store_type(config), "path": path}
 
 
 def _registry_yaml(config: Config) -> str:
@@ -327,7 +348,7 @@ registry:
 """
 
 
-def _yaml(project: str, online_type: str, registry: str) -> str:
+def _yaml(project: str, online: dict[str, str], registry: str) -> str:
     return f"""\
 # Written by Conveyor from conveyor.yaml for people and the feast CLI; Conveyor itself does not
 # read it (it computes the same settings from where the project is now). Every path is relative
@@ -336,9 +357,7 @@ project: {project}
 provider: local
 {registry.rstrip()}
 online_store:
-  type: {online_type}
-  path: {ONLINE_STORE}
-offline_store:
+{"".join(f"  {k}: {v}{chr(10)}" for k, v in online.items())}offline_store:
   type: duckdb
 entity_key_serialization_version: 3
 """
@@ -446,7 +465,7 @@ def write_repo(config: Config, workspace: Workspace, clean_path: Path | None = N
     repo = workspace.feature_repo
     (repo / "data").mkdir(parents=True, exist_ok=True)
     project = feast_names(config).project
-    _write(repo / "feature_store.yaml", _yaml(project, online_store_type(config), _registry_yaml(config)))
+    _write(repo / "feature_store.yaml", _yaml(project, online_store_settings(config, ONLINE_STORE), _registry_yaml(config)))
     definitions = repo / "definitions.py"
     _write(definitions, _definitions(config, field_names(config)))
     return definitions

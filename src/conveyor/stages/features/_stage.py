@@ -60,6 +60,8 @@ class FeatureRepo(Result):
     entity_table_seconds: float = 0.0
     model_services: dict[str, str] = Field(default_factory=dict)
     """With `models:`: model -> its own feature service (the fields of the shared views it reads)."""
+    online_generation: str = ""
+    """With `stores.online`: the Redis generation this build wrote and published; empty: a file store."""
     repo: str = ""
     """With `features.repo`: the folder of the project whose feature repo this one reads (nothing
     was built here); empty: the project's own store."""
@@ -137,7 +139,26 @@ def _features_still_valid(config: Config, workspace: Workspace, artifact: Artifa
     missing = [part for part in local_parts(config) if not (repo / part).is_file()]
     if missing:
         return f"the feature store lacks {', '.join(missing)}"
-    return shared_parts_missing(config, artifact.result.feature_service)
+    return shared_parts_missing(config, artifact.result.feature_service) or _online_still_valid(
+        config, workspace, artifact.result)
+
+
+def _online_still_valid(config: Config, workspace: Workspace, result: FeatureRepo) -> str | None:
+    """The online store is where this build wrote it: the same kind, and on Redis the generation
+    it published still served (a flushed Redis, or a build of another checkout, re-runs the stage)."""
+    if config.features.repo is not None:
+        return None
+    if config.stores.online is None:
+        return "the online store was built on Redis; stores.online is gone" if result.online_generation else None
+    if not result.online_generation:
+        return "the online store was built on SQLite; stores.online moves it to Redis"
+    from conveyor.stages.features._online import served_generation
+    from conveyor.stages.features._repo import repo_config, store_repo
+
+    served = served_generation(repo_config(config, store_repo(config, workspace)))
+    if served != result.online_generation:
+        return f"Redis serves generation {served or 'none'} of the online store, this build wrote {result.online_generation}"
+    return None
 
 
 FEATURES: Stage[FeatureRepo] = Stage(

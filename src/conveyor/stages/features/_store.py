@@ -24,7 +24,7 @@ from typing import Any
 
 from conveyor.core.artifacts import Artifact, relative_to
 from conveyor.core.config import EVENT_TIMESTAMP, Config
-from conveyor.core.errors import FeatureStoreError
+from conveyor.core.errors import FeatureStoreError, ServiceUnavailable
 from conveyor.core.hashing import hash_json, short
 from conveyor.core.workspace import Workspace
 from conveyor.stages.features._aggregates import (
@@ -36,7 +36,7 @@ from conveyor.stages.features._aggregates import (
 )
 from conveyor.stages.features._names import ROW, EntityNames, FieldNames, feast_names, field_names
 from conveyor.stages.features._ondemand import add_on_demand
-from conveyor.stages.features._online import write_frame, write_online
+from conveyor.stages.features._online import publish_online, write_frame, write_online
 from conveyor.stages.features._repo import (
     ONLINE_STORE,
     REGISTRY,
@@ -47,6 +47,7 @@ from conveyor.stages.features._repo import (
     key_is_integer,
     local_parts,
     offline_parts,
+    redis_key_prefix,
     repo_config,
     store_repo,
     write_repo,
@@ -251,6 +252,7 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
     (staging / "data").mkdir(parents=True)
     check_features_config(config)
     layout = entity_layout(config)
+    generation = _new_generation(config)
     with feast_logs() as logs:
         try:
             rows = _write_source(config, fields, clean.path, staging / SOURCE)
@@ -262,16 +264,16 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
             store = _open(config, staging)
             store.apply(objects.all())
             began = time.perf_counter()
-            written = write_online(store, objects.view, staging / SOURCE, fields.feast_key)
+            written = write_online(store, objects.view, staging / SOURCE, fields.feast_key, generation=generation)
             online: dict[str, int] = {}
             for made in objects.by_entity:
                 latest = online_rows(tables[made.plan.entity], made.plan, as_of)
                 start = written.start
                 online[made.names.view] = write_frame(
-                    store, made.view, _to_feast(latest, made.plan, made.names), start, as_of
+                    store, made.view, _to_feast(latest, made.plan, made.names), start, as_of, generation=generation
                 ).entities
             seconds = time.perf_counter() - began
-        except FeatureStoreError:
+        except (FeatureStoreError, ServiceUnavailable):
             raise
         except Exception as exc:  # Feast raises many unrelated types
             raise _feast_error(f"could not build the feature store in {repo} from {clean.path}", exc, logs) from exc
@@ -280,12 +282,18 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
     for stale in (repo / "data").glob("by_*.parquet"):
         if f"data/{stale.name}" not in wanted:
             stale.unlink()
-    # the registry last: it names what the others hold
+    # the registry last: it names what the others hold (on Redis, the new generation is served
+    # just before it; a SQLite store left from an earlier build on files is no store any more)
     held = local_parts(config)
-    for part in (SOURCE, *sorted(wanted), *(p for p in (ONLINE_STORE, REGISTRY) if p in held)):
+    for part in (SOURCE, *sorted(wanted), *(p for p in (ONLINE_STORE,) if p in held)):
         if offline is not None and part in (SOURCE, *wanted):  # the S3 object's ETag, beside its local copy
             (staging / f"{part}.etag").replace(repo / f"{part}.etag")
         (staging / part).replace(repo / part)
+    if generation is not None:
+        publish_online(store, generation)
+        (repo / ONLINE_STORE).unlink(missing_ok=True)
+    if REGISTRY in held:
+        (staging / REGISTRY).replace(repo / REGISTRY)
     shutil.rmtree(staging)
     (repo / "data" / "registry.db").unlink(missing_ok=True)  # the SQL registry of FEATURES_VERSION 1
     write_repo(config, workspace)
@@ -296,7 +304,9 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
         features=list(fields.features),
         materialized_from=written.start.isoformat(),
         materialized_to=written.end.isoformat(),
-        online_store=relative_to(repo / ONLINE_STORE, workspace.root),
+        online_store=relative_to(repo / ONLINE_STORE, workspace.root) if generation is None
+        else f"redis:{redis_key_prefix(config)}",
+        online_generation=generation or "",
         feast_names={o: f for o, f in fields.to_feast.items() if o != f},
         source_rows=rows,
         online_entities=written.entities,
@@ -313,6 +323,15 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
         model_services={model: service.name for model, service in objects.model_services},
     )
     return Artifact("features", repo, digest, result, {"clean": clean.digest})
+
+
+def _new_generation(config: Config) -> str | None:
+    """With `stores.online`: the Redis generation a build writes into (served once it is whole)."""
+    if config.stores.online is None:
+        return None
+    from conveyor.stages.features.redis_store import next_generation
+
+    return next_generation(config.stores.online.url_env, redis_key_prefix(config))
 
 
 def repo_digest(config: Config, workspace: Workspace) -> str:
@@ -610,15 +629,52 @@ class OnlineFeatures:
                     f"features.entities ({type(exc).__name__}: {exc}); run `conveyor run --from features`"
                 ) from exc
             self.entities_as_of = min(ends) if ends else None
+        # On Redis, rows are read straight from Conveyor's layout (`redis_store.RedisRows`): one
+        # round trip, JSON decoded, no proto per value; `get_online_features` is not on the path.
+        self._rows: Any = None
+        self._checks: list[tuple[str, Any]] = []
+        if config.stores.online is not None:
+            from conveyor.stages.features.redis_store import RedisRows
+
+            names = feast_names(config)
+            project = names.project
+            self._table = f"{project}_{names.view}"
+            self._entity_tables = [f"{project}_{n.view}" for _, n in layout]
+            self._rows = RedisRows(config.stores.online.url_env, redis_key_prefix(config))
+            if not self._rows.published():
+                raise FeatureStoreError(
+                    f"the online store in Redis (prefix {redis_key_prefix(config)!r}) holds no published features; "
+                    "run `conveyor run --from features`"
+                )
+            self._checks.append(("redis", self._rows.ping))
+        if config.stores.registry is not None:
+            dsn_env = config.stores.registry.dsn_env
+            self._checks.append(("postgresql", lambda: _postgres_down(dsn_env, "feature registry")))
+
+    def health(self) -> dict[str, str | None]:
+        """Each shared service the online reads depend on: None when it answers, else why not (one line)."""
+        return {name: check() for name, check in self._checks}
 
     def get(self, keys: list[Any]) -> list[dict[str, Any] | None]:
         """One feature row per key, in order, by original column names; None for an unknown key."""
         values = [str(k) if self._as_text and not isinstance(k, str) else k for k in keys]
+        if self._rows is not None:
+            return self._get_rows([str(v) if not isinstance(v, str) else v for v in values])
         result = self._store.get_online_features(features=self._refs, entity_rows={self._feast_key: values}).to_dict()
         rows: list[dict[str, Any] | None] = []
         for index in range(len(keys)):
             row = {name: result[safe][index] for name, safe in self._columns}
             rows.append(None if all(v is None for v in row.values()) else row)
+        return rows
+
+    def _get_rows(self, keys: list[str]) -> list[dict[str, Any] | None]:
+        """`get` on Redis: the stored JSON objects, by original names; None for an unknown key."""
+        found: list[dict[str, Any] | None] = self._rows.read([(self._table, keys)])[0]
+        rows: list[dict[str, Any] | None] = []
+        columns = self._columns
+        for raw in found:
+            row = None if raw is None else {name: raw.get(safe) for name, safe in columns}
+            rows.append(None if row is None or all(v is None for v in row.values()) else row)
         return rows
 
     def get_entities(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -639,12 +695,31 @@ class OnlineFeatures:
             entity_rows[join_key] = values
         if not entity_rows:
             return [{} for _ in rows]
+        if self._rows is not None:
+            found = self._read_entities(entity_rows)
+            for (entity, _), seen in zip(self._entity_markers, found, strict=True):
+                for index, raw in enumerate(seen):
+                    if raw is None:
+                        raise UnknownEntityError(entity, rows[index][entity], self.entities_as_of)
+            out: list[dict[str, Any]] = [{} for _ in rows]
+            for columns, seen in zip(self._entity_outputs, found, strict=True):
+                for index, raw in enumerate(seen):
+                    assert raw is not None  # checked above
+                    out[index] |= {name: raw.get(safe) for name, safe in columns}
+            return out
         result = self._store.get_online_features(features=self._entity_refs, entity_rows=entity_rows).to_dict()
         for entity, marker in self._entity_markers:
             for index, value in enumerate(result[marker]):
                 if value is None:
                     raise UnknownEntityError(entity, rows[index][entity], self.entities_as_of)
         return [{name: result[safe][index] for name, safe in self._entity_columns} for index in range(len(rows))]
+
+    def _read_entities(self, entity_rows: dict[str, list[Any]]) -> list[list[dict[str, Any] | None]]:
+        """Per entity view, in layout order: each row's stored JSON object (None: never seen), in one call."""
+        requests = [(table, [v if isinstance(v, str) else str(v) for v in entity_rows[join_key]])
+                    for table, (_, join_key, _) in zip(self._entity_tables, self._entity_keys, strict=True)]
+        found: list[list[dict[str, Any] | None]] = self._rows.read(requests)
+        return found
 
     def entity_features(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each row's engineered entity features for a model, never an error for a key.
@@ -665,8 +740,14 @@ class OnlineFeatures:
                     value = _ABSENT_TEXT if as_text else _ABSENT_INT  # no row has it: read as unseen
                 values.append(str(value) if as_text and not isinstance(value, str) else value)
             entity_rows[join_key] = values
-        result = self._store.get_online_features(features=self._entity_refs, entity_rows=entity_rows).to_dict()
         out: list[dict[str, Any]] = [{} for _ in rows]
+        if self._rows is not None:
+            for columns, empty, seen in zip(self._entity_outputs, self._entity_empty, self._read_entities(entity_rows),
+                                            strict=True):
+                for index, raw in enumerate(seen):
+                    out[index] |= empty if raw is None else {name: raw.get(safe) for name, safe in columns}
+            return out
+        result = self._store.get_online_features(features=self._entity_refs, entity_rows=entity_rows).to_dict()
         for (_, marker), columns, empty in zip(self._entity_markers, self._entity_outputs, self._entity_empty,
                                                strict=True):
             for index, seen in enumerate(result[marker]):
@@ -686,6 +767,30 @@ class OnlineFeatures:
 _ABSENT_INT = -(2**63)
 _ABSENT_TEXT = "\x00conveyor:absent"
 """The key read for an entity a request row does not give: no data row can hold it."""
+
+
+def _postgres_down(dsn_env: str, what: str) -> str | None:
+    """None when the PostgreSQL database `dsn_env` names answers `SELECT 1` within a second; else why not."""
+    import os
+
+    import psycopg
+
+    dsn = os.environ.get(dsn_env, "")
+    try:
+        where = psycopg.conninfo.conninfo_to_dict(dsn)
+        place = f"{where.get('host', 'localhost')}:{where.get('port', 5432)}"
+    except psycopg.Error:
+        place = f"({dsn_env} is not a PostgreSQL connection string)"
+    if not dsn:
+        return f"{what} unavailable: the environment variable {dsn_env} is not set"
+    try:
+        with psycopg.connect(dsn, connect_timeout=1, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        why = "refused the connection" if "refused" in str(exc).lower() else f"failed: {text}"
+        return f"{what} unavailable: PostgreSQL at {place} {why}"
+    return None
 
 
 def _entity_is_text(config: Config, column: str) -> bool:

@@ -28,12 +28,12 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from conveyor.core.config import Config
-from conveyor.core.errors import ServingError
+from conveyor.core.errors import ServiceUnavailable, ServingError
 from conveyor.stages.serving._batch import Batcher
 from conveyor.stages.serving._errors import public_errors, validation_error
 from conveyor.stages.serving._guard import UNAUTHORIZED, Guard, _bearer_token, api_key_of, authorized, security
 from conveyor.stages.serving._metrics import Measure, ServiceMetrics
-from conveyor.stages.serving._ports import ServedModel, ServiceParts
+from conveyor.stages.serving._ports import ServedModel, ServiceCheck, ServiceParts
 from conveyor.stages.serving._predict import public_answer, rows_by_entity, rows_by_value
 from conveyor.stages.serving._schemas import ONE_OF, PredictResponse, body_validator, request_models
 from conveyor.stages.serving._shadow import Shadow
@@ -80,8 +80,9 @@ def create_app(config: Config, parts: ServiceParts, *, max_body_bytes: int = MAX
         lifespan=lifespan,
     )
     app.state.slot, app.state.batcher, app.state.shadow = slot, batcher, shadow
+    app.state.services = parts.services
     app.add_exception_handler(RequestValidationError, validation_error)
-    add_health(app, config, slot)
+    add_health(app, config, slot, parts.services)
     add_metrics(app, metrics)
     add_reload(app, slot, admin_key)
     add_predict(app, config, parts, batcher, api_key=api_key, max_body_bytes=max_body_bytes)
@@ -115,20 +116,43 @@ def check_model(config: Config, model: ServedModel) -> None:
         )
 
 
-def add_health(app: FastAPI, config: Config, slot: ModelSlot) -> None:
+def add_health(app: FastAPI, config: Config, slot: ModelSlot, services: ServiceCheck | None = None) -> None:
     features, key = config.schema.features(), config.schema.entity.key
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        """The model being served (it changes when `@champion` moves), its features and the entity key."""
+        """The model being served (it changes when `@champion` moves), its features and the entity key;
+        with shared stores, each service's state: `status` is `degraded` while one is down."""
         model = slot.model
-        return {
+        answer: dict[str, Any] = {
             "status": "ok",
             "model": {"name": model.name, "version": model.version, "run_id": model.run_id},
             "task": model.task,
             "features": features,
             "entity_key": key,
         }
+        if services is not None:
+            answer.update(await service_health(services))
+        return answer
+
+
+async def service_health(services: ServiceCheck) -> dict[str, Any]:
+    """`services` (name -> "ok" or the reason it is down) and, when one is down, `status: degraded`
+    and `down` (the names); nothing when no service is shared. Checked in a worker thread: a slow
+    service never blocks the event loop."""
+    states = await run_in_threadpool(services)
+    if not states:  # nothing shared (the embedded default): /health as it always was
+        return {}
+    down = [name for name, reason in states.items() if reason is not None]
+    answer: dict[str, Any] = {"services": {name: reason or "ok" for name, reason in states.items()}}
+    if down:
+        answer.update(status="degraded", down=down)
+    return answer
+
+
+def unavailable(exc: ServiceUnavailable) -> JSONResponse:
+    """503: a shared service is down; the answer names it and why, and asks to retry."""
+    return JSONResponse({"detail": str(exc), "service": exc.service}, 503, headers={"Retry-After": "1"})
 
 
 def add_metrics(app: FastAPI, metrics: ServiceMetrics) -> None:
@@ -183,12 +207,15 @@ def add_predict(
                 data = validator.validate_json(body)
             except ValidationError as exc:
                 return _unprocessable([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)])
-            if "rows" in data:
-                served = await batcher.submit(rows_by_value(slot.model, data["rows"]), "rows", None)
-            else:
-                keys = data["entities"]
-                rows = await run_in_threadpool(rows_by_entity, features, keys)
-                served = await batcher.submit(rows, "entities", keys)
+            try:
+                if "rows" in data:
+                    served = await batcher.submit(rows_by_value(slot.model, data["rows"]), "rows", None)
+                else:
+                    keys = data["entities"]
+                    rows = await run_in_threadpool(rows_by_entity, features, keys)
+                    served = await batcher.submit(rows, "entities", keys)
+            except ServiceUnavailable as exc:  # Redis or PostgreSQL down: the next request tries again
+                return unavailable(exc)
             return Response(to_json(public_answer(served)), media_type="application/json")
         finally:
             batcher.in_flight -= 1
@@ -230,6 +257,7 @@ def _documented_predict(config: Config, *, api_key: str | None, max_body_bytes: 
     responses: dict[int | str, dict[str, Any]] = {
         200: {"model": PredictResponse},
         404: _detail(f"an entity key unknown to the online store ({config.schema.entity.key})"),
+        503: _detail("a shared store the answer needs is down (online store unavailable: Redis at ...)"),
         413: _detail(f"a body over {max_body_bytes} bytes"),
         415: _detail("a Content-Type that is not JSON"),
         422: _detail(f"not {ONE_OF}, or a field of the wrong type, missing, NaN or out of range (`loc` names it)"),

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from conveyor.core.config import Config
+from conveyor.stages.serving._app import service_health
 
 __all__ = ["MODELS_PREFIX", "ModelsApp", "create_models_app"]
 
@@ -74,7 +75,11 @@ def create_models_app(config: Config, apps: dict[str, FastAPI]) -> ModelsApp:
             model = model_app.state.slot.model
             served[name] = {"name": model.name, "version": model.version, "task": model.task,
                             "predict": f"{MODELS_PREFIX}/{name}/predict"}
-        return {"status": "ok", "models": served}
+        answer: dict[str, Any] = {"status": "ok", "models": served}
+        services = next((a.state.services for a in apps.values() if a.state.services is not None), None)
+        if services is not None:  # the models share one online store: checked once
+            answer.update(await service_health(services))
+        return answer
 
     @root.api_route("/predict", methods=["POST"], include_in_schema=False)
     async def one_model_predict() -> JSONResponse:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from conveyor.core.records import PredictionRecord
 
-__all__ = ["FeatureReader", "PredictionSink", "Reloader", "ServedModel", "ServiceParts"]
+__all__ = ["FeatureReader", "PredictionSink", "Reloader", "ServedModel", "ServiceCheck", "ServiceParts"]
 
 
 class ServedModel(Protocol):
@@ -70,6 +70,13 @@ class Reloader(Protocol):
     def __call__(self, *, force: bool = False) -> ServedModel | None: ...
 
 
+class ServiceCheck(Protocol):
+    """The shared services answers depend on (Redis, PostgreSQL), by name: None when one answers,
+    else the one-line reason it does not. Called by `/health`; it must return within a few seconds."""
+
+    def __call__(self) -> dict[str, str | None]: ...
+
+
 @dataclass(frozen=True)
 class ServiceParts:
     """Everything a running service holds, opened before the port is bound."""
@@ -84,3 +91,6 @@ class ServiceParts:
     shadow: ServedModel | None = None
     """A challenger that scores every request off the request path; its outputs go to `shadow_log`."""
     shadow_log: PredictionSink | None = None
+    services: ServiceCheck | None = None
+    """What `/health` checks besides the process (the online store's Redis, the registry's
+    PostgreSQL); None: nothing shared."""
