@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from conveyor.stages.training import Champion
 
 __all__ = [
-    "ChampionModel", "ChampionReloader", "build_app", "open_model_service", "open_service", "prediction_buckets", "serve_project", "usable_cores",
+    "ChampionModel", "ChampionReloader", "build_app", "open_champion", "open_model_service", "open_service", "prediction_buckets", "serve_project", "usable_cores",
     "worker_app",
 ]
 
@@ -131,6 +131,18 @@ class ChampionReloader:
             return None
         self.version = champion.version
         return served_model(self.config, ChampionModel(champion), self.online)
+
+
+def open_champion(config: Config, workspace: Workspace) -> tuple[ChampionModel | EngineeredModel, ChampionReloader]:
+    """The champion as `conveyor serve` answers with it (reading the online store and computing the
+    on-demand features when the project engineers features), and the reloader that follows `@champion`."""
+    from conveyor.stages.features import OnlineFeatures
+    from conveyor.stages.training import load_champion
+
+    champion = load_champion(config, workspace, threads=1)
+    online = OnlineFeatures(config, workspace)
+    model = served_model(config, ChampionModel(champion), online)
+    return model, ChampionReloader(config, workspace, champion.version, online)
 
 
 def open_model_service(config: Config, workspace: Workspace, model: str, online: Any) -> ServiceParts:
