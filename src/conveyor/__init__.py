@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from conveyor._version import __version__
 from conveyor.core.errors import ConveyorError
 
 if TYPE_CHECKING:
     from conveyor.runner._project import ModelRegistry, Project, RunResult, StageRun
-
-__version__ = "0.1.0"
 
 __all__ = ["ConveyorError", "ModelRegistry", "Project", "RunResult", "StageRun", "__version__"]
 
