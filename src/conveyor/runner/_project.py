@@ -251,25 +251,27 @@ class Project:
         from conveyor.stages.serving import predict_rows
 
         frame, rows, as_pandas = _rows_of(data)
-        own = model_configs(self.config, model, one=True)[0]
-        served = self._champion(own, model)
+        config = self.config
+        own = model_configs(config, model, one=True)[0]
+        served = self._champion(config, own.model)
         outputs = predict_rows(own, served, rows) if rows else {"prediction": []}
         columns = [pl.Series(name, values) for name, values in outputs.items()]
         answer = frame.with_columns(*columns, pl.lit(served.version, dtype=pl.String).alias("model_version"))
         return answer.to_pandas() if as_pandas else answer
 
-    def _champion(self, own: Config, model: str | None) -> ChampionModel | EngineeredModel:
+    def _champion(self, config: Config, model: str | None) -> ChampionModel | EngineeredModel:
+        """The served champion of the project (or of one of `models:`), kept between calls."""
         from conveyor.runner._serve import open_champion
 
         cached = self._served.get(model)
-        if cached is None or cached[0] != own:
-            served, reload = open_champion(own, self.workspace)
-            self._served[model] = (own, served, reload)
+        if cached is None or cached[0] != config:  # first call, or conveyor.yaml changed
+            served, reload = open_champion(config, self.workspace, model)
+            self._served[model] = (config, served, reload)
             return served
         _, served, reload = cached
         moved = reload()  # the serving reloader: a look at the registry's file, a load only when it changed
         if moved is not None:
-            self._served[model] = (own, moved, reload)
+            self._served[model] = (config, moved, reload)
             return moved
         return served
 

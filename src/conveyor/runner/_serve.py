@@ -133,16 +133,23 @@ class ChampionReloader:
         return served_model(self.config, ChampionModel(champion), self.online)
 
 
-def open_champion(config: Config, workspace: Workspace) -> tuple[ChampionModel | EngineeredModel, ChampionReloader]:
+def open_champion(
+    config: Config, workspace: Workspace, model: str | None = None,
+) -> tuple[ChampionModel | EngineeredModel, ChampionReloader]:
     """The champion as `conveyor serve` answers with it (reading the online store and computing the
-    on-demand features when the project engineers features), and the reloader that follows `@champion`."""
+    on-demand features when the project engineers features), and the reloader that follows `@champion`.
+
+    `config` is the project's; `model` one of its `models:`, whose champion reads the project's
+    online store, as in `build_app`.
+    """
     from conveyor.stages.features import OnlineFeatures
     from conveyor.stages.training import load_champion
 
-    champion = load_champion(config, workspace, threads=1)
+    own = config if model is None else config.for_model(model)
+    champion = load_champion(own, workspace, threads=1)
     online = OnlineFeatures(config, workspace)
-    model = served_model(config, ChampionModel(champion), online)
-    return model, ChampionReloader(config, workspace, champion.version, online)
+    served = served_model(own, ChampionModel(champion), online)
+    return served, ChampionReloader(own, workspace, champion.version, online)
 
 
 def open_model_service(config: Config, workspace: Workspace, model: str, online: Any) -> ServiceParts:
