@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.conftest import TAXI_DIR, Server, conveyor
+from tests.conftest import BIKE_CSV, TAXI_DIR, Server, conveyor
 
 TAXI_CSV = TAXI_DIR / "nyc_taxi_trips.csv"
 
@@ -186,17 +186,18 @@ def test_models_predict_each_model_as_its_http_path(taxi_models: Path) -> None:
 
 def test_init_writes_what_the_cli_writes(tmp_path: Path) -> None:
     from conveyor import Project
+    from conveyor.core.errors import ConfigError
 
-    head = "".join(TAXI_CSV.read_text().splitlines(keepends=True)[:600])
+    head = "".join(BIKE_CSV.read_text().splitlines(keepends=True)[:1500])
     for folder in ("api", "cli"):
         (tmp_path / folder).mkdir()
-        (tmp_path / folder / "trips.csv").write_text(head)
-    project = Project.init(tmp_path / "api" / "trips.csv", target="fare_amount", drop=["total_amount", "tip_amount"],
-                           timestamp="tpep_pickup_datetime", name="trips")
-    conveyor("init", "--csv", "trips.csv", "--target", "fare_amount", "--drop", "total_amount", "--drop", "tip_amount",
-             "--timestamp", "tpep_pickup_datetime", "--name", "trips", cwd=tmp_path / "cli")
+        (tmp_path / folder / "hour.csv").write_text(head)
+    project = Project.init(tmp_path / "api" / "hour.csv", target="cnt", timestamp=["dteday", "hr"], name="bikes")
+    conveyor("init", "--csv", "hour.csv", "--target", "cnt", "--timestamp", "dteday,hr", "--name", "bikes",
+             cwd=tmp_path / "cli")
     assert project.root == (tmp_path / "api").resolve()
     assert (tmp_path / "api" / "conveyor.yaml").read_text() == (tmp_path / "cli" / "conveyor.yaml").read_text()
-    assert project.config.schema.target == "fare_amount" and project.name == "trips"
-    with pytest.raises(Exception, match="exists"):
-        Project.init(tmp_path / "api" / "trips.csv", target="fare_amount")
+    assert project.config.schema.target == "cnt" and project.name == "bikes"
+    assert project.config.schema.event_time.columns == ["dteday", "hr"]
+    with pytest.raises(ConfigError, match="exists; pass force=True"):
+        Project.init(tmp_path / "api" / "hour.csv", target="cnt")

@@ -184,6 +184,9 @@ class Project:
         if not source.is_file():
             raise ConfigError(f"Project.init: no file {source.resolve()}; give the path of a CSV or Parquet file")
         folder = Path(path) if path is not None else source.parent
+        if (folder / CONFIG_FILE).exists() and not force:
+            raise ConfigError(f"{folder / CONFIG_FILE} exists; pass force=True to overwrite it, or open it with "
+                              f"Project({str(folder)!r})")
         timestamps = [timestamp] if isinstance(timestamp, str) else list(timestamp or [])
         init_project(source, target=target, output=folder / CONFIG_FILE, entity=entity, timestamps=timestamps,
                      drop=list(drop), name=name, force=force)
