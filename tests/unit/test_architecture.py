@@ -19,14 +19,15 @@ def test_import_linter_contracts_hold() -> None:
 
 
 PUBLIC = {
-    "conveyor": ["ConveyorError", "__version__"],
+    "conveyor": ["ConveyorError", "ModelRegistry", "Project", "RunResult", "StageRun", "__version__"],
     "conveyor.cli": ["app", "cli"],
     "conveyor.runner": [
-        "STAGES", "Event", "LineageStep", "add_labels_project", "cache_key", "init_project", "last_artifact", "lineage_of_model",
+        "STAGES", "Event", "LineageStep", "ModelRegistry", "Project", "RunResult", "StageRun", "add_labels_project", "cache_key", "init_project", "last_artifact", "lineage_of_model",
         "lineage_of_prediction", "load_project", "model_configs", "monitor_project", "project_lock", "run_pipeline",
         "serve_project",
         "stage_names",
         "stages_of",
+        "without_search",
     ],
     "conveyor.stages.sources": [
         "INGEST", "LINE_COLUMN", "RawSnapshot", "infer_config", "infer_remote_config", "ingest", "source_digest",
@@ -46,7 +47,7 @@ PUBLIC = {
     "conveyor.stages.monitoring": ["DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "monitor"],
     "conveyor.stages.serving": [
         "MAX_BODY_MB", "FeatureReader", "ModelsApp", "PredictionSink", "RequestModels", "ServedModel", "ServiceParts",
-        "create_app", "create_models_app", "request_models", "serve",
+        "create_app", "create_models_app", "predict_rows", "request_models", "serve",
     ],
 }
 

@@ -11,12 +11,17 @@ from conveyor.runner._commands import (
 from conveyor.runner._lineage import LineageStep, lineage_of_model, lineage_of_prediction
 from conveyor.runner._lock import project_lock
 from conveyor.runner._pipeline import STAGES, Event, cache_key, last_artifact, run_pipeline, stage_names, stages_of
+from conveyor.runner._project import ModelRegistry, Project, RunResult, StageRun, without_search
 
 __all__ = [
     "STAGES",
     "add_labels_project",
     "Event",
     "LineageStep",
+    "ModelRegistry",
+    "Project",
+    "RunResult",
+    "StageRun",
     "cache_key",
     "init_project",
     "last_artifact",
@@ -30,4 +35,5 @@ __all__ = [
     "serve_project",
     "stage_names",
     "stages_of",
+    "without_search",
 ]

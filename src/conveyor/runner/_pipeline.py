@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from conveyor import __version__
+from conveyor._version import __version__
 from conveyor.core.artifacts import Artifact, Result
 from conveyor.core.config import Config
 from conveyor.core.errors import ConveyorError

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from conveyor.stages.training import Champion
 
 __all__ = [
-    "ChampionModel", "ChampionReloader", "build_app", "open_model_service", "open_service", "prediction_buckets", "serve_project", "usable_cores",
+    "ChampionModel", "ChampionReloader", "build_app", "open_champion", "open_model_service", "open_service", "prediction_buckets", "serve_project", "usable_cores",
     "worker_app",
 ]
 
@@ -143,6 +143,25 @@ class ChampionReloader:
             return None
         self.version = champion.version
         return served_model(self.config, ChampionModel(champion), self.online)
+
+
+def open_champion(
+    config: Config, workspace: Workspace, model: str | None = None,
+) -> tuple[ChampionModel | EngineeredModel, ChampionReloader]:
+    """The champion as `conveyor serve` answers with it (reading the online store and computing the
+    on-demand features when the project engineers features), and the reloader that follows `@champion`.
+
+    `config` is the project's; `model` one of its `models:`, whose champion reads the project's
+    online store, as in `build_app`.
+    """
+    from conveyor.stages.features import OnlineFeatures
+    from conveyor.stages.training import load_champion
+
+    own = config if model is None else config.for_model(model)
+    champion = load_champion(own, workspace, threads=1)
+    online = OnlineFeatures(config, workspace)
+    served = served_model(own, ChampionModel(champion), online)
+    return served, ChampionReloader(own, workspace, champion.version, online)
 
 
 def open_model_service(config: Config, workspace: Workspace, model: str, online: Any) -> ServiceParts:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from conveyor.stages.serving._app import MAX_BODY_MB, create_app
 from conveyor.stages.serving._models import ModelsApp, create_models_app
 from conveyor.stages.serving._ports import FeatureReader, PredictionSink, ServedModel, ServiceParts
+from conveyor.stages.serving._predict import predict_rows
 from conveyor.stages.serving._schemas import RequestModels, request_models
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "ServiceParts",
     "create_app",
     "create_models_app",
+    "predict_rows",
     "request_models",
     "serve",
 ]

@@ -6,11 +6,13 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from conveyor.core.config import Config
+from conveyor.core.errors import DataError
 from conveyor.core.records import PredictionRecord, finite_or_none
 from conveyor.stages.serving._batch import Served
 from conveyor.stages.serving._ports import FeatureReader, ServedModel
 
-__all__ = ["public_answer", "rows_by_entity", "rows_by_value"]
+__all__ = ["predict_rows", "public_answer", "rows_by_entity", "rows_by_value"]
 
 
 def rows_by_value(model: ServedModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -44,3 +46,45 @@ def _public(record: PredictionRecord) -> dict[str, Any]:
     if record.entity is not None:
         result["entity"] = record.entity
     return result
+
+
+def predict_rows(config: Config, model: ServedModel, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """What POST /predict answers for `rows` of raw values, without HTTP and without the log.
+
+    Each batch of `serving.max_batch` rows goes the request's way: its JSON is validated by the
+    same validator as a request body (`body_validator`: types, finite numbers, extra keys
+    ignored), the missing-value rule is applied (`rows_by_value`) and `model` predicts the rows
+    (a model that reads engineered features joins them itself, as the served one does). A row
+    the service would answer with a 422 is a `DataError` naming the row and the column.
+    """
+    from pydantic import ValidationError
+    from pydantic_core import to_json
+
+    from conveyor.stages.serving._schemas import body_validator
+
+    validator = body_validator(config)
+    size = config.serving.max_batch
+    outputs: dict[str, list[Any]] = {}
+    for start in range(0, len(rows), size):
+        try:
+            data = validator.validate_json(to_json({"rows": rows[start:start + size]}, inf_nan_mode="constants", serialize_unknown=True))
+        except ValidationError as exc:
+            raise DataError(_row_error(exc, start)) from None
+        for name, values in model.predict_records(rows_by_value(model, data["rows"]), cleaned=True).items():
+            outputs.setdefault(name, []).extend(values)
+    return outputs
+
+
+def _row_error(exc: Any, offset: int) -> str:
+    """The first validation error as one line: which row, which column, what is wrong."""
+    errors = exc.errors(include_url=False)
+    error = errors[0]
+    loc = list(error["loc"])
+    if loc[:2] == ["rows", "rows"]:  # the union's tag, then the field
+        loc = loc[2:]
+    where = f"row {int(loc[0]) + offset}" if loc and isinstance(loc[0], int) else "the rows"
+    if len(loc) > 1:
+        where += f", column {loc[1]!r}"
+    more = f" ({len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    return (f"{where}: {error['msg']}{more}; `conveyor serve` would answer this with a 422: give the "
+            "feature columns the types conveyor.yaml declares (schema.columns)")

@@ -69,9 +69,9 @@ MLflow puts the folder above this one on sys.path when it loads the model (code_
 
 def model_code(folder: Path) -> Path:
     """Write the copy into `folder/conveyor` and return that folder, for `code_paths`."""
-    import conveyor
+    from conveyor._version import __version__
 
-    source = Path(conveyor.__file__).parent
+    source = Path(__file__).resolve().parents[2]  # the package folder: stages/training/_portable.py
     package = folder / "conveyor"
     for relative in _MODULES:
         target = package / relative
@@ -80,7 +80,7 @@ def model_code(folder: Path) -> Path:
     for sub in ("core", "stages", "stages/training"):
         (package / sub / "__init__.py").write_text("")
     (package / "__init__.py").write_text(_PACKAGE_INIT)
-    (package / _MARKER).write_text(_MARKER_TEXT.format(version=conveyor.__version__))
+    (package / _MARKER).write_text(_MARKER_TEXT.format(version=__version__))
     return package
 
 
