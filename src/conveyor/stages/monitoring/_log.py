@@ -12,6 +12,7 @@ loses no acknowledged prediction; `fsync=True` also survives power loss. Several
 may share a segment safely: an `O_APPEND` write lands whole at the end.
 
 A torn last line (power loss or a full disk mid-write) is skipped on reading, never fatal.
+A batch that fails mid-write (a full disk) is cut off again, so none of its unanswered records is read.
 Before its first append to a file, a log checks that the file ends with a newline and, if
 not, terminates the torn line first, so the next record starts on a line of its own.
 
@@ -66,10 +67,16 @@ class PredictionLog:
             if fd < 0:
                 fd, payload = -fd - 1, b"\n" + payload  # end a torn line; it stays unreadable, new ones do not
             view = memoryview(payload)
-            while view:  # one write in practice; a partial write (a full disk, a signal) continues
-                view = view[os.write(fd, view):]
-            if self.fsync:
-                os.fsync(fd)
+            try:
+                while view:  # one write in practice; a partial write (a full disk, a signal) continues
+                    view = view[os.write(fd, view):]
+                if self.fsync:
+                    os.fsync(fd)
+            except OSError:
+                _undo(fd, len(payload) - len(view))
+                self._fds.pop(path, None)  # reopened by the next append, which ends a torn line left behind
+                os.close(fd)
+                raise
 
     def _descriptor(self, path: Path) -> int:
         """The open descriptor of `path`; `-fd - 1` the first time, when its last line was torn."""
@@ -243,6 +250,20 @@ def _merge(segments: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     if len(segments) == 1:
         return segments[0]
     return list(heapq.merge(*segments, key=lambda d: str(d.get("timestamp", ""))))
+
+
+def _undo(fd: int, written: int) -> None:
+    """Cut off the `written` bytes of a failed batch (a full disk mid-write): none of its records was
+    answered, so none may be read as served. Only when nothing was appended after them (another process
+    sharing the segment); otherwise they stay, and the torn line among them stays unreadable."""
+    if not written:
+        return
+    try:
+        end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: just past the bytes this batch wrote
+        if os.fstat(fd).st_size == end:
+            os.ftruncate(fd, end - written)
+    except OSError:
+        pass
 
 
 def _torn(path: Path) -> bool:

@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from conveyor.core.config import Config
 from conveyor.core.errors import ServingError
-from conveyor.stages.serving._batch import Batcher
+from conveyor.stages.serving._batch import Batcher, LogUnwritable
 from conveyor.stages.serving._errors import public_errors, validation_error
 from conveyor.stages.serving._guard import UNAUTHORIZED, Guard, _bearer_token, api_key_of, authorized, security
 from conveyor.stages.serving._metrics import Measure, ServiceMetrics
@@ -120,14 +120,17 @@ def add_health(app: FastAPI, config: Config, slot: ModelSlot) -> None:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        """The model being served (it changes when `@champion` moves), its features and the entity key."""
+        """The model being served (it changes when `@champion` moves), its features and the entity key;
+        `degraded` with the reason while the prediction log cannot be written."""
         model = slot.model
+        log_down = app.state.batcher.log_down
         return {
-            "status": "ok",
+            "status": "ok" if log_down is None else "degraded",
             "model": {"name": model.name, "version": model.version, "run_id": model.run_id},
             "task": model.task,
             "features": features,
             "entity_key": key,
+            "prediction_log": log_down or "ok",
         }
 
 
@@ -190,6 +193,9 @@ def add_predict(
                 rows = await run_in_threadpool(rows_by_entity, features, keys)
                 served = await batcher.submit(rows, "entities", keys)
             return Response(to_json(public_answer(served)), media_type="application/json")
+        except LogUnwritable as exc:  # never an answer without its record; the first write that succeeds recovers
+            return JSONResponse({"detail": f"{exc.reason}; retry later", "service": "prediction log"}, 503,
+                                headers={"Retry-After": "1"})
         finally:
             batcher.in_flight -= 1
 
@@ -232,6 +238,7 @@ def _documented_predict(config: Config, *, api_key: str | None, max_body_bytes: 
         404: _detail(f"an entity key unknown to the online store ({config.schema.entity.key})"),
         413: _detail(f"a body over {max_body_bytes} bytes"),
         415: _detail("a Content-Type that is not JSON"),
+        503: _detail("the prediction log cannot be written (a full disk): nothing is answered unlogged"),
         422: _detail(f"not {ONE_OF}, or a field of the wrong type, missing, NaN or out of range (`loc` names it)"),
     }
     if api_key is not None:

@@ -44,6 +44,10 @@ class ServiceMetrics:
         self.reload_failures = Counter(
             "conveyor_model_reload_failures", "Reloads that failed (the old model kept serving)", registry=self.registry
         )
+        self.log_failures = Counter(
+            "conveyor_log_write_failed_rows", "Rows answered 503 because the prediction log could not be written",
+            registry=self.registry,
+        )
         self.shadow_rows = Counter("conveyor_shadow_rows", "Rows scored by the shadow model", registry=self.registry)
         self.shadow_dropped = Counter(
             "conveyor_shadow_dropped_rows", "Rows the shadow model skipped (behind, or failed)", registry=self.registry

@@ -73,8 +73,10 @@ def create_models_app(config: Config, apps: dict[str, FastAPI]) -> ModelsApp:
         for name, model_app in apps.items():
             model = model_app.state.slot.model
             served[name] = {"name": model.name, "version": model.version, "task": model.task,
-                            "predict": f"{MODELS_PREFIX}/{name}/predict"}
-        return {"status": "ok", "models": served}
+                            "predict": f"{MODELS_PREFIX}/{name}/predict",
+                            "prediction_log": model_app.state.batcher.log_down or "ok"}
+        down = any(model["prediction_log"] != "ok" for model in served.values())
+        return {"status": "degraded" if down else "ok", "models": served}
 
     @root.api_route("/predict", methods=["POST"], include_in_schema=False)
     async def one_model_predict() -> JSONResponse:
