@@ -46,10 +46,43 @@ def test_bad_rows_are_set_aside_with_their_line_and_reason(tmp_path: Path) -> No
     rejected = (tmp_path / str(added.rejected_file)).read_text().splitlines()
     assert rejected[0] == "_line,_reason,request_id,cnt" and len(rejected) == 6
     assert rejected[-1].startswith("7,") and "import os" in rejected[-1]  # hostile text stays data
-    again = tmp_path / "again.csv"  # a later label of the same request replaces the earlier one
+    again = tmp_path / "again.csv"  # a different label of a labeled request is refused, unless --replace
     again.write_text("request_id,cnt\nr0,12\n")
-    assert add_labels(config, workspace, again).labeled_total == 2
+    refused = add_labels(config, workspace, again)
+    assert (refused.accepted, refused.rejected) == (0, 1)
+    assert refused.first_rejected == ["line 2: already labeled 11.0 (add with --replace to change it) ('12.0')"]
+    assert LabelLog(workspace.labels()).read()["r0"] == 11.0
+    replaced = add_labels(config, workspace, again, replace=True)
+    assert (replaced.accepted, replaced.replaced, replaced.labeled_total) == (1, 1, 2)
     assert LabelLog(workspace.labels()).read()["r0"] == 12.0
+
+
+def test_a_request_id_labeled_twice_differently_is_refused_on_both_lines(tmp_path: Path) -> None:
+    config, workspace = _project(tmp_path)
+    _log(workspace, [10.0, 20.0, 30.0])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,cnt\nr0,11\nr1,21\nr2,31\nr1,22\nr2,31.0\n")
+    added = add_labels(config, workspace, labels)
+    assert (added.rows, added.accepted, added.rejected, added.skipped) == (5, 2, 2, 1)  # r2 agrees: once
+    assert added.reasons == {"different labels for one request id in this file": 2}
+    assert added.first_rejected == ["line 3: 'r1' has different labels on lines 3, 5 ('21.0')",
+                                    "line 5: 'r1' has different labels on lines 3, 5 ('22.0')"]
+    assert LabelLog(workspace.labels()).read() == {"r0": 11.0, "r2": 31.0}
+    rejected = (tmp_path / str(added.rejected_file)).read_text().splitlines()
+    assert [row.split(",")[0] for row in rejected[1:]] == ["3", "5"]
+
+
+def test_adding_a_file_twice_adds_nothing(tmp_path: Path) -> None:
+    config, workspace = _project(tmp_path)
+    _log(workspace, [10.0, 20.0])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,cnt\nr0,11\nr1,21\n")
+    first = add_labels(config, workspace, labels)
+    second = add_labels(config, workspace, labels)
+    assert (first.accepted, first.skipped) == (2, 0)
+    assert (second.accepted, second.skipped, second.rejected, second.labeled_total) == (0, 2, 0, 2)
+    assert "2 already recorded (skipped)" in second.summary()
+    assert len(LabelLog(workspace.labels()).path.read_text().splitlines()) == 2  # nothing appended twice
 
 
 def test_a_file_without_the_columns_is_one_clear_error(tmp_path: Path) -> None:

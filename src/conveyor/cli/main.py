@@ -603,6 +603,8 @@ def labels_add(
     id_column: Annotated[str, typer.Option("--id", help="The request id column.")] = "request_id",
     label_column: Annotated[Optional[str], typer.Option(
         "--label", help="The label column (default: the target's name, else `label`).")] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Change labels already recorded (without it, a different label is refused).")] = False,
     project: ProjectOpt = Path("."),
     for_model: ForOpt = None,
     no_wait: NoWaitOpt = False,
@@ -613,14 +615,14 @@ def labels_add(
     with _locked(project, "conveyor labels add", no_wait):
         config, workspace = load_project(project)
         own = model_configs(config, for_model, one=True)[0]
-        added = add_labels_project(own, workspace, file, id_column, label_column)
+        added = add_labels_project(own, workspace, file, id_column, label_column, replace)
     typer.echo(added.summary())  # plain lines: a label file's path is long, and logs should not wrap
     for line in added.first_rejected:
         typer.echo(f"  {line}")
     if added.rejected_file:
         typer.echo(f"rejected rows, with their line and reason: {added.rejected_file}")
     typer.echo(f"{added.labeled_total} labeled predictions of {own.name}; `conveyor monitor` scores them")
-    if added.rows and not added.accepted:
+    if added.rows and not added.accepted and not added.skipped:
         raise typer.Exit(1)
 
 

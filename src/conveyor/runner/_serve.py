@@ -183,7 +183,28 @@ def _service_parts(own: Config, workspace: Workspace, online: Any | None) -> Ser
         reload=ChampionReloader(own, workspace, champion.version, online),
         shadow=shadow,
         shadow_log=PredictionLog(log / "shadow") if shadow is not None else None,
+        labels=LabelRecorder(own, workspace),
     )
+
+
+class LabelRecorder:
+    """POST /labels: labels pushed by a system, checked and recorded as `conveyor labels add` does."""
+
+    def __init__(self, config: Config, workspace: Workspace) -> None:
+        import threading
+
+        self.config, self.workspace = config, workspace
+        self._lock = threading.Lock()  # one push at a time: each checks against the labels before it
+
+    def __call__(self, labels: list[tuple[str, Any]], *, replace: bool) -> dict[str, Any]:
+        from conveyor.stages.monitoring import label_text, record_labels
+
+        given = [(item, request_id.strip(), label_text(label), [request_id, label_text(label)])
+                 for item, (request_id, label) in enumerate(labels, start=1)]
+        with self._lock:
+            added = record_labels(self.config, self.workspace, given, header=["request_id", "label"],
+                                  source="POST /labels", where="item", replace=replace)
+        return added.model_dump()
 
 
 def _shadow_model(config: Config, workspace: Workspace) -> ChampionModel:

@@ -3,8 +3,10 @@
 `conveyor labels add FILE` reads a CSV of request ids (from the prediction answers) and true
 values, checks every row against the prediction log and the model's task, and appends the good
 ones to `labels/labels.jsonl` (`labels/<model>/` for a model of `models:`), one JSON object per
-line, in one `O_APPEND` write. A later label of the same request id replaces an earlier one.
-Rejected rows go to `labels/rejected-<time>.csv` with their line and reason; nothing is
+line, in one `O_APPEND` write. Adding a file twice adds nothing (a label already recorded with
+the same value is skipped); a different label for a labeled request id is refused unless
+`--replace`, and a file that labels one request id twice differently is refused on both lines.
+`POST /labels` on the server goes through the same checks (`record_labels`). Rejected rows go to `labels/rejected-<time>.csv` with their line and reason; nothing is
 dropped silently. `conveyor monitor` scores the labeled predictions of the checked version
 against the champion's test score (`performance`).
 """
@@ -31,7 +33,7 @@ from conveyor.core.errors import DataError
 from conveyor.core.workspace import Workspace
 from conveyor.stages.monitoring._log import PredictionLog
 
-__all__ = ["LabelLog", "LabelsAdded", "Performance", "add_labels", "score_labels"]
+__all__ = ["LabelLog", "LabelsAdded", "Performance", "add_labels", "label_text", "record_labels", "score_labels"]
 
 _TRUE = {"true", "yes", "t", "1", "1.0"}
 _FALSE = {"false", "no", "f", "0", "0.0"}
@@ -86,6 +88,10 @@ class LabelsAdded(Result):
     rows: int
     accepted: int
     rejected: int
+    skipped: int = 0
+    """Labels already recorded with the same value, and agreeing repeats within the file: nothing to add."""
+    replaced: int = 0
+    """Labels that changed an earlier one (`--replace`)."""
     reasons: dict[str, int]
     """How many rows each reason rejected."""
     first_rejected: list[str]
@@ -96,6 +102,10 @@ class LabelsAdded(Result):
 
     def summary(self) -> str:
         text = f"{self.accepted} of {self.rows} labels added from {self.file}"
+        if self.replaced:
+            text += f" ({self.replaced} replacing an earlier label)"
+        if self.skipped:
+            text += f", {self.skipped} already recorded (skipped)"
         if self.rejected:
             text += f", {self.rejected} rejected (" + ", ".join(f"{k}: {v}" for k, v in self.reasons.items()) + ")"
         return text
@@ -175,7 +185,8 @@ def _parse_label(text: str, task: str, kind: str) -> tuple[Any, str | None]:
 
 
 def add_labels(
-    config: Config, workspace: Workspace, path: Path, *, id_column: str = "request_id", label_column: str | None = None
+    config: Config, workspace: Workspace, path: Path, *, id_column: str = "request_id", label_column: str | None = None,
+    replace: bool = False,
 ) -> LabelsAdded:
     """Check a CSV of labels against the prediction log and append the good rows (see the module)."""
     header, rows = _read_rows(path)
@@ -190,16 +201,32 @@ def add_labels(
             f"{', '.join(map(repr, header))} (name them with --id and --label)"
         )
     label_column = found[0]
+    id_at, label_at = header.index(id_column), header.index(label_column)
+    given = [(line, fields[id_at].strip() if id_at < len(fields) else "",
+              fields[label_at] if label_at < len(fields) else "", fields) for line, fields in rows]
+    return record_labels(config, workspace, given, header=header, source=str(path), where="line", replace=replace)
+
+
+def record_labels(
+    config: Config, workspace: Workspace, given: Sequence[tuple[int, str, str, list[str]]], *, header: list[str],
+    source: str, where: str = "line", replace: bool = False,
+) -> LabelsAdded:
+    """Check labels (line, request id, label text, the row's fields) and append the good ones.
+
+    A request id that a file labels twice with different values is refused on each of its lines;
+    agreeing repeats count once. A label already recorded with the same value is skipped; with a
+    different value it is refused, unless `replace`. Rejected rows go to `rejected-<time>.csv`.
+    """
     logged = {str(r["request_id"]): r for r in PredictionLog(workspace.prediction_log(config.model)).read()
               if "request_id" in r}
     kind = _model_output_kind([r.get("prediction") for r in logged.values()])
-    id_at, label_at = header.index(id_column), header.index(label_column)
+    folder = workspace.labels(config.model)
+    labels = LabelLog(folder)
+    recorded = labels.read()
     stamp = datetime.now(UTC)
-    accepted: list[dict[str, Any]] = []
     rejected: list[tuple[int, str, str, list[str]]] = []  # line, reason, value, fields
-    for line, fields in rows:
-        request_id = fields[id_at].strip() if id_at < len(fields) else ""
-        text = fields[label_at] if label_at < len(fields) else ""
+    valid: dict[str, list[tuple[int, Any, list[str]]]] = {}  # request id -> (line, label, fields), in file order
+    for line, request_id, text, fields in given:
         if not request_id:
             rejected.append((line, "no request id", "", fields))
             continue
@@ -210,28 +237,71 @@ def add_labels(
         if why is not None:
             rejected.append((line, why, text, fields))
             continue
+        valid.setdefault(request_id, []).append((line, label, fields))
+    accepted: list[dict[str, Any]] = []
+    skipped = replaced = 0
+    for request_id, seen in valid.items():
+        values = {_same(label) for _, label, _ in seen}
+        if len(values) > 1:
+            lines = ", ".join(str(line) for line, _, _ in seen)
+            for line, label, fields in seen:
+                rejected.append((line, f"{request_id!r} has different labels on {where}s {lines}", str(label), fields))
+            continue
+        skipped += len(seen) - 1  # agreeing repeats count once
+        line, label, fields = seen[0]
+        if request_id in recorded and recorded[request_id] is not None:
+            if _same(recorded[request_id]) == _same(label):
+                skipped += 1
+                continue
+            if not replace:
+                rejected.append((line, f"already labeled {recorded[request_id]!r} (add with --replace to change it)",
+                                 str(label), fields))
+                continue
+            replaced += 1
         accepted.append({"request_id": request_id, "label": label, "added_at": stamp.isoformat(),
-                         "file": path.name, "line": line})
-    folder = workspace.labels(config.model)
-    labels = LabelLog(folder)
+                         "file": Path(source).name, "line": line})
+    rejected.sort(key=lambda r: r[0])
     labels.append(accepted)
     rejected_file = None
     if rejected:
-        rejected_file = folder / f"rejected-{stamp.strftime('%Y%m%dT%H%M%S')}.csv"
+        rejected_file = folder / f"rejected-{stamp.strftime('%Y%m%dT%H%M%S%f')}.csv"
         folder.mkdir(parents=True, exist_ok=True)
         with rejected_file.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["_line", "_reason", *header])
+            writer.writerow([f"_{where}", "_reason", *header])
             for line, why, value, fields in rejected:
                 writer.writerow([line, f"{why}: {_short(value)}" if value else why, *fields])
     return LabelsAdded(
-        file=str(path), rows=len(rows), accepted=len(accepted), rejected=len(rejected),
-        reasons=dict(Counter(why for _, why, _, _ in rejected)),
-        first_rejected=[f"line {line}: {why}" + (f" ({_short(value)})" if value else "")
+        file=source, rows=len(given), accepted=len(accepted), rejected=len(rejected), skipped=skipped,
+        replaced=replaced, reasons=dict(Counter(_reason_kind(why) for _, why, _, _ in rejected)),
+        first_rejected=[f"{where} {line}: {why}" + (f" ({_short(value)})" if value else "")
                         for line, why, value, _ in rejected[:3]],
         rejected_file=relative_to(rejected_file, workspace.root) if rejected_file else None,
         labeled_total=len(labels.read()),
     )
+
+
+def _same(label: Any) -> str:
+    """A label compared across files and repeats: `11` and `11.0` agree, `True` and `true` too."""
+    return class_key(label)
+
+
+def _reason_kind(why: str) -> str:
+    """The reason without the request id or lines, to count rejections by kind."""
+    if "has different labels on" in why:
+        return "different labels for one request id in this file"
+    if why.startswith("already labeled"):
+        return "already labeled with another value (--replace changes it)"
+    return why
+
+
+def label_text(value: Any) -> str:
+    """A label from JSON as the text a CSV would hold: `true`, `3`, `2.5`, `""` for null."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class Performance(BaseModel):

@@ -32,6 +32,7 @@ from conveyor.core.errors import ServingError
 from conveyor.stages.serving._batch import Batcher, LogUnwritable
 from conveyor.stages.serving._errors import public_errors, validation_error
 from conveyor.stages.serving._guard import UNAUTHORIZED, Guard, _bearer_token, api_key_of, authorized, security
+from conveyor.stages.serving._labels import LABELS, add_labels_route
 from conveyor.stages.serving._metrics import Measure, ServiceMetrics
 from conveyor.stages.serving._ports import ServedModel, ServiceParts
 from conveyor.stages.serving._predict import public_answer, rows_by_entity, rows_by_value
@@ -84,9 +85,10 @@ def create_app(config: Config, parts: ServiceParts, *, max_body_bytes: int = MAX
     add_health(app, config, slot)
     add_metrics(app, metrics)
     add_reload(app, slot, admin_key)
+    add_labels_route(app, parts.labels, admin_key)
     add_predict(app, config, parts, batcher, api_key=api_key, max_body_bytes=max_body_bytes)
     app.add_middleware(Guard, path=PREDICT, api_key=api_key, max_body_bytes=max_body_bytes)  # inside Measure
-    app.add_middleware(Measure, metrics=metrics, paths=frozenset({PREDICT, "/health", "/metrics", RELOAD}))
+    app.add_middleware(Measure, metrics=metrics, paths=frozenset({PREDICT, "/health", "/metrics", RELOAD, LABELS}))
     return app
 
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from conveyor.core.records import PredictionRecord
 
-__all__ = ["FeatureReader", "PredictionSink", "Reloader", "ServedModel", "ServiceParts"]
+__all__ = ["FeatureReader", "LabelSink", "PredictionSink", "Reloader", "ServedModel", "ServiceParts"]
 
 
 class ServedModel(Protocol):
@@ -70,6 +70,13 @@ class Reloader(Protocol):
     def __call__(self, *, force: bool = False) -> ServedModel | None: ...
 
 
+class LabelSink(Protocol):
+    """Where `POST /labels` goes: checks (request id, label) pairs against the prediction log and the
+    labels already recorded, records the good ones, and reports `accepted`, `rejected`, `reasons`, ..."""
+
+    def __call__(self, labels: list[tuple[str, Any]], *, replace: bool) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class ServiceParts:
     """Everything a running service holds, opened before the port is bound."""
@@ -84,3 +91,5 @@ class ServiceParts:
     shadow: ServedModel | None = None
     """A challenger that scores every request off the request path; its outputs go to `shadow_log`."""
     shadow_log: PredictionSink | None = None
+    labels: LabelSink | None = None
+    """Where `POST /labels` records labels (needs `serving.admin_key_env`); None: no such endpoint."""
