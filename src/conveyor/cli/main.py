@@ -575,11 +575,33 @@ def monitor(
             style = "red" if check.performance.degraded else "green"
             console.print(f"[{style}]{check.performance.summary()}[/]")
             degraded = degraded or bool(check.performance.degraded)
+            _print_windows(console, check.performance)
+        if check.unreadable:
+            more = f" and {check.unreadable - len(check.unreadable_at)} more" if check.unreadable > len(
+                check.unreadable_at) else ""
+            console.print(f"[yellow]{check.unreadable} unreadable lines in the prediction log were left out: "
+                          f"{escape(', '.join(check.unreadable_at))}{more}[/]")
         drifted = drifted or check.verdict == "drift"
     if fail_on_drift and drifted:
         raise typer.Exit(3)
     if fail_on_degraded and degraded:
         raise typer.Exit(4)
+
+
+def _print_windows(console: Any, performance: Any) -> None:
+    """The primary metric per time window, beside the test score: one compact table."""
+    from rich.table import Table
+
+    if not performance.windows:
+        return
+    test = "" if performance.test_value is None else f" (test {performance.test_value:.4f})"
+    table = Table(title=f"{performance.metric} per {performance.window}{test}", title_justify="left", box=None)
+    for column in ("window (UTC)", "labeled", performance.metric):
+        table.add_column(column)
+    for window in performance.windows:
+        table.add_row(window.start[:16].replace("T", " "), str(window.n_labeled),
+                      "-" if window.value is None else f"{window.value:.4f}")
+    console.print(table)
 
 
 def _missing(row: Any) -> str:

@@ -33,7 +33,7 @@ from conveyor.core.errors import DataError
 from conveyor.core.workspace import Workspace
 from conveyor.stages.monitoring._log import PredictionLog
 
-__all__ = ["LabelLog", "LabelsAdded", "Performance", "add_labels", "label_text", "record_labels", "score_labels"]
+__all__ = ["LabelLog", "LabelsAdded", "Performance", "PerformanceWindow", "add_labels", "label_text", "record_labels", "score_labels"]
 
 _TRUE = {"true", "yes", "t", "1", "1.0"}
 _FALSE = {"false", "no", "f", "0", "0.0"}
@@ -304,6 +304,18 @@ def label_text(value: Any) -> str:
     return str(value)
 
 
+class PerformanceWindow(BaseModel):
+    """The labeled predictions served in one time window (`monitoring.performance_window`), scored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: str
+    """ISO time (UTC) the window starts; it ends where the next would start."""
+    n_labeled: int
+    value: float | None
+    """The primary metric; None when fewer than `monitoring.min_rows` of its predictions are labeled."""
+
+
 class Performance(BaseModel):
     """The champion's primary metric on labeled served predictions, beside its test score."""
 
@@ -319,6 +331,10 @@ class Performance(BaseModel):
     degraded: bool | None
     """Worse than the test score by more than `monitoring.performance_drop` of it; None: cannot tell."""
     scores: dict[str, float] = {}
+    window: str = "1d"
+    """The length of the windows of `windows` (`monitoring.performance_window`)."""
+    windows: list[PerformanceWindow] = []
+    """The primary metric per time window of serving (UTC), oldest first, with its labeled rows."""
 
     def summary(self) -> str:
         if self.value is None:
@@ -335,41 +351,47 @@ class _Pairs:
     probability: list[float | None] = field(default_factory=list)
 
 
+def window_seconds(text: str) -> int:
+    """`1h` -> 3600, `1d` -> 86400, `7d` -> 604800 (`monitoring.performance_window`)."""
+    return int(text[:-1]) * {"h": 3600, "d": 86400, "w": 604800}[text[-1]]
+
+
+_MONDAY = 4 * 86400  # 1970-01-05, a Monday: windows of whole days start at midnight UTC, weeks on Mondays
+
+
+def window_start(timestamp: str, seconds: int) -> datetime | None:
+    """The start (UTC) of the window of `seconds` that `timestamp` falls in; None if it is not a time."""
+    try:
+        moment = datetime.fromisoformat(timestamp)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    offset = _MONDAY if seconds % 86400 == 0 else 0
+    epoch = int(moment.timestamp()) - offset
+    return datetime.fromtimestamp(epoch - epoch % seconds + offset, UTC)
+
+
 def score_labels(
     config: Config, records: Sequence[Mapping[str, Any]], labels: Mapping[str, Any],
     test_metrics: Callable[[], Mapping[str, float]] | None = None,
 ) -> Performance | None:
-    """Performance of `records` (one model version's logged predictions) that have a label; None without any."""
+    """Performance of `records` (one model version's logged predictions) that have a label, overall and
+    per time window; None without any."""
     pairs = _Pairs()
+    seconds = window_seconds(config.monitoring.performance_window)
+    windows: dict[datetime | None, _Pairs] = {}
     for record in records:
         request_id = str(record.get("request_id"))
         if request_id in labels and labels[request_id] is not None:
-            pairs.truth.append(labels[request_id])
-            pairs.predicted.append(record.get("prediction"))
-            pairs.probability.append(record.get("probability"))
+            for into in (pairs, windows.setdefault(window_start(str(record.get("timestamp")), seconds), _Pairs())):
+                into.truth.append(labels[request_id])
+                into.predicted.append(record.get("prediction"))
+                into.probability.append(record.get("probability"))
     if not pairs.truth:
         return None
-    import numpy as np  # only with labels: a monitor without them pays nothing
-    from sklearn import metrics
-
     task = config.schema.task
-    scores: dict[str, float] = {}
-    enough = len(pairs.truth) >= config.monitoring.min_rows
-    if enough and task == "regression":
-        truth = np.asarray(pairs.truth, dtype=float)
-        predicted = np.asarray([math.nan if p is None else float(p) for p in pairs.predicted], dtype=float)
-        scores = {"r2": float(metrics.r2_score(truth, predicted)),
-                  "rmse": float(np.sqrt(metrics.mean_squared_error(truth, predicted))),
-                  "mae": float(metrics.mean_absolute_error(truth, predicted))}
-    elif enough:
-        truth_keys = [class_key(t) for t in pairs.truth]
-        predicted_keys = [class_key(p) for p in pairs.predicted]
-        scores = {"accuracy": float(np.mean([t == p for t, p in zip(truth_keys, predicted_keys)]))}
-        positive = _positive_class(predicted_keys, pairs.probability)
-        classes = set(truth_keys) | set(predicted_keys)
-        if positive is not None and len(classes) == 2 and len(set(truth_keys)) == 2:
-            y = np.asarray([t == positive for t in truth_keys], dtype=int)
-            scores["roc_auc"] = float(metrics.roc_auc_score(y, np.asarray(pairs.probability, dtype=float)))
+    scores = _scores(task, pairs) if len(pairs.truth) >= config.monitoring.min_rows else {}
     default = "r2" if task == "regression" else ("roc_auc" if "roc_auc" in scores else "accuracy")
     metric = config.training.metric if config.training.metric in GREATER_IS_BETTER and (
         not scores or config.training.metric in scores) else default
@@ -380,8 +402,38 @@ def score_labels(
     if value is not None and test is not None:
         worse = (test - value) if greater else (value - test)
         degraded = bool(worse > config.monitoring.performance_drop * abs(test))
+    series = []
+    for start, window in sorted(((k, v) for k, v in windows.items() if k is not None), key=lambda kv: kv[0]):
+        enough = len(window.truth) >= config.monitoring.min_rows
+        series.append(PerformanceWindow(start=start.isoformat(), n_labeled=len(window.truth),
+                                        value=_scores(task, window).get(metric) if enough else None))
     return Performance(n_labeled=len(pairs.truth), metric=metric, greater_is_better=greater, value=value,
-                       test_value=test, degraded=degraded, scores=scores)
+                       test_value=test, degraded=degraded, scores=scores,
+                       window=config.monitoring.performance_window, windows=series)
+
+
+def _scores(task: str, pairs: _Pairs) -> dict[str, float]:
+    """Every metric of the task on labeled pairs (r2, rmse, mae; accuracy, and roc_auc for two classes)."""
+    import numpy as np  # only with labels: a monitor without them pays nothing
+    from sklearn import metrics
+
+    if task == "regression":
+        truth = np.asarray(pairs.truth, dtype=float)
+        predicted = np.asarray([math.nan if p is None else float(p) for p in pairs.predicted], dtype=float)
+        if len(truth) < 2 or np.isnan(predicted).any():
+            return {}
+        return {"r2": float(metrics.r2_score(truth, predicted)),
+                "rmse": float(np.sqrt(metrics.mean_squared_error(truth, predicted))),
+                "mae": float(metrics.mean_absolute_error(truth, predicted))}
+    truth_keys = [class_key(t) for t in pairs.truth]
+    predicted_keys = [class_key(p) for p in pairs.predicted]
+    scores = {"accuracy": float(np.mean([t == p for t, p in zip(truth_keys, predicted_keys)]))}
+    positive = _positive_class(predicted_keys, pairs.probability)
+    classes = set(truth_keys) | set(predicted_keys)
+    if positive is not None and len(classes) == 2 and len(set(truth_keys)) == 2:
+        y = np.asarray([t == positive for t in truth_keys], dtype=int)
+        scores["roc_auc"] = float(metrics.roc_auc_score(y, np.asarray(pairs.probability, dtype=float)))
+    return scores
 
 
 def _positive_class(predicted: Sequence[str], probability: Sequence[float | None]) -> str | None:
