@@ -56,6 +56,9 @@ class ChampionModel:
     def predict_records(self, rows: list[dict[str, Any]], *, cleaned: bool) -> dict[str, list[Any]]:
         return self._model.predict_records(rows, cleaned=cleaned)
 
+    def screen(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+        return self._model.encoder.screen(rows)  # type: ignore[no-any-return]
+
 
 class EngineeredModel:
     """A model that also reads engineered features (`features.aggregates`, `lags`, `on_demand`).
@@ -77,6 +80,9 @@ class EngineeredModel:
 
     def clean(self, row: dict[str, Any]) -> dict[str, Any]:
         return self._inner.clean(row)
+
+    def screen(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+        return self._inner.screen(rows)
 
     def _entities(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not self._config.features.entities:

@@ -191,6 +191,8 @@ def _line(record: PredictionRecord, stamps: dict[int, str]) -> bytes:
         data["probability"] = record.probability
     if record.entity is not None:
         data["entity"] = record.entity
+    if record.warnings:
+        data["warnings"] = dict(record.warnings)
     data["timestamp"] = stamp
     data["model"] = record.model
     data["model_version"] = record.model_version

@@ -122,7 +122,13 @@ class Batcher:
         model = self.slot.model
         rows = [row for job in jobs for row in job.rows]
         try:
-            outputs = model.predict_records(rows, cleaned=True)
+            flags = model.screen(rows)  # what training never saw is answered as missing, and said so
+            if any(flags):
+                self.metrics.unknown(flags)
+                known = [{**row, **dict.fromkeys(flag)} if flag else row for row, flag in zip(rows, flags, strict=True)]
+            else:
+                known = rows
+            outputs = model.predict_records(known, cleaned=True)
             predictions, probabilities = outputs["prediction"], outputs.get("probability")
             now = datetime.now(UTC)
             ids = os.urandom(16 * len(rows)).hex()  # 128 random bits per request id, in one system call
@@ -136,6 +142,7 @@ class Batcher:
                         source=job.source, inputs=row, prediction=predictions[index],
                         probability=None if probabilities is None else probabilities[index],
                         entity=None if job.entities is None else job.entities[position],
+                        warnings=flags[index] or None,
                     ))
                     index += 1
                 answers.append(records)

@@ -48,6 +48,10 @@ class ServiceMetrics:
             "conveyor_log_write_failed_rows", "Rows answered 503 because the prediction log could not be written",
             registry=self.registry,
         )
+        self.unknown_values = Counter(
+            "conveyor_unknown_values", "Input values training never saw, answered as missing (by feature and kind)",
+            ["feature", "kind"], registry=self.registry,
+        )
         self.shadow_rows = Counter("conveyor_shadow_rows", "Rows scored by the shadow model", registry=self.registry)
         self.shadow_dropped = Counter(
             "conveyor_shadow_dropped_rows", "Rows the shadow model skipped (behind, or failed)", registry=self.registry
@@ -59,6 +63,13 @@ class ServiceMetrics:
         self.predictions.labels(source).inc(len(observed))
         for value in observed:
             self.prediction_value.observe(float(value))
+
+
+    def unknown(self, flags: list[dict[str, str]]) -> None:
+        """Count the values `ServedModel.screen` flagged, by feature and kind."""
+        for flag in flags:
+            for feature, why in flag.items():
+                self.unknown_values.labels(feature, why).inc()
 
 
 def _value_buckets(task: str) -> tuple[float, ...]:

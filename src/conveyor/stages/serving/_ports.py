@@ -40,6 +40,11 @@ class ServedModel(Protocol):
         """`{"prediction": [...]}`, plus `"probability"` for classification; one value per row."""
         ...
 
+    def screen(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """Per cleaned row, the features whose value training never saw (an unseen category, a number
+        out of the training range): name -> why; `{}` for a row without any."""
+        ...
+
 
 class FeatureReader(Protocol):
     """Feature rows by entity key (the online store)."""

@@ -43,4 +43,6 @@ def _public(record: PredictionRecord) -> dict[str, Any]:
         result["probability"] = record.probability
     if record.entity is not None:
         result["entity"] = record.entity
+    if record.warnings:
+        result["warnings"] = dict(record.warnings)
     return result

@@ -17,7 +17,10 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["FeatureEncoder"]
+__all__ = ["RANGE_MARGIN", "FeatureEncoder"]
+
+RANGE_MARGIN = 0.1
+"""A number further than this share of the training range beyond its minimum or maximum is out of range."""
 
 
 class FeatureEncoder:
@@ -51,6 +54,7 @@ class FeatureEncoder:
 
     def fit(self, frame: pd.DataFrame) -> FeatureEncoder:
         import numpy as np
+        import pandas as pd
 
         self.codes_: dict[str, dict[str, int]] = {}
         for name in self.categorical:
@@ -61,7 +65,51 @@ class FeatureEncoder:
             counts.pop(None, None)
             ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
             self.codes_[name] = {lvl: code for code, (lvl, _) in enumerate(ordered) if lvl is not None}
+        self.ranges_: dict[str, tuple[float, float]] = {}
+        for name in self.numeric:
+            values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            if np.isfinite(values).any():
+                self.ranges_[name] = (float(np.nanmin(values)), float(np.nanmax(values)))
         return self
+
+    def screen(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """Per (cleaned) row, the features whose value the model never saw in training: name -> why.
+
+        A category is unseen when its level is not one of training's. A number is out of range
+        when it lies beyond the training minimum or maximum by more than `RANGE_MARGIN` of the
+        training range: a sample of the same population passes its own extremes rarely, and then
+        barely (a tree model answers such a value as it does the extreme, which is sound), while a
+        value a tenth of the range beyond them is almost always a changed unit or a broken
+        sensor. Serving answers either as missing, and says so. Models trained before ranges
+        were recorded check categories only.
+        """
+        ranges: dict[str, tuple[float, float]] = getattr(self, "ranges_", {})
+        bounds = {name: (low - RANGE_MARGIN * (high - low), high + RANGE_MARGIN * (high - low))
+                  for name, (low, high) in ranges.items()}
+        known: dict[str, dict[Any, bool]] = {name: {} for name in self.categorical}  # raw value -> seen, per batch
+        found: list[dict[str, str]] = []
+        for row in rows:
+            flags: dict[str, str] = {}
+            for name, (low, high) in bounds.items():
+                value = row.get(name)
+                if value is None or value.__class__ is bool or not isinstance(value, (int, float)):
+                    continue
+                if value > high:
+                    flags[name] = "above the training range"
+                elif value < low:
+                    flags[name] = "below the training range"
+            for name in self.categorical:
+                value = row.get(name)
+                if value is None:
+                    continue
+                key = (value.__class__, value)  # True and 1 are different levels
+                seen = known[name].get(key)
+                if seen is None:
+                    seen = known[name][key] = level(value) in self.codes_[name]
+                if not seen:
+                    flags[name] = "unseen category"
+            found.append(flags)
+        return found
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """A frame with the feature columns to a float matrix, columns in `self.columns` order."""
