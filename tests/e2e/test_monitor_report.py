@@ -36,7 +36,9 @@ def test_monitor_reports_performance_per_window_and_the_unreadable_lines(tmp_pat
     start = datetime(2026, 11, 25, 12, tzinfo=UTC)
     rng = random.Random(3)
     served = [record(f"r{i}", inputs=typed[400 + i], prediction=float(rows[400 + i]["cnt"]) + rng.gauss(0, 5),
-                     timestamp=start + timedelta(hours=i // 5)) for i in range(200)]  # five an hour for 40 hours
+                     timestamp=start + timedelta(hours=i // 5),
+                     warnings={"season": "unseen category"} if i % 50 == 0 else None)
+              for i in range(200)]  # five an hour for 40 hours
     log = PredictionLog(workspace.prediction_log())
     log.append(served[:100])
     segment = log.segment()
@@ -51,6 +53,7 @@ def test_monitor_reports_performance_per_window_and_the_unreadable_lines(tmp_pat
     where = f"predictions/{segment.name}:101"
     assert summary["unreadable_lines"] == {"count": 1, "where": [where]}
     assert (check.unreadable, check.unreadable_at) == (1, [where])
+    assert summary["unknown_values"] == check.unknown_values == {"season": {"unseen category": 4}}
     performance = summary["performance"]
     assert performance["n_labeled"] == 100 and performance["window"] == "1d" and performance["test_value"] == 0.9
     windows = performance["windows"]  # 40 hours from noon on the 25th: three days
@@ -64,4 +67,5 @@ def test_monitor_reports_performance_per_window_and_the_unreadable_lines(tmp_pat
     (tmp_path / "conveyor.yaml").write_text(yaml.safe_dump(data, sort_keys=False))  # the CLI says it too
     shown = " ".join(conveyor("monitor", "-C", str(tmp_path)).stdout.split())  # rich wraps long lines
     assert f"1 unreadable lines in the prediction log were left out: {where}" in shown
+    assert "season: 4 unseen category (answered as missing)" in shown
     assert "r2 per 1d" in shown and "2026-11-25 00:00" in shown and "2026-11-27 00:00" in shown

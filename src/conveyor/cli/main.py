@@ -576,6 +576,9 @@ def monitor(
             console.print(f"[{style}]{check.performance.summary()}[/]")
             degraded = degraded or bool(check.performance.degraded)
             _print_windows(console, check.performance)
+        for feature, kinds in check.unknown_values.items():
+            counts = ", ".join(f"{n} {why}" for why, n in kinds.items())
+            console.print(f"[yellow]{escape(feature)}: {escape(counts)} (answered as missing)[/]")
         if check.unreadable:
             more = f" and {check.unreadable - len(check.unreadable_at)} more" if check.unreadable > len(
                 check.unreadable_at) else ""

@@ -211,6 +211,8 @@ def monitor(
     summary = drift_summary(result, config, reference_path, stamp)
     summary["performance"] = None if performance is None else performance.model_dump(mode="json")
     summary["unreadable_lines"] = {"count": len(unreadable), "where": unreadable[:MAX_SHOWN]}
+    unknown = unknown_values(current)
+    summary["unknown_values"] = unknown
     title = f"{config.name} v{version}: drift of {result.n_current} served predictions"
     html = render_drift_html(result.report, result.reference, result.current, title=title,
                              prediction=result.prediction, thresholds=result.thresholds)
@@ -223,7 +225,8 @@ def monitor(
         workspace, f"{latest}-{stamp.strftime('%Y%m%dT%H%M%S')}", summary, html, latest
     )
     check = _check(result, json_path, html_path).model_copy(update={
-        "performance": performance, "unreadable": len(unreadable), "unreadable_at": unreadable[:MAX_SHOWN]})
+        "performance": performance, "unreadable": len(unreadable), "unreadable_at": unreadable[:MAX_SHOWN],
+        "unknown_values": unknown})
     return Artifact("drift", html_path, hash_json(summary), check, {"reference": hash_file(reference_path)})
 
 
@@ -244,6 +247,17 @@ def _performance_html(performance: Performance) -> str:
             f"{performance_svg(performance)}"
             f"<table><tr><th>window start (UTC)</th><th>labeled</th><th>{escape(performance.metric)}</th></tr>"
             f"{windows}</table></section>")
+
+
+def unknown_values(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Feature -> why -> how many served values serving flagged as never seen in training (`warnings`)."""
+    counts: dict[str, Counter[str]] = {}
+    for record in records:
+        warnings = record.get("warnings")
+        if isinstance(warnings, Mapping):
+            for feature, why in warnings.items():
+                counts.setdefault(str(feature), Counter())[str(why)] += 1
+    return {feature: dict(kinds) for feature, kinds in sorted(counts.items())}
 
 
 def _unreadable_html(unreadable: list[str]) -> str:
