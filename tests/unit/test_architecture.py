@@ -42,7 +42,9 @@ PUBLIC = {
         "VersionInfo", "champion_history", "describe_version", "list_versions", "load_champion", "load_version", "promote",
         "registry_lock", "train",
     ],
-    "conveyor.stages.monitoring": ["DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "monitor"],
+    "conveyor.stages.monitoring": [
+        "DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "label_text", "monitor", "record_labels",
+    ],
     "conveyor.stages.serving": [
         "MAX_BODY_MB", "FeatureReader", "ModelsApp", "PredictionSink", "RequestModels", "ServedModel", "ServiceParts",
         "create_app", "create_models_app", "request_models", "serve",

@@ -57,7 +57,7 @@ class ChampionModel:
         return self._model.predict_records(rows, cleaned=cleaned)
 
     def screen(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-        return self._model.encoder.screen(rows)  # type: ignore[no-any-return]
+        return self._model.encoder.screen(rows)
 
 
 class EngineeredModel:

@@ -57,7 +57,8 @@ def add_labels_route(app: FastAPI, sink: LabelSink | None, admin_key: str | None
         return {"description": text, "content": {"application/json": {"example": {"detail": text}}}}
 
     @app.post(LABELS, response_model=LabelsResponse,
-              responses={401: detail(UNAUTHORIZED), 404: detail("no admin key is configured")})
+              responses={400: detail("a body that is not JSON"), 401: detail(UNAUTHORIZED),
+                         404: detail("no admin key is configured")})
     async def labels(body: LabelsRequest, request: Request) -> JSONResponse:
         """Record true outcomes of served predictions by request id (needs `serving.admin_key_env`'s key)."""
         if admin_key is None or sink is None:
