@@ -33,9 +33,7 @@ def uvicorn_server(app: Any) -> Iterator[str]:
 
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _free_port(socket)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     ready = threading.Event()
     startup = server.startup
@@ -53,6 +51,19 @@ def uvicorn_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def _free_port(socket: Any) -> int:
+    """A free port of 127.0.0.1: in CONVEYOR_TEST_PORTS (`31000-31099`) when set, else any."""
+    low, _, high = os.environ.get("CONVEYOR_TEST_PORTS", "0-0").partition("-")
+    for port in range(int(low), int(high or low) + 1):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise AssertionError(f"no free port in CONVEYOR_TEST_PORTS={os.environ['CONVEYOR_TEST_PORTS']}")
 
 
 @pytest.fixture
