@@ -124,7 +124,6 @@ class Batcher:
         try:
             flags = model.screen(rows)  # what training never saw is answered as missing, and said so
             if any(flags):
-                self.metrics.unknown(flags)
                 known = [{**row, **dict.fromkeys(flag)} if flag else row for row, flag in zip(rows, flags, strict=True)]
             else:
                 known = rows
@@ -153,6 +152,8 @@ class Batcher:
             if self.log_down is not None:
                 _logger.warning("the prediction log is written again; predictions are answered")
                 self.log_down = None
+            if any(flags):
+                self.metrics.unknown(flags)  # counted once answered (and logged)
         except Exception as exc:
             for job in jobs:
                 if not job.future.done():
