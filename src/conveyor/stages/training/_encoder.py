@@ -98,31 +98,39 @@ class FeatureEncoder:
         if not rows or not names:
             return found
         columns = dict(zip(names, _screen_columns(rows, names), strict=True))
-        for name, (low, high) in ranges.items():  # by column: one NumPy comparison each way
-            margin = RANGE_MARGIN * (high - low)
+        if ranges:  # every numeric column at once: one matrix, one comparison each way
+            numeric = list(ranges)
+            low = np.array([ranges[n][0] - RANGE_MARGIN * (ranges[n][1] - ranges[n][0]) for n in numeric])
+            high = np.array([ranges[n][1] + RANGE_MARGIN * (ranges[n][1] - ranges[n][0]) for n in numeric])
             try:
-                values = np.array(columns[name], dtype=np.float64)  # None -> NaN: never flagged
-            except (TypeError, ValueError):
-                continue  # not numbers: the model's own conversion decides
-            for index in np.flatnonzero(values > high + margin):
-                found[index][name] = "above the training range"
-            for index in np.flatnonzero(values < low - margin):
-                found[index][name] = "below the training range"
+                values = np.array([columns[n] for n in numeric], dtype=np.float64)  # None -> NaN: never flagged
+            except (TypeError, ValueError):  # not numbers: the model's own conversion decides
+                values = np.full((len(numeric), len(rows)), np.nan)
+            for why, beyond in (("above the training range", values > high[:, None]),
+                                ("below the training range", values < low[:, None])):
+                if beyond.any():
+                    for column, index in zip(*np.nonzero(beyond), strict=True):
+                        found[index][numeric[column]] = why
         seen = _SEEN.setdefault(self, {})
         for name in self.categorical:  # by distinct raw value, remembered: `level` once per value ever
             codes, column, known = self.codes_[name], columns[name], seen.setdefault(name, {})
-            unseen: set[tuple[type, Any]] = set()
-            for key in {(value.__class__, value) for value in column}:  # True and 1 are different levels
+            distinct = set(column)
+            typed = bool in {value.__class__ for value in distinct}  # True == 1 in a set; their levels differ
+            if typed:
+                distinct = {(value.__class__, value) for value in column}
+            unseen = set()
+            for key in distinct:  # a raw JSON scalar, or (its type, it) when the column holds a bool
                 ok = known.get(key)
                 if ok is None:
-                    ok = key[1] is None or level(key[1]) in codes
+                    value = key[1] if typed else key
+                    ok = value is None or level(value) in codes
                     if len(known) < _SEEN_LIMIT:
                         known[key] = ok
                 if not ok:
                     unseen.add(key)
             if unseen:
                 for index, value in enumerate(column):
-                    if (value.__class__, value) in unseen:
+                    if ((value.__class__, value) if typed else value) in unseen:
                         found[index][name] = "unseen category"
         return found
 
@@ -168,7 +176,7 @@ class FeatureEncoder:
         return out
 
 
-_SEEN: weakref.WeakKeyDictionary[FeatureEncoder, dict[str, dict[tuple[type, Any], bool]]] = weakref.WeakKeyDictionary()
+_SEEN: weakref.WeakKeyDictionary[FeatureEncoder, dict[str, dict[Any, bool]]] = weakref.WeakKeyDictionary()
 """Per encoder, per categorical column: raw value -> a level of training? Kept beside it, never pickled with it."""
 _SEEN_LIMIT = 100_000
 """Raw values remembered per column: a column of ids cannot grow a worker without bound."""
