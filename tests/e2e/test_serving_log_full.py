@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
@@ -154,4 +153,22 @@ def test_a_log_that_fails_is_503_and_recovers(tmp_path: Path) -> None:
         assert client.post("/predict", json={"entities": [1]}).status_code == 200
         assert client.get("/health").json()["status"] == "ok"
     assert len(log.log.records()) == 1
-    shutil.rmtree(tmp_path / "predictions")
+
+
+def test_with_several_models_health_names_the_one_whose_log_fails(tmp_path: Path) -> None:
+    from conveyor.stages.serving import create_models_app
+
+    failing, fine = FailingLog(tmp_path / "a"), FailingLog(tmp_path / "b")
+    apps = {name: create_app(tiny_config(), ServiceParts(TinyModel(), TinyStore(), log))
+            for name, log in (("a", failing), ("b", fine))}
+    with uvicorn_server(create_models_app(tiny_config(), apps)) as url, httpx.Client(base_url=url, timeout=30) as client:
+        failing.full = True
+        assert client.post("/models/a/predict", json={"entities": [1]}).status_code == 503
+        assert client.post("/models/b/predict", json={"entities": [1]}).status_code == 200
+        health = client.get("/health").json()
+        assert health["status"] == "degraded"
+        assert "No space left on device" in health["models"]["a"]["prediction_log"]
+        assert health["models"]["b"]["prediction_log"] == "ok"
+        failing.full = False
+        assert client.post("/models/a/predict", json={"entities": [1]}).status_code == 200
+        assert client.get("/health").json()["status"] == "ok"
