@@ -105,6 +105,9 @@ def test_labels_score_the_served_predictions(project_2011: tuple, tmp_path: Path
     assert perf["n_labeled"] == SERVED and perf["metric"] == "r2"
     assert perf["value"] == pytest.approx(r2_score([t for *_, t in answers_2011], [p for _, p, _ in answers_2011]))
     assert perf["test_value"] is not None and perf["degraded"] is False, perf
+    assert [w["n_labeled"] for w in perf["windows"]] == [SERVED] and perf["window"] == "1d"  # all served today
+    again = conveyor("labels", "add", str(tmp_path / "y2011.csv"), "-C", str(project))  # the same file: nothing new
+    assert f"0 of {SERVED + 4} labels added" in again.stdout and f"{SERVED} already recorded (skipped)" in again.stdout
 
     answers_2012 = _serve_answers(server, year_2012)
     conveyor("labels", "add", str(_write_labels(tmp_path / "y2012.csv", answers_2012)), "-C", str(project))
@@ -115,3 +118,25 @@ def test_labels_score_the_served_predictions(project_2011: tuple, tmp_path: Path
     assert perf["value"] == pytest.approx(r2_score([t for *_, t in both], [p for _, p, _ in both]))
     assert perf["degraded"] is True and failing.returncode == 4, (perf, failing.stdout)
     assert "degraded" in failing.stdout and "Performance on labeled predictions" in (project / "reports" / "drift.html").read_text()
+
+
+def test_a_value_never_seen_in_training_is_answered_as_missing_and_flagged(project_2011: tuple) -> None:
+    """Over `conveyor serve`: season 7 and a temperature ten times the training maximum are answered
+    as a missing season and temperature are, with a warning in the answer, /metrics and the log."""
+    project, server, held_out, _ = project_2011
+    features = httpx.get(f"{server.url}/health").json()["features"]
+    row = feature_row(held_out[0], features)
+    rows = [row, {**row, "season": 7}, {**row, "season": None}, {**row, "temp": 10.0}, {**row, "temp": None}]
+    answer = httpx.post(f"{server.url}/predict", json={"rows": rows}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    predictions = answer.json()["predictions"]
+    assert [p.get("warnings") for p in predictions] == [
+        None, {"season": "unseen category"}, None, {"temp": "above the training range"}, None]
+    assert predictions[1]["prediction"] == predictions[2]["prediction"]
+    assert predictions[3]["prediction"] == predictions[4]["prediction"]
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'conveyor_unknown_values_total{feature="season",kind="unseen category"} 1.0' in metrics
+    logged = [json.loads(line) for path in sorted((project / "predictions").glob("*.jsonl"))
+              for line in path.read_text().splitlines()]
+    flagged = {d["request_id"]: d.get("warnings") for d in logged}
+    assert [flagged[p["request_id"]] for p in predictions] == [p.get("warnings") for p in predictions]

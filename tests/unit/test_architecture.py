@@ -44,7 +44,9 @@ PUBLIC = {
         "registry_lock", "train",
         "champion_number", "on_server", "where",  # the MLflow server (stores.mlflow): hot swap, lineage
     ],
-    "conveyor.stages.monitoring": ["DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "monitor"],
+    "conveyor.stages.monitoring": [
+        "DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "label_text", "monitor", "record_labels",
+    ],
     "conveyor.stages.serving": [
         "MAX_BODY_MB", "FeatureReader", "ModelsApp", "PredictionSink", "RequestModels", "ServedModel", "ServiceParts",
         "create_app", "create_models_app", "predict_rows", "request_models", "serve",

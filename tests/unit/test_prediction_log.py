@@ -148,3 +148,29 @@ def test_a_window_is_read_from_the_ends_of_the_segments(tmp_path: Path) -> None:
         assert PredictionLog(tmp_path).read(last=last) == everything[-last:], last
     assert PredictionLog(tmp_path).count() == 2000
     assert PredictionLog(tmp_path).find("0-w2-7") is not None and PredictionLog(tmp_path).find("nope") is None
+
+
+@pytest.mark.parametrize("block", [1 << 20, 64])  # 64: lines cross the blocks read, forwards and backwards
+def test_unreadable_lines_are_counted_with_their_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    from conveyor.stages.monitoring import _log
+
+    monkeypatch.setattr(_log, "_BLOCK", block)
+    log = PredictionLog(tmp_path / "predictions")
+    log.append([record("a"), record("b")])
+    path = log.segment()
+    with path.open("ab") as handle:
+        handle.write(b'{"request_id": "torn", "predic\n[1, 2]\n')  # a torn line ended by a later append; not an object
+    log.append([record("c")])
+    with path.open("ab") as handle:
+        handle.write(b'{"request_id": "d", "pre')  # torn at the end
+    reader = PredictionLog(tmp_path / "predictions")
+    assert [d["request_id"] for d in reader.read()] == ["a", "b", "c"]
+    assert reader.unreadable == [(path, 3), (path, 4), (path, 6)]
+    assert [d["request_id"] for d in reader.read(last=2)] == ["b", "c"]
+    assert reader.unreadable == [(path, 3), (path, 4), (path, 6)]  # passed over on the way back to b
+    assert [d["request_id"] for d in reader.read(last=1)] == ["c"]
+    assert reader.unreadable == [(path, 6)]  # only the part read
+    PredictionLog(tmp_path / "predictions").append([record("e")])  # a restarted writer ends the torn line first
+    assert [d["request_id"] for d in reader.read()] == ["a", "b", "c", "e"] and reader.unreadable[-1] == (path, 6)

@@ -66,6 +66,16 @@ class TinyModel:
     def clean(self, row: dict[str, Any]) -> dict[str, Any]:
         return {k: None if k == "wind" and v == 0 else v for k, v in row.items()}
 
+    def screen(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """season 1-4 and temp up to 50 were seen in training."""
+        flags: list[dict[str, str]] = []
+        for r in rows:
+            flag = {"season": "unseen category"} if r.get("season") not in (None, 1, 2, 3, 4) else {}
+            if r.get("temp") is not None and r["temp"] > 50:
+                flag["temp"] = "above the training range"
+            flags.append(flag)
+        return flags
+
     def predict_records(self, rows: list[dict[str, Any]], *, cleaned: bool) -> dict[str, list[Any]]:
         self.calls.append(cleaned)
         scores = [10 * (r["temp"] or 0) + (r["season"] or 0) for r in rows]

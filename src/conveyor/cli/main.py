@@ -595,11 +595,36 @@ def monitor(
             style = "red" if check.performance.degraded else "green"
             console.print(f"[{style}]{check.performance.summary()}[/]")
             degraded = degraded or bool(check.performance.degraded)
+            _print_windows(console, check.performance)
+        for feature, kinds in check.unknown_values.items():
+            counts = ", ".join(f"{n} {why}" for why, n in kinds.items())
+            console.print(f"[yellow]{escape(feature)}: {escape(counts)} (answered as missing)[/]")
+        if check.unreadable:
+            more = f" and {check.unreadable - len(check.unreadable_at)} more" if check.unreadable > len(
+                check.unreadable_at) else ""
+            console.print(f"[yellow]{check.unreadable} unreadable lines in the prediction log were left out: "
+                          f"{escape(', '.join(check.unreadable_at))}{more}[/]")
         drifted = drifted or check.verdict == "drift"
     if fail_on_drift and drifted:
         raise typer.Exit(3)
     if fail_on_degraded and degraded:
         raise typer.Exit(4)
+
+
+def _print_windows(console: Any, performance: Any) -> None:
+    """The primary metric per time window, beside the test score: one compact table."""
+    from rich.table import Table
+
+    if not performance.windows:
+        return
+    test = "" if performance.test_value is None else f" (test {performance.test_value:.4f})"
+    table = Table(title=f"{performance.metric} per {performance.window}{test}", title_justify="left", box=None)
+    for column in ("window (UTC)", "labeled", performance.metric):
+        table.add_column(column)
+    for window in performance.windows:
+        table.add_row(window.start[:16].replace("T", " "), str(window.n_labeled),
+                      "-" if window.value is None else f"{window.value:.4f}")
+    console.print(table)
 
 
 def _missing(row: Any) -> str:
@@ -623,6 +648,8 @@ def labels_add(
     id_column: Annotated[str, typer.Option("--id", help="The request id column.")] = "request_id",
     label_column: Annotated[Optional[str], typer.Option(
         "--label", help="The label column (default: the target's name, else `label`).")] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Change labels already recorded (without it, a different label is refused).")] = False,
     project: ProjectOpt = Path("."),
     for_model: ForOpt = None,
     no_wait: NoWaitOpt = False,
@@ -633,14 +660,14 @@ def labels_add(
     with _locked(project, "conveyor labels add", no_wait):
         config, workspace = load_project(project)
         own = model_configs(config, for_model, one=True)[0]
-        added = add_labels_project(own, workspace, file, id_column, label_column)
+        added = add_labels_project(own, workspace, file, id_column, label_column, replace)
     typer.echo(added.summary())  # plain lines: a label file's path is long, and logs should not wrap
     for line in added.first_rejected:
         typer.echo(f"  {line}")
     if added.rejected_file:
         typer.echo(f"rejected rows, with their line and reason: {added.rejected_file}")
     typer.echo(f"{added.labeled_total} labeled predictions of {own.name}; `conveyor monitor` scores them")
-    if added.rows and not added.accepted:
+    if added.rows and not added.accepted and not added.skipped:
         raise typer.Exit(1)
 
 

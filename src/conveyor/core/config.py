@@ -462,6 +462,9 @@ class MonitoringConfig(_Model):
     unseen: float = Field(0.01, gt=0, le=1)
     """A categorical feature drifts when this share of rows (beyond the expected) has a level the reference
     never had, significantly."""
+    performance_window: str = Field("1d", pattern=r"^[1-9][0-9]{0,3}[hdw]$")
+    """Labeled predictions are also scored per window of serving time this long: `1h`, `1d` (midnight UTC),
+    `7d` or `1w` (Mondays); a window with fewer than `min_rows` labels shows its count without a score."""
 
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"

@@ -54,6 +54,9 @@ class PredictionRecord:
     """Classification only: the probability of the positive class (binary) or of the answer."""
     entity: Any = None
     """The entity key, for `source == "entities"`."""
+    warnings: Mapping[str, str] | None = None
+    """Features whose value the model never saw in training (`unseen category`, `above/below the training
+    range`), answered as missing: feature -> why. None when there is none."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object: absent `probability`/`entity` are left out, as the log always did."""
@@ -62,6 +65,8 @@ class PredictionRecord:
             data["probability"] = self.probability
         if self.entity is not None:
             data["entity"] = self.entity
+        if self.warnings:
+            data["warnings"] = dict(self.warnings)
         data.update(
             timestamp=self.timestamp.isoformat(),
             model=self.model,
@@ -99,6 +104,7 @@ class PredictionRecord:
             prediction=data["prediction"],
             probability=None if probability is None else float(probability),
             entity=data.get("entity"),
+            warnings=dict(data["warnings"]) if isinstance(data.get("warnings"), Mapping) else None,
         )
 
     @classmethod

@@ -126,11 +126,11 @@ def monitor_project(config: Config, workspace: Workspace, window: int | None) ->
 
 
 def add_labels_project(
-    config: Config, workspace: Workspace, path: Path, id_column: str, label_column: str | None
+    config: Config, workspace: Workspace, path: Path, id_column: str, label_column: str | None, replace: bool = False
 ) -> LabelsAdded:
     from conveyor.stages.monitoring import add_labels
 
-    return add_labels(config, workspace, path, id_column=id_column, label_column=label_column)
+    return add_labels(config, workspace, path, id_column=id_column, label_column=label_column, replace=replace)
 
 
 

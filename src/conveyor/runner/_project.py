@@ -258,7 +258,11 @@ class Project:
         own = model_configs(config, model, one=True)[0]
         served = self._champion(config, own.model)
         outputs = predict_rows(own, served, rows) if rows else {"prediction": []}
+        flags = outputs.pop("warnings", [])
         columns = [pl.Series(name, values) for name, values in outputs.items()]
+        if any(flags):  # what the service flags in `warnings`: values training never saw, answered as missing
+            text = [None if not flag else ", ".join(f"{k}: {v}" for k, v in flag.items()) for flag in flags]
+            columns.append(pl.Series("warnings", text, dtype=pl.String))
         answer = frame.with_columns(*columns, pl.lit(served.version, dtype=pl.String).alias("model_version"))
         return answer.to_pandas() if as_pandas else answer
 

@@ -57,6 +57,9 @@ class ChampionModel:
     def predict_records(self, rows: list[dict[str, Any]], *, cleaned: bool) -> dict[str, list[Any]]:
         return self._model.predict_records(rows, cleaned=cleaned)
 
+    def screen(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+        return self._model.encoder.screen(rows)
+
 
 class EngineeredModel:
     """A model that also reads engineered features (`features.aggregates`, `lags`, `on_demand`).
@@ -78,6 +81,9 @@ class EngineeredModel:
 
     def clean(self, row: dict[str, Any]) -> dict[str, Any]:
         return self._inner.clean(row)
+
+    def screen(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+        return self._inner.screen(rows)
 
     def _entities(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not self._config.features.entities:
@@ -215,7 +221,28 @@ def _service_parts(own: Config, workspace: Workspace, online: Any | None) -> Ser
         shadow=shadow,
         shadow_log=PredictionLog(log / "shadow") if shadow is not None else None,
         services=online.health,
+        labels=LabelRecorder(own, workspace),
     )
+
+
+class LabelRecorder:
+    """POST /labels: labels pushed by a system, checked and recorded as `conveyor labels add` does."""
+
+    def __init__(self, config: Config, workspace: Workspace) -> None:
+        import threading
+
+        self.config, self.workspace = config, workspace
+        self._lock = threading.Lock()  # one push at a time: each checks against the labels before it
+
+    def __call__(self, labels: list[tuple[str, Any]], *, replace: bool) -> dict[str, Any]:
+        from conveyor.stages.monitoring import label_text, record_labels
+
+        given = [(item, request_id.strip(), label_text(label), [request_id, label_text(label)])
+                 for item, (request_id, label) in enumerate(labels, start=1)]
+        with self._lock:
+            added = record_labels(self.config, self.workspace, given, header=["request_id", "label"],
+                                  source="POST /labels", where="item", replace=replace)
+        return added.model_dump()
 
 
 def _shadow_model(config: Config, workspace: Workspace) -> ChampionModel:

@@ -12,6 +12,7 @@ loses no acknowledged prediction; `fsync=True` also survives power loss. Several
 may share a segment safely: an `O_APPEND` write lands whole at the end.
 
 A torn last line (power loss or a full disk mid-write) is skipped on reading, never fatal.
+A batch that fails mid-write (a full disk) is cut off again, so none of its unanswered records is read.
 Before its first append to a file, a log checks that the file ends with a newline and, if
 not, terminates the torn line first, so the next record starts on a line of its own.
 
@@ -48,6 +49,8 @@ class PredictionLog:
         self._suffix = f".{writer}" if writer else ""
         self._lock = threading.Lock()
         self._fds: dict[Path, tuple[int, int]] = {}  # path -> (pid that opened it, descriptor)
+        self.unreadable: list[tuple[Path, int]] = []
+        """The lines the last `read` could not parse (a torn line, a stray edit): file and line number."""
 
     def segment(self, day: str | None = None) -> Path:
         """This writer's segment of `day` (default: today, UTC)."""
@@ -68,10 +71,16 @@ class PredictionLog:
             if fd < 0:
                 fd, payload = -fd - 1, b"\n" + payload  # end a torn line; it stays unreadable, new ones do not
             view = memoryview(payload)
-            while view:  # one write in practice; a partial write (a full disk, a signal) continues
-                view = view[os.write(fd, view):]
-            if self.fsync:
-                os.fsync(fd)
+            try:
+                while view:  # one write in practice; a partial write (a full disk, a signal) continues
+                    view = view[os.write(fd, view):]
+                if self.fsync:
+                    os.fsync(fd)
+            except OSError:
+                _undo(fd, len(payload) - len(view))
+                self._fds.pop(path, None)  # reopened by the next append, which ends a torn line left behind
+                os.close(fd)
+                raise
 
     def _descriptor(self, path: Path) -> int:
         """The open descriptor of `path`; `-fd - 1` the first time, when its last line was torn."""
@@ -109,13 +118,16 @@ class PredictionLog:
         return records[-last:] if last else records
 
     def read(self, last: int | None = None) -> list[dict[str, Any]]:
-        """Every logged prediction in time order (or the `last` N), as the JSON objects of the lines."""
+        """Every logged prediction in time order (or the `last` N), as the JSON objects of the lines.
+
+        Lines that are not a JSON object are left out and listed in `unreadable` (of the part read)."""
+        self.unreadable = []
         if not last:
             return list(self._iter())
         found: list[dict[str, Any]] = []
         for day_paths in reversed(self._days()):
             wanted = last - len(found)
-            tails = [_tail(path, wanted) for path in day_paths]
+            tails = [_tail(path, wanted, self.unreadable) for path in day_paths]
             day = _merge(tails)
             found[:0] = day[-wanted:]
             if len(found) >= last:
@@ -160,9 +172,9 @@ class PredictionLog:
     def _iter(self) -> Iterator[dict[str, Any]]:
         for paths in self._days():
             if len(paths) == 1:
-                yield from (d for d in map(_parse, _lines(paths[0])) if d is not None)
+                yield from _objects(paths[0], self.unreadable)
             else:
-                yield from _merge([[d for d in map(_parse, _lines(p)) if d is not None] for p in paths])
+                yield from _merge([list(_objects(p, self.unreadable)) for p in paths])
 
 
 def _batch_lines(records: Sequence[PredictionRecord], stamps: dict[int, str]) -> bytes | None:
@@ -189,6 +201,8 @@ def _object(record: PredictionRecord, stamps: dict[int, str]) -> dict[str, Any]:
         data["probability"] = record.probability
     if record.entity is not None:
         data["entity"] = record.entity
+    if record.warnings:
+        data["warnings"] = dict(record.warnings)
     data["timestamp"] = stamp
     data["model"] = record.model
     data["model_version"] = record.model_version
@@ -238,9 +252,32 @@ def _lines(path: Path) -> Iterator[bytes]:
             yield from (line for line in lines if line)
 
 
-def _tail(path: Path, count: int) -> list[dict[str, Any]]:
-    """The last `count` parseable records of a segment, oldest first, read backwards from its end."""
+def _objects(path: Path, unreadable: list[tuple[Path, int]]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a segment's lines, oldest first; the number of each other line goes to `unreadable`
+    (a final line without its newline too: torn, unless a write is landing as it is read)."""
+    number = 0
+    with path.open("rb") as handle:
+        rest = b""
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                number += 1
+                if line:
+                    data = _parse(line)
+                    if data is None:
+                        unreadable.append((path, number))
+                    else:
+                        yield data
+        if rest:
+            unreadable.append((path, number + 1))
+
+
+def _tail(path: Path, count: int, unreadable: list[tuple[Path, int]] | None = None) -> list[dict[str, Any]]:
+    """The last `count` parseable records of a segment, oldest first, read backwards from its end;
+    the lines passed over that do not parse go to `unreadable` (numbered by a count of the lines before them)."""
     found: list[dict[str, Any]] = []
+    bad: list[int] = []  # byte offsets of the unparseable lines
     with path.open("rb") as handle:
         end = handle.seek(0, os.SEEK_END)
         position, rest, first = end, b"", True
@@ -251,15 +288,24 @@ def _tail(path: Path, count: int) -> list[dict[str, Any]]:
             position = start
             lines = chunk.split(b"\n")
             if first:
-                lines.pop()  # after the last newline: empty, or a torn line
+                if lines.pop():  # after the last newline: empty, or a torn line
+                    bad.append(end - len(chunk.rsplit(b"\n", 1)[-1]) if b"\n" in chunk else start)
                 first = False
             rest = lines.pop(0) if position > 0 else b""
+            offset = position + (len(rest) + 1 if position > 0 else 0) + sum(len(line) + 1 for line in lines)
             for line in reversed(lines):
+                offset -= len(line) + 1
                 data = _parse(line) if line else None
                 if data is not None:
                     found.append(data)
                     if len(found) >= count:
                         break
+                elif line:
+                    bad.append(offset)
+        if bad and unreadable is not None:
+            handle.seek(0)
+            head = handle.read(max(bad))
+            unreadable.extend((path, head.count(b"\n", 0, at) + 1) for at in sorted(bad))
     found.reverse()
     return found
 
@@ -269,6 +315,20 @@ def _merge(segments: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     if len(segments) == 1:
         return segments[0]
     return list(heapq.merge(*segments, key=lambda d: str(d.get("timestamp", ""))))
+
+
+def _undo(fd: int, written: int) -> None:
+    """Cut off the `written` bytes of a failed batch (a full disk mid-write): none of its records was
+    answered, so none may be read as served. Only when nothing was appended after them (another process
+    sharing the segment); otherwise they stay, and the torn line among them stays unreadable."""
+    if not written:
+        return
+    try:
+        end = os.lseek(fd, 0, os.SEEK_CUR)  # O_APPEND: just past the bytes this batch wrote
+        if os.fstat(fd).st_size == end:
+            os.ftruncate(fd, end - written)
+    except OSError:
+        pass
 
 
 def _torn(path: Path) -> bool:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor.core.artifacts import Artifact
+from conveyor.core.artifacts import Artifact, relative_to
 from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.core.errors import MonitoringError
 from conveyor.core.hashing import hash_file, hash_json
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DriftResult", "check_drift", "drift_summary", "monitor", "newest_version"]
 
+MAX_SHOWN = 20
+"""At most this many unreadable lines are named in a report (all are counted)."""
 OUTPUTS = (REFERENCE_PROBABILITY, REFERENCE_PREDICTION)  # the model's output columns in a reference, preferred first
 
 
@@ -187,7 +189,9 @@ def monitor(
     from conveyor.stages.monitoring._report import render_drift_html
 
     folder = workspace.prediction_log(config.model)
-    records = PredictionLog(folder).read(last=window or config.monitoring.window)
+    log = PredictionLog(folder)
+    records = log.read(last=window or config.monitoring.window)
+    unreadable = [f"{relative_to(path, workspace.root)}:{line}" for path, line in log.unreadable]
     if not records:
         raise MonitoringError(
             f"no logged predictions in {folder}; serve some traffic with `conveyor serve` first"
@@ -206,26 +210,63 @@ def monitor(
     stamp = datetime.now(UTC)
     summary = drift_summary(result, config, reference_path, stamp)
     summary["performance"] = None if performance is None else performance.model_dump(mode="json")
+    summary["unreadable_lines"] = {"count": len(unreadable), "where": unreadable[:MAX_SHOWN]}
+    unknown = unknown_values(current)
+    summary["unknown_values"] = unknown
     title = f"{config.name} v{version}: drift of {result.n_current} served predictions"
     html = render_drift_html(result.report, result.reference, result.current, title=title,
                              prediction=result.prediction, thresholds=result.thresholds)
     if performance is not None:
         html = html.replace("</body>", _performance_html(performance) + "</body>", 1)
+    if unreadable:
+        html = html.replace("</body>", _unreadable_html(unreadable) + "</body>", 1)
     latest = "drift" if config.model is None else f"drift-{config.model}"
     json_path, html_path = _write_reports(
         workspace, f"{latest}-{stamp.strftime('%Y%m%dT%H%M%S')}", summary, html, latest
     )
-    check = _check(result, json_path, html_path).model_copy(update={"performance": performance})
+    check = _check(result, json_path, html_path).model_copy(update={
+        "performance": performance, "unreadable": len(unreadable), "unreadable_at": unreadable[:MAX_SHOWN],
+        "unknown_values": unknown})
     return Artifact("drift", html_path, hash_json(summary), check, {"reference": hash_file(reference_path)})
 
 
 def _performance_html(performance: Performance) -> str:
-    """A section of the drift report: the labeled predictions' scores beside the test score."""
+    """A section of the drift report: the labeled predictions' scores beside the test score, overall
+    and per window (a plot of the series, the test score a line across it)."""
     from html import escape
 
+    from conveyor.stages.monitoring._report import performance_svg
+
     rows = "".join(f"<tr><td>{escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in sorted(performance.scores.items()))
+    windows = "".join(
+        f"<tr><td>{escape(w.start)}</td><td>{w.n_labeled}</td><td>{'-' if w.value is None else f'{w.value:.4f}'}</td></tr>"
+        for w in performance.windows)
     return (f"<section><h2>Performance on labeled predictions</h2><p>{escape(performance.summary())}</p>"
-            f"<table><tr><th>metric</th><th>labeled traffic</th></tr>{rows}</table></section>")
+            f"<table><tr><th>metric</th><th>labeled traffic</th></tr>{rows}</table>"
+            f"<h3>{escape(performance.metric)} per {escape(performance.window)} window</h3>"
+            f"{performance_svg(performance)}"
+            f"<table><tr><th>window start (UTC)</th><th>labeled</th><th>{escape(performance.metric)}</th></tr>"
+            f"{windows}</table></section>")
+
+
+def unknown_values(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Feature -> why -> how many served values serving flagged as never seen in training (`warnings`)."""
+    counts: dict[str, Counter[str]] = {}
+    for record in records:
+        warnings = record.get("warnings")
+        if isinstance(warnings, Mapping):
+            for feature, why in warnings.items():
+                counts.setdefault(str(feature), Counter())[str(why)] += 1
+    return {feature: dict(kinds) for feature, kinds in sorted(counts.items())}
+
+
+def _unreadable_html(unreadable: list[str]) -> str:
+    from html import escape
+
+    shown = ", ".join(escape(where) for where in unreadable[:MAX_SHOWN])
+    more = f" and {len(unreadable) - MAX_SHOWN} more" if len(unreadable) > MAX_SHOWN else ""
+    return (f"<section><h2>Unreadable lines in the prediction log</h2><p>{len(unreadable)} lines were not "
+            f"records and were left out: {shown}{more}</p></section>")
 
 
 def _check(result: DriftResult, json_path: Path, html_path: Path) -> DriftCheck:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ._drift import DriftReport, DriftThresholds, FeatureDrift
+    from ._labels import Performance
 
 __all__ = ["histogram_edges", "level_shares", "render_drift_html", "write_drift_report"]
 
@@ -299,3 +300,63 @@ def write_drift_report(
     """
     text = render_drift_html(report, reference, current, title=title, prediction=prediction, thresholds=thresholds)
     return write_text(Path(path), text)
+
+
+def performance_svg(performance: Performance, width: int = 640, height: int = 220) -> str:
+    """The primary metric per window as an inline SVG line plot, the test score a dashed line across it.
+
+    Windows without a score (too few labels) are gaps; each point's tooltip gives its window and count.
+    """
+    from html import escape
+
+    points = [(i, w) for i, w in enumerate(performance.windows) if w.value is not None]
+    if not points:
+        return "<p>No window has enough labeled predictions to score (monitoring.min_rows).</p>"
+    values = [w.value for _, w in points if w.value is not None]
+    if performance.test_value is not None:
+        values.append(performance.test_value)
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.1 or abs(high) * 0.1 or 1.0
+    low, high = low - pad, high + pad
+    left, right, top, bottom = 56, 12, 12, 28
+    n = max(len(performance.windows) - 1, 1)
+
+    def x(i: int) -> float:
+        return left + (width - left - right) * (i / n if len(performance.windows) > 1 else 0.5)
+
+    def y(v: float) -> float:
+        return top + (height - top - bottom) * (high - v) / (high - low)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="{escape(performance.metric)} per window">',
+             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
+             'fill="none" stroke="#ccc"/>']
+    for v in (low + pad, high - pad):
+        parts.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.3g}</text>')
+    if performance.test_value is not None:
+        ty = y(performance.test_value)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#d62728" '
+                     f'stroke-dasharray="6 4"><title>test score {performance.test_value:.4f}</title></line>')
+        parts.append(f'<text x="{width - right - 4}" y="{ty - 4:.1f}" font-size="11" text-anchor="end" '
+                     f'fill="#d62728">test {performance.test_value:.3g}</text>')
+    segments: list[list[str]] = [[]]
+    previous = None
+    for i, w in points:
+        if previous is not None and i != previous + 1:
+            segments.append([])
+        segments[-1].append(f"{x(i):.1f},{y(w.value):.1f}" if w.value is not None else "")
+        previous = i
+    for segment in segments:
+        if len(segment) > 1:
+            parts.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
+    for i, w in points:
+        if w.value is not None:
+            parts.append(f'<circle cx="{x(i):.1f}" cy="{y(w.value):.1f}" r="3" fill="#1f77b4"><title>'
+                         f'{escape(w.start)}: {performance.metric} {w.value:.4f} on {w.n_labeled} labels'
+                         '</title></circle>')
+    first, last = performance.windows[0].start[:16], performance.windows[-1].start[:16]
+    parts.append(f'<text x="{left}" y="{height - 8}" font-size="11">{escape(first)}</text>')
+    if len(performance.windows) > 1:
+        parts.append(f'<text x="{width - right}" y="{height - 8}" font-size="11" text-anchor="end">{escape(last)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

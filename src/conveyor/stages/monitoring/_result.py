@@ -67,6 +67,12 @@ class DriftCheck(Result):
     """Fields in the logged traffic that the model's reference does not have (a schema change)."""
     performance: Performance | None = None
     """The checked version's labeled predictions scored (`conveyor labels add`); None without labels."""
+    unreadable: int = 0
+    """Lines of the prediction log read that were not records (a torn line): left out, and counted here."""
+    unreadable_at: list[str] = Field(default_factory=list)
+    """Where the first of them are: `predictions/<day>.jsonl:<line>`."""
+    unknown_values: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """Served values training never saw, answered as missing (the log's `warnings`): feature -> why -> count."""
 
     def summary(self) -> str:
         return f"{self.verdict} (model v{self.model_version}, {self.n_current} predictions); report {self.html_report}"

@@ -29,9 +29,10 @@ from starlette.routing import Route
 
 from conveyor.core.config import Config
 from conveyor.core.errors import ServiceUnavailable, ServingError
-from conveyor.stages.serving._batch import Batcher
+from conveyor.stages.serving._batch import Batcher, LogUnwritable
 from conveyor.stages.serving._errors import public_errors, validation_error
 from conveyor.stages.serving._guard import UNAUTHORIZED, Guard, _bearer_token, api_key_of, authorized, security
+from conveyor.stages.serving._labels import LABELS, add_labels_route
 from conveyor.stages.serving._metrics import Measure, ServiceMetrics
 from conveyor.stages.serving._ports import ServedModel, ServiceCheck, ServiceParts
 from conveyor.stages.serving._predict import public_answer, rows_by_entity, rows_by_value
@@ -85,9 +86,10 @@ def create_app(config: Config, parts: ServiceParts, *, max_body_bytes: int = MAX
     add_health(app, config, slot, parts.services)
     add_metrics(app, metrics)
     add_reload(app, slot, admin_key)
+    add_labels_route(app, parts.labels, admin_key)
     add_predict(app, config, parts, batcher, api_key=api_key, max_body_bytes=max_body_bytes)
     app.add_middleware(Guard, path=PREDICT, api_key=api_key, max_body_bytes=max_body_bytes)  # inside Measure
-    app.add_middleware(Measure, metrics=metrics, paths=frozenset({PREDICT, "/health", "/metrics", RELOAD}))
+    app.add_middleware(Measure, metrics=metrics, paths=frozenset({PREDICT, "/health", "/metrics", RELOAD, LABELS}))
     return app
 
 
@@ -122,14 +124,17 @@ def add_health(app: FastAPI, config: Config, slot: ModelSlot, services: ServiceC
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """The model being served (it changes when `@champion` moves), its features and the entity key;
-        with shared stores, each service's state: `status` is `degraded` while one is down."""
+        with shared stores, each service's state: `status` is `degraded` while one is down, and while
+        the prediction log cannot be written (with the reason)."""
         model = slot.model
+        log_down = app.state.batcher.log_down
         answer: dict[str, Any] = {
-            "status": "ok",
+            "status": "ok" if log_down is None else "degraded",
             "model": {"name": model.name, "version": model.version, "run_id": model.run_id},
             "task": model.task,
             "features": features,
             "entity_key": key,
+            "prediction_log": log_down or "ok",
         }
         if services is not None:
             answer.update(await service_health(services))
@@ -217,6 +222,9 @@ def add_predict(
             except ServiceUnavailable as exc:  # Redis or PostgreSQL down: the next request tries again
                 return unavailable(exc)
             return Response(to_json(public_answer(served)), media_type="application/json")
+        except LogUnwritable as exc:  # never an answer without its record; the first write that succeeds recovers
+            return JSONResponse({"detail": f"{exc.reason}; retry later", "service": "prediction log"}, 503,
+                                headers={"Retry-After": "1"})
         finally:
             batcher.in_flight -= 1
 
@@ -257,9 +265,10 @@ def _documented_predict(config: Config, *, api_key: str | None, max_body_bytes: 
     responses: dict[int | str, dict[str, Any]] = {
         200: {"model": PredictResponse},
         404: _detail(f"an entity key unknown to the online store ({config.schema.entity.key})"),
-        503: _detail("a shared store the answer needs is down (online store unavailable: Redis at ...)"),
         413: _detail(f"a body over {max_body_bytes} bytes"),
         415: _detail("a Content-Type that is not JSON"),
+        503: _detail("a shared store the answer needs is down (online store unavailable: Redis at ...), or the "
+                     "prediction log cannot be written (a full disk): nothing is answered unlogged"),
         422: _detail(f"not {ONE_OF}, or a field of the wrong type, missing, NaN or out of range (`loc` names it)"),
     }
     if api_key is not None:

@@ -14,6 +14,7 @@ single client is back to its unbatched latency as soon as the burst's requests a
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections import deque
@@ -27,7 +28,17 @@ from conveyor.stages.serving._ports import PredictionSink, ServedModel
 from conveyor.stages.serving._shadow import Shadow
 from conveyor.stages.serving._slot import ModelSlot
 
-__all__ = ["Batcher", "Served"]
+__all__ = ["Batcher", "LogUnwritable", "Served"]
+
+_logger = logging.getLogger("conveyor.serving")
+
+
+class LogUnwritable(Exception):
+    """The prediction log refused a batch (a full disk, a read-only or gone volume): nothing was answered."""
+
+    def __init__(self, cause: OSError) -> None:
+        self.reason = f"the prediction log cannot be written: {cause.strerror or cause}"
+        super().__init__(self.reason)
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,8 @@ class Batcher:
         self.shadow = shadow
         self.in_flight = 0
         """/predict requests between arrival and answer (the app counts them)."""
+        self.log_down: str | None = None
+        """Why the last write of the prediction log failed; None once a write succeeds (/health reads it)."""
         self._pending: deque[_Job] = deque()
         self._busy = False
         self._leader: asyncio.Task[None] | None = None
@@ -109,7 +122,12 @@ class Batcher:
         model = self.slot.model
         rows = [row for job in jobs for row in job.rows]
         try:
-            outputs = model.predict_records(rows, cleaned=True)
+            flags = model.screen(rows)  # what training never saw is answered as missing, and said so
+            if any(flags):
+                known = [{**row, **dict.fromkeys(flag)} if flag else row for row, flag in zip(rows, flags, strict=True)]
+            else:
+                known = rows
+            outputs = model.predict_records(known, cleaned=True)
             predictions, probabilities = outputs["prediction"], outputs.get("probability")
             now = datetime.now(UTC)
             ids = os.urandom(16 * len(rows)).hex()  # 128 random bits per request id, in one system call
@@ -123,10 +141,19 @@ class Batcher:
                         source=job.source, inputs=row, prediction=predictions[index],
                         probability=None if probabilities is None else probabilities[index],
                         entity=None if job.entities is None else job.entities[position],
+                        warnings=flags[index] or None,
                     ))
                     index += 1
                 answers.append(records)
-            self.log.append([record for records in answers for record in records])  # the group commit
+            try:
+                self.log.append([record for records in answers for record in records])  # the group commit
+            except OSError as error:
+                raise self._unwritable(error, len(rows)) from error
+            if self.log_down is not None:
+                _logger.warning("the prediction log is written again; predictions are answered")
+                self.log_down = None
+            if any(flags):
+                self.metrics.unknown(flags)  # counted once answered (and logged)
         except Exception as exc:
             for job in jobs:
                 if not job.future.done():
@@ -140,6 +167,15 @@ class Batcher:
                 job.future.set_result(Served(model, records))
         if self.shadow is not None:
             self.shadow.offer(rows, [record for records in answers for record in records])
+
+
+    def _unwritable(self, error: OSError, rows: int) -> LogUnwritable:
+        failure = LogUnwritable(error)
+        self.metrics.log_failures.inc(rows)
+        if self.log_down is None:  # one line per outage, not one per request
+            _logger.error("%s (%r); answering 503 until a write succeeds", failure.reason, error)
+        self.log_down = failure.reason
+        return failure
 
 
 def _slice(records: list[PredictionRecord]) -> dict[str, list[Any]]:

@@ -44,6 +44,14 @@ class ServiceMetrics:
         self.reload_failures = Counter(
             "conveyor_model_reload_failures", "Reloads that failed (the old model kept serving)", registry=self.registry
         )
+        self.log_failures = Counter(
+            "conveyor_log_write_failed_rows", "Rows answered 503 because the prediction log could not be written",
+            registry=self.registry,
+        )
+        self.unknown_values = Counter(
+            "conveyor_unknown_values", "Input values training never saw, answered as missing (by feature and kind)",
+            ["feature", "kind"], registry=self.registry,
+        )
         self.shadow_rows = Counter("conveyor_shadow_rows", "Rows scored by the shadow model", registry=self.registry)
         self.shadow_dropped = Counter(
             "conveyor_shadow_dropped_rows", "Rows the shadow model skipped (behind, or failed)", registry=self.registry
@@ -54,6 +62,12 @@ class ServiceMetrics:
         observed = outputs.get("probability", outputs["prediction"])
         self.predictions.labels(source).inc(len(observed))
         observe_many(self.prediction_value, observed)
+
+    def unknown(self, flags: list[dict[str, str]]) -> None:
+        """Count the values `ServedModel.screen` flagged, by feature and kind."""
+        for flag in flags:
+            for feature, why in flag.items():
+                self.unknown_values.labels(feature, why).inc()
 
 
 def observe_many(histogram: Histogram, values: list[Any]) -> None:
@@ -71,6 +85,7 @@ def observe_many(histogram: Histogram, values: list[Any]) -> None:
     total.inc(float(amounts.sum()))
     for index, count in zip(*np.unique(found[found < len(bounds)], return_counts=True), strict=True):
         buckets[int(index)].inc(int(count))
+
 
 
 def _value_buckets(task: str) -> tuple[float, ...]:

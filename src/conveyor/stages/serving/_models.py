@@ -74,8 +74,10 @@ def create_models_app(config: Config, apps: dict[str, FastAPI]) -> ModelsApp:
         for name, model_app in apps.items():
             model = model_app.state.slot.model
             served[name] = {"name": model.name, "version": model.version, "task": model.task,
-                            "predict": f"{MODELS_PREFIX}/{name}/predict"}
-        answer: dict[str, Any] = {"status": "ok", "models": served}
+                            "predict": f"{MODELS_PREFIX}/{name}/predict",
+                            "prediction_log": model_app.state.batcher.log_down or "ok"}
+        down = any(model["prediction_log"] != "ok" for model in served.values())
+        answer: dict[str, Any] = {"status": "degraded" if down else "ok", "models": served}
         services = next((a.state.services for a in apps.values() if a.state.services is not None), None)
         if services is not None:  # the models share one online store: checked once
             answer.update(await service_health(services))

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from conveyor.core.records import PredictionRecord
 
-__all__ = ["FeatureReader", "PredictionSink", "Reloader", "ServedModel", "ServiceCheck", "ServiceParts"]
+__all__ = ["FeatureReader", "LabelSink", "PredictionSink", "Reloader", "ServedModel", "ServiceCheck", "ServiceParts"]
 
 
 class ServedModel(Protocol):
@@ -38,6 +38,11 @@ class ServedModel(Protocol):
 
     def predict_records(self, rows: list[dict[str, Any]], *, cleaned: bool) -> dict[str, list[Any]]:
         """`{"prediction": [...]}`, plus `"probability"` for classification; one value per row."""
+        ...
+
+    def screen(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """Per cleaned row, the features whose value training never saw (an unseen category, a number
+        out of the training range): name -> why; `{}` for a row without any."""
         ...
 
 
@@ -77,6 +82,13 @@ class ServiceCheck(Protocol):
     def __call__(self) -> dict[str, str | None]: ...
 
 
+class LabelSink(Protocol):
+    """Where `POST /labels` goes: checks (request id, label) pairs against the prediction log and the
+    labels already recorded, records the good ones, and reports `accepted`, `rejected`, `reasons`, ..."""
+
+    def __call__(self, labels: list[tuple[str, Any]], *, replace: bool) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class ServiceParts:
     """Everything a running service holds, opened before the port is bound."""
@@ -94,3 +106,5 @@ class ServiceParts:
     services: ServiceCheck | None = None
     """What `/health` checks besides the process (the online store's Redis, the registry's
     PostgreSQL); None: nothing shared."""
+    labels: LabelSink | None = None
+    """Where `POST /labels` records labels (needs `serving.admin_key_env`); None: no such endpoint."""

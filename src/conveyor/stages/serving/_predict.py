@@ -45,6 +45,8 @@ def _public(record: PredictionRecord) -> dict[str, Any]:
         result["probability"] = record.probability
     if record.entity is not None:
         result["entity"] = record.entity
+    if record.warnings:
+        result["warnings"] = dict(record.warnings)
     return result
 
 
@@ -70,8 +72,12 @@ def predict_rows(config: Config, model: ServedModel, rows: list[dict[str, Any]])
             data = validator.validate_json(to_json({"rows": rows[start:start + size]}, inf_nan_mode="constants", serialize_unknown=True))
         except ValidationError as exc:
             raise DataError(_row_error(exc, start)) from None
-        for name, values in model.predict_records(rows_by_value(model, data["rows"]), cleaned=True).items():
+        batch = rows_by_value(model, data["rows"])
+        flags = model.screen(batch)  # as the service does: what training never saw is answered as missing
+        known = [{**row, **dict.fromkeys(flag)} if flag else row for row, flag in zip(batch, flags, strict=True)]
+        for name, values in model.predict_records(known, cleaned=True).items():
             outputs.setdefault(name, []).extend(values)
+        outputs.setdefault("warnings", []).extend(flag or None for flag in flags)
     return outputs
 
 

@@ -155,6 +155,9 @@ class Prediction(BaseModel):
     """Classification: the probability of the positive class (binary) or of the predicted class."""
     entity: int | str | None = None
     """The entity key, when the request gave `entities`."""
+    warnings: dict[str, str] | None = None
+    """Features whose value training never saw (`unseen category`, `above the training range`, `below the
+    training range`): answered as missing, and logged. Absent when there is none."""
 
 
 class PredictResponse(BaseModel):
