@@ -7,7 +7,7 @@ tests pass tiny in-memory implementations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -84,3 +84,7 @@ class ServiceParts:
     shadow: ServedModel | None = None
     """A challenger that scores every request off the request path; its outputs go to `shadow_log`."""
     shadow_log: PredictionSink | None = None
+    monitor_gauges: Callable[[], Sequence[tuple[str, dict[str, str], float]]] | None = None
+    """The last monitor run's figures as `(name, labels, value)`, read at each `/metrics` scrape."""
+    monitor_help: dict[str, str] | None = None
+    """Help text of those gauges, by name."""
