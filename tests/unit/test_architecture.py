@@ -27,6 +27,7 @@ PUBLIC = {
         "serve_project",
         "stage_names",
         "stages_of",
+        "LoopOutcome", "act_on", "loop_records",
     ],
     "conveyor.stages.sources": [
         "INGEST", "LINE_COLUMN", "RawSnapshot", "infer_config", "infer_remote_config", "ingest", "source_digest",
@@ -41,8 +42,13 @@ PUBLIC = {
         "CHAMPION", "PROMOTE", "TRAIN", "AliasChange", "Candidate", "Champion", "PromotionDecision", "TrainResult",
         "VersionInfo", "champion_history", "describe_version", "list_versions", "load_champion", "load_version", "promote",
         "registry_lock", "train",
+        "ChallengeDecision", "challenge",
     ],
-    "conveyor.stages.monitoring": ["DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "monitor"],
+    "conveyor.stages.monitoring": [
+        "DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "monitor",
+        "AlertDelivery", "GAUGES", "LabeledRow", "gauge_samples", "labeled_traffic", "monitor_gauges", "post_alert",
+        "write_alerts",
+    ],
     "conveyor.stages.serving": [
         "MAX_BODY_MB", "FeatureReader", "ModelsApp", "PredictionSink", "RequestModels", "ServedModel", "ServiceParts",
         "create_app", "create_models_app", "request_models", "serve",

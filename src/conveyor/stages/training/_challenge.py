@@ -120,7 +120,7 @@ def _challenge(
     if trivial is not None and not beats(metric, test_score, trivial, margin):
         reasons.append(f"{best} {metric}={test_score:.4f} does not beat the trivial model's {trivial:.4f} "
                        f"on its test split ({way} is better)")
-    if champion_score is not None and not beats(metric, challenger_score, champion_score, margin):
+    if current is not None and champion_score is not None and not beats(metric, challenger_score, champion_score, margin):
         reasons.append(f"{best} {metric}={challenger_score:.4f} does not beat champion v{current.version}'s "
                        f"{champion_score:.4f} on {len(fresh_rows)} fresh labeled rows ({way} is better, margin {margin})")
     if current is not None and current.run_id == candidate.run_id:
