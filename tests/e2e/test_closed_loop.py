@@ -139,6 +139,12 @@ def test_act_retrains_on_2012_and_the_new_champion_wins(tmp_path: Path, receiver
         assert snapshot.read_bytes().startswith(source)
         assert len(snapshot.read_bytes()[len(source):].splitlines()) == HALF
 
+        # /metrics exports the last monitor run (read at scrape time) for Prometheus to alert on
+        scraped = httpx.get(f"{server.url}/metrics").text
+        assert f'conveyor_drift_detected{{model="bike-loop",version="{old_version}"}} 1.0' in scraped
+        assert f'conveyor_feature_drifted{{feature="yr",model="bike-loop",version="{old_version}"}} 1.0' in scraped
+        assert f'conveyor_performance_degraded{{model="bike-loop",version="{old_version}"}} 1.0' in scraped
+
         # the running server follows @champion on its own (serving.reload_s)
         deadline = time.monotonic() + 60
         while httpx.get(f"{server.url}/health").json()["model"]["version"] != new_version:
