@@ -96,3 +96,14 @@ def test_retraining_needs_a_csv_source(tmp_path: Path) -> None:
     config = config.model_copy(update={"source": config.source.model_copy(update={"kind": "parquet"})})
     with pytest.raises(ConfigError, match="retraining appends labeled traffic to a CSV source"):
         act_on(config, Workspace(tmp_path), _check(True, None))
+
+
+def test_an_unset_webhook_secret_stops_before_retraining(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.core.config import WebhookConfig
+
+    monkeypatch.delenv("LOOP_UNSET_SECRET", raising=False)
+    config = _config(on_drift="retrain",
+                     webhook=WebhookConfig(url="http://127.0.0.1:30099/x", secret_env="LOOP_UNSET_SECRET"))
+    with pytest.raises(ConfigError, match="LOOP_UNSET_SECRET, which is not set"):
+        act_on(config, Workspace(tmp_path), _check(True, None))
+    assert not (tmp_path / ".conveyor").exists()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +87,10 @@ def act_on(config: Config, workspace: Workspace, check: DriftCheck, *, search: b
     if action == "none":
         outcome.lines.append(f"--act: {why}; the policy says none (monitoring.on_drift / on_degraded)")
         return outcome
+    hook = config.monitoring.webhook
+    if hook is not None and hook.secret_env is not None and not os.environ.get(hook.secret_env):
+        raise ConfigError(f"monitoring.webhook.secret_env names {hook.secret_env}, which is not set; "
+                          "export it or remove secret_env")  # before a retraining, not after it
     if action == "retrain":
         _retrain(config, workspace, why, record, outcome, search=search)
     _alert(config, record, outcome)
