@@ -459,11 +459,12 @@ def _loop_table(config: Any, workspace: Any) -> None:
             compared = (f"{decision['metric']} on {decision['n_fresh']} fresh rows: challenger "
                         f"{decision['challenger_score']:.4f} vs v{decision['champion_version']} "
                         + ("-" if champion is None else f"{champion:.4f}"))
-        verdict = "-" if not decision else (f"promoted v{decision['champion']}" if decision["promoted"]
-                                            else "kept v" + str(decision["champion"]))
+        done = [] if not decision else [f"promoted v{decision['champion']}" if decision["promoted"]
+                                        else f"kept v{decision['champion']}"]
         alert = record.get("alert")
         if alert:
-            verdict += "; alert " + ("sent" if alert["delivered"] else "failed")
+            done.append("alert " + ("sent" if alert["delivered"] else "failed"))
+        verdict = "; ".join(done) or "-"
         table.add_row(record["at"], escape(record["why"]), record["action"], escape(on_what), compared, verdict,
                       record["_path"])
     _console().print(table)
