@@ -494,7 +494,7 @@ def models_show(
         ("config digest", info.config or "(not recorded)"),
         ("test metrics", ", ".join(f"{k}={v:.4f}" for k, v in sorted(info.metrics.items()))),
     ]
-    for key in ("conveyor.promoted_at", "conveyor.promoted_by", "conveyor.promotion_reason"):
+    for key in ("conveyor.promoted_at", "conveyor.promoted_by", "conveyor.promotion_reason", "conveyor.retrained"):
         if key in info.tags:
             lines.append((key.split(".", 1)[1].replace("_", " "), info.tags[key]))
     for key, value in lines:
