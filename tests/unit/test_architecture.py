@@ -28,6 +28,7 @@ PUBLIC = {
         "stage_names",
         "stages_of",
         "without_search",
+        "LoopOutcome", "act_on", "loop_records",
     ],
     "conveyor.stages.sources": [
         "INGEST", "LINE_COLUMN", "RawSnapshot", "infer_config", "infer_remote_config", "ingest", "source_digest",
@@ -43,9 +44,12 @@ PUBLIC = {
         "VersionInfo", "champion_history", "describe_version", "list_versions", "load_champion", "load_version", "promote",
         "registry_lock", "train",
         "champion_number", "on_server", "where",  # the MLflow server (stores.mlflow): hot swap, lineage
+        "ChallengeDecision", "challenge",
     ],
     "conveyor.stages.monitoring": [
         "DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "label_text", "monitor", "record_labels",
+        "AlertDelivery", "GAUGES", "LabeledRow", "gauge_samples", "labeled_traffic", "monitor_gauges", "post_alert",
+        "write_alerts",
     ],
     "conveyor.stages.serving": [
         "MAX_BODY_MB", "FeatureReader", "ModelsApp", "PredictionSink", "RequestModels", "ServedModel", "ServiceParts",

@@ -403,6 +403,7 @@ def models(ctx: typer.Context, project: ProjectOpt = Path("."), for_model: ForOp
     config, workspace = load_project(project)
     for own in model_configs(config, for_model):
         _versions_table(own, workspace)
+        _loop_table(own, workspace)
 
 
 def _versions_table(config: Any, workspace: Any) -> None:
@@ -435,6 +436,40 @@ def _versions_table(config: Any, workspace: Any) -> None:
         console.print(moves)
 
 
+def _loop_table(config: Any, workspace: Any) -> None:
+    """What `monitor --act` did: why, on what rows, what it compared, what it decided."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from conveyor.runner import loop_records
+
+    records = loop_records(config, workspace)
+    if not records:
+        return
+    table = Table(title="monitor --act", title_justify="left")
+    for column in ("when (UTC)", "why", "action", "on what", "compared", "decision", "record"):
+        table.add_column(column)
+    for record in records:
+        retrain, decision = record.get("retrain") or {}, record.get("decision") or {}
+        on_what = ("-" if not retrain else retrain.get("skipped") or
+                   f"{retrain['snapshot']}: source + {retrain['appended_rows']} labeled rows")
+        compared = "-"
+        if decision:
+            champion = decision.get("champion_score")
+            compared = (f"{decision['metric']} on {decision['n_fresh']} fresh rows: challenger "
+                        f"{decision['challenger_score']:.4f} vs v{decision['champion_version']} "
+                        + ("-" if champion is None else f"{champion:.4f}"))
+        done = [] if not decision else [f"promoted v{decision['champion']}" if decision["promoted"]
+                                        else f"kept v{decision['champion']}"]
+        alert = record.get("alert")
+        if alert:
+            done.append("alert " + ("sent" if alert["delivered"] else "failed"))
+        verdict = "; ".join(done) or "-"
+        table.add_row(record["at"], escape(record["why"]), record["action"], escape(on_what), compared, verdict,
+                      record["_path"])
+    _console().print(table)
+
+
 @models_app.command("show")
 def models_show(
     version: Annotated[str, typer.Argument(help="A registered version number.")],
@@ -459,7 +494,7 @@ def models_show(
         ("config digest", info.config or "(not recorded)"),
         ("test metrics", ", ".join(f"{k}={v:.4f}" for k, v in sorted(info.metrics.items()))),
     ]
-    for key in ("conveyor.promoted_at", "conveyor.promoted_by", "conveyor.promotion_reason"):
+    for key in ("conveyor.promoted_at", "conveyor.promoted_by", "conveyor.promotion_reason", "conveyor.retrained"):
         if key in info.tags:
             lines.append((key.split(".", 1)[1].replace("_", " "), info.tags[key]))
     for key, value in lines:
@@ -566,6 +601,11 @@ def monitor(
     fail_on_degraded: Annotated[bool, typer.Option(
         "--fail-on-degraded", help="Exit 4 when labeled predictions score worse than the test split allows.")] = False,
     for_model: ForOpt = None,
+    act: Annotated[bool, typer.Option("--act", help=(
+        "Carry out monitoring.on_drift / on_degraded: alert (monitoring.webhook) or retrain on the labeled "
+        "traffic and promote the challenger only if it beats the champion on fresh labeled rows."))] = False,
+    no_search: NoSearchOpt = False,
+    no_wait: NoWaitOpt = False,
 ) -> None:
     """Compare served traffic with the training reference; write JSON and HTML reports (each model's in turn)."""
     from rich.markup import escape
@@ -605,6 +645,8 @@ def monitor(
             console.print(f"[yellow]{check.unreadable} unreadable lines in the prediction log were left out: "
                           f"{escape(', '.join(check.unreadable_at))}{more}[/]")
         drifted = drifted or check.verdict == "drift"
+        if act:
+            _act(project, own, check, no_search=no_search, no_wait=no_wait)
     if fail_on_drift and drifted:
         raise typer.Exit(3)
     if fail_on_degraded and degraded:
@@ -627,12 +669,62 @@ def _print_windows(console: Any, performance: Any) -> None:
     console.print(table)
 
 
+def _act(project: Path, own: Any, check: Any, *, no_search: bool, no_wait: bool) -> None:
+    """`monitor --act`: the project's policy on one model's findings, under the project lock."""
+    from conveyor.runner import act_on, load_project
+
+    with _locked(project, "conveyor monitor --act", no_wait):
+        _, workspace = load_project(project)
+        outcome = act_on(own, workspace, check, search=not no_search)
+    for line in outcome.lines:  # plain lines: a path or a reason is long, and logs should not wrap
+        typer.echo(line)
+
+
 def _missing(row: Any) -> str:
     """A drift row's shares of nulls, reference -> current."""
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.1f}%"
 
     return f"{pct(row.reference_missing)} -> {pct(row.current_missing)}"
+
+
+@app.command()
+def alerts(
+    output: Annotated[Path, typer.Option("-o", "--output", help="The folder to write the two files to.")] = Path("alerts"),
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Write Prometheus alerting rules (prometheus-rules.yml) and a Grafana dashboard (grafana-dashboard.json)."""
+    from conveyor.runner import load_project
+    from conveyor.stages.monitoring import write_alerts
+
+    config, _ = load_project(project)
+    rules, board = write_alerts(config, output)
+    typer.echo(f"wrote {rules} (load it with rule_files: in prometheus.yml) and {board} (import it in Grafana)")
+
+
+schedule_app = typer.Typer(
+    help="Run the stages and `monitor --act` on a scheduler (cron with `conveyor monitor --act` needs none).",
+    no_args_is_help=True, rich_markup_mode=None,
+)
+app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("airflow")
+def schedule_airflow(
+    output: Annotated[Path, typer.Option("-o", "--output", help="The DAGs folder to write to.")] = Path("dags"),
+    every: Annotated[str, typer.Option("--schedule", help="Airflow schedule: a cron expression or @daily, @hourly.")]
+    = "@daily",
+    retries: Annotated[int, typer.Option(help="Retries of a failed task.", min=0, max=20)] = 2,
+    no_search: NoSearchOpt = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Write an Airflow DAG: one task per stage command, then `conveyor monitor --act`."""
+    from conveyor.runner import load_project
+    from conveyor.runner._schedule import airflow_dag
+
+    config, workspace = load_project(project)
+    path = airflow_dag(config, workspace, output, schedule=every, retries=retries, no_search=no_search)
+    typer.echo(f"wrote {path}: put it in Airflow's dags folder (its workers need the `conveyor` command)")
 
 
 labels_app = typer.Typer(

@@ -25,6 +25,7 @@ __all__ = [
     "Incremental",
     "ModelSpec",
     "MonitoringConfig",
+    "WebhookConfig",
     "PromotionConfig",
     "Schema",
     "ServingConfig",
@@ -437,6 +438,20 @@ class ServingConfig(_Model):
     """fsync the prediction log before answering (survives power loss, not only a killed server)."""
 
 
+class WebhookConfig(_Model):
+    """An HTTP endpoint that receives a JSON alert when `conveyor monitor` finds drift or degradation."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    """Where the alert is posted (`https://hooks.example.com/conveyor`); no credentials in it."""
+    secret_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    """An environment variable holding a secret, sent as the `secret_header` header; None: no header."""
+    secret_header: str = Field("X-Conveyor-Secret", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    """Per attempt."""
+    retries: int = Field(3, ge=0, le=10)
+    """Further attempts after a failed one (connection error, timeout or a 5xx answer), with backoff."""
+
+
 class MonitoringConfig(_Model):
     psi: float = Field(0.2, gt=0)
     p_value: float = Field(0.01, gt=0, lt=1)
@@ -465,6 +480,16 @@ class MonitoringConfig(_Model):
     performance_window: str = Field("1d", pattern=r"^[1-9][0-9]{0,3}[hdw]$")
     """Labeled predictions are also scored per window of serving time this long: `1h`, `1d` (midnight UTC),
     `7d` or `1w` (Mondays); a window with fewer than `min_rows` labels shows its count without a score."""
+    on_drift: Literal["none", "alert", "retrain"] = "none"
+    """What `conveyor monitor --act` does when the served traffic drifts: nothing, post an alert to
+    `monitoring.webhook`, or retrain on a window that includes the labeled traffic (and alert)."""
+    on_degraded: Literal["none", "alert", "retrain"] = "none"
+    """What `conveyor monitor --act` does when labeled predictions score `degraded`: as `on_drift`."""
+    fresh_share: float = Field(0.5, gt=0, lt=1)
+    """Retraining: the newest share of the labeled traffic is kept out of training, as the fresh data the
+    challenger and the champion are compared on; the older rest is appended to the training data."""
+    webhook: WebhookConfig | None = None
+    """Where alerts are posted (JSON), on drift or degradation; None: no alerts leave the machine."""
 
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"

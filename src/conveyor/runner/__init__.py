@@ -10,6 +10,7 @@ from conveyor.runner._commands import (
 )
 from conveyor.runner._lineage import LineageStep, lineage_of_model, lineage_of_prediction
 from conveyor.runner._lock import project_lock
+from conveyor.runner._loop import LoopOutcome, act_on, loop_records
 from conveyor.runner._pipeline import STAGES, Event, cache_key, last_artifact, run_pipeline, stage_names, stages_of
 from conveyor.runner._project import ModelRegistry, Project, RunResult, StageRun, without_search
 
@@ -22,12 +23,15 @@ __all__ = [
     "Project",
     "RunResult",
     "StageRun",
+    "LoopOutcome",
+    "act_on",
     "cache_key",
     "init_project",
     "last_artifact",
     "lineage_of_model",
     "lineage_of_prediction",
     "load_project",
+    "loop_records",
     "model_configs",
     "monitor_project",
     "project_lock",

@@ -63,8 +63,25 @@ def lineage_of_model(config: Config, workspace: Workspace, version: str, *, dept
                          f"run {info.run_id}; {info.summary}")]
     if not info.training_set:
         raise ConveyorError(f"model v{version} records no training set digest (tag conveyor.training_set)")
+    steps += _retrained(config, workspace, info.version, depth + 1)
     steps += _walk(workspace, "training_set", info.training_set, depth + 1)
     return steps
+
+
+def _retrained(config: Config, workspace: Workspace, version: str, depth: int) -> list[LineageStep]:
+    """The `monitor --act` retraining that promoted this version, if one did."""
+    from conveyor.runner._loop import loop_records
+
+    for record in loop_records(config, workspace):
+        decision, retrain = record.get("decision") or {}, record.get("retrain") or {}
+        if decision.get("promoted") and str(decision.get("champion")) == str(version):
+            return [LineageStep(depth, "retrain", record["at"], record["_path"],
+                                f"{record['why']}; {retrain['appended_rows']} labeled served rows appended in "
+                                f"{retrain['snapshot']}; {decision['metric']} on {decision['n_fresh']} fresh rows: "
+                                f"{decision['challenger_score']:.4f} vs v{decision['champion_version']} "
+                                + ("-" if decision.get("champion_score") is None
+                                   else f"{decision['champion_score']:.4f}"))]
+    return []
 
 
 def _walk(workspace: Workspace, name: str, digest: str, depth: int) -> list[LineageStep]:

@@ -204,7 +204,7 @@ def _service_parts(own: Config, workspace: Workspace, online: Any | None) -> Ser
     None: the project's online store, opened after it.
     """
     from conveyor.stages.features import OnlineFeatures
-    from conveyor.stages.monitoring import PredictionLog
+    from conveyor.stages.monitoring import GAUGES, PredictionLog, monitor_gauges
     from conveyor.stages.serving import ServiceParts
     from conveyor.stages.training import load_champion
 
@@ -222,6 +222,8 @@ def _service_parts(own: Config, workspace: Workspace, online: Any | None) -> Ser
         shadow_log=PredictionLog(log / "shadow") if shadow is not None else None,
         services=online.health,
         labels=LabelRecorder(own, workspace),
+        monitor_gauges=monitor_gauges(own, workspace),
+        monitor_help=GAUGES,
     )
 
 

@@ -57,6 +57,10 @@ def create_app(config: Config, parts: ServiceParts, *, max_body_bytes: int = MAX
     admin_key = admin_key_of(config)
     metrics = ServiceMetrics(config.schema.task, parts.value_buckets)
     metrics.model.labels(parts.model.name, parts.model.version).set(1)
+    if parts.monitor_gauges is not None:
+        from conveyor.stages.serving._monitor_metrics import MonitorCollector
+
+        metrics.registry.register(MonitorCollector(parts.monitor_gauges, parts.monitor_help or {}))
     slot = ModelSlot(parts.model, parts.reload, metrics, lambda model: check_model(config, model))
     shadow = None
     if parts.shadow is not None and parts.shadow_log is not None:

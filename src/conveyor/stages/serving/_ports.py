@@ -7,7 +7,7 @@ tests pass tiny in-memory implementations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -108,3 +108,7 @@ class ServiceParts:
     PostgreSQL); None: nothing shared."""
     labels: LabelSink | None = None
     """Where `POST /labels` records labels (needs `serving.admin_key_env`); None: no such endpoint."""
+    monitor_gauges: Callable[[], Sequence[tuple[str, dict[str, str], float]]] | None = None
+    """The last monitor run's figures as `(name, labels, value)`, read at each `/metrics` scrape."""
+    monitor_help: dict[str, str] | None = None
+    """Help text of those gauges, by name."""

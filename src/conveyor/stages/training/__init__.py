@@ -5,6 +5,7 @@ serving the model `load_champion` returns; the CLI lists versions with `list_ver
 `describe_version` and `champion_history`.
 """
 
+from conveyor.stages.training._challenge import ChallengeDecision, challenge
 from conveyor.stages.training._registry import (
     CHAMPION,
     AliasChange,
@@ -30,10 +31,12 @@ __all__ = [
     "TRAIN",
     "AliasChange",
     "Candidate",
+    "ChallengeDecision",
     "Champion",
     "PromotionDecision",
     "TrainResult",
     "VersionInfo",
+    "challenge",
     "champion_history",
     "champion_number",
     "describe_version",
