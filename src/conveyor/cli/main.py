@@ -114,8 +114,11 @@ def init(
         f"task [bold]{schema.task}[/], target [bold]{schema.target}[/], entity key [bold]{schema.entity.key}[/]"
         f"{' (generated)' if schema.entity.generated else ''}, event time [bold]{event.kind}[/] {event.columns or ''}"
     )
+    from rich.console import Console
+
+    said = Console(stderr=True, highlight=False)  # what init found goes to stderr, with the other diagnostics
     for note in notes:
-        console.print(f"- {note}", markup=False, soft_wrap=True)
+        said.print(f"init: {note}", markup=False, soft_wrap=True)
     console.print(f"Wrote {output}. Review it (drop leaking columns), then: conveyor run -C {output.parent}")
 
 
