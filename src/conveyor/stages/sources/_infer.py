@@ -27,6 +27,7 @@ from conveyor.core.config import (
     SourceConfig,
 )
 from conveyor.core.errors import DataError
+from conveyor.stages.sources._compressed import compression, decompressed, plain_name
 from conveyor.stages.sources._csv import (
     LINE_COLUMN,
     describe_bad_lines,
@@ -455,6 +456,23 @@ def infer_config(
     said: list[str] = [] if notes is None else notes
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: file not found")
+    packed = compression(csv_path)
+    if packed is not None and source is None:  # a .csv.gz: inferred from its text, the source stays the file
+        with tempfile.TemporaryDirectory(prefix="conveyor-init-") as unpacked:
+            plain = decompressed(csv_path, Path(unpacked))
+            said.append(f"source: compressed with {packed}; read decompressed (ingest does the same)")
+            try:
+                config = infer_config(
+                    plain, target=target, entity=entity, timestamps=timestamps, drop=drop,
+                    name=name or _project_name(Path(plain_name(csv_path))), source_path=source_path or str(csv_path),
+                    type_threshold=type_threshold, notes=said, entities=entities,
+                )
+            except DataError as exc:
+                raise DataError(str(exc).replace(str(plain), f"{csv_path} (decompressed)")) from None
+        if notes is None:
+            for line in said:
+                print(f"init: {line}", file=sys.stderr)
+        return config
     kind = _source_kind(csv_path)
     encoding, delimiter = "utf-8", ","
     if kind == "csv":
