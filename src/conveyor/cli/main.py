@@ -36,9 +36,9 @@ NoWaitOpt = Annotated[
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from conveyor.cli._output import FittingConsole
 
-    return Console(highlight=False)
+    return FittingConsole(highlight=False)  # tables fit the terminal, or keep their rows on one line
 
 
 def _version(value: bool) -> None:
