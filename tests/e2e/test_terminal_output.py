@@ -84,3 +84,11 @@ def test_tables_fit_a_terminal_60_columns_wide(project: tuple[Path, str], comman
     lines = [line for line in output.splitlines() if line.strip()]
     assert any(line.startswith("│") for line in lines), output
     assert max(cell_len(line) for line in lines) <= 60, output
+
+
+def test_the_search_shows_its_trials_on_a_terminal_only(project: tuple[Path, str]) -> None:
+    folder, _ = project
+    on_terminal = _in_terminal(["train", "--force"], folder, 100)
+    assert re.search(r"lightgbm search .* \d+/30", on_terminal), on_terminal
+    piped = conveyor("train", "--force", cwd=folder)
+    assert "search" not in piped.stderr and "/30" not in piped.stdout.split("│ train")[0]

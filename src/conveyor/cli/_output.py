@@ -3,11 +3,13 @@ content elsewhere (a pipe, a log file, CI), so that each row stays on one line."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 
-__all__ = ["FittingConsole"]
+__all__ = ["FittingConsole", "progress_line", "showing_progress"]
 
 _WIDEST = 100_000
 """The widest a table is measured at when not on a terminal: each cell on one line."""
@@ -41,3 +43,27 @@ class FittingConsole(Console):
             return 0
         options = self.options.update_width(_WIDEST)
         return max(Measurement.get(self, options, table).maximum for table in tables)
+
+
+def progress_line(what: str, done: int, total: int | None) -> Any:
+    """A status line with a bar: `lightgbm search  ━━━━━━━━╸━━━━━━  12/30`."""
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    line = Table.grid(padding=(0, 1))
+    line.add_row(f"[bold]{what}[/]", ProgressBar(total=float(total) if total else None, completed=done, width=30),
+                 f"{done}/{total}" if total else str(done))
+    return line
+
+
+@contextmanager
+def showing_progress(console: Console, text: str) -> Iterator[None]:
+    """On a terminal: a spinner with `text`, then a bar for what the work inside reports. Elsewhere nothing."""
+    if not console.is_terminal:
+        yield
+        return
+    from conveyor.core.progress import listening
+
+    with console.status(text) as status, listening(lambda what, done, total: status.update(
+            progress_line(what, done, total))):
+        yield

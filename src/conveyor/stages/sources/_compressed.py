@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from conveyor.core.errors import DataError
 
@@ -62,9 +62,15 @@ def decompressed(path: Path, workdir: Path, name: str | None = None) -> Path:
         if kind == "zip":
             _unzip(path, out, shown)
         else:
-            opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[kind]
-            with opener(path, "rb") as src, out.open("wb") as dst:
-                shutil.copyfileobj(src, dst, _CHUNK)  # type: ignore[misc]
+            stream: Any
+            if kind == "gzip":
+                stream = gzip.open(path, "rb")
+            elif kind == "bzip2":
+                stream = bz2.open(path, "rb")
+            else:
+                stream = lzma.open(path, "rb")
+            with stream as src, out.open("wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
     except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
         out.unlink(missing_ok=True)
         hint = "an Excel file? export the sheet as CSV first" if kind == "zip" else "is the file complete?"
