@@ -79,7 +79,7 @@ def test_a_zip_of_several_files_is_refused_naming_them(tmp_path: Path) -> None:
 def test_an_excel_file_renamed_csv_is_still_told_to_be_exported(tmp_path: Path) -> None:
     broken = tmp_path / "sheet.csv"
     broken.write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + b"\x00" * 40)
-    with pytest.raises(DataError, match="Excel file\\? export the sheet as CSV"):
+    with pytest.raises(DataError, match="line 1: binary data \\(a zip archive, e.g. an Excel .xlsx file\\)"):
         infer_config(broken, target="y", notes=[])
     xlsx = tmp_path / "book.csv"
     with zipfile.ZipFile(xlsx, "w") as archive:

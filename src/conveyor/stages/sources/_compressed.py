@@ -28,6 +28,7 @@ _MAGIC = (
 READ = ("gzip", "bzip2", "xz", "zip")
 """The compressions read; the others are refused by name."""
 _CHUNK = 1 << 20
+_NOT_A_CSV = "{}, line 1: binary data (a zip archive, e.g. an Excel .xlsx file); export the sheet as CSV first"
 
 
 def compression(path: Path) -> str | None:
@@ -71,10 +72,13 @@ def decompressed(path: Path, workdir: Path, name: str | None = None) -> Path:
                 stream = lzma.open(path, "rb")
             with stream as src, out.open("wb") as dst:
                 shutil.copyfileobj(src, dst, _CHUNK)
-    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
+    except zipfile.BadZipFile:
         out.unlink(missing_ok=True)
-        hint = "an Excel file? export the sheet as CSV first" if kind == "zip" else "is the file complete?"
-        raise DataError(f"{shown}: compressed with {kind}, but it cannot be decompressed ({exc}); {hint}") from None
+        raise DataError(_NOT_A_CSV.format(shown)) from None
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        out.unlink(missing_ok=True)
+        raise DataError(f"{shown}: compressed with {kind}, but it cannot be decompressed ({exc}); "
+                        "is the file complete?") from None
     return out
 
 
@@ -93,8 +97,7 @@ def _unzip(path: Path, out: Path, shown: str) -> None:
     with zipfile.ZipFile(path) as archive:
         names = [info for info in archive.infolist() if not info.is_dir()]
         if any(info.filename.startswith(("xl/", "[Content_Types].xml")) for info in names):
-            raise DataError(f"{shown}, line 1: binary data (a zip archive, e.g. an Excel .xlsx file); "
-                            "export the sheet as CSV first")
+            raise DataError(_NOT_A_CSV.format(shown))
         if len(names) != 1:
             listed = ", ".join(info.filename for info in names[:5]) + (", ..." if len(names) > 5 else "")
             raise DataError(f"{shown}: compressed with zip, with {len(names)} files in it ({listed}); "
