@@ -157,3 +157,27 @@ def test_a_missing_token_for_an_unknown_column_is_named() -> None:
 
     with pytest.raises(ConfigError, match="cleaning.missing_tokens: column 'nope'"):
         clean_frame(_frame([("1", "1", "1", "1")]), _numbers_config({"missing_tokens": {"nope": ["-"]}}), INGESTED)
+
+
+def test_nan_text_in_a_number_column_is_non_finite_quarantined_by_default() -> None:
+    raw = _frame([("1", "NaN", "1", "1"), ("2", "1", "nan", "2"), ("3", "1", "1", "NaN"), ("4", "2", "2.5", "4")])
+    clean, quarantine = clean_frame(raw, _numbers_config(), INGESTED)
+    assert clean["id"].to_list() == [4]
+    reasons = dict(zip(quarantine["_line"].to_list(), quarantine["_reason"].to_list(), strict=True))
+    assert reasons == {
+        2: "n: 'NaN' is not a finite number",
+        3: "x: 'nan' is not a finite number",
+        4: "y: 'NaN' is not a finite number",
+    }
+
+
+def test_nan_text_is_missing_with_non_finite_null_or_a_missing_token() -> None:
+    raw = _frame([("1", "NaN", "1", "1"), ("2", "1", "nan", "2"), ("3", "1", "1", "NaN")])
+    clean, quarantine = clean_frame(raw, _numbers_config({"non_finite": "null"}), INGESTED)
+    assert clean["n"].to_list() == [None, 1] and clean["x"].to_list() == [1.0, None]
+    assert quarantine["_reason"].to_list() == ["y: the target is missing"]
+    # a per-column token (what init writes for a column that uses NaN as missing): only that column
+    clean, quarantine = clean_frame(raw, _numbers_config({"missing_tokens": {"x": ["nan"]}}), INGESTED)
+    assert clean["id"].to_list() == [2] and clean["x"].to_list() == [None]
+    assert sorted(quarantine["_reason"].to_list()) == ["n: 'NaN' is not a finite number",
+                                                        "y: 'NaN' is not a finite number"]

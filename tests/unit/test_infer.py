@@ -33,9 +33,11 @@ def test_two_percent_junk_keeps_the_type_and_the_event_time_and_is_reported(tmp_
     assert "ts: datetime for 98.0% of its values; 2 value(s)" in said
     assert "'2024-02-30 10:00:00' (line 12)" in said and "'tbd' (line 52)" in said
     assert "ts: datetime, event_time: the event time: the first datetime column" in said
-    rows[60][1] = "later"  # a third: 97 %, no longer a datetime column
-    config = infer_config(_write(tmp_path / "d.csv", rows), target="y", notes=[])
-    assert config.schema.columns["ts"].type == "string" and config.schema.event_time.kind == "ingest_time"
+    rows[60][1] = "later"  # a third: 97 %, under the type threshold, but still the only event time there is
+    notes = []
+    config = infer_config(_write(tmp_path / "d.csv", rows), target="y", notes=notes)
+    assert config.schema.columns["ts"].type == "datetime" and config.schema.event_time.columns == ["ts"]
+    assert any(n.startswith("event time: ts looked like the event time, but 3 of its values (3.0%)") for n in notes)
     config = infer_config(_write(tmp_path / "d.csv", rows), target="y", notes=[], type_threshold=0.95)
     assert config.schema.columns["ts"].type == "datetime"
 
@@ -115,3 +117,54 @@ def test_a_date_and_an_hour_column_make_the_event_time(tmp_path: Path, hour: str
         assert (event.kind, event.columns) == ("date_hour", ["visit_date", hour])
     else:
         assert (event.kind, event.columns) == ("datetime", ["visit_date"])
+
+
+def _dated(count: int, bad_every: int | None) -> str:
+    """`when,x,y` rows with an ISO date, one in `bad_every` written some other way."""
+    lines = ["when,x,y"]
+    for i in range(count):
+        day = f"2024-{1 + i // 28 % 12:02d}-{1 + i % 28:02d}"
+        if bad_every and i % bad_every == 3:
+            day = ["31/12/2024", "2024-02-30", "soon"][i // bad_every % 3]
+        lines.append(f"{day},{i % 13 / 4},{i % 7}.5")
+    return "\n".join(lines) + "\n"
+
+
+def test_five_percent_bad_dates_are_named_and_the_column_stays_the_event_time(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "d.csv").write_text(_dated(400, 20), encoding="utf-8")  # 20 of 400 dates do not parse: 5 %
+    out = tmp_path / "conveyor.yaml"
+    result = subprocess.run([sys.executable, "-m", "conveyor", "init", "--csv", str(tmp_path / "d.csv"), "--target", "y",
+                             "-o", str(out)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stderr.split())  # the notes are on stderr, whatever the terminal's width
+    assert "init: event time: when looked like the event time, but 20 of its values (5.0%) do not parse as a date" in said
+    assert "'31/12/2024' (line 5)" in said and "'2024-02-30' (line 25)" in said and "'soon' (line 45)" in said
+    assert "chosen as the event time all the same: prepare quarantines those rows" in said
+    assert "init: event time" not in result.stdout
+    from conveyor.core.config import load_config
+
+    config = load_config(out)
+    assert config.schema.event_time.columns == ["when"] and config.schema.columns["when"].type == "date"
+
+
+def test_a_column_of_mostly_bad_dates_is_named_and_the_ingest_time_chosen(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text(_dated(400, 4), encoding="utf-8")  # one in four: 25 % do not parse
+    notes: list[str] = []
+    config = infer_config(tmp_path / "d.csv", target="y", notes=notes)
+    assert config.schema.event_time.kind == "ingest_time"
+    note = next(n for n in notes if n.startswith("event time: when looked like"))
+    assert "100 of its values (25.0%) do not parse as a date" in note and "the time of the ingest" in note
+
+
+def test_nan_in_a_number_column_is_listed_as_its_missing_token(tmp_path: Path) -> None:
+    rows = _rows()
+    rows[7][2], rows[8][2] = "NaN", "NaN"  # x: pandas' missing number
+    notes: list[str] = []
+    config = infer_config(_write(tmp_path / "d.csv", rows), target="y", notes=notes)
+    assert config.schema.columns["x"].type == "float"
+    assert config.cleaning.missing_tokens == {"x": ["NaN"]}
+    assert any(n.startswith("x: uses 'NaN' for a missing number") for n in notes), notes
+    assert "x: 'NaN' (2) read as missing (cleaning.missing_tokens)" in notes

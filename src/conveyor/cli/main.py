@@ -36,9 +36,9 @@ NoWaitOpt = Annotated[
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from conveyor.cli._output import FittingConsole
 
-    return Console(highlight=False)
+    return FittingConsole(highlight=False)  # tables fit the terminal, or keep their rows on one line
 
 
 def _version(value: bool) -> None:
@@ -114,8 +114,11 @@ def init(
         f"task [bold]{schema.task}[/], target [bold]{schema.target}[/], entity key [bold]{schema.entity.key}[/]"
         f"{' (generated)' if schema.entity.generated else ''}, event time [bold]{event.kind}[/] {event.columns or ''}"
     )
+    from rich.console import Console
+
+    said = Console(stderr=True, highlight=False)  # what init found goes to stderr, with the other diagnostics
     for note in notes:
-        console.print(f"- {note}", markup=False, soft_wrap=True)
+        said.print(f"init: {note}", markup=False, soft_wrap=True)
     console.print(f"Wrote {output}. Review it (drop leaking columns), then: conveyor run -C {output.parent}")
 
 
@@ -177,8 +180,12 @@ def _run(
 def _run_locked(
     project: Path, *, only: str | None, start: str | None, stop: str | None, force: bool, no_search: bool,
 ) -> None:
+    from contextlib import nullcontext
+
     from rich.table import Table
 
+    from conveyor.cli._output import progress_line
+    from conveyor.core.progress import listening
     from conveyor.runner import Event, load_project, run_pipeline, stages_of
 
     config, workspace = load_project(project)  # read again under the lock: the file may have changed meanwhile
@@ -188,6 +195,10 @@ def _run_locked(
     rows: list[tuple[str, str, str, str]] = []
     described = {stage.name: stage.describe for stage in stages_of(config)}
     status: Any = None
+
+    def on_progress(what: str, done: int, total: int | None) -> None:
+        if status is not None:  # a bar under the running stage's spinner (search trials, the online-store write)
+            status.update(progress_line(what, done, total))
 
     def on_event(event: Event) -> None:
         nonlocal status
@@ -203,7 +214,8 @@ def _run_locked(
         rows.append((event.stage, state, f"{event.seconds:.1f}s" if event.status == "ran" else "-", summary))
 
     try:
-        run_pipeline(config, workspace, only=only, start=start, stop=stop, force=force, on_event=on_event)
+        with listening(on_progress) if console.is_terminal else nullcontext():
+            run_pipeline(config, workspace, only=only, start=start, stop=stop, force=force, on_event=on_event)
     finally:
         if status is not None:
             status.stop()
@@ -611,13 +623,15 @@ def monitor(
     from rich.markup import escape
     from rich.table import Table
 
+    from conveyor.cli._output import showing_progress
     from conveyor.runner import load_project, model_configs, monitor_project
 
     config, workspace = load_project(project)
     drifted = degraded = False
     for own in model_configs(config, for_model):
-        check = monitor_project(own, workspace, window).result
         console = _console()
+        with showing_progress(console, f"{own.name}: reading the prediction log"):  # a bar on a terminal only
+            check = monitor_project(own, workspace, window).result
         table = Table(title=f"{own.name}: drift of {check.n_current} predictions vs {check.n_reference} training rows",
                       title_justify="left")
         for column in ("feature", "test", "p-value", "PSI", "effect", "missing ref -> cur", "drifted", "rules fired"):

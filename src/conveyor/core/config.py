@@ -16,6 +16,7 @@ from conveyor.core.errors import ConfigError
 __all__ = [
     "CONFIG_FILE",
     "EVENT_TIMESTAMP",
+    "NAN_TOKENS",
     "NULL_TOKENS",
     "Column",
     "Config",
@@ -43,7 +44,11 @@ EVENT_TIMESTAMP = "event_timestamp"
 """The column of clean data, training sets and Feast sources that holds each row's event time (UTC)."""
 
 NULL_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "?")
-"""Cell values read as missing in every text source."""
+"""Cell values read as missing in every text source (`NAN_TOKENS` not in `integer` and `float` columns)."""
+
+NAN_TOKENS = ("NaN", "nan")
+"""In an `integer` or `float` column these are a non-finite number (`cleaning.non_finite` decides), not
+a missing value, unless `cleaning.missing_tokens` lists them for the column (`init` does where it finds them)."""
 
 ColumnType = Literal["integer", "float", "string", "boolean", "date", "datetime"]
 Role = Literal["numeric", "categorical", "id", "event_time", "ignore"]

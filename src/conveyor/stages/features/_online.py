@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.core.config import EVENT_TIMESTAMP, Config
+from conveyor.core.progress import report
 from conveyor.stages.features._repo import ONLINE_STORE, REDIS_STORE_TYPE, ROW_STORE_TYPE
 
 __all__ = [
@@ -125,7 +126,9 @@ def write_frame(
         if len(applied.entity_columns) != 1:
             raise ValueError(f"view {view.name}: the bulk write takes one entity column")
         join_key = applied.entity_columns[0].name
+        report(f"online store: {view.name}", 0, latest.height)
         written = SqliteRowOnlineStore().write_frame(store.config, applied, latest, join_key, EVENT_TIMESTAMP)
+        report(f"online store: {view.name}", latest.height, latest.height)
         store.registry.apply_materialization(view, store.project, start, end)
         return OnlineWrite(entities=written, skipped=0, start=start, end=end)
     features = [f.name for f in view.features]
@@ -139,5 +142,6 @@ def write_frame(
         # Arrow-backed pandas columns: Feast converts them back to Arrow with their exact types
         # (a nullable Int64 stays Int64, as materialize reads it from Parquet, not float64).
         store.write_to_online_store(view.name, df=chunk.to_pandas(use_pyarrow_extension_array=True))
+        report(f"online store: {view.name}", offset + chunk.height, latest.height)
     store.registry.apply_materialization(view, store.project, start, end)
     return OnlineWrite(entities=latest.height - skipped, skipped=skipped, start=start, end=end)

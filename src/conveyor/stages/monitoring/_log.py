@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
+from conveyor.core.progress import report
 from conveyor.core.records import PredictionRecord
 
 __all__ = ["PredictionLog"]
@@ -125,7 +126,9 @@ class PredictionLog:
         if not last:
             return list(self._iter())
         found: list[dict[str, Any]] = []
-        for day_paths in reversed(self._days()):
+        days = self._days()
+        for done, day_paths in enumerate(reversed(days)):
+            report("prediction log: days read", done, len(days))
             wanted = last - len(found)
             tails = [_tail(path, wanted, self.unreadable) for path in day_paths]
             day = _merge(tails)
@@ -170,7 +173,9 @@ class PredictionLog:
         return [sorted(days[day]) for day in sorted(days)]
 
     def _iter(self) -> Iterator[dict[str, Any]]:
-        for paths in self._days():
+        days = self._days()
+        for done, paths in enumerate(days):
+            report("prediction log: days read", done, len(days))
             if len(paths) == 1:
                 yield from _objects(paths[0], self.unreadable)
             else:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from conveyor.core.artifacts import Artifact, Result, relative_to
 from conveyor.core.cleaning import MissingValues
-from conveyor.core.config import EVENT_TIMESTAMP, NULL_TOKENS, Column, Config, Schema
+from conveyor.core.config import EVENT_TIMESTAMP, NAN_TOKENS, NULL_TOKENS, Column, Config, Schema
 from conveyor.core.errors import ConfigError, DataError
 from conveyor.core.hashing import hash_json, short
 from conveyor.core.stage import Stage, Upstream
@@ -281,8 +281,10 @@ def _as_text(
     tokens = config.cleaning.missing_tokens
     text = raw.select(pl.col(LINE), *(extra or []), *(pl.col(c).str.strip_chars() if strip else pl.col(c) for c in columns))
     out = []
+    numbers = {c for c in columns if c in config.schema.columns and config.schema.columns[c].type in ("integer", "float")}
     for c in columns:
-        missing = [*NULL_TOKENS, *tokens.get(c, [])]
+        builtin = [t for t in NULL_TOKENS if t not in NAN_TOKENS] if c in numbers else NULL_TOKENS  # NaN: non-finite
+        missing = [*builtin, *tokens.get(c, [])]
         out.append(pl.when(pl.col(c).is_in(missing)).then(None).otherwise(pl.col(c)).alias(c))
     return text.with_columns(out)
 

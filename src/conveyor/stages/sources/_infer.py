@@ -15,8 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conveyor.core.config import NULL_TOKENS, CleaningConfig, Column, Config, Entity, EventTime, Schema, SourceConfig
+from conveyor.core.config import (
+    NAN_TOKENS,
+    NULL_TOKENS,
+    CleaningConfig,
+    Column,
+    Config,
+    Entity,
+    EventTime,
+    Schema,
+    SourceConfig,
+)
 from conveyor.core.errors import DataError
+from conveyor.stages.sources._compressed import compression, decompressed, plain_name
 from conveyor.stages.sources._csv import (
     LINE_COLUMN,
     describe_bad_lines,
@@ -52,6 +63,11 @@ TYPE_THRESHOLD = 0.98
 """A column's type is the narrowest type at least this share of its non-missing values parse as."""
 BAD_LINE_SHARE = 0.02
 """Up to this share of unreadable rows, init sets `source.on_bad_lines: quarantine`; above, it stops."""
+EVENT_TIME_THRESHOLD = 0.9
+"""A date or datetime column that no other column beats, with at least this share of its values parsing
+(below `type_threshold`), is the event time all the same: prepare quarantines the rest, and init says so."""
+_LOOKS_LIKE_TIME = 0.5
+"""From this share of date or datetime values, a column looked like the event time: init names it."""
 _MISSING_WORDS = ("unknown", "Unknown", "UNKNOWN", "missing", "MISSING", "none", "n.a.", "N.A.")
 _MISSING_MARKS = ("-", "--", "---", "#N/A", "#NA", ".", "NA?")
 _PLAIN_INT = r"^[+-]?\d+$"
@@ -376,6 +392,28 @@ def _missing_tokens(raw: pl.DataFrame, name: str, kind_hint: str) -> dict[str, i
     return {str(v): int(c) for v, c in counts.iter_rows()}
 
 
+def _nan_tokens(raw: pl.DataFrame, name: str) -> dict[str, int]:
+    """`NaN` cells of a column, with counts: a number column's missing value when pandas wrote the file."""
+    values = raw[name].str.strip_chars()
+    counts = values.filter(values.is_in(list(NAN_TOKENS))).value_counts(sort=True)
+    return {str(v): int(c) for v, c in counts.iter_rows()}
+
+
+def _near_event_time(frame: pl.DataFrame, types: dict[str, _Typed], decimal: str, thousands: str | None
+                     ) -> tuple[str, _Typed] | None:
+    """The text column most of whose values are dates or datetimes (at least `_LOOKS_LIKE_TIME`), if any."""
+    best: tuple[str, _Typed] | None = None
+    for column, typed in types.items():
+        values = frame[column]
+        if typed.kind != "string" or values.null_count() == values.len():
+            continue
+        for candidate in _candidates(values, decimal, thousands):
+            if candidate.kind in ("date", "datetime") and candidate.share >= _LOOKS_LIKE_TIME:
+                if best is None or candidate.share > best[1].share:
+                    best = (column, candidate)
+    return best
+
+
 def _source_kind(path: Path) -> str:
     with path.open("rb") as handle:
         magic = handle.read(4)
@@ -418,6 +456,23 @@ def infer_config(
     said: list[str] = [] if notes is None else notes
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: file not found")
+    packed = compression(csv_path)
+    if packed is not None and source is None:  # a .csv.gz: inferred from its text, the source stays the file
+        with tempfile.TemporaryDirectory(prefix="conveyor-init-") as unpacked:
+            plain = decompressed(csv_path, Path(unpacked))
+            said.append(f"source: compressed with {packed}; read decompressed (ingest does the same)")
+            try:
+                config = infer_config(
+                    plain, target=target, entity=entity, timestamps=timestamps, drop=drop,
+                    name=name or _project_name(Path(plain_name(csv_path))), source_path=source_path or str(csv_path),
+                    type_threshold=type_threshold, notes=said, entities=entities,
+                )
+            except DataError as exc:
+                raise DataError(str(exc).replace(str(plain), f"{csv_path} (decompressed)")) from None
+        if notes is None:
+            for line in said:
+                print(f"init: {line}", file=sys.stderr)
+        return config
     kind = _source_kind(csv_path)
     encoding, delimiter = "utf-8", ","
     if kind == "csv":
@@ -476,9 +531,33 @@ def infer_config(
                 tokens[column] = kept
             else:
                 del tokens[column]
+    for column, typed in types.items():  # NaN in a number column is non-finite (quarantined) unless listed
+        nan = _nan_tokens(raw, column) if typed.kind in ("integer", "float") else {}
+        if nan:
+            tokens[column] = {**tokens.get(column, {}), **nan}
+            said.append(f"{column}: uses {' and '.join(map(repr, nan))} for a missing number (as pandas writes one); "
+                        "listed in cleaning.missing_tokens so those rows are kept with the value missing (without it, "
+                        "NaN is a non-finite number: cleaning.non_finite quarantines its row)")
     for column, found in tokens.items():
         listed = ", ".join(f"{t!r} ({n})" for t, n in found.items())
         said.append(f"{column}: {listed} read as missing (cleaning.missing_tokens)")
+    near = None
+    if not timestamps and not any(t.kind in ("date", "datetime") for t in types.values()):
+        near = _near_event_time(frame, types, decimal, thousands)
+    if near is not None:  # a date column that a few bad values kept under type_threshold
+        column, typed = near
+        failed = int(typed.bad.sum())
+        examples = ", ".join(f"{_shown(v)} (line {n})" for v, n in
+                             zip(frame[column].filter(typed.bad)[:3], lines.filter(typed.bad)[:3], strict=True))
+        head = (f"event time: {column} looked like the event time, but {failed} of its values ({1 - typed.share:.1%}) "
+                f"do not parse as a {typed.kind} (ISO 8601), e.g. {examples}")
+        if typed.share >= EVENT_TIME_THRESHOLD:
+            types[column] = typed
+            said.append(f"{head}; chosen as the event time all the same: prepare quarantines those rows (fix the "
+                        "values to keep them, or set schema.event_time.kind: ingest_time)")
+        else:
+            said.append(f"{head}; too many to quarantine, so the event time is the time of the ingest (fix the "
+                        "values and run init again, or set schema.event_time in conveyor.yaml)")
     for column, typed in types.items():
         count = int(typed.bad.sum())
         if count:

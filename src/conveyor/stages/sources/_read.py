@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.core.config import SourceConfig
 from conveyor.core.errors import DataError
+from conveyor.stages.sources._compressed import decompressed
 from conveyor.stages.sources._csv import LINE_COLUMN, CsvRead, read_csv_snapshot
 
 if TYPE_CHECKING:
@@ -18,18 +19,30 @@ __all__ = ["parquet_text", "read_parquet_snapshot", "read_source"]
 def read_source(
     source: SourceConfig, path: Path, out: Path, *, workdir: Path, bad_line_limit: int | None = None
 ) -> CsvRead:
-    """Write `path` to `out` as all-text Parquet plus `_line`; return the header and the bad rows."""
+    """Write `path` to `out` as all-text Parquet plus `_line`; return the header and the bad rows.
+
+    A compressed CSV (gzip, bzip2, xz, a zip of one file) is decompressed into `workdir` first.
+    """
     if source.kind == "parquet":
         return read_parquet_snapshot(path, out)
-    return read_csv_snapshot(
-        path,
-        out,
-        delimiter=source.delimiter,
-        encoding=source.encoding,
-        max_field_bytes=source.max_field_bytes,
-        workdir=workdir,
-        bad_line_limit=bad_line_limit,
-    )
+    plain = decompressed(path, workdir)  # a .csv.gz and the like: its text, in workdir
+    try:
+        return read_csv_snapshot(
+            plain,
+            out,
+            delimiter=source.delimiter,
+            encoding=source.encoding,
+            max_field_bytes=source.max_field_bytes,
+            workdir=workdir,
+            bad_line_limit=bad_line_limit,
+        )
+    except DataError as exc:
+        if plain == path:
+            raise
+        raise DataError(str(exc).replace(str(plain), f"{path} (decompressed)")) from None
+    finally:
+        if plain != path:
+            plain.unlink(missing_ok=True)
 
 
 def read_parquet_snapshot(path: Path, out: Path) -> CsvRead:

@@ -20,6 +20,7 @@ from typing import Any
 
 from conveyor.core.config import SourceConfig
 from conveyor.core.errors import DataError
+from conveyor.stages.sources._compressed import decompressed
 from conveyor.stages.sources._csv import LINE_COLUMN, BadLine, CsvRead, read_csv_snapshot
 from conveyor.stages.sources._read import parquet_text
 
@@ -162,17 +163,19 @@ def read_parts(
         else:
             snapshot = workdir / f"part-{index}.snapshot.parquet"
             limit = None if bad_line_limit is None else max(bad_line_limit - len(bad), 1)
+            plain = decompressed(local, workdir, uri)
             try:
                 read = read_csv_snapshot(
-                    local, snapshot, delimiter=source.delimiter, encoding=source.encoding,
+                    plain, snapshot, delimiter=source.delimiter, encoding=source.encoding,
                     max_field_bytes=source.max_field_bytes, workdir=workdir, bad_line_limit=limit,
                 )
             except DataError as exc:
-                message = str(exc).replace(str(local), uri)
+                message = str(exc).replace(str(plain), uri).replace(str(local), uri)
                 if len(parts) > 1 and "no data rows" in message:
                     continue  # an empty part (a writer's empty partition): nothing to add
                 raise DataError(message) from None
             local.unlink(missing_ok=True)
+            plain.unlink(missing_ok=True)
             frame = pl.scan_parquet(snapshot)
         if read.rows == 0 and len(parts) > 1 and not read.bad:
             continue

@@ -549,6 +549,8 @@ def list_versions(config: Config, workspace: Workspace) -> list[VersionInfo]:
         found = mlflow_client.search_model_versions(f"name = '{config.name}'")
     except MlflowException:
         return []
+    if not found:  # runs logged, nothing registered yet: no registered model to read aliases from
+        return []
     infos = []
     aliases: dict[str, list[str]] = {}
     for alias, number in mlflow_client.get_registered_model(config.name).aliases.items():

@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from conveyor.core.progress import report
 from conveyor.stages.training._encoder import FeatureEncoder
 from conveyor.stages.training._estimators import LIGHTGBM_MAX_ROUNDS, Params, fit
 from conveyor.stages.training._metrics import Metric, classification_scores, regression_scores
@@ -241,6 +242,7 @@ def search(
             shown = {**params, **({"n_estimators": trial.user_attrs["rounds"]} if rounds else {})}
             shown["cv_folds"] = ",".join(f"{v:.5g}" for v in values)
             logger.log(parent_run, name, trial.number, shown, metrics, state)
+            report(f"{name} search", trial.number + 1, n_trials)
         return value
 
     direction = "maximize" if job.metric.greater_is_better else "minimize"
@@ -256,6 +258,7 @@ def search(
                 study.enqueue_trial(variant)
             if also is not None and n_trials > 1:
                 study.enqueue_trial(also)
+            report(f"{name} search", 0, n_trials)
             study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValueError,))
     finally:
         if pool is not None:
