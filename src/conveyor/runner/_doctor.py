@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import SplitResult, unquote, urlsplit
 
@@ -348,8 +349,13 @@ def _mlflow(store: MlflowStore) -> Check:
         return unset
     shown = mask_url(uri)
     head = f"MLflow at {shown} ({store.tracking_uri_env})"
+    if uri.startswith("sqlite:///"):  # a shared database file (one machine, or a shared disk)
+        db = Path(unquote(uri.removeprefix("sqlite:///").split("?", 1)[0]))
+        if not db.parent.is_dir():
+            return Check(role, "missing", f"{head}: the folder {db.parent} does not exist")
+        return Check(role, "ok", f"{head}: database file {db.name} ({'exists' if db.exists() else 'made on first use'})")
     if not uri.startswith(("http://", "https://")):
-        return Check(role, "missing", f"{head}: not an http(s) tracking server URI")
+        return Check(role, "missing", f"{head}: not an http(s) tracking server URI nor a sqlite:/// database")
     import urllib.error
 
     base = uri.rstrip("/")
