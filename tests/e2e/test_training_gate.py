@@ -155,7 +155,7 @@ def test_init_proposes_the_leaks_and_refuses_a_constant_target(tmp_path: Path) -
     config = yaml.safe_load((tmp_path / "bike.yaml").read_text())
     assert config["schema"]["drop"] == ["casual", "registered"]
     assert "casual + registered == cnt on 17379 of 17379 rows" in (tmp_path / "bike.yaml").read_text()
-    assert "proposed for schema.drop" in out.stdout
+    assert "proposed for schema.drop" in out.stderr  # init writes its findings to stderr
 
     taxi = Path(__file__).resolve().parents[1] / "data" / "nyc_taxi_trips.csv"
     conveyor("init", "--csv", str(taxi), "--target", "fare_amount", "-o", str(tmp_path / "taxi.yaml"))

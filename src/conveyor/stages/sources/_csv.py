@@ -705,7 +705,7 @@ def _as_row_numbers(read: CsvRead, out: Path) -> CsvRead:
         numbers = np.searchsorted(every, lines).astype(np.int64) + 1
         pl.scan_parquet(out).with_columns(pl.Series(LINE_COLUMN, numbers)).sink_parquet(tmp)
         tmp.replace(out)
-    bad = [BadLine(int(np.searchsorted(every, b.line)) + 1, b.reason, b.fields, b.object) for b in read.bad]
+    bad = [BadLine(int(np.searchsorted(every, b.line)) + 1, b.reason, b.fields, b.object, b.file) for b in read.bad]
     return CsvRead(read.header, read.rows, bad, read.reader, read.notes, read.padded)
 
 

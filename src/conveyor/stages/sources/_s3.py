@@ -186,7 +186,7 @@ def read_parts(
                 f"{uri}: its columns ({', '.join(read.header)}) differ from those of {first} "
                 f"({', '.join(header)}); every part must have the same columns"
             )
-        bad += [BadLine(b.line, b.reason, b.fields, uri) for b in read.bad]
+        bad += [BadLine(b.line, b.reason, b.fields, object=uri) for b in read.bad]
         if kind == "parquet":
             last = read.rows
         else:

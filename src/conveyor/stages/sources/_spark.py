@@ -319,7 +319,7 @@ def _read_csv(
         if verdict == "blank":
             continue
         if isinstance(verdict, BadLine):
-            bad.append(BadLine(verdict.line, verdict.reason, verdict.fields, part if several else None))
+            bad.append(BadLine(verdict.line, verdict.reason, verdict.fields, file=part if several else None))
             if bad_line_limit is not None and len(bad) >= bad_line_limit:
                 break
             continue
@@ -344,7 +344,7 @@ def _read_csv(
     for index, path in enumerate(irregular):
         exact = _exact_part(path, workdir / f"exact-{index}.parquet", source, header, workdir, bad_line_limit)
         part = names[path.resolve()]
-        bad.extend(BadLine(b.line, b.reason, b.fields, part if several else None) for b in exact.bad)
+        bad.extend(BadLine(b.line, b.reason, b.fields, file=part if several else None) for b in exact.bad)
         frame = session.read.parquet((workdir / f"exact-{index}.parquet").as_uri())
         parts.append(frame.select(*[F.col(f"`{n}`") for n in header], LINE_COLUMN,
                                   *([F.lit(part).alias(FILE_COLUMN)] if several else [])))
