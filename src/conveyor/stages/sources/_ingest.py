@@ -13,7 +13,7 @@ from conveyor.core.errors import DataError
 from conveyor.core.hashing import hash_file, hash_json, short
 from conveyor.core.stage import Stage, Upstream
 from conveyor.core.workspace import Workspace
-from conveyor.stages.sources._csv import describe_bad_lines, write_bad_lines
+from conveyor.stages.sources._csv import CsvRead, describe_bad_lines, write_bad_lines
 from conveyor.stages.sources._read import read_source
 
 __all__ = ["INGEST", "INGEST_VERSION", "RawSnapshot", "ingest", "source_digest"]
@@ -131,18 +131,7 @@ def ingest(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]:
     with tempfile.TemporaryDirectory(prefix="ingest-", dir=workspace.raw) as work:
         tmp = Path(work) / "snapshot.parquet"
         read = read_source(src, path, tmp, workdir=Path(work), bad_line_limit=limit)
-        missing = [c for c in config.schema.columns if c not in read.header]
-        if missing:
-            raise DataError(
-                f"{path}, line 1: column(s) {', '.join(map(repr, missing))} named in conveyor.yaml "
-                f"(schema.columns) are not in the header; the header has: {', '.join(read.header)}"
-            )
-        if read.bad:
-            if src.on_bad_lines == "error":
-                raise DataError(describe_bad_lines(path, read.bad))
-            write_bad_lines(quarantine_file, read.bad)
-        if read.rows == 0:
-            raise DataError(f"{path}: no row can be read as a row of the header's {len(read.header)} columns")
+        _accept(config, read, path, path, quarantine_file)
         tmp.replace(snapshot)
     result = RawSnapshot(
         rows=read.rows,
@@ -157,6 +146,23 @@ def ingest(config: Config, workspace: Workspace) -> Artifact[RawSnapshot]:
     )
     meta_file.write_text(result.model_dump_json(indent=2), encoding="utf-8")
     return Artifact("raw", snapshot, digest, result, {"source_file": file_hash})
+
+
+def _accept(config: Config, read: CsvRead, header_at: Path, where: Path | str, quarantine_file: Path) -> None:
+    """The checks every file read passes (Polars or Spark): the schema's columns are in the header
+    (`header_at`, line 1), bad rows stop the run or go to `quarantine_file`, and some row is left."""
+    missing = [c for c in config.schema.columns if c not in read.header]
+    if missing:
+        raise DataError(
+            f"{header_at}, line 1: column(s) {', '.join(map(repr, missing))} named in conveyor.yaml "
+            f"(schema.columns) are not in the header; the header has: {', '.join(read.header)}"
+        )
+    if read.bad:
+        if config.source.on_bad_lines == "error":
+            raise DataError(describe_bad_lines(where, read.bad))
+        write_bad_lines(quarantine_file, read.bad)
+    if read.rows == 0:
+        raise DataError(f"{where}: no row can be read as a row of the header's {len(read.header)} columns")
 
 
 def _ingest_on_spark(config: Config, workspace: Workspace, file_hash: str, digest: str) -> Artifact[RawSnapshot]:
@@ -175,18 +181,7 @@ def _ingest_on_spark(config: Config, workspace: Workspace, file_hash: str, diges
     with tempfile.TemporaryDirectory(prefix="ingest-", dir=workspace.raw) as work:
         tmp = Path(work) / "snapshot.parquet"
         read = read_on_spark(config, files, base, tmp, workdir=Path(work), bad_line_limit=limit)
-        missing = [c for c in config.schema.columns if c not in read.header]
-        if missing:
-            raise DataError(
-                f"{files[0]}, line 1: column(s) {', '.join(map(repr, missing))} named in conveyor.yaml "
-                f"(schema.columns) are not in the header; the header has: {', '.join(read.header)}"
-            )
-        if read.bad:
-            if src.on_bad_lines == "error":
-                raise DataError(describe_bad_lines(where, read.bad))
-            write_bad_lines(quarantine_file, read.bad)
-        if read.rows == 0:
-            raise DataError(f"{where}: no row can be read as a row of the header's {len(read.header)} columns")
+        _accept(config, read, files[0], where, quarantine_file)
         remove_snapshot(snapshot)
         tmp.replace(snapshot)
     result = RawSnapshot(
