@@ -140,6 +140,14 @@ class SourceConfig(_Model):
 class Column(_Model):
     type: ColumnType
     role: Role
+    format: str | None = None
+    """A date or datetime column's strftime format (`%d/%m/%Y`); None: ISO 8601."""
+
+    @model_validator(mode="after")
+    def _format_of_a_date(self) -> Column:
+        if self.format is not None and self.type not in ("date", "datetime"):
+            raise ValueError(f"format {self.format!r} is for a date or datetime column, not a {self.type} one")
+        return self
 
 
 class Entity(_Model):
@@ -856,7 +864,8 @@ def dump_config(config: Config, path: Path, header: str = "") -> None:
     if config.source.kind == "postgres" and config.source.decimal == "." and config.source.thousands is None:
         for key in ("delimiter", "encoding", "decimal", "thousands"):
             data["source"].pop(key, None)  # how a file's text is written: the server's CSV is always the same
-    data["schema"]["columns"] = {k: Flow(v) for k, v in data["schema"]["columns"].items()}
+    data["schema"]["columns"] = {k: Flow({f: x for f, x in v.items() if f != "format" or x is not None})
+                                 for k, v in data["schema"]["columns"].items()}
     search = data["training"]["search"]
     if search.get("timeout_s") is None:
         search.pop("timeout_s", None)  # the former name of budget_s: only where an older file set it

@@ -241,7 +241,7 @@ def _phases(config: Config, *, keep_text: bool = False) -> list[list[pl.Expr]]:
     rule = MissingValues(config.cleaning.null_values)
     parsed = {}
     for name in _used_columns(schema):
-        fmt = schema.event_time.format if name in schema.event_time.columns else None
+        fmt = schema.columns[name].format or (schema.event_time.format if name in schema.event_time.columns else None)
         parsed[name] = _parse(name, schema.columns[name], fmt, config)
     values = [p.value.alias(_VAL + name) for name, p in parsed.items()]
     if config.cleaning.non_finite == "null":  # `_is_bad` tells a non-finite number from a bad value
@@ -374,7 +374,7 @@ def _reasons(rejected: pl.DataFrame, raw: pl.LazyFrame, config: Config, ingested
     typed = typed.join(rejected.lazy(), on=LINE, how="left")
     messages: list[pl.Expr] = []
     for name in _used_columns(schema):
-        fmt = schema.event_time.format if name in schema.event_time.columns else None
+        fmt = schema.columns[name].format or (schema.event_time.format if name in schema.event_time.columns else None)
         why = _parse(name, schema.columns[name], fmt, config, text=pl.col(_TEXT + name)).reason
         messages.append(pl.when(pl.col(_BAD + name)).then(
             pl.format(f"{name}: {{}} {{}}", _quoted(pl.col(_TEXT + name)), why)

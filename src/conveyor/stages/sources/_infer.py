@@ -35,6 +35,7 @@ from conveyor.stages.sources._csv import (
     sniff_delimiter,
     sniff_encoding,
 )
+from conveyor.stages.sources._dates import formatted_dates
 from conveyor.stages.sources._leakage import check_and_find_leaks
 from conveyor.stages.sources._read import read_source
 
@@ -83,6 +84,10 @@ class _Typed:
     bad: pl.Series
     """True where a present value does not parse as `kind`: prepare will quarantine its row."""
     share: float
+    format: str | None = None
+    """A date or datetime column's strftime format when it is not ISO 8601 (`sources._dates`)."""
+    ambiguous: str | None = None
+    """The other format (day-first or month-first) that parses the sampled values as well."""
 
 
 def _nulls(series: pl.Series, extra: list[str]) -> pl.Series:
@@ -157,6 +162,12 @@ def _candidates(values: pl.Series, decimal: str, thousands: str | None) -> list[
     iso_date = values.str.contains(_ISO_DATE).fill_null(False)
     add("date", pl.select(pl.when(iso_date).then(values.str.to_date("%Y-%m-%d", strict=False))).to_series())
     add("datetime", _iso_datetime(values))
+    formatted = formatted_dates(values, _LOOKS_LIKE_TIME)
+    if formatted is not None:  # `25/01/2020`, `1/13/2011 10:05`: replaces the ISO try of its kind if it parses more
+        ok = formatted.value.is_not_null()
+        typed = _Typed(formatted.kind, formatted.value, present & ~ok, float(ok.sum()) / n, formatted.format,
+                       formatted.ambiguous)
+        out = [typed if t.kind == typed.kind and t.share < typed.share else t for t in out]
     return out
 
 
@@ -550,7 +561,7 @@ def infer_config(
         examples = ", ".join(f"{_shown(v)} (line {n})" for v, n in
                              zip(frame[column].filter(typed.bad)[:3], lines.filter(typed.bad)[:3], strict=True))
         head = (f"event time: {column} looked like the event time, but {failed} of its values ({1 - typed.share:.1%}) "
-                f"do not parse as a {typed.kind} (ISO 8601), e.g. {examples}")
+                f"do not parse as a {typed.kind} ({typed.format or 'ISO 8601'}), e.g. {examples}")
         if typed.share >= EVENT_TIME_THRESHOLD:
             types[column] = typed
             said.append(f"{head}; chosen as the event time all the same: prepare quarantines those rows (fix the "
@@ -584,7 +595,11 @@ def infer_config(
                 role, why = "ignore", f"a {typed.kind} column, not the event time"
             elif role == "event_time":
                 why = f"the event time: {event_why}"
-        columns[column] = Column(type=typed.kind, role=role)  # type: ignore[arg-type]
+        columns[column] = Column(type=typed.kind, role=role, format=typed.format)  # type: ignore[arg-type]
+        if typed.ambiguous is not None:
+            said.append(f"{column}: every date fits both {typed.format} and {typed.ambiguous} (no day above 12); "
+                        f"read as {typed.format}: set schema.columns.{column}.format to {typed.ambiguous!r} "
+                        "if the day comes first")
         why_role[column] = why
     said.extend(f"{column}: {columns[column].type}, {columns[column].role}: {why}" for column, why in why_role.items())
     if event_time.kind == "ingest_time":

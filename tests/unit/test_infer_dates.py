@@ -1,0 +1,93 @@
+"""Dates as spreadsheets write them (`25/01/2020`, `12/1/2010 8:26`): init finds the format, prepare reads it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from pydantic import ValidationError
+
+from conveyor.core.config import Column, Config, dump_config, load_config
+from conveyor.stages.prep import EVENT_TIMESTAMP, clean_frame
+from conveyor.stages.sources import infer_config
+
+INGESTED = "2026-01-02T03:04:05+00:00"
+
+
+def _write(path: Path, stamps: list[str]) -> Path:
+    lines = ["id;when;x;y"] + [f"{i};{s};{i % 7 * 1.5};{i * 2}.5" for i, s in enumerate(stamps, start=1)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _days(count: int, fmt: str) -> list[str]:
+    start = date(2020, 1, 1).toordinal()
+    return [date.fromordinal(start + i).strftime(fmt) for i in range(count)]
+
+
+def test_day_first_dates_are_the_event_time_with_their_format(tmp_path: Path) -> None:
+    notes: list[str] = []
+    config = infer_config(_write(tmp_path / "d.csv", _days(60, "%d/%m/%Y")), target="y", notes=notes)
+    column = config.schema.columns["when"]
+    assert (column.type, column.role, column.format) == ("date", "event_time", "%d/%m/%Y")
+    assert config.schema.event_time.columns == ["when"]
+    assert not any("fits both" in n for n in notes)  # 13/01/2020 settles day-first
+
+
+def test_month_first_datetimes_without_leading_zeros(tmp_path: Path) -> None:
+    stamps = [f"{d.month}/{d.day}/{d.year} {h}:{m:02d}" for d, h, m in
+              ((date(2010, 12, 1 + i % 28), i % 24, (i * 7) % 60) for i in range(80))]
+    config = infer_config(_write(tmp_path / "d.csv", stamps), target="y", notes=[])
+    column = config.schema.columns["when"]
+    assert (column.type, column.format) == ("datetime", "%m/%d/%Y %H:%M")
+    clean, quarantine = _prepare(tmp_path, config)
+    assert quarantine.height == 0
+    first = clean.sort("_line")[EVENT_TIMESTAMP][0]
+    assert first.replace(tzinfo=None) == datetime(2010, 12, 1, 0, 0)
+
+
+def test_dates_that_fit_both_orders_are_read_month_first_and_init_says_so(tmp_path: Path) -> None:
+    stamps = [f"{m:02d}/{d:02d}/2021" for m in range(1, 13) for d in range(1, 13)]
+    notes: list[str] = []
+    config = infer_config(_write(tmp_path / "d.csv", stamps), target="y", notes=notes)
+    assert config.schema.columns["when"].format == "%m/%d/%Y"
+    said = [n for n in notes if "fits both" in n]
+    assert said and "schema.columns.when.format to '%d/%m/%Y'" in said[0]
+
+
+def test_iso_dates_keep_no_format_and_text_is_not_a_date(tmp_path: Path) -> None:
+    config = infer_config(_write(tmp_path / "d.csv", _days(40, "%Y-%m-%d")), target="y", notes=[])
+    assert (config.schema.columns["when"].type, config.schema.columns["when"].format) == ("date", None)
+    codes = [f"{i % 9}/{i % 5}/{i}x" for i in range(40)]  # looks a little like dates, is not
+    config = infer_config(_write(tmp_path / "e.csv", codes), target="y", notes=[])
+    assert config.schema.columns["when"].type == "string"
+
+
+def test_a_bad_date_is_quarantined_by_prepare_with_the_format_in_the_file(tmp_path: Path) -> None:
+    stamps = _days(100, "%d.%m.%Y")
+    stamps[30] = "31.02.2020"  # no such day
+    notes: list[str] = []
+    config = infer_config(_write(tmp_path / "d.csv", stamps), target="y", notes=notes)
+    assert config.schema.columns["when"].format == "%d.%m.%Y"
+    assert any("when: date for 99.0% of its values; 1 value(s)" in n and "(line 32)" in n for n in notes)
+    dump_config(config, tmp_path / "conveyor.yaml")
+    assert "format: '%d.%m.%Y'" in (tmp_path / "conveyor.yaml").read_text()
+    reloaded = load_config(tmp_path / "conveyor.yaml")
+    assert reloaded.schema.columns["when"].format == "%d.%m.%Y"
+    assert "format" not in (tmp_path / "conveyor.yaml").read_text().split("x: {")[1].split("}")[0]
+    clean, quarantine = _prepare(tmp_path, reloaded)
+    assert quarantine["_reason"].to_list() == ["when: '31.02.2020' is not a valid date (%d.%m.%Y)"]
+    assert clean.height == 99
+
+
+def test_a_format_on_a_number_column_is_refused() -> None:
+    with pytest.raises(ValidationError, match="format '%d/%m/%Y' is for a date or datetime column"):
+        Column.model_validate({"type": "float", "role": "numeric", "format": "%d/%m/%Y"})
+
+
+def _prepare(tmp_path: Path, config: Config) -> tuple[pl.DataFrame, pl.DataFrame]:
+    raw = pl.read_csv(tmp_path / "d.csv", separator=";", infer_schema=False)
+    raw = raw.with_columns(pl.Series("_line", range(2, raw.height + 2), dtype=pl.Int64))
+    return clean_frame(raw, config, INGESTED)
