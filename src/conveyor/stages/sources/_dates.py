@@ -43,7 +43,7 @@ def formatted_dates(values: pl.Series, min_share: float) -> Formatted | None:
     if present.len() == 0:
         return None
     shaped = present.str.contains(_SHAPE)
-    if float(shaped.mean() or 0.0) < min_share or bool(present.str.contains(_ISO_LIKE).all()):
+    if shaped.sum() < min_share * shaped.len() or bool(present.str.contains(_ISO_LIKE).all()):
         return None
     sample = present.filter(shaped).head(2000)  # picks the format; the whole column is parsed once, below
     with_time = bool(sample.str.contains(":").any())
