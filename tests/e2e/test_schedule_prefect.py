@@ -150,23 +150,34 @@ def test_the_flow_file_is_the_flow_and_serves_on_its_schedule(small_project: Pat
     assert path.name == "conveyor_bike_prefect.py"
     text = path.read_text()
     assert f"PROJECT = {str(small_project.resolve())!r}" in text
-    assert "flow.serve(name='bike-prefect', cron='15 4 * * *')" in text
+    assert "conveyor_bike_prefect.serve(name='bike-prefect', cron='15 4 * * *')" in text
+    assert "retries: int = 3, retry_delay: float = 30" in text
+    # each flow as Prefect loads it by its deployment's entrypoint when a scheduled run starts
     script = (
-        "import importlib.util, json, sys\n"
-        "spec = importlib.util.spec_from_file_location('flowfile', sys.argv[1])\n"
-        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
-        "flow = module.flow\n"
-        "from conveyor.runner._prefect import prefect_deployment\n"
-        "d = prefect_deployment(flow, 'bike-prefect', every='90m')\n"
-        "print(json.dumps({'name': flow.name, 'interval': [s.schedule.interval.total_seconds() for s in d.schedules]}))\n"
+        "import json, sys\n"
+        "from prefect.flows import load_flow_from_entrypoint\n"
+        "written = load_flow_from_entrypoint(sys.argv[1] + ':conveyor_bike_prefect')\n"
+        "written = written.to_deployment('bike-prefect', cron='15 4 * * *')\n"
+        "from conveyor.runner._prefect import prefect_deployment, prefect_flow\n"
+        "flow, parameters = prefect_flow(sys.argv[2], retries=1)\n"
+        "every = prefect_deployment(flow, parameters, 'bike-prefect', every='90m')\n"
+        "cron = prefect_deployment(flow, parameters, 'bike-prefect', cron='15 4 * * *')\n"
+        "print(json.dumps({\n"
+        "  'written': [load_flow_from_entrypoint(written.entrypoint).name, written.parameters,\n"
+        "              [s.schedule.cron for s in written.schedules]],\n"
+        "  'served': [load_flow_from_entrypoint(every.entrypoint).fn.__name__, every.parameters,\n"
+        "             [s.schedule.interval.total_seconds() for s in every.schedules], [s.schedule.cron for s in cron.schedules]]}))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env |= {"PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(small_project)], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert loaded["name"] == "conveyor-bike-prefect" and loaded["interval"] == [5400.0]
+    assert loaded["written"] == ["conveyor-bike-prefect", {}, ["15 4 * * *"]]  # its defaults are the project's
+    assert loaded["served"] == ["conveyor_flow", {"project": str(small_project.resolve()), "retries": 1,
+                                                  "retry_delay": 60.0, "no_search": False, "act": True},
+                                [5400.0], ["15 4 * * *"]]
 
 
 def test_bad_schedules_are_one_line_errors(small_project: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ server; with it, to that server (Prefect Cloud or `prefect server start`).
 Three ways to use it: run the flow once now (`conveyor schedule prefect`), serve it on a
 schedule from this process (`--every 1h` / `--cron '0 3 * * *'`: `Flow.serve`), or write a
 flow file a team deploys (`-o flows/`: `python flows/conveyor_<name>.py` serves it,
-`prefect deploy flows/conveyor_<name>.py:flow` deploys it to a work pool).
+`prefect deploy flows/conveyor_<name>.py:conveyor_<name>` deploys it to a work pool).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.core.report import write_text
 from conveyor.core.workspace import Workspace
 
-__all__ = ["FlowOutcome", "every_interval", "prefect_deployment", "prefect_flow", "prefect_flow_file", "run_flow"]
+__all__ = [
+    "FlowOutcome", "every_interval", "prefect_deployment", "prefect_flow", "prefect_flow_file", "prefect_steps", "run_flow",
+]
 
 _EVERY = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -117,9 +119,10 @@ def _steps(config: Config) -> list[str]:
     return stage_names()  # with `models:`, `train` and `promote` run every model's own
 
 
-def prefect_flow(project: str | Path, *, retries: int = 2, retry_delay: float = 60.0, no_search: bool = False,
-                 act: bool = True) -> Any:
-    """The Prefect flow of a project: a task per stage, then `monitor --act`, each with retries."""
+def prefect_steps(project: str, *, retries: int = 2, retry_delay: float = 60.0, no_search: bool = False,
+                  act: bool = True) -> dict[str, str]:
+    """The body of a Conveyor flow: a task per stage, then `monitor --act`, each with retries, in
+    order (a failed task stops the flow). Call it inside a Prefect flow."""
     prefect = _prefect()
     from prefect.cache_policies import NO_CACHE
 
@@ -129,19 +132,25 @@ def prefect_flow(project: str | Path, *, retries: int = 2, retry_delay: float = 
     config, _ = load_project(Path(root))
     options: dict[str, Any] = {"retries": retries, "retry_delay_seconds": retry_delay, "cache_policy": NO_CACHE,
                                "persist_result": False}
-    stages = [(name, prefect.task(_stage_task, name=name, **options)) for name in _steps(config)]
-    monitor = prefect.task(_monitor_task, name="monitor", **options)
+    done: dict[str, str] = {}
+    for name in _steps(config):
+        done[name] = prefect.task(_stage_task, name=name, **options)(root, name, no_search)
+    done["monitor"] = prefect.task(_monitor_task, name="monitor", **options)(root, act, no_search)
+    return done
 
-    def conveyor_flow() -> dict[str, str]:
-        done: dict[str, str] = {}
-        for name, task in stages:
-            done[name] = task(root, name, no_search)
-        done["monitor"] = monitor(root, act, no_search)
-        return done
 
-    conveyor_flow.__doc__ = f"Conveyor {config.name}: the stages, then monitor{' --act' if act else ''}."
-    return prefect.flow(conveyor_flow, name=f"conveyor-{config.name}", log_prints=True, persist_result=False,
-                        validate_parameters=False)
+def prefect_flow(project: str | Path, *, retries: int = 2, retry_delay: float = 60.0, no_search: bool = False,
+                 act: bool = True) -> tuple[Any, dict[str, Any]]:
+    """The project's flow (`conveyor-<name>`, a module-level flow Prefect can load by its
+    entrypoint when it serves or deploys it) and the parameters to run it with."""
+    _prefect()
+    from conveyor.runner._commands import load_project
+    from conveyor.runner._prefect_flow import conveyor_flow
+
+    root = str(Path(project).resolve())
+    config, _ = load_project(Path(root))
+    parameters = {"project": root, "retries": retries, "retry_delay": retry_delay, "no_search": no_search, "act": act}
+    return conveyor_flow.with_options(name=f"conveyor-{config.name}"), parameters
 
 
 @dataclass
@@ -156,9 +165,9 @@ class FlowOutcome:
     error: BaseException | None = None
 
 
-def run_flow(flow: Any) -> FlowOutcome:
+def run_flow(flow: Any, parameters: dict[str, Any]) -> FlowOutcome:
     """Run the flow once now; a failed stage's error is kept (not raised) for the caller to show."""
-    state = flow(return_state=True)
+    state = flow(**parameters, return_state=True)
     outcome = FlowOutcome(flow.name, str(state.name), str(state.message or ""), bool(state.is_completed()))
     if outcome.completed:
         done = state.result()
@@ -170,13 +179,14 @@ def run_flow(flow: Any) -> FlowOutcome:
     return outcome
 
 
-def prefect_deployment(flow: Any, name: str, *, every: str | None = None, cron: str | None = None) -> Any:
+def prefect_deployment(flow: Any, parameters: dict[str, Any], name: str, *, every: str | None = None,
+                       cron: str | None = None) -> Any:
     """The flow as a deployment on an interval (`every`: 30m, 1h, 1d) or a cron expression."""
     if (every is None) == (cron is None):
         raise ConfigError("give one of --every (e.g. 1h) or --cron (e.g. '0 3 * * *') to serve the flow")
     if cron is not None:
-        return flow.to_deployment(name=name, cron=_cron(cron))
-    return flow.to_deployment(name=name, interval=every_interval(every or ""))
+        return flow.to_deployment(name=name, cron=_cron(cron), parameters=parameters)
+    return flow.to_deployment(name=name, interval=every_interval(every or ""), parameters=parameters)
 
 
 def _cron(text: str) -> str:
@@ -199,25 +209,34 @@ Written by `conveyor schedule prefect -o`. Each stage is a Prefect task with {re
 
 or deploy it to a work pool (the workers need Conveyor: pip install 'conveyor[prefect]'):
 
-    prefect deploy {path}:flow -n {name} {schedule_flag}
+    prefect deploy {path}:{function} -n {name} {schedule_flag}
 """
 
 from datetime import timedelta  # noqa: F401 (the schedule below may use it)
 
-from conveyor.runner import prefect_flow
+from prefect import flow
+
+from conveyor.runner import prefect_steps
 
 PROJECT = {project!r}
-flow = prefect_flow(PROJECT, retries={retries!r}, retry_delay={delay!r}, no_search={no_search!r}, act={act!r})
+
+
+@flow(name={flow_name!r}, log_prints=True, persist_result=False)
+def {function}(project: str = PROJECT, retries: int = {retries!r}, retry_delay: float = {delay!r},
+{indent}no_search: bool = {no_search!r}, act: bool = {act!r}) -> dict[str, str]:
+    """Conveyor {name}: a task per stage, then `monitor --act`."""
+    return prefect_steps(project, retries=retries, retry_delay=retry_delay, no_search=no_search, act=act)
+
 
 if __name__ == "__main__":
-    flow.serve(name={name!r}, {schedule})
+    {function}.serve(name={name!r}, {schedule})
 '''
 
 
 def prefect_flow_file(config: Config, workspace: Workspace, folder: Path, *, retries: int = 2,
                       retry_delay: float = 60.0, no_search: bool = False, act: bool = True,
                       every: str | None = None, cron: str | None = None) -> Path:
-    """Write `<folder>/conveyor_<name>.py`: the flow (built by `prefect_flow`) and how to serve it."""
+    """Write `<folder>/conveyor_<name>.py`: a flow calling `prefect_steps`, and how to serve it."""
     if every is not None and cron is not None:
         raise ConfigError("give --every or --cron, not both")
     if every is not None:
@@ -228,8 +247,10 @@ def prefect_flow_file(config: Config, workspace: Workspace, folder: Path, *, ret
         cron = cron or "0 3 * * *"
         _cron(cron)
         schedule, flag = f"cron={cron!r}", f"--cron {cron!r}"
-    filename = f"conveyor_{config.name.replace('-', '_')}.py"
-    text = _FILE.format(name=config.name, path=filename, retries=retries, delay=retry_delay,
+    function = "conveyor_" + re.sub(r"\W", "_", config.name)
+    filename = f"{function}.py"
+    text = _FILE.format(name=config.name, path=filename, function=function, flow_name=f"conveyor-{config.name}",
+                        indent=" " * (len(function) + 5), retries=retries, delay=retry_delay,
                         schedule_flag=flag, project=str(workspace.root.resolve()), no_search=no_search, act=act,
                         schedule=schedule)
     return write_text(folder / filename, text)
@@ -244,17 +265,17 @@ def schedule_prefect(project: Path, *, output: Path | None, every: str | None, c
     if output is not None:
         path = prefect_flow_file(config, workspace, output, retries=retries, retry_delay=retry_delay,
                                  no_search=no_search, every=every, cron=cron)
-        echo(f"wrote {path}: `python {path}` serves it; `prefect deploy {path}:flow` deploys it to a work pool")
+        echo(f"wrote {path}: `python {path}` serves it; `prefect deploy {path}:{path.stem}` deploys it to a work pool")
         return
-    flow = prefect_flow(workspace.root, retries=retries, retry_delay=retry_delay, no_search=no_search)
+    flow, parameters = prefect_flow(workspace.root, retries=retries, retry_delay=retry_delay, no_search=no_search)
     if every is not None or cron is not None:
-        deployment = prefect_deployment(flow, config.name, every=every, cron=cron)
+        deployment = prefect_deployment(flow, parameters, config.name, every=every, cron=cron)
         from prefect import serve
 
         echo(f"serving {flow.name} ({'every ' + every if every else 'cron ' + repr(cron)}); Ctrl-C stops")
         serve(deployment)
         return
-    outcome = run_flow(flow)
+    outcome = run_flow(flow, parameters)
     for line in outcome.lines:
         echo(line)
     echo(f"flow {outcome.name}: {outcome.state}")
