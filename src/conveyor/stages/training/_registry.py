@@ -249,7 +249,10 @@ def _promote(
     compared_on, fresh = "this test split", None
     compared_score: float | None = score_new
     if current is not None and current.run_id != candidate.run_id:
-        fresh = _fresh_rows(mlflow_client, current)
+        try:
+            fresh = _fresh_rows(mlflow_client, current)
+        except TrainingError as exc:  # not compared on another split either: the champion stays, and why
+            compared_score, note = None, str(exc)
     if current is not None and fresh is not None:
         rows, truth = fresh
         try:
@@ -275,7 +278,7 @@ def _promote(
         )
     if current is not None and compared_score is None:
         reasons.append(f"champion v{current.version} was promoted on fresh labeled rows the candidate could not be "
-                       "scored on: it stays")
+                       "compared on: it stays")
     elif current is not None and champion_score is not None and compared_score is not None and not beats(
             metric, compared_score, champion_score, margin):
         reasons.append(
@@ -423,8 +426,8 @@ def _fresh_rows(mlflow_client: Any, version: Any) -> tuple[list[dict[str, Any]],
             data = json.loads(path.read_text(encoding="utf-8"))
         except (MlflowException, OSError, ValueError) as exc:
             raise TrainingError(f"champion v{version.version} was promoted on fresh labeled rows, and they cannot be "
-                                f"read back from its run {version.run_id} ({exc}); the gate will not compare it on "
-                                "another split") from exc
+                                f"read back from its run {version.run_id} ({exc}); it stays champion until the "
+                                "alias is moved in the registry") from exc
     return list(data["rows"]), list(data["truth"])
 
 
