@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import Server, bike_rows, conveyor, feature_row, make_bike_project
+from tests.conftest import Server, bike_rows, conveyor, feature_row, make_bike_project, stage_result
 
 pytestmark = pytest.mark.slow
 HALF = 500
@@ -173,3 +173,14 @@ def test_act_retrains_on_2012_and_the_new_champion_wins(tmp_path: Path, receiver
     assert f"retrain {record['at'][:16]}" in lineage and retrain["snapshot"] in lineage
     assert f"{decision['challenger_score']:.4f} vs v{old_version} {decision['champion_score']:.4f}" in lineage
     assert f"{8645 + HALF} rows" in lineage  # 2011: 8645 rows, and the 500 appended ones
+
+    # a plain `conveyor run` (the 2011 source only) keeps the retrained champion: its candidate
+    # meets it on the fresh labeled rows the champion won on, not on a 2011 test split it trained on
+    rerun = conveyor("run", "-C", str(project), "--no-search").stdout
+    gate = stage_result(project, "promote")
+    assert gate.promoted is False and gate.champion == new_version, gate
+    assert gate.compared_on == f"the {HALF} fresh labeled rows v{new_version} was promoted on", gate
+    assert gate.champion_score == pytest.approx(decision["challenger_score"], abs=1e-9)
+    assert gate.candidate_compared_score == pytest.approx(decision["champion_score"], abs=1e-9)  # the 2011 model
+    assert gate.candidate_compared_score < gate.champion_score
+    assert f"champion stays v{new_version}" in " ".join(rerun.split())

@@ -29,6 +29,7 @@ PUBLIC = {
         "stages_of",
         "without_search",
         "LoopOutcome", "act_on", "loop_records",
+        "prefect_steps",  # the body of the flow file `conveyor schedule prefect -o` writes
     ],
     "conveyor.stages.sources": [
         "INGEST", "LINE_COLUMN", "RawSnapshot", "infer_config", "infer_remote_config", "ingest", "source_digest",

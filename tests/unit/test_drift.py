@@ -555,3 +555,20 @@ def test_sorted_sample_helpers_match_numpy() -> None:
     assert all(k_r == int((ref == v).sum()) and k_c == int((cur == v).sum()) for v, k_r, k_c in masses)
     assert level_counts(np.array([1.0, np.nan, 1.0, 2.5])) == {"1": 2, "<null>": 1, "2.5": 1}
     assert level_counts(["a", None, "a", 1, 1.0, [1]]) == {"a": 2, "<null>": 1, "1": 2, "[1]": 1}
+
+
+def test_the_fast_chi_square_and_kolmogorov_are_scipys() -> None:
+    """`chi2_homogeneity` and `kolmogorov_p` skip scipy's wrappers, not its arithmetic: the same
+    figures, bit for bit, as `chi2_contingency` (Yates' correction on 2 levels) and `kstwobign.sf`."""
+    from scipy.stats import chi2_contingency, kstwobign
+
+    from conveyor.stages.monitoring._stats import chi2_homogeneity, kolmogorov_p
+
+    rng = np.random.default_rng(7)
+    for levels in (1, 2, 2, 3, 8, 40):
+        for _ in range(20):
+            table = rng.integers(1, 60, size=(2, levels)).astype(float)
+            expected = chi2_contingency(table)
+            assert chi2_homogeneity(table) == (float(expected[0]), float(expected[1]))
+    for d, n, m in ((0.0, 10, 10), (0.01, 500, 700), (0.2, 30, 40), (0.003, 10**6, 10**6), (1.0, 5, 5)):
+        assert kolmogorov_p(d, n, m) == min(max(float(kstwobign.sf(d * math.sqrt(n * m / (n + m)))), 0.0), 1.0)

@@ -20,9 +20,10 @@ from conveyor.core.artifacts import Artifact, Result
 from conveyor.core.config import Config
 from conveyor.core.locking import hold
 from conveyor.core.workspace import Workspace
-from conveyor.stages.training._metrics import METRICS, beats, class_index, score_one
+from conveyor.stages.training._metrics import METRICS, beats, fresh_score
 from conveyor.stages.training._registry import (
     AliasChange,
+    _keep_fresh_rows,
     _load,
     _record,
     _register,
@@ -73,15 +74,6 @@ class ChallengeDecision(Result):
         return f"champion stays v{self.champion}: {figures}; " + "; ".join(self.reasons)
 
 
-def _fresh_score(model: Any, rows: Sequence[Mapping[str, Any]], truth: Sequence[Any], metric: str) -> float:
-    import numpy as np
-
-    matrix = model.encoder.transform_records([dict(r) for r in rows], cleaned=True)
-    if model.task == "regression":
-        return score_one(metric, np.asarray(truth, dtype=float), np.asarray(model.estimator.predict(matrix), dtype=float))
-    return score_one(metric, class_index(truth, model.classes), np.asarray(model.estimator.predict_proba(matrix)))
-
-
 def challenge(
     config: Config, workspace: Workspace, trained: Artifact[TrainResult], training_set: Artifact[TrainingSetInput],
     fresh_rows: Sequence[Mapping[str, Any]], fresh_truth: Sequence[Any], why: str,
@@ -104,13 +96,13 @@ def _challenge(
     margin = config.promotion.min_improvement
     way = "higher" if METRICS[metric].greater_is_better else "lower"
     mlflow_client = client(config, workspace)
-    challenger_score = _fresh_score(_load(mlflow_client, config, workspace, candidate.model_id), fresh_rows, fresh_truth, metric)
+    challenger_score = fresh_score(_load(mlflow_client, config, workspace, candidate.model_id), fresh_rows, fresh_truth, metric)
     current = champion_version(mlflow_client, config.name)
     champion_score: float | None = None
     note = None
     if current is not None:
         try:
-            champion_score = _fresh_score(_load(mlflow_client, config, workspace, version_model_id(current)),
+            champion_score = fresh_score(_load(mlflow_client, config, workspace, version_model_id(current)),
                                           fresh_rows, fresh_truth, metric)
         except Exception as exc:  # a champion of another schema: say why, in the decision
             note = f"champion v{current.version} could not be scored on the fresh rows: {type(exc).__name__}: {exc}"
@@ -140,6 +132,7 @@ def _challenge(
         )
         _record(mlflow_client, config, version, best, candidate.metrics, change, trained, training_set)
         mlflow_client.set_model_version_tag(config.name, version, "conveyor.retrained", why)
+        _keep_fresh_rows(mlflow_client, config.name, version, candidate.run_id, fresh_rows, fresh_truth)
         _unmoved(mlflow_client, config.name, version)
     return ChallengeDecision(
         metric=metric, greater_is_better=METRICS[metric].greater_is_better, n_fresh=len(fresh_rows), candidate=best,

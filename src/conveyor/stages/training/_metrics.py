@@ -7,6 +7,7 @@ compared the wrong way round.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METRICS", "Metric", "beats", "default_metric", "evaluate", "gain", "metric_for", "regression_scores",
-    "classification_scores", "class_index", "bootstrap_share", "score_one",
+    "classification_scores", "class_index", "bootstrap_share", "fresh_score", "score_one",
 ]
 
 
@@ -137,6 +138,17 @@ def evaluate(model: ConveyorModel, frame: pd.DataFrame, target: str) -> dict[str
     assert model.classes is not None
     truth = class_index(frame[target].tolist(), model.classes)
     return classification_scores(truth, np.asarray(model.estimator.predict_proba(matrix), dtype=float))
+
+
+def fresh_score(model: ConveyorModel, rows: Sequence[Mapping[str, Any]], truth: Sequence[Any], metric: str) -> float:
+    """One metric of a model on labeled served rows (model inputs as logged, cleaned at serving)."""
+    import numpy as np
+
+    matrix = model.encoder.transform_records([dict(r) for r in rows], cleaned=True)
+    if model.task == "regression":
+        return score_one(metric, np.asarray(truth, dtype=float), np.asarray(model.estimator.predict(matrix), dtype=float))
+    assert model.classes is not None
+    return score_one(metric, class_index(truth, model.classes), np.asarray(model.estimator.predict_proba(matrix)))
 
 
 def score_one(metric: str, truth: np.ndarray, output: np.ndarray) -> float:

@@ -16,6 +16,7 @@ in one line: the history can never show two moves from the same version.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,7 +30,7 @@ from conveyor.core.hashing import hash_json
 from conveyor.core.locking import FileLock, PostgresLock, hold
 from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
-from conveyor.stages.training._metrics import METRICS, beats, evaluate
+from conveyor.stages.training._metrics import METRICS, beats, evaluate, fresh_score
 from conveyor.stages.training._portable import sys_path_kept
 from conveyor.stages.training._tracking import (
     client,
@@ -95,6 +96,11 @@ class PromotionDecision(Result):
     """That champion re-scored on this test split (None: no champion, or it could not be scored)."""
     champion_note: str | None = None
     """Why the previous champion could not be re-scored, when it could not."""
+    compared_on: str = "test split"
+    """Where the candidate met the champion: this test split, or (a champion `monitor --act`
+    promoted) the fresh labeled rows it was promoted on."""
+    candidate_compared_score: float | None = None
+    """The candidate on the fresh labeled rows, when it was compared there."""
     promoted: bool
     reasons: list[str]
     """Why nothing was promoted (empty when promoted)."""
@@ -107,7 +113,10 @@ class PromotionDecision(Result):
         note = f" ({self.champion_note})" if self.champion_note else ""
         if self.promoted:
             versus = f" vs trivial {self.trivial_score:.4f}" if self.trivial_score is not None else ""
-            if self.champion_score is not None:
+            if self.champion_score is not None and self.candidate_compared_score is not None:
+                versus += (f"; {self.candidate_compared_score:.4f} vs v{self.champion_version} "
+                           f"{self.champion_score:.4f} on {self.compared_on}")
+            elif self.champion_score is not None:
                 versus += f", v{self.champion_version} {self.champion_score:.4f}"
             return f"champion = v{self.champion} ({self.candidate} {self.metric}={self.candidate_score:.4f}{versus}){note}"
         kept = f"champion stays v{self.champion}" if self.champion else "no champion"
@@ -235,6 +244,26 @@ def _promote(
     champion_score, note = (
         (None, None) if current is None else _score_champion(mlflow_client, config, workspace, current, training_set)
     )
+    # A champion `monitor --act` promoted won on fresh labeled traffic, and was trained on rows of
+    # this test split: it meets the candidate on those fresh rows, as it met its own challenger.
+    compared_on, fresh = "this test split", None
+    compared_score: float | None = score_new
+    if current is not None and current.run_id != candidate.run_id:
+        try:
+            fresh = _fresh_rows(mlflow_client, current)
+        except TrainingError as exc:  # not compared on another split either: the champion stays, and why
+            compared_score, note = None, str(exc)
+    if current is not None and fresh is not None:
+        rows, truth = fresh
+        try:
+            compared_score = fresh_score(_load(mlflow_client, config, workspace, candidate.model_id or ""), rows, truth,
+                                         metric)
+            champion_score = fresh_score(_load(mlflow_client, config, workspace, version_model_id(current)), rows,
+                                         truth, metric)
+            compared_on, note = f"the {len(rows)} fresh labeled rows v{current.version} was promoted on", None
+        except Exception as exc:  # a candidate of another schema cannot read them: keep the champion
+            champion_score, compared_score = None, None
+            note = f"the candidate could not be scored on v{current.version}'s fresh labeled rows: {type(exc).__name__}: {exc}"
     reasons = []
     if trivial is not None and not beats(metric, score_new, trivial, margin):
         reasons.append(
@@ -247,10 +276,14 @@ def _promote(
             f"{best} {metric}={score_new:.4f} beats trivial {trivial:.4f} on only {share:.0%} of bootstrap resamples "
             f"of the test split (promotion.confidence {config.promotion.confidence:.0%}): it may be luck"
         )
-    if current is not None and champion_score is not None and not beats(metric, score_new, champion_score, margin):
+    if current is not None and compared_score is None:
+        reasons.append(f"champion v{current.version} was promoted on fresh labeled rows the candidate could not be "
+                       "compared on: it stays")
+    elif current is not None and champion_score is not None and compared_score is not None and not beats(
+            metric, compared_score, champion_score, margin):
         reasons.append(
-            f"{best} {metric}={score_new:.4f} does not beat champion v{current.version}'s {champion_score:.4f} "
-            f"on this test split ({way} is better, margin {margin})"
+            f"{best} {metric}={compared_score:.4f} does not beat champion v{current.version}'s {champion_score:.4f} "
+            f"on {compared_on} ({way} is better, margin {margin})"
         )
     if current is not None and current.run_id == candidate.run_id:
         reasons = ["this run is already the champion"]
@@ -261,18 +294,23 @@ def _promote(
         why = (
             f"{best} {metric}={score_new:.4f} beats trivial {trivial:.4f}" if trivial is not None else f"{best} {metric}={score_new:.4f}"
         )
-        if current is not None:
-            why += (
-                f" and champion v{current.version}'s {champion_score:.4f}" if champion_score is not None
-                else f"; champion v{current.version} replaced unscored"
-            )
-        why += f" on the {result.split} test split ({way} is better, margin {margin}"
+        if current is not None and fresh is not None:
+            why += f" on the {result.split} test split, and champion v{current.version}'s {champion_score:.4f} with " \
+                   f"{compared_score:.4f} on {compared_on} ({way} is better, margin {margin}"
+        else:
+            if current is not None:
+                why += (
+                    f" and champion v{current.version}'s {champion_score:.4f}" if champion_score is not None
+                    else f"; champion v{current.version} replaced unscored"
+                )
+            why += f" on the {result.split} test split ({way} is better, margin {margin}"
         why += f"; beats trivial on {share:.0%} of bootstrap resamples)" if share is not None else ")"
         version = _register(mlflow_client, config, workspace, candidate.run_id, candidate.model_id, training_set,
                             read=_where(current))
         change = AliasChange(
             at=datetime.now(UTC).isoformat(timespec="seconds"), by=_who(), old=None if current is None else str(current.version),
-            new=version, why=why, metric=metric, score=score_new, previous_score=champion_score,
+            new=version, why=why, metric=metric, score=score_new if compared_score is None else compared_score,
+            previous_score=champion_score,
         )
         _record(mlflow_client, config, version, best, candidate.metrics, change, trained, training_set)
         _unmoved(mlflow_client, config.name, version)  # re-read after the move: no other promotion overtook it
@@ -280,7 +318,9 @@ def _promote(
         metric=metric, greater_is_better=METRICS[metric].greater_is_better, candidate=best, candidate_score=score_new,
         trivial_score=trivial, baseline_score=scores.get("baseline", float("nan")), scores=scores,
         champion_version=str(current.version) if current is not None else None, champion_score=champion_score,
-        champion_note=note, promoted=not reasons, reasons=reasons, champion=version, change=change,
+        champion_note=note, compared_on=compared_on.removeprefix("this "),
+        candidate_compared_score=compared_score if fresh is not None else None,
+        promoted=not reasons, reasons=reasons, champion=version, change=change,
     )
     digest = hash_json({"trained": trained.digest, "decision": decision.model_dump(mode="json")})
     return Artifact("promotion", store_path(config, workspace), digest, decision, {"trained": trained.digest})
@@ -358,6 +398,37 @@ def _register(
         raise
     mlflow_client.set_registered_model_alias(config.name, CHAMPION, version)
     return version
+
+
+FRESH_ROWS = "conveyor/fresh_rows.json"
+"""The run artifact of a version `monitor --act` promoted: the fresh labeled rows it won on."""
+
+
+def _keep_fresh_rows(mlflow_client: Any, name: str, version: str, run_id: str, rows: Sequence[Mapping[str, Any]],
+                     truth: Sequence[Any]) -> None:
+    """Keep the fresh labeled rows a retrained champion won on, with its run, for later gates."""
+    mlflow_client.log_text(run_id, json.dumps({"rows": [dict(r) for r in rows], "truth": list(truth)}), FRESH_ROWS)
+    mlflow_client.set_model_version_tag(name, version, "conveyor.fresh_rows", str(len(rows)))
+
+
+def _fresh_rows(mlflow_client: Any, version: Any) -> tuple[list[dict[str, Any]], list[Any]] | None:
+    """The fresh labeled rows a champion was promoted on by `monitor --act`, or None."""
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    if "conveyor.fresh_rows" not in (version.tags or {}):
+        return None
+    with tempfile.TemporaryDirectory() as staging:
+        try:
+            with quiet_downloads():
+                path = Path(mlflow_client.download_artifacts(version.run_id, FRESH_ROWS, staging))
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (MlflowException, OSError, ValueError) as exc:
+            raise TrainingError(f"champion v{version.version} was promoted on fresh labeled rows, and they cannot be "
+                                f"read back from its run {version.run_id} ({exc}); it stays champion until the "
+                                "alias is moved in the registry") from exc
+    return list(data["rows"]), list(data["truth"])
 
 
 def _score_champion(

@@ -13,7 +13,7 @@ from conveyor.stages.training._train import TRAIN_VERSION, TrainingSetInput, Tra
 
 __all__ = ["PROMOTE", "PROMOTE_VERSION", "TRAIN"]
 
-PROMOTE_VERSION = 3
+PROMOTE_VERSION = 4
 
 
 @runtime_checkable
