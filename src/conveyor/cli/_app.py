@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from conveyor.runner import Project
 
 __all__ = ["ForOpt", "NoSearchOpt", "NoWaitOpt", "ProjectOpt", "app"]
 
@@ -35,6 +38,15 @@ def _console() -> Any:
     from conveyor.cli._output import FittingConsole
 
     return FittingConsole(highlight=False)  # tables fit the terminal, or keep their rows on one line
+
+
+def _project(path: Path) -> Project:
+    """The project in `-C PATH` through the public API, `conveyor.Project`: the commands read and
+    write a project as a notebook does, and render what it returns."""
+    from conveyor.runner import Project, load_project
+
+    load_project(path)  # no or an invalid conveyor.yaml: the one-line error every command gives
+    return Project(path)
 
 
 def _locked(project: Path, command: str, no_wait: bool) -> Any:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from conveyor.cli._app import NoWaitOpt, ProjectOpt, _console, app
+from conveyor.cli._app import NoWaitOpt, ProjectOpt, _console, _project, app
 from conveyor.core.errors import ConveyorError
 
 
@@ -38,11 +38,8 @@ feature_views_app = typer.Typer(
 
 
 def _views(project: Path) -> tuple[Any, list[Any]]:
-    from conveyor.runner import load_project
-    from conveyor.stages.features import feature_views
-
-    config, workspace = load_project(project)
-    return config, feature_views(config, workspace)
+    opened = _project(project)
+    return opened.config, opened.feature_views()
 
 
 def _ttl(seconds: int) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from conveyor.cli._app import ForOpt, ProjectOpt, _console
+from conveyor.cli._app import ForOpt, ProjectOpt, _console, _project
 
 
 def lineage(
@@ -19,17 +19,11 @@ def lineage(
     """Walk from a served prediction (or a model version) back to the source file's bytes."""
     from rich.tree import Tree
 
-    from conveyor.runner import lineage_of_model, lineage_of_prediction, load_project, model_configs
-
     if (request_id is None) == (model is None):
         raise typer.BadParameter("give a REQUEST_ID or --model VERSION (one of them)")
-    config, workspace = load_project(project)
-    if request_id is not None:  # every model's log is searched: a request id is unique
-        model_configs(config, for_model)  # a wrong --for is still an error
-        steps = lineage_of_prediction(config, workspace, request_id)
-    else:
-        steps = lineage_of_model(model_configs(config, for_model, one=True)[0], workspace, model or "")
-    root = Tree(f"[bold]{config.name}[/]: {workspace.root}")
+    opened = _project(project)
+    steps = opened.lineage(request_id, version=model, model=for_model)
+    root = Tree(f"[bold]{opened.name}[/]: {opened.root}")
     branches: dict[int, Any] = {-1: root}
     for step in steps:
         label = f"[bold]{step.kind}[/] {step.digest[:16]}  {step.path}".rstrip()
@@ -40,11 +34,7 @@ def lineage(
 
 def doctor(project: ProjectOpt = Path(".")) -> None:
     """Check every service the project uses (source, MLflow, registry, online, offline, lock): one line each."""
-    from conveyor.runner import load_project
-    from conveyor.runner._doctor import check_services
-
-    config, workspace = load_project(project)
-    checks = check_services(config, workspace)
+    checks = _project(project).doctor()
     for check in checks:
         typer.echo(f"{check.status:<8} {check.role:<15} {check.detail}")
     if not all(check.ok for check in checks):

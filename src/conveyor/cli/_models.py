@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from conveyor.cli._app import ForOpt, ProjectOpt, _console
+from conveyor.cli._app import ForOpt, ProjectOpt, _console, _project
+
+if TYPE_CHECKING:
+    from conveyor.runner import ModelRegistry
 
 models_app = typer.Typer(
     help="Registered model versions: aliases, metrics, lineage, and the history of @champion.",
@@ -21,25 +24,23 @@ def models(ctx: typer.Context, project: ProjectOpt = Path("."), for_model: ForOp
     """A table of the registered versions, then every move of @champion (who, when, why); each model's in turn."""
     if ctx.invoked_subcommand is not None:
         return
-    from conveyor.runner import load_project, model_configs
+    from conveyor.runner import model_configs
 
-    config, workspace = load_project(project)
-    for own in model_configs(config, for_model):
-        _versions_table(own, workspace)
-        _loop_table(own, workspace)
+    opened = _project(project)
+    for own in model_configs(opened.config, for_model):
+        _versions_table(opened.models(own.model))
+        _loop_table(own, opened.workspace)
 
 
-def _versions_table(config: Any, workspace: Any) -> None:
+def _versions_table(registry: ModelRegistry) -> None:
     from rich.table import Table
 
-    from conveyor.stages.training import champion_history, list_versions
-
-    versions = list_versions(config, workspace)
+    versions = registry.versions
     console = _console()
     if not versions:
-        console.print(f"no registered version of {config.name!r} yet: run `conveyor run`")
+        console.print(f"no registered version of {registry.name!r} yet: run `conveyor run`")
         return
-    table = Table(title=f"{config.name}: registered versions", title_justify="left")
+    table = Table(title=f"{registry.name}: registered versions", title_justify="left")
     for column in ("version", "aliases", "model", "test metrics", "training set", "created", "run"):
         table.add_column(column)
     for info in versions:
@@ -47,7 +48,7 @@ def _versions_table(config: Any, workspace: Any) -> None:
         table.add_row(info.version, " ".join(f"@{a}" for a in info.aliases) or "-", info.model, shown,
                       info.training_set[:16], info.created, info.run_id[:12])
     console.print(table)
-    history = champion_history(config, workspace)
+    history = registry.history
     if history:
         moves = Table(title="@champion history", title_justify="left")
         for column in ("when (UTC)", "by", "move", "metric", "why"):
@@ -100,12 +101,11 @@ def models_show(
     for_model: ForOpt = None,
 ) -> None:
     """Exactly what made one version: training-set digest, Feast feature service, config digest, run."""
-    from conveyor.runner import load_project, model_configs
-    from conveyor.stages.training import describe_version
+    from conveyor.runner import model_configs
 
-    config, workspace = load_project(project)
-    config = model_configs(config, for_model, one=True)[0]
-    info = describe_version(config, workspace, version.lstrip("v"))
+    opened = _project(project)
+    config = model_configs(opened.config, for_model, one=True)[0]
+    info = opened.model_version(version, model=for_model)
     console = _console()
     lines = [
         ("model", f"{config.name} v{info.version} ({info.model})"),

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from conveyor.cli._app import ForOpt, NoSearchOpt, NoWaitOpt, ProjectOpt, _console, _locked
+from conveyor.cli._app import ForOpt, NoSearchOpt, NoWaitOpt, ProjectOpt, _console, _locked, _project
 
 
 def monitor(
@@ -28,14 +28,14 @@ def monitor(
     from rich.table import Table
 
     from conveyor.cli._output import showing_progress
-    from conveyor.runner import load_project, model_configs, monitor_project
+    from conveyor.runner import model_configs
 
-    config, workspace = load_project(project)
+    opened = _project(project)
     drifted = degraded = False
-    for own in model_configs(config, for_model):
+    for own in model_configs(opened.config, for_model):
         console = _console()
         with showing_progress(console, f"{own.name}: reading the prediction log"):  # a bar on a terminal only
-            check = monitor_project(own, workspace, window).result
+            check = opened.monitor(window=window, model=own.model)
         table = Table(title=f"{own.name}: drift of {check.n_current} predictions vs {check.n_reference} training rows",
                       title_justify="left")
         for column in ("feature", "test", "p-value", "PSI", "effect", "missing ref -> cur", "drifted", "rules fired"):
@@ -115,11 +115,7 @@ def alerts(
     project: ProjectOpt = Path("."),
 ) -> None:
     """Write Prometheus alerting rules (prometheus-rules.yml) and a Grafana dashboard (grafana-dashboard.json)."""
-    from conveyor.runner import load_project
-    from conveyor.stages.monitoring import write_alerts
-
-    config, _ = load_project(project)
-    rules, board = write_alerts(config, output)
+    rules, board = _project(project).write_alerts(output)
     typer.echo(f"wrote {rules} (load it with rule_files: in prometheus.yml) and {board} (import it in Grafana)")
 
 
@@ -142,12 +138,12 @@ def labels_add(
     no_wait: NoWaitOpt = False,
 ) -> None:
     """Add labels of served predictions; rows that do not match the log are set aside with their line."""
-    from conveyor.runner import add_labels_project, load_project, model_configs
+    from conveyor.runner import add_labels_project, model_configs
 
-    with _locked(project, "conveyor labels add", no_wait):
-        config, workspace = load_project(project)
-        own = model_configs(config, for_model, one=True)[0]
-        added = add_labels_project(own, workspace, file, id_column, label_column, replace)
+    with _locked(project, "conveyor labels add", no_wait):  # here, not in Project.labels_add: --no-wait, and who waits
+        opened = _project(project)
+        own = model_configs(opened.config, for_model, one=True)[0]
+        added = add_labels_project(own, opened.workspace, file, id_column, label_column, replace)
     typer.echo(added.summary())  # plain lines: a label file's path is long, and logs should not wrap
     for line in added.first_rejected:
         typer.echo(f"  {line}")

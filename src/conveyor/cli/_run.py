@@ -11,13 +11,6 @@ from conveyor.cli._app import NoSearchOpt, NoWaitOpt, ProjectOpt, _console, _loc
 from conveyor.cli._features import _features_group
 
 
-def _without_search(config: Any) -> Any:
-    """`--no-search`: the same project with `training.search.trials: 0` (its own cache key)."""
-    training = config.training
-    search = training.search.model_copy(update={"trials": 0})
-    return config.model_copy(update={"training": training.model_copy(update={"search": search})})
-
-
 def _run(
     project: Path, *, only: str | None = None, start: str | None = None, stop: str | None = None,
     force: bool = False, no_search: bool = False, no_wait: bool = False,
@@ -35,11 +28,11 @@ def _run_locked(
 
     from conveyor.cli._output import progress_line
     from conveyor.core.progress import listening
-    from conveyor.runner import Event, load_project, run_pipeline, stages_of
+    from conveyor.runner import Event, load_project, run_pipeline, stages_of, without_search
 
     config, workspace = load_project(project)  # read again under the lock: the file may have changed meanwhile
     if no_search:
-        config = _without_search(config)
+        config = without_search(config)
     console = _console()
     rows: list[tuple[str, str, str, str]] = []
     described = {stage.name: stage.describe for stage in stages_of(config)}
