@@ -175,8 +175,9 @@ def _sampler(seed: int) -> Any:
 
     # Optuna 4.9 stopped warning about independent sampling by default and deprecated the switch
     # (passing it is a FutureWarning, in a notebook's output); before 4.9 it is how to silence it.
-    quiet = {} if _version(optuna.__version__) >= (4, 9) else {"warn_independent_sampling": False}
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, **quiet)
+    if _version(optuna.__version__) >= (4, 9):
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, warn_independent_sampling=False)
 
 
 def _version(text: str) -> tuple[int, ...]:
