@@ -107,12 +107,17 @@ def test_eda_report_is_offline_html_with_plots(bike_project: Path) -> None:
 
 
 def test_second_run_is_cached_and_from_reruns(bike_project: Path) -> None:
-    again = conveyor("run", "-C", str(bike_project))
-    assert again.stdout.count("cached") == 7, again.stdout
+    from conveyor import Project
+
+    project = Project(bike_project)
+    again = project.run()
+    assert [s.status for s in again] == ["cached"] * 7 and again.ran == [], again
     before = stage_result(bike_project, "promote").champion
-    rerun = conveyor("run", "-C", str(bike_project), "--from", "train")
-    assert rerun.stdout.count("cached") == 5, rerun.stdout
+    rerun = project.run(from_="train")
+    assert rerun.ran == ["train", "promote"] and len(rerun) == 7, rerun
+    assert rerun["train"].why == rerun["promote"].why == "forced", rerun
     promote = stage_result(bike_project, "promote")
+    assert rerun["promote"].result == promote
     # the same data and seed give the same score: the gate wants better, not equal
     assert not promote.promoted and promote.champion == before
     assert any("does not beat champion" in reason for reason in promote.reasons)

@@ -54,14 +54,17 @@ def test_feature_views_list_and_show(taxi: Path) -> None:
     shown = conveyor("features", "show", "nyc_taxi_by_PULocationID", "-C", str(taxi)).stdout
     assert "PULocationID" in shown and "pu_mean_fare_7d" in shown and "Float64" in shown
     assert "data/by_PULocationID.parquet" in shown and "read by: fare, tip" in shown
-    from conveyor.core import Workspace
-    from conveyor.core.config import load_config
-    from conveyor.stages.features import feature_views
+    from conveyor import Project
 
-    used = {v.name: v.models for v in feature_views(load_config(taxi / "conveyor.yaml"), Workspace.at(taxi))}
+    views = Project(taxi).feature_views()
+    used = {v.name: v.models for v in views}
     # the tip model reads no dropoff-zone feature: its feature service does not project that view
     assert used == {"nyc_taxi_features": ["fare", "tip"], "nyc_taxi_by_PULocationID": ["fare", "tip"],
                     "nyc_taxi_by_DOLocationID": ["fare"]}
+    by_zone = next(v for v in views if v.name == "nyc_taxi_by_PULocationID")
+    assert by_zone.entity == "PULocationID" and by_zone.source == "data/by_PULocationID.parquet"
+    assert ("pu_mean_fare_7d", "Float64") in {(name, dtype) for name, _, dtype in by_zone.fields}
+    assert any(v.online_as_of and v.online_as_of.startswith("2019-03-31T23:43:45") for v in views), views
     missing = conveyor("features", "show", "nope", "-C", str(taxi), check=False)
     assert missing.returncode == 1 and "no feature view 'nope'" in missing.stderr
 

@@ -109,9 +109,12 @@ def test_both_models_answer_at_their_own_path(project: Path, server: Server) -> 
 
 
 def test_monitor_models_and_lineage_per_model(project: Path, server: Server) -> None:
-    """`conveyor monitor`, `models` and `lineage` in a project with `models:`: each model's own
-    log, reference, registered versions and chain; `--for` picks one; a wrong name is one line."""
+    """Monitoring, the registry and lineage in a project with `models:` (through `conveyor.Project`):
+    each model's own log, reference, registered versions and chain; `model=` / `--for` picks one;
+    a wrong name is one line."""
+    from conveyor import Project
     from conveyor.core.config import load_config
+    from conveyor.core.errors import ConfigError
 
     config = load_config(project / "conveyor.yaml")
     request_ids = {}
@@ -124,26 +127,33 @@ def test_monitor_models_and_lineage_per_model(project: Path, server: Server) -> 
               for m in ("fare", "tip")}
     assert logged["fare"] >= 40 and logged["tip"] >= 40
 
-    out = conveyor("monitor", "-C", str(project)).stdout
-    assert "nyc-taxi-fare: drift of" in out and "nyc-taxi-tip: drift of" in out
-    for model in ("fare", "tip"):  # each model's report counts its own log, not the other's
+    opened = Project(project)
+    assert opened.model_names == ["fare", "tip"]
+    for model in ("fare", "tip"):  # each model's check counts its own log, not the other's
+        check = opened.monitor(model=model)
         summary = json.loads((project / "reports" / f"drift-{model}.json").read_text())
         window = summary["window"]
         assert window["predictions"] + sum(window["other_versions_skipped"].values()) == logged[model]
-        assert summary["model"] == f"nyc-taxi-{model}"
+        assert summary["model"] == f"nyc-taxi-{model}" and check.n_current == window["predictions"]
+        assert check.verdict == summary["verdict"], check.reasons
+        assert set(config.for_model(model).schema.features()) <= {row.name for row in check.rows}, check.rows
     wrong = conveyor("monitor", "-C", str(project), "--for", "duration", check=False)
     assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
     assert "no model 'duration'" in wrong.stderr and "fare, tip" in wrong.stderr
 
-    listed = conveyor("models", "-C", str(project)).stdout
-    assert "nyc-taxi-fare: registered versions" in listed and "nyc-taxi-tip: registered versions" in listed
-    shown = conveyor("models", "show", "1", "-C", str(project), "--for", "tip").stdout
-    assert "nyc-taxi-tip v1" in shown and "nyc_taxi_tip_model" in shown
+    for model in ("fare", "tip"):
+        registry = opened.models(model)
+        assert registry.name == f"nyc-taxi-{model}" and registry.champion == "1", registry
+    with pytest.raises(ConfigError, match="several models"):
+        opened.models()
+    shown = opened.model_version(1, model="tip")
+    assert shown.version == "1" and shown.feature_service == "nyc_taxi_tip_model", shown
 
-    chain = conveyor("lineage", request_ids["tip"], "-C", str(project)).stdout
-    assert "predictions/tip" in chain and "nyc-taxi-tip v1" in chain and "source_file" in chain
-    by_version = conveyor("lineage", "--model", "1", "--for", "fare", "-C", str(project)).stdout
-    assert "nyc-taxi-fare v1" in by_version and "training_set" in by_version
+    chain = opened.lineage(request_ids["tip"])
+    assert [step.kind for step in chain][:3] == ["prediction", "model", "training_set"] and chain[-1].kind == "source_file"
+    assert chain[0].path.startswith("predictions/tip") and chain[1].digest == "nyc-taxi-tip v1", chain
+    by_version = opened.lineage(version="1", model="fare")
+    assert by_version[0].digest == "nyc-taxi-fare v1" and by_version[1].kind == "training_set", by_version
 
 
 def test_a_model_of_models_has_its_own_shadow(project: Path) -> None:

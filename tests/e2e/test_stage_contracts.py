@@ -1,9 +1,9 @@
-"""Stage contracts through the CLI: what re-runs on which edit, a workspace that moves."""
+"""Stage contracts: what re-runs on which edit, a workspace that moves (read from `Project.run`'s
+results, not from the `conveyor run` table)."""
 
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 from pathlib import Path
 
@@ -11,21 +11,17 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import BIKE_CSV, Server, bike_rows, conveyor, make_bike_project, stage_result
+from conveyor import Project, RunResult
+from tests.conftest import BIKE_CSV, Server, bike_rows, make_bike_project, stage_result
 
 pytestmark = pytest.mark.slow
 
 STAGES = ["ingest", "prepare", "eda", "features", "dataset", "train", "promote"]
 
 
-def _statuses(stdout: str) -> dict[str, str]:
-    """The status column of the `conveyor run` table, by stage."""
-    found = {}
-    for line in stdout.splitlines():
-        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
-        if len(cells) >= 2 and cells[0] in STAGES:
-            found[cells[0]] = cells[1].split(" ")[0]
-    return found
+def _statuses(result: RunResult) -> dict[str, str]:
+    """Each stage's status in a run: `ran` or `cached`."""
+    return {stage.name: stage.status for stage in result}
 
 
 def _edit(project: Path, section: str, key: str, value: object) -> None:
@@ -38,8 +34,8 @@ def _edit(project: Path, section: str, key: str, value: object) -> None:
 @pytest.fixture(scope="module")
 def small_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = make_bike_project(tmp_path_factory.mktemp("contracts") / "p", bike_rows()[:3000])
-    first = conveyor("run", "-C", str(project))
-    assert set(_statuses(first.stdout).values()) == {"ran"}, first.stdout
+    first = Project(project).run()
+    assert _statuses(first) == dict.fromkeys(STAGES, "ran"), first
     return project
 
 
@@ -58,30 +54,33 @@ def test_an_edit_reruns_exactly_the_stages_that_read_it(
     small_project: Path, section: str, key: str, value: object, reruns: list[str]
 ) -> None:
     _edit(small_project, section, key, value)
-    statuses = _statuses(conveyor("run", "-C", str(small_project)).stdout)
-    assert statuses == {s: "ran" if s in reruns else "cached" for s in STAGES}
+    result = Project(small_project).run()
+    assert _statuses(result) == {s: "ran" if s in reruns else "cached" for s in STAGES}, result
+    assert all(result[s].why == "inputs changed" for s in reruns), result  # not forced, not a vanished output
 
 
-def test_a_deleted_mlflow_run_or_a_moved_alias_is_noticed(small_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_deleted_mlflow_run_or_a_moved_alias_is_noticed(small_project: Path) -> None:
     import mlflow
 
-    monkeypatch.setenv("COLUMNS", "250")  # the run table on one line per stage, reasons unwrapped
-    conveyor("run", "-C", str(small_project))
+    project = Project(small_project)
+    project.run()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{small_project / 'mlflow.db'}")
     train = stage_result(small_project, "train")
-    client.delete_run(train.candidates["baseline"].run_id)
-    out = conveyor("run", "-C", str(small_project)).stdout
-    assert _statuses(out)["train"] == "ran" and "was deleted" in out, out
+    run_id = train.candidates["baseline"].run_id
+    client.delete_run(run_id)
+    result = project.run()
+    assert result["train"].status == "ran", result
+    assert result["train"].why == f"the baseline run {run_id} was deleted", result
 
     client.delete_registered_model_alias("bike-sharing", "champion")
-    out = conveyor("run", "-C", str(small_project)).stdout
-    assert _statuses(out) == {s: "ran" if s == "promote" else "cached" for s in STAGES}, out
-    assert "moved since this decision" in out
+    result = project.run()
+    assert _statuses(result) == {s: "ran" if s == "promote" else "cached" for s in STAGES}, result
+    assert result["promote"].why.startswith("@champion moved since this decision"), result
     assert client.get_model_version_by_alias("bike-sharing", "champion") is not None
 
 
 def test_a_moved_workspace_is_cached_and_serves(small_project: Path, tmp_path: Path) -> None:
-    conveyor("run", "-C", str(small_project))  # settle the earlier edits
+    Project(small_project).run()  # settle the earlier edits
     moved = tmp_path / "elsewhere" / "project"
     shutil.copytree(small_project, moved)
     source = moved / BIKE_CSV.name
@@ -89,8 +88,8 @@ def test_a_moved_workspace_is_cached_and_serves(small_project: Path, tmp_path: P
     hidden = small_project.with_name(small_project.name + "-hidden")
     small_project.rename(hidden)
     try:
-        statuses = _statuses(conveyor("run", "-C", str(moved)).stdout)
-        assert statuses == dict.fromkeys(STAGES, "cached")
+        project = Project(moved)
+        assert _statuses(project.run()) == dict.fromkeys(STAGES, "cached")
         server = Server(moved).start()
         try:
             health = httpx.get(f"{server.url}/health").json()
@@ -99,9 +98,15 @@ def test_a_moved_workspace_is_cached_and_serves(small_project: Path, tmp_path: P
             request_id = by_entity.json()["predictions"][0]["request_id"]
         finally:
             server.stop()
-        out = conveyor("lineage", request_id, "-C", str(moved)).stdout
+        steps = project.lineage(request_id)
         sha = hashlib.sha256(source.read_bytes()).hexdigest()
-        for needle in (request_id[:16], f"v{health['model']['version']}", "training_set", "clean", "raw", sha[:16]):
-            assert needle in out, out
+        by_kind = {step.kind: step for step in steps}
+        assert [step.kind for step in steps[:3]] == ["prediction", "model", "training_set"], steps
+        assert {"features", "clean", "raw"} <= set(by_kind) and steps[-1].kind == "source_file", steps
+        assert by_kind["prediction"].digest == request_id and by_kind["prediction"].depth == 0
+        assert by_kind["model"].digest == f"bike-sharing v{health['model']['version']}"
+        assert by_kind["source_file"].digest == sha
+        for kind in ("training_set", "clean", "raw"):  # each record found in the moved folder, none [missing]
+            assert by_kind[kind].path and (moved / by_kind[kind].path).exists(), by_kind[kind]
     finally:
         hidden.rename(small_project)

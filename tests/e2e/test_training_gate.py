@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conveyor import Project
 from tests.conftest import Server, conveyor, stage_result
 
 pytestmark = pytest.mark.slow
@@ -32,7 +33,7 @@ def _write(path: Path, columns: dict[str, np.ndarray]) -> None:
 def _project(folder: Path, columns: dict[str, np.ndarray], target: str, **training: object) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     _write(folder / "data.csv", columns)
-    conveyor("init", "--csv", "data.csv", "--target", target, "--name", "gate", cwd=folder)
+    Project.init(folder / "data.csv", target=target, name="gate")
     config = yaml.safe_load((folder / "conveyor.yaml").read_text())
     config["training"]["search"] = dict(TINY_SEARCH)
     config["training"].update(training)
@@ -51,7 +52,7 @@ def _linear_data(rows: int = 500, seed: int = 0) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def linear_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = _project(tmp_path_factory.mktemp("linear"), _linear_data(), "y")
-    conveyor("run", "-C", str(project))
+    Project(project).run()
     return project
 
 
@@ -78,7 +79,8 @@ def test_the_linear_model_wins_becomes_champion_and_serves(linear_project: Path)
 
 def test_a_second_equal_run_keeps_the_champion(linear_project: Path) -> None:
     first = stage_result(linear_project, "train")
-    out = conveyor("run", "-C", str(linear_project), "--from", "train")
+    out = Project(linear_project).run(from_="train")
+    assert out.ran == ["train", "promote"], out
     again = stage_result(linear_project, "train")
     for name in ("baseline", "lightgbm"):  # seeded search: the same hyperparameters and metrics
         assert again.candidates[name].params == first.candidates[name].params
@@ -88,21 +90,24 @@ def test_a_second_equal_run_keeps_the_champion(linear_project: Path) -> None:
     assert not promote.promoted and promote.champion == "1"
     assert promote.champion_score == pytest.approx(promote.candidate_score)
     assert any("does not beat champion v1" in reason for reason in promote.reasons), promote.reasons
-    assert promote.summary().startswith("champion stays v1: ") and "champion stays" in out.stdout
+    assert promote.summary().startswith("champion stays v1: ") and out["promote"].summary == promote.summary()
 
 
 def test_models_lists_versions_history_and_lineage(linear_project: Path) -> None:
-    listing = conveyor("models", "-C", str(linear_project)).stdout
-    assert "@champion" in listing and "baseline" in listing and "none -> v1" in listing
-    shown = conveyor("models", "show", "1", "-C", str(linear_project)).stdout
+    project = Project(linear_project)
+    registry = project.models()
+    assert registry.name == "gate" and registry.champion == "1", registry
+    assert [(v.version, v.model, v.aliases) for v in registry.versions] == [("1", "baseline", ["champion"])]
+    assert [(c.old, c.new) for c in registry.history] == [(None, "1")]
+    shown = project.model_version("v1")
     train = stage_result(linear_project, "train")
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{linear_project / 'mlflow.db'}")
     version = client.get_model_version("gate", "1")
-    for needle in ("training set", "feature service", "gate_model", "config digest", version.run_id,
-                   version.tags["conveyor.training_set"], version.tags["conveyor.config"]):
-        assert needle in shown, shown
+    assert shown.run_id == version.run_id and shown.feature_service == "gate_model", shown
+    assert shown.training_set == version.tags["conveyor.training_set"] and shown.config == version.tags["conveyor.config"]
+    assert shown.metrics == registry.versions[0].metrics and "r2" in shown.metrics, shown
     assert len(version.tags["conveyor.training_set"]) == 64 and len(version.tags["conveyor.config"]) == 64
     assert version.tags["conveyor.feature_service"] == "gate_model"
     registered = client.get_registered_model("gate")
@@ -122,7 +127,7 @@ def test_lower_is_better_metric_picks_the_lower_error(linear_project: Path) -> N
     config = yaml.safe_load((linear_project / "conveyor.yaml").read_text())
     config["training"]["metric"] = "rmse"
     (linear_project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    out = conveyor("run", "-C", str(linear_project))
+    out = Project(linear_project).run()
     train = stage_result(linear_project, "train")
     assert train.primary_metric == "rmse" and not train.greater_is_better
     rmse = {n: c.metrics["rmse"] for n, c in train.candidates.items()}
@@ -130,7 +135,7 @@ def test_lower_is_better_metric_picks_the_lower_error(linear_project: Path) -> N
     promote = stage_result(linear_project, "promote")
     assert promote.metric == "rmse" and promote.champion_score == pytest.approx(rmse["baseline"])
     assert not promote.promoted and promote.champion == "1", promote.summary()
-    assert "(lower better)" in train.summary() and "rmse" in out.stdout
+    assert "(lower better)" in train.summary() and out["train"].result == train
 
 
 def test_a_random_target_gets_no_champion_and_one_clear_line(tmp_path: Path) -> None:
@@ -138,10 +143,10 @@ def test_a_random_target_gets_no_champion_and_one_clear_line(tmp_path: Path) -> 
     columns = {name: rng.normal(size=400).round(4) for name in ("a", "b", "c")}
     columns["y"] = rng.normal(size=400).round(4)
     project = _project(tmp_path / "random", columns, "y")
-    out = conveyor("run", "-C", str(project))
+    out = Project(project).run()
     promote = stage_result(project, "promote")
     assert not promote.promoted and promote.champion is None
-    assert "no champion:" in out.stdout, out.stdout
+    assert out["promote"].summary.startswith("no champion:"), out
     assert promote.summary().startswith("no champion: ") and "trivial" in promote.summary()
     assert promote.trivial_score is not None and promote.reasons, promote
     served = conveyor("serve", "-C", str(project), check=False)

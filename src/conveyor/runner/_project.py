@@ -30,7 +30,9 @@ from conveyor.runner._pipeline import Event, last_artifact, run_pipeline, stages
 if TYPE_CHECKING:
     import polars as pl
 
+    from conveyor.runner._doctor import Check
     from conveyor.runner._serve import ChampionModel, ChampionReloader, EngineeredModel
+    from conveyor.stages.features import ViewInfo
     from conveyor.stages.monitoring import DriftCheck, LabelsAdded
     from conveyor.stages.training import AliasChange, VersionInfo
 
@@ -293,31 +295,78 @@ class Project:
 
     def labels_add(
         self, labels: str | Path | Any, *, id_column: str = "request_id", label_column: str | None = None,
-        model: str | None = None,
+        model: str | None = None, replace: bool = False,
     ) -> LabelsAdded:
         """Add true outcomes of served predictions (`conveyor labels add`): a CSV path or a frame.
 
         Rows whose request id is not in the prediction log are set aside with their reason
         (`first_rejected`, `rejected_file`); `monitor()` then scores the labeled predictions.
+        `replace=True` changes labels already recorded (without it, a different label is refused).
         """
         own = model_configs(self.config, model, one=True)[0]
         with project_lock(own, self.workspace, "Project.labels_add"):
             if isinstance(labels, (str, Path)):
-                return add_labels_project(own, self.workspace, Path(labels), id_column, label_column)
+                return add_labels_project(own, self.workspace, Path(labels), id_column, label_column, replace)
             frame, _, _ = _rows_of(labels)
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / "labels.csv"
                 frame.write_csv(path)
-                return add_labels_project(own, self.workspace, path, id_column, label_column)
+                return add_labels_project(own, self.workspace, path, id_column, label_column, replace)
+
+    @property
+    def model_names(self) -> list[str]:
+        """The names of `models:` (empty for a project with one model: its methods need no `model=`)."""
+        return list(self.config.models)
 
     def models(self, model: str | None = None) -> ModelRegistry:
-        """The registered versions (newest first), the champion, and the history of `@champion`."""
+        """The registered versions (newest first), the champion, and the history of `@champion`.
+
+        `model` names one of `models:` (a project with several models must name it).
+
+        >>> registry = project.models()                          # doctest: +SKIP
+        >>> registry.champion, [v.version for v in registry.versions]   # doctest: +SKIP
+        ('2', ['2', '1'])
+        """
         from conveyor.stages.training import champion_history, list_versions
 
         own = model_configs(self.config, model, one=True)[0]
         versions = list_versions(own, self.workspace)
         champion = next((v.version for v in versions if "champion" in v.aliases), None)
-        return ModelRegistry(own.name, tuple(versions), champion, tuple(champion_history(own, self.workspace)))
+        history = champion_history(own, self.workspace) if versions else []
+        return ModelRegistry(own.name, tuple(versions), champion, tuple(history))
+
+    def model_version(self, version: str | int, *, model: str | None = None) -> VersionInfo:
+        """Exactly what made one registered version (`conveyor models show VERSION`): its run,
+        candidate, training-set digest, Feast feature service, config digest, test metrics and tags.
+
+        `version` is a number (`3`, `"3"` or `"v3"`); a version not in the registry is a clear error.
+        """
+        from conveyor.stages.training import describe_version
+
+        own = model_configs(self.config, model, one=True)[0]
+        return describe_version(own, self.workspace, str(version).lstrip("v"))
+
+    def feature_views(self) -> list[ViewInfo]:
+        """The Feast feature views (`conveyor features list`), the row-key view first: each one's
+        entity, fields (name in the training set, Feast name, Feast type), source file and rows,
+        TTL, online freshness (`online_as_of`, `age_seconds`) and the models reading it."""
+        from conveyor.stages.features import feature_views
+
+        return feature_views(self.config, self.workspace)
+
+    def write_alerts(self, folder: str | Path = "alerts") -> tuple[Path, Path]:
+        """Write Prometheus alerting rules and a Grafana dashboard for the service (`conveyor alerts`);
+        returns the paths of `prometheus-rules.yml` and `grafana-dashboard.json`."""
+        from conveyor.stages.monitoring import write_alerts
+
+        return write_alerts(self.config, Path(folder))
+
+    def doctor(self) -> list[Check]:
+        """Check every service the project uses (`conveyor doctor`): the source, MLflow, the registry,
+        the online and offline stores, the lock; one `Check` each (`role`, `status`, `detail`, `ok`)."""
+        from conveyor.runner._doctor import check_services
+
+        return check_services(self.config, self.workspace)
 
     def lineage(
         self, request_id: str | None = None, *, version: str | None = None, model: str | None = None,
@@ -330,7 +379,8 @@ class Project:
         if (request_id is None) == (version is None):
             raise ConveyorError("Project.lineage: give a request_id or version= (one of them)")
         config = self.config
-        if request_id is not None:
+        if request_id is not None:  # every model's log is searched: a request id is unique
+            model_configs(config, model)  # a wrong `model` is still an error
             return lineage_of_prediction(config, self.workspace, request_id)
         own = model_configs(config, model, one=True)[0]
         return lineage_of_model(own, self.workspace, str(version).lstrip("v"))

@@ -173,7 +173,21 @@ class SearchTask:
 def _sampler(seed: int) -> Any:
     import optuna
 
+    # Optuna 4.9 stopped warning about independent sampling by default and deprecated the switch
+    # (passing it is a FutureWarning, in a notebook's output); before 4.9 it is how to silence it.
+    if _version(optuna.__version__) >= (4, 9):
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, warn_independent_sampling=False)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """`4.9.0` (or `4.10.0.dev`) as (4, 9, 0): the leading numbers, compared as numbers."""
+    numbers = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        numbers.append(int(part))
+    return tuple(numbers)
 
 
 def _waves(folds: Folds, width: int) -> Iterator[Folds]:
