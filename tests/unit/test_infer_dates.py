@@ -91,3 +91,14 @@ def _prepare(tmp_path: Path, config: Config) -> tuple[pl.DataFrame, pl.DataFrame
     raw = pl.read_csv(tmp_path / "d.csv", separator=";", infer_schema=False)
     raw = raw.with_columns(pl.Series("_line", range(2, raw.height + 2), dtype=pl.Int64))
     return clean_frame(raw, config, INGESTED)
+
+
+def test_init_takes_the_file_as_an_argument_and_shows_the_date_format(tmp_path: Path) -> None:
+    from tests.conftest import conveyor
+
+    _write(tmp_path / "d.csv", _days(40, "%d/%m/%Y"))
+    shown = conveyor("init", "d.csv", "--target", "y", cwd=tmp_path)
+    assert "date (%d/%m/%Y)" in shown.stdout
+    assert load_config(tmp_path / "conveyor.yaml").source.path == "d.csv"
+    both = conveyor("init", "d.csv", "--csv", "e.csv", "--target", "y", "-o", "other.yaml", cwd=tmp_path, check=False)
+    assert both.returncode == 2 and "two files given: d.csv and --csv e.csv" in both.stderr

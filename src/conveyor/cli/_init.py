@@ -11,6 +11,9 @@ from conveyor.cli._app import _console
 
 
 def init(
+    file: Annotated[Optional[Path], typer.Argument(
+        help="The CSV (or Parquet) file to start from; the same as --csv.", show_default=False)] = None,
+    *,
     target: Annotated[str, typer.Option("--target", help="The column to predict.")],
     csv: Annotated[Optional[Path], typer.Option("--csv", help="The CSV (or Parquet) file to start from.")] = None,
     postgres: Annotated[Optional[str], typer.Option(
@@ -44,6 +47,9 @@ def init(
     """Infer a project file (conveyor.yaml) from a CSV, a PostgreSQL table or S3 objects: types, roles, task, event time."""
     from conveyor.runner import init_project
 
+    if file is not None and csv is not None and file != csv:
+        raise typer.BadParameter(f"two files given: {file} and --csv {csv}; give one", param_hint="FILE")
+    csv = csv or file
     timestamps = [part.strip() for value in timestamp or [] for part in value.split(",") if part.strip()]
     notes: list[str] = []
     source = _init_source(csv=csv, postgres=postgres, query=query, dsn_env=dsn_env, s3=s3, incremental=incremental)
@@ -60,7 +66,7 @@ def init(
         table.add_column(heading)
     for col_name, column in schema.columns.items():
         role = "target" if col_name == schema.target else column.role
-        table.add_row(col_name, column.type, role)
+        table.add_row(col_name, column.type if column.format is None else f"{column.type} ({column.format})", role)
     console.print(table)
     event = schema.event_time
     console.print(
