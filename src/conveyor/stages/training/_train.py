@@ -43,7 +43,10 @@ _LINEAR_BUDGET_SHARE = 0.25
 _IMBALANCED = 0.25
 """A class with less than this share of the training rows makes class weighting a searched choice: the
 untuned parameters with balanced weights are a trial of their own, and CV decides (measured on the
-credit-default data, 22 % defaults: balanced weights, ROC AUC 0.7800 against 0.7807; for f1 they help)."""
+credit-default data, 22 % defaults: balanced weights, ROC AUC 0.7800 against 0.7807; for f1 they help).
+Only for a metric that a decision threshold moves (f1, accuracy): weights cannot improve a ranking
+(ROC AUC, PR AUC) and they skew probabilities (log loss), so there they would cost a trial for noise."""
+_THRESHOLD_METRICS = ("f1", "accuracy")
 
 @runtime_checkable
 class TrainingSetInput(Protocol):
@@ -82,7 +85,8 @@ class TrainResult(Result):
             if c.trials:
                 pruned = f", {c.pruned} pruned" if c.pruned else ""
                 gain = "" if c.cv_gain is None else f", CV {c.cv_gain:+.4f} over untuned"
-                timing += f" + search {c.search_seconds:.1f}s: {c.trials} trials{pruned}{gain}"
+                ended = f", ended by {c.stopped_by}" if c.stopped_by else ""
+                timing += f" + search {c.search_seconds:.1f}s: {c.trials} trials{pruned}{ended}{gain}"
             parts.append(f"{name} {shown} ({timing})")
         way = "higher" if self.greater_is_better else "lower"
         line = f"{self.split} {self.train_rows}/{self.test_rows}, {metric} ({way} better): " + ", ".join(parts)
@@ -161,7 +165,7 @@ def _prepare(
         imbalanced = False
     else:
         y_train, y_test = class_index(train_df[target].tolist(), classes), class_index(test_df[target].tolist(), classes)
-        imbalanced = bool(np.bincount(y_train).min() / len(y_train) < _IMBALANCED)
+        imbalanced = bool(np.bincount(y_train).min() / len(y_train) < _IMBALANCED) and metric.name in _THRESHOLD_METRICS
     skewed = classes is None and skewed_target(y_train)
     tags = {
         "conveyor.project": config.name,
