@@ -101,7 +101,7 @@ def bench(name: str, folder: Path, trials: int | None, timeout: float | None, se
         gain = "-" if cand.cv_gain is None else f"{cand.cv_gain:+.4f}"
         chosen = " *" if cand_name == result.best else ""
         rows.append((name, shown_seed, cand_name + chosen, f"{cand.search_seconds:.1f}", f"{cand.fit_seconds:.2f}",
-                     f"{cand.trials} ({cand.pruned})" if cand.trials else "-", gain,
+                     f"{cand.trials} ({cand.pruned}), {cand.stopped_by}" if cand.trials else "-", gain,
                      f"{cand.metrics.get(metric, float('nan')):.4f}", load))
     seconds, score = _plain_lightgbm(config, artifacts["dataset"], metric)
     rows.append((name, shown_seed, "plain LightGBM (defaults, 1 thread)", "-", f"{seconds:.2f}", "-", "-",
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7, 123],
                         help="training.seed values: split (random), folds, sampler, models")
     args = parser.parse_args()
-    header = ("dataset", "seed", "candidate (* champion)", "search s", "fit s", "trials (pruned)",
+    header = ("dataset", "seed", "candidate (* champion)", "search s", "fit s", "trials (pruned), ended by",
               "CV gain over untuned", "test metric", "load avg")
     rows: list[tuple[str, ...]] = []
     verdicts: list[str] = []

@@ -352,8 +352,9 @@ class FeaturesConfig(_Model):
 
 
 class LightGBMParams(_Model):
-    n_estimators: int = Field(default=400, ge=1)
-    learning_rate: float = Field(default=0.05, gt=0)
+    n_estimators: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """Boosting rounds; auto: early stopping on the last 15 % of the training split (by time, else random)."""
+    learning_rate: float = Field(default=0.03, gt=0)
     num_leaves: int = Field(default=31, ge=2)
     min_child_samples: int = Field(default=20, ge=1)
     subsample: float = Field(default=1.0, gt=0, le=1)
@@ -367,9 +368,9 @@ ClassificationMetric = Literal["roc_auc", "pr_auc", "log_loss", "f1", "accuracy"
 class SearchConfig(_Model):
     """The hyperparameter search budget (Optuna), cross-validated on the training split only."""
 
-    trials: int = Field(default=30, ge=0)
+    trials: int = Field(default=4, ge=0)
     """Trials per searched candidate (LightGBM; the linear baseline gets at most 12). 0: no search."""
-    budget_s: float = Field(default=12.0, gt=0)
+    budget_s: float = Field(default=40.0, gt=0)
     """Wall-clock budget of the whole search, over all candidates: the untuned first trial always runs,
     a trial still running at the budget is pruned, and the trials done by then count."""
     timeout_s: float | None = Field(default=None, gt=0)
