@@ -25,7 +25,7 @@ from conveyor.stages.features._aggregates import (
     online_rows,
 )
 from conveyor.stages.features._names import EntityNames, FieldNames, feast_names, field_names
-from conveyor.stages.features._online import publish_online, write_frame, write_online
+from conveyor.stages.features._online import OnlineWrite, publish_online, write_frame, write_online
 from conveyor.stages.features._repo import (
     ONLINE_STORE,
     REGISTRY,
@@ -93,6 +93,40 @@ def _write_entity_tables(
     return tables, as_of
 
 
+class _PolarsBuild:
+    """The tables and online rows computed with Polars (`engine: polars`)."""
+
+    def __init__(self, config: Config, clean: Path, layout: list[tuple[EntityPlan, EntityNames]]) -> None:
+        self.config, self.clean, self.layout = config, clean, layout
+        self.tables: dict[str, Any] = {}
+
+    def write_source(self, fields: FieldNames, out: Path) -> int:
+        return _write_source(self.config, fields, self.clean, out)
+
+    def write_tables(self, repo: Path) -> tuple[dict[str, int], datetime]:
+        self.tables, as_of = _write_entity_tables(self.config, self.layout, self.clean, repo)
+        return {entity: table.height for entity, table in self.tables.items()}, as_of
+
+    def write_online(self, store: Any, view: Any, key: str, generation: str | None) -> OnlineWrite:
+        return write_online(store, view, store.repo_path / SOURCE, key, generation=generation)
+
+    def write_entity_online(
+        self, store: Any, view: Any, plan: EntityPlan, names: EntityNames, start: datetime, as_of: datetime,
+        generation: str | None,
+    ) -> OnlineWrite:
+        latest = online_rows(self.tables[plan.entity], plan, as_of)
+        return write_frame(store, view, to_feast(latest, plan, names), start, as_of, generation=generation)
+
+
+def _engine(config: Config, clean: Path, layout: list[tuple[EntityPlan, EntityNames]]) -> Any:
+    """What computes the tables and online rows: Polars, or Spark with `engine: spark`."""
+    if config.engine == "spark":
+        from conveyor.stages.features._spark_build import SparkBuild
+
+        return SparkBuild(config, clean, layout)
+    return _PolarsBuild(config, clean, layout)
+
+
 def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanInput]) -> Artifact[FeatureRepo]:
     """Apply the project's Feast objects and fill the online store with the latest row per entity."""
     inputs = {"clean": clean.digest, "schema": config.section("schema"), "features": config.section("features"),
@@ -116,22 +150,21 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
     generation = _new_generation(config)
     with feast_logs() as logs:
         try:
-            rows = _write_source(config, fields, clean.path, staging / SOURCE)
+            build = _engine(config, clean.path, layout)
+            rows = build.write_source(fields, staging / SOURCE)
             began = time.perf_counter()
-            tables, as_of = _write_entity_tables(config, layout, clean.path, staging)
+            table_rows, as_of = build.write_tables(staging)
             table_seconds = time.perf_counter() - began
             if offline is not None:
                 push_offline(offline, staging, offline_parts(config))
             store = open_repo(config, staging)
             store.apply(objects.all())
             began = time.perf_counter()
-            written = write_online(store, objects.view, staging / SOURCE, fields.feast_key, generation=generation)
+            written = build.write_online(store, objects.view, fields.feast_key, generation)
             online: dict[str, int] = {}
             for made in objects.by_entity:
-                latest = online_rows(tables[made.plan.entity], made.plan, as_of)
-                start = written.start
-                online[made.names.view] = write_frame(
-                    store, made.view, to_feast(latest, made.plan, made.names), start, as_of, generation=generation
+                online[made.names.view] = build.write_entity_online(
+                    store, made.view, made.plan, made.names, written.start, as_of, generation
                 ).entities
             seconds = time.perf_counter() - began
         except (FeatureStoreError, ServiceUnavailable):
@@ -176,8 +209,7 @@ def build_features(config: Config, workspace: Workspace, clean: Artifact[CleanIn
         feast_log=logs[:20],
         entity_views={m.names.view: m.plan.entity for m in objects.by_entity},
         engineered=config.features.engineered(),
-        entity_table_rows={view: tables[entity].height for view, entity in
-                           ((m.names.view, m.plan.entity) for m in objects.by_entity)},
+        entity_table_rows={m.names.view: table_rows[m.plan.entity] for m in objects.by_entity},
         entity_online=online,
         online_as_of=as_of.isoformat() if layout else written.end.isoformat(),
         entity_table_seconds=round(table_seconds, 3),

@@ -76,6 +76,15 @@ def training_set(
         {"features": features.digest, "clean": clean.digest, "target": target, "version": DATASET_VERSION}
     )
     out = workspace.training_sets / f"{short(digest)}.parquet"
+    repo = store_repo(config, workspace)
+    offline = offline_root(config, feast_names(config).project)
+    if offline is not None:  # the shared copies in S3, read here from a local copy
+        fetch_offline(offline, repo, offline_parts(config))
+    if config.engine == "spark":
+        from conveyor.stages.features._spark_dataset import spark_training_set
+
+        result = spark_training_set(config, workspace, features, clean, out)
+        return Artifact("training_set", out, digest, result, {"features": features.digest, "clean": clean.digest})
     labels = pl.read_parquet(clean.path, columns=list(dict.fromkeys([key, EVENT_TIMESTAMP, target])))
     labels = labels.with_row_index(ROW)
     entity_df = (
@@ -86,10 +95,6 @@ def training_set(
         )
         .to_pandas()
     )
-    repo = store_repo(config, workspace)
-    offline = offline_root(config, feast_names(config).project)
-    if offline is not None:  # the shared copies in S3, read here from a local copy
-        fetch_offline(offline, repo, offline_parts(config))
     with feast_logs() as logs:
         store = open_store(config, workspace, existing=True)
         try:

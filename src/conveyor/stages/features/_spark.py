@@ -4,7 +4,9 @@ computed with Spark window functions from the same `EntityPlan`s.
 The definitions are `_aggregates.py`'s, compiled to Spark instead of Polars:
 
 - a windowed aggregate over `[t - window, t)` is a range window over the entity's event times in
-  microseconds, `rangeBetween(-window, -1)`: strictly earlier rows only, whatever the file order;
+  microseconds, `rangeBetween(-window, -1)`: strictly earlier rows only, whatever the file order.
+  A point's window always holds the point one instant after the entity's row it came from, so it
+  is never empty; a window of only missing values sums to 0 (as Polars sums it) and counts 0;
 - the change points are the rows' times plus one instant and plus each window and one instant,
   one table row per entity and point (a point reached from several rows is one row);
 - a lag (and `last`) is the value `k - 1` rows back in (time, file) order, at the last row of its
@@ -112,7 +114,10 @@ def entity_table_spark(events: DataFrame, plan: EntityPlan) -> DataFrame:
             exprs.append(F.count(counted).over(window).cast("long").alias(a.output()))
             continue
         function = {"sum": F.sum, "mean": F.avg, "min": F.min, "max": F.max}[a.function]
-        exprs.append(function(F.col(a.column or "")).over(window).cast("double").alias(a.output()))
+        value = function(F.col(a.column or "")).over(window).cast("double")
+        if a.function == "sum":  # Polars sums a window of missing values to 0 (never an empty one: see above)
+            value = F.coalesce(value, F.lit(0.0))
+        exprs.append(value.alias(a.output()))
     table = combined.select(e, _T, _EVENT, *exprs).where(F.col(_EVENT).isNull()).drop(_EVENT)
     # Lags and `last`: from the latest row strictly before t (ties at one instant: the last in the file).
     lasts = [a for a in plan.aggregates if a.function == "last"]
@@ -210,7 +215,7 @@ def add_on_demand_spark(config: Config, frame: DataFrame) -> DataFrame:
 
     if not config.features.on_demand:
         return frame
-    arrow_schema = to_arrow_schema(frame.schema)
+    arrow_schema = to_arrow_schema(frame.schema, timezone="UTC")
     empty = pl.from_arrow(arrow_schema.empty_table())
     assert isinstance(empty, pl.DataFrame)
     out_schema = from_arrow_schema(add_on_demand(config, empty).to_arrow().schema)
