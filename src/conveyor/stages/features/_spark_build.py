@@ -44,9 +44,10 @@ class SparkBuild:
     """`_build._PolarsBuild` on Spark: the same files, tables and online rows."""
 
     def __init__(
-        self, config: Config, clean: Path, layout: list[tuple[EntityPlan, EntityNames]], batch_rows: int = BATCH_ROWS
+        self, config: Config, clean: Path, layout: list[tuple[EntityPlan, EntityNames]], batch_rows: int | None = None
     ) -> None:
-        self.config, self.clean, self.layout, self.batch_rows = config, clean, layout, batch_rows
+        self.config, self.clean, self.layout = config, clean, layout
+        self.batch_rows = batch_rows or BATCH_ROWS
         self.session = spark_for(config)
         self.tables: dict[str, Any] = {}
         self._scratch: list[Path] = []

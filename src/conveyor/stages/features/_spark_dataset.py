@@ -15,6 +15,7 @@ one Parquet file, sorted by event time then entity key.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,8 +55,15 @@ def spark_historical_features(store: Any, view: Any, refs: list[str], entity_df:
     )
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
+    with warnings.catch_warnings():  # after the imports: Feast's module sets a RuntimeWarning filter of its own
+        warnings.filterwarnings("ignore", message="The spark .* is an experimental feature")
+        return _historical(store, view, refs, entity_df, source, SparkOfflineStore, SparkOfflineStoreConfig, SparkSource)
+
+
+def _historical(store: Any, view: Any, refs: list[str], entity_df: DataFrame, source: Path, offline: Any,
+                offline_config: Any, spark_source: Any) -> DataFrame:
     batch = view.batch_source
-    view.batch_source = SparkSource(
+    view.batch_source = spark_source(
         name=batch.name,
         path=source.resolve().as_uri(),
         file_format="parquet",
@@ -64,8 +72,8 @@ def spark_historical_features(store: Any, view: Any, refs: list[str], entity_df:
         field_mapping=dict(batch.field_mapping) or None,
     )
     config = store.config.model_copy()
-    config._offline_store = SparkOfflineStoreConfig()
-    job = SparkOfflineStore.get_historical_features(
+    config._offline_store = offline_config()
+    job = offline.get_historical_features(
         config=config,
         feature_views=[view],
         feature_refs=refs,
@@ -74,15 +82,14 @@ def spark_historical_features(store: Any, view: Any, refs: list[str], entity_df:
         project=store.project,
         full_feature_names=False,
     )
-    return job.to_spark_df()
+    joined: DataFrame = job.to_spark_df()
+    return joined
 
 
 def spark_training_set(
     config: Config, workspace: Workspace, features: Artifact[FeatureRepo], clean: Artifact[CleanInput], out: Path
 ) -> TrainingSet:
     """The Polars engine's training set (`_dataset.training_set`), computed by Spark, written to `out`."""
-    import warnings
-
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -106,9 +113,7 @@ def spark_training_set(
             try:
                 view, refs = registry_view(store, features.result.feature_service, fields,
                                            features.result.feature_view, exact=config.features.repo is None)
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message="The spark .* is an experimental feature")
-                    joined = spark_historical_features(store, view, refs, entity_df, repo / SOURCE)
+                joined = spark_historical_features(store, view, refs, entity_df, repo / SOURCE)
                 joined = joined.select(
                     F.col(ROW), *[F.col(f"`{fields.to_feast[name]}`").alias(name) for name in fields.features]
                 ).persist(StorageLevel.MEMORY_AND_DISK)
