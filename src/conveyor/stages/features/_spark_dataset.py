@@ -48,13 +48,21 @@ def spark_historical_features(store: Any, view: Any, refs: list[str], entity_df:
 
     The view's batch source becomes a `SparkSource` on `source` (this call only), and the repo's
     config names the Spark offline store: the registry and the repo's files are not changed.
+
+    The entity rows' event time goes in as `TIMESTAMP_NTZ` (its UTC wall clock): Feast collects the
+    entity rows' first and last time to the driver to bound the feature rows it reads, and PySpark
+    turns a `TIMESTAMP` into the driver process's local time, which Feast then takes for UTC
+    ("need utc conversion here" in its code). On a driver west of UTC that would cut the feature
+    rows of the last hours and leave those entity rows' features missing, without a lost row.
     """
     from feast.infra.offline_stores.contrib.spark_offline_store.spark import (
         SparkOfflineStore,
         SparkOfflineStoreConfig,
     )
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+    from pyspark.sql import functions as F
 
+    entity_df = entity_df.withColumn(EVENT_TIMESTAMP, F.col(EVENT_TIMESTAMP).cast("timestamp_ntz"))
     with warnings.catch_warnings():  # after the imports: Feast's module sets a RuntimeWarning filter of its own
         warnings.filterwarnings("ignore", message="The spark .* is an experimental feature")
         return _historical(store, view, refs, entity_df, source, SparkOfflineStore, SparkOfflineStoreConfig, SparkSource)
