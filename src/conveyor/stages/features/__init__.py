@@ -14,7 +14,7 @@ from conveyor.stages.features._ondemand import on_demand_values
 from conveyor.stages.features._reads import OnlineFeatures
 from conveyor.stages.features._repo import write_repo
 from conveyor.stages.features._stage import DATASET, FEATURES, FeatureRepo, TrainingSet
-from conveyor.stages.features._store import UnknownEntityError, feast_logs, feature_columns, open_store
+from conveyor.stages.features._store import UnknownEntityError, feature_columns
 
 __all__ = [
     "DATASET",
@@ -25,12 +25,10 @@ __all__ = [
     "UnknownEntityError",
     "ViewInfo",
     "build_features",
-    "feast_logs",
     "feast_names",
     "feature_columns",
     "feature_views",
     "on_demand_values",
-    "open_store",
     "training_set",
     "write_repo",
 ]
