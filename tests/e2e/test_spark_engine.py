@@ -26,12 +26,13 @@ CASES: dict[str, dict[str, Any]] = {
 }
 TAXI_DIR = ROOT / "examples" / "nyc-taxi"
 
+_PORT = int(os.environ.get("CONVEYOR_TEST_SPARK_PORT", "26000"))  # the first of 80 loopback ports
 SPARK = {
     "master": "local[2]",
     "conf": {
         "spark.ui.enabled": False,
-        "spark.driver.port": 26000,
-        "spark.blockManager.port": 26040,
+        "spark.driver.port": _PORT,
+        "spark.blockManager.port": _PORT + 40,
         "spark.port.maxRetries": 30,
         "spark.sql.shuffle.partitions": 2,
     },

@@ -6,18 +6,15 @@ The only package that imports Feast. The runner runs `FEATURES` and `DATASET`; s
 handed an `OnlineFeatures` by the runner.
 """
 
+from conveyor.stages.features._build import build_features
+from conveyor.stages.features._dataset import training_set
 from conveyor.stages.features._inspect import ViewInfo, feature_views
 from conveyor.stages.features._names import feast_names
 from conveyor.stages.features._ondemand import on_demand_values
+from conveyor.stages.features._reads import OnlineFeatures
 from conveyor.stages.features._repo import write_repo
 from conveyor.stages.features._stage import DATASET, FEATURES, FeatureRepo, TrainingSet
-from conveyor.stages.features._store import (
-    OnlineFeatures,
-    UnknownEntityError,
-    build_features,
-    feature_columns,
-    training_set,
-)
+from conveyor.stages.features._store import UnknownEntityError, feature_columns
 
 __all__ = [
     "DATASET",

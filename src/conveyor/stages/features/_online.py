@@ -16,6 +16,7 @@ materialize does (`apply_materialization`, which also marks the view servable).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "publish_online",
     "served_generation",
     "write_frame",
+    "write_frames",
     "write_online",
 ]
 
@@ -104,44 +106,56 @@ def write_frame(
 
     On Redis the rows go into `generation` (served once `publish_online` switches to it).
     """
+    return write_frames(store, view, [latest], start, end, chunk_rows, generation, total=latest.height)
+
+
+def write_frames(
+    store: Any, view: Any, frames: Iterable[Any], start: datetime, end: datetime, chunk_rows: int = CHUNK_ROWS,
+    generation: str | None = None, total: int | None = None,
+) -> OnlineWrite:
+    """`write_frame` for rows that come in batches (Polars frames, one row per entity, no entity in
+    two batches): each batch is written before the next is read, so memory is bounded by a batch.
+    The interval is recorded once, after the last batch."""
     import polars as pl
 
-    if store.config.online_store.type == REDIS_STORE_TYPE:
-        from conveyor.stages.features.redis_store import RedisRowOnlineStore
-
-        applied = store.get_feature_view(view.name)
-        if len(applied.entity_columns) != 1:
-            raise ValueError(f"view {view.name}: the bulk write takes one entity column")
-        redis_store = RedisRowOnlineStore()
-        # not part of a build: an upsert into the generation being served
-        into = generation if generation is not None else redis_store.ensure_generation(store.config)
-        written = redis_store.write_frame(store.config, applied, latest, applied.entity_columns[0].name,
-                                          EVENT_TIMESTAMP, into)
-        store.registry.apply_materialization(view, store.project, start, end)
-        return OnlineWrite(entities=written, skipped=0, start=start, end=end)
-    if store.config.online_store.type == ROW_STORE_TYPE:
-        from conveyor.stages.features.sqlite_store import SqliteRowOnlineStore
-
+    kind = store.config.online_store.type
+    if kind in (REDIS_STORE_TYPE, ROW_STORE_TYPE):
         applied = store.get_feature_view(view.name)  # as applied: its entity columns are inferred
         if len(applied.entity_columns) != 1:
             raise ValueError(f"view {view.name}: the bulk write takes one entity column")
         join_key = applied.entity_columns[0].name
-        report(f"online store: {view.name}", 0, latest.height)
-        written = SqliteRowOnlineStore().write_frame(store.config, applied, latest, join_key, EVENT_TIMESTAMP)
-        report(f"online store: {view.name}", latest.height, latest.height)
+        written = 0
+        if kind == REDIS_STORE_TYPE:
+            from conveyor.stages.features.redis_store import RedisRowOnlineStore
+
+            redis_store = RedisRowOnlineStore()
+            # not part of a build: an upsert into the generation being served
+            into = generation if generation is not None else redis_store.ensure_generation(store.config)
+            for frame in frames:
+                written += redis_store.write_frame(store.config, applied, frame, join_key, EVENT_TIMESTAMP, into)
+        else:
+            from conveyor.stages.features.sqlite_store import SqliteRowOnlineStore
+
+            sqlite_store = SqliteRowOnlineStore()
+            report(f"online store: {view.name}", 0, total)
+            for frame in frames:
+                written += sqlite_store.write_frame(store.config, applied, frame, join_key, EVENT_TIMESTAMP)
+                report(f"online store: {view.name}", written, total)
         store.registry.apply_materialization(view, store.project, start, end)
         return OnlineWrite(entities=written, skipped=0, start=start, end=end)
     features = [f.name for f in view.features]
     empty = pl.all_horizontal([pl.col(name).is_null() for name in features]) if features else pl.lit(True)
-    skipped = 0
-    for offset in range(0, latest.height, chunk_rows):
-        chunk = latest.slice(offset, chunk_rows)
-        if chunk.select(empty.all()).item():
-            skipped += chunk.height  # write_to_online_store would warn and write nothing
-            continue
-        # Arrow-backed pandas columns: Feast converts them back to Arrow with their exact types
-        # (a nullable Int64 stays Int64, as materialize reads it from Parquet, not float64).
-        store.write_to_online_store(view.name, df=chunk.to_pandas(use_pyarrow_extension_array=True))
-        report(f"online store: {view.name}", offset + chunk.height, latest.height)
+    skipped = done = 0
+    for latest in frames:
+        for offset in range(0, latest.height, chunk_rows):
+            chunk = latest.slice(offset, chunk_rows)
+            done += chunk.height
+            if chunk.select(empty.all()).item():
+                skipped += chunk.height  # write_to_online_store would warn and write nothing
+                continue
+            # Arrow-backed pandas columns: Feast converts them back to Arrow with their exact types
+            # (a nullable Int64 stays Int64, as materialize reads it from Parquet, not float64).
+            store.write_to_online_store(view.name, df=chunk.to_pandas(use_pyarrow_extension_array=True))
+            report(f"online store: {view.name}", done, total)
     store.registry.apply_materialization(view, store.project, start, end)
-    return OnlineWrite(entities=latest.height - skipped, skipped=skipped, start=start, end=end)
+    return OnlineWrite(entities=done - skipped, skipped=skipped, start=start, end=end)
