@@ -16,7 +16,7 @@ in one line: the history can never show two moves from the same version.
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -51,6 +51,9 @@ from conveyor.stages.training._versions import (
     version_model_id,
 )
 from conveyor.stages.training._versions import REFERENCE_ROWS as REFERENCE_ROWS
+
+if TYPE_CHECKING:
+    from conveyor.stages.training._model import ConveyorModel
 
 __all__ = [
     "CHAMPION", "HISTORY_TAG", "AliasChange", "Champion", "PromotionDecision", "VersionInfo", "champion_history",
@@ -316,20 +319,39 @@ def _register(
 def _score_champion(
     mlflow_client: Any, config: Config, workspace: Workspace, current: Any, training_set: Artifact[TrainingSetInput]
 ) -> tuple[float | None, str | None]:
-    """The current champion's primary metric on today's test split, or None and why not."""
+    """The current champion's primary metric on today's test split, or None and why not.
+
+    Only a champion that cannot be compared is a reason (its model cannot be loaded, or it reads
+    features this training set has not): any other error is a bug and propagates."""
     from conveyor.stages.training._metrics import metric_for
 
     _, test_df, _ = load_split(config, training_set)
-    try:
-        model = _load(mlflow_client, config, workspace, version_model_id(current))
-        missing = [f for f in model.features if f not in test_df.columns]
-        if missing:
-            raise TrainingError(f"its features {missing} are not in this training set")
-        scores = evaluate(model, test_df, config.schema.target)
-    except Exception as exc:  # a champion from another schema cannot be compared: say why, in the decision
-        return None, f"champion v{current.version} could not be re-scored on this test split: {type(exc).__name__}: {exc}"
+    model, why_not = champion_model(mlflow_client, config, workspace, current)
+    if model is None:
+        return None, why_not
+    missing = [f for f in model.features if f not in test_df.columns]
+    if missing:  # a champion from another schema cannot be compared: say why, in the decision
+        return None, (f"champion v{current.version} could not be re-scored on this test split: "
+                      f"its features {missing} are not in this training set")
+    scores = evaluate(model, test_df, config.schema.target)
     metric = metric_for(config.training.metric, config.schema.task, None if model.classes is None else len(model.classes))
     value = scores.get(metric.name)
     return value, None if value is not None else f"champion v{current.version} has no {metric.name} on this split"
+
+
+def champion_model(
+    mlflow_client: Any, config: Config, workspace: Workspace, current: Any
+) -> tuple[ConveyorModel | None, str | None]:
+    """The champion's model, or None and the named reason it cannot be loaded here (no logged model
+    behind the version, its files gone or unreadable, its code or format unknown to this install).
+    Nothing else is caught: a programming error is a traceback, not "no champion to compare"."""
+    import pickle
+
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _load(mlflow_client, config, workspace, version_model_id(current)), None
+    except (TrainingError, MlflowException, OSError, ImportError, pickle.UnpicklingError) as exc:
+        return None, f"champion v{current.version} cannot be loaded: {type(exc).__name__}: {exc}"
 
 
