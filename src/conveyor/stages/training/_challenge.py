@@ -23,7 +23,6 @@ from conveyor.core.workspace import Workspace
 from conveyor.stages.training._metrics import METRICS, beats, class_index, score_one
 from conveyor.stages.training._registry import (
     AliasChange,
-    _load,
     _record,
     _register,
     _unmoved,
@@ -35,6 +34,7 @@ from conveyor.stages.training._registry import (
 )
 from conveyor.stages.training._tracking import client, quiet
 from conveyor.stages.training._train import TrainingSetInput, TrainResult
+from conveyor.stages.training._versions import _load
 
 __all__ = ["ChallengeDecision", "challenge"]
 
