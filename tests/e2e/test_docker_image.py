@@ -100,9 +100,10 @@ def test_the_image_predicts_what_conveyor_serve_predicts(bike_project: Path, bik
         by_key = httpx.post(f"{url}/predict", json={"entities": keys}, timeout=30).json()["predictions"]
         local_key = httpx.post(f"{bike_server.url}/predict", json={"entities": keys}, timeout=30).json()["predictions"]
         assert [p["prediction"] for p in by_key] == [p["prediction"] for p in local_key]  # the baked online store
-        stopping = time.monotonic()
         docker("stop", "--time", "20", container)  # SIGTERM: uvicorn drains and exits
-        assert time.monotonic() - stopping < 15
+        # it stopped on SIGTERM: 0, or 143 when uvicorn re-raises the signal after its graceful shutdown
+        # (137 would be the SIGKILL `docker stop` sends a container that ignored SIGTERM for 20 s)
+        assert docker("inspect", "--format", "{{.State.ExitCode}}", container) in ("0", "143")
         print(f"docker: image built in {built:.0f}s")
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True)

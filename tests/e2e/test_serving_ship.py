@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,29 @@ def rows(count: int) -> list[dict[str, Any]]:
     return [feature_row(raw, FEATURES) for raw in bike_rows()[:count]]
 
 
-def hammer(url: str, stop: threading.Event, clients: int = 4) -> list[tuple[int, dict[str, Any] | None]]:
+class Answers:
+    """The (status, body) of every answer the load got (status 0: no answer), and a wait on them."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[int, dict[str, Any] | None]] = []
+        self.changed = threading.Condition()
+
+    def add(self, answer: tuple[int, dict[str, Any] | None]) -> None:
+        with self.changed:
+            self.got.append(answer)
+            self.changed.notify_all()
+
+    def wait_for(self, done: Callable[[list[tuple[int, dict[str, Any] | None]]], bool], what: str) -> None:
+        """Until `done(answers so far)`; 60 s without it fails the test (a guard, not a measure)."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: done(self.got), timeout=60), f"{what}: not within 60 s"
+
+
+def hammer(
+    url: str, stop: threading.Event, clients: int = 4, answers: Answers | None = None
+) -> list[tuple[int, dict[str, Any] | None]]:
     """Clients post single rows until `stop`; (status, body) of every answer (status 0: no answer)."""
-    answers: list[tuple[int, dict[str, Any] | None]] = []
-    lock = threading.Lock()
+    answers = answers or Answers()
     sample = rows(50)
 
     def client(index: int) -> None:
@@ -43,8 +63,7 @@ def hammer(url: str, stop: threading.Event, clients: int = 4) -> list[tuple[int,
                     result: tuple[int, dict[str, Any] | None] = (answer.status_code, answer.json())
                 except (httpx.TransportError, ValueError):
                     result = (0, None)
-                with lock:
-                    answers.append(result)
+                answers.add(result)
                 n += clients
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
@@ -53,7 +72,7 @@ def hammer(url: str, stop: threading.Event, clients: int = 4) -> list[tuple[int,
     stop.wait()
     for thread in threads:
         thread.join(timeout=30)
-    return answers
+    return answers.got
 
 
 def register_again(project: Path) -> str:
@@ -79,16 +98,17 @@ def test_the_server_follows_champion_under_load(bike_project: Path, tmp_path: Pa
         before = httpx.get(f"{server.url}/health").json()["model"]["version"]
         stop = threading.Event()
         result: list[Any] = []
-        loader = threading.Thread(target=lambda: result.append(hammer(server.url, stop)), daemon=True)
+        load = Answers()
+        loader = threading.Thread(target=lambda: result.append(hammer(server.url, stop, answers=load)), daemon=True)
         loader.start()
         try:
-            time.sleep(1.0)
+            load.wait_for(lambda got: len(got) >= 50, "50 answers before the move")
             new = register_again(project)
-            deadline = time.monotonic() + 20
-            while httpx.get(f"{server.url}/health").json()["model"]["version"] != new:
-                assert time.monotonic() < deadline, "the server did not switch within 20 s"
-                time.sleep(0.1)
-            time.sleep(1.0)
+
+            def by_new(got: list[tuple[int, dict[str, Any] | None]]) -> int:
+                return sum(1 for _, body in got if body and body.get("model", {}).get("version") == new)
+
+            load.wait_for(lambda got: by_new(got) >= 50, f"50 answers of v{new} after the move")
         finally:
             stop.set()
             loader.join()
@@ -114,10 +134,12 @@ def test_kill_9_under_load_loses_no_answered_prediction(bike_project: Path, tmp_
     server = Server(project, "--workers", "2", env=_ADMIN_ENV).start()
     stop = threading.Event()
     result: list[Any] = []
-    loader = threading.Thread(target=lambda: result.append(hammer(server.url, stop, clients=6)), daemon=True)
+    load = Answers()
+    loader = threading.Thread(target=lambda: result.append(hammer(server.url, stop, clients=6, answers=load)),
+                              daemon=True)
     loader.start()
     try:
-        time.sleep(2.0)
+        load.wait_for(lambda got: sum(status == 200 for status, _ in got) >= 100, "100 answers before the kill")
         server.kill()  # SIGKILL to the supervisor and both workers, mid-load
     finally:
         stop.set()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -189,3 +190,49 @@ def test_the_monitoring_reference_holds_held_out_predictions_only(linear_project
     held_out = reference[predicted]
     rmse = float(((held_out["y"] - held_out["__prediction"]) ** 2).mean() ** 0.5)
     assert rmse == pytest.approx(train.candidates["baseline"].metrics["rmse"], rel=1e-6)
+
+
+def _gate(project: Path) -> tuple[Any, Any, Any, Any]:
+    from conveyor.runner import load_project
+    from tests.conftest import stage_artifact
+
+    config, workspace = load_project(project)
+    return config, workspace, stage_artifact(project, "train"), stage_artifact(project, "dataset")
+
+
+def test_a_champion_that_cannot_be_loaded_is_named_not_a_traceback(linear_project: Path) -> None:
+    """The expected failures of re-scoring the champion are reasons in the decision, each named."""
+    from types import SimpleNamespace
+
+    from conveyor.stages.training._registry import _score_champion, client
+
+    config, workspace, _, dataset = _gate(linear_project)
+    mlflow_client = client(config, workspace)
+    gone = SimpleNamespace(version="7", model_id="m-00000000000000000000000000000000", source="")
+    score, why = _score_champion(mlflow_client, config, workspace, gone, dataset)
+    assert score is None and why is not None
+    assert why.startswith("champion v7 cannot be loaded: MlflowException") and "m-0000" in why
+    nameless = SimpleNamespace(version="8", model_id=None, source="runs:/abc/model")
+    score, why = _score_champion(mlflow_client, config, workspace, nameless, dataset)
+    assert score is None and why == ("champion v8 cannot be loaded: TrainingError: model version 8 names no logged "
+                                     "model (source 'runs:/abc/model')")
+
+
+def test_a_bug_while_re_scoring_the_champion_is_a_traceback(linear_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any other error while re-scoring propagates: it is not turned into "no champion to compare"."""
+    from conveyor.stages.training import _registry, champion_number, promote
+
+    config, workspace, train, dataset = _gate(linear_project)
+    before = champion_number(config, workspace)
+    assert before is not None
+
+    def broken(*_args: object, **_kwargs: object) -> dict[str, float]:
+        raise ZeroDivisionError("a bug in a metric")
+
+    monkeypatch.setattr(_registry, "evaluate", broken)  # a fault injected where the champion is scored
+    with pytest.raises(ZeroDivisionError, match="a bug in a metric"):
+        promote(config, workspace, train, dataset)
+    assert champion_number(config, workspace) == before  # nothing moved
+    monkeypatch.undo()
+    decision = promote(config, workspace, train, dataset).result  # the same call, without the bug
+    assert decision.champion_note is None and decision.champion_score is not None

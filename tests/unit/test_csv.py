@@ -215,7 +215,7 @@ def test_small_blocks_read_the_same_as_one_block(tmp_path: Path, seed: int, monk
     which is never False while a value has whitespace at its edge."""
     import random
 
-    from conveyor.stages.sources import _csv
+    from conveyor.stages.sources import _csv_scan, _csv_transcode
 
     rng = random.Random(seed)
     width = rng.randint(2, 4)
@@ -231,7 +231,8 @@ def test_small_blocks_read_the_same_as_one_block(tmp_path: Path, seed: int, monk
     body = (end.join(lines) + (end if rng.random() < 0.7 else "")).encode()
 
     def read(block: int, folder: str) -> tuple[CsvRead, pl.DataFrame]:
-        monkeypatch.setattr(_csv, "_BLOCK", block)
+        for module in (_csv_scan, _csv_transcode):  # the block size, read at call time by both
+            monkeypatch.setattr(module, "_BLOCK", block)
         (tmp_path / folder).mkdir()
         return _read(tmp_path / folder, body)
 

@@ -222,6 +222,7 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
     assert not re.search(r"https?://", text)
     assert "<script" not in text
     assert "f&lt;0&gt;" in text and "Drift &lt;test&gt;" in text
+    assert len(text.encode()) < 500_000  # 13 figures and the tables: a file to mail or attach
     # drifted features come first in the table
     assert text.index(">a</td>") < text.index(">b</td>")
 
@@ -572,3 +573,33 @@ def test_the_fast_chi_square_and_kolmogorov_are_scipys() -> None:
             assert chi2_homogeneity(table) == (float(expected[0]), float(expected[1]))
     for d, n, m in ((0.0, 10, 10), (0.01, 500, 700), (0.2, 30, 40), (0.003, 10**6, 10**6), (1.0, 5, 5)):
         assert kolmogorov_p(d, n, m) == min(max(float(kstwobign.sf(d * math.sqrt(n * m / (n + m)))), 0.0), 1.0)
+
+
+HOSTILE = "<script>alert('x')</script>\"q\" {{ 7*7 }}"
+
+
+def test_hostile_names_and_values_are_text_in_every_section() -> None:
+    """A feature name, a level, a title, a metric's window and a log's file name that are HTML, quotes or
+    template syntax stay text: in the verdict's reasons, the tables, the captions, the performance
+    section and its chart, the unreadable lines; nothing runs, nothing is evaluated."""
+    from conveyor.stages.monitoring._labels import Performance, PerformanceWindow
+
+    rng = np.random.default_rng(5)
+    ref = {HOSTILE: rng.normal(size=800), "c": rng.choice([HOSTILE, "x", "{{ y }}"], 800)}
+    cur = {HOSTILE: rng.normal(2, size=300), "c": rng.choice([HOSTILE, "x", "new"], 300)}
+    report = compute_drift(ref, cur, numeric=[HOSTILE], categorical=["c"])
+    windows = [PerformanceWindow(start=f"2026-01-0{i + 1}T00:00:00 {HOSTILE}", n_labeled=30, value=1.0 + i / 10)
+               for i in range(3)]
+    performance = Performance(n_labeled=90, metric="rmse", greater_is_better=False, value=1.1, test_value=1.0,
+                              degraded=False, scores={HOSTILE: 1.5, "rmse": 1.1}, windows=windows)
+    unreadable = [f"predictions/{HOSTILE}.jsonl:{i}" for i in range(25)]
+    text = render_drift_html(report, ref, cur, title=HOSTILE, performance=performance, unreadable=unreadable,
+                             unreadable_shown=20)
+    assert "<script" not in text
+    escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&#34;q&#34; {{ 7*7 }}"
+    # title and h1; the feature's row, figure alt and caption, its reason; the level in a reason; the score's
+    # name; three windows in the table and three in the chart's tooltips; 20 unreadable lines named
+    assert text.count(escaped) >= 2 + 4 + 1 + 6 + 20
+    assert "Performance on labeled predictions" in text and text.count("<circle") == 3
+    assert "25 lines were not records and were left out" in text and "and 5 more" in text
+    assert text.count("data:image/png;base64,") == 2 and "DRIFT</span>" in text

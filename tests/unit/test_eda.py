@@ -355,3 +355,29 @@ def test_target_checks_find_an_identity_from_their_sample_of_a_million_rows() ->
     checks = target_checks(frame, _leak_config())
     assert {leak.column for leak in checks.leaks} == {"a", "b"}
     assert target_checks(frame, _leak_config()) == checks
+
+
+HOSTILE = "<script>alert('x')</script>\"q\" {{ 7*7 }}"
+
+
+def test_hostile_names_and_values_are_text_in_every_section(tmp_path: Path) -> None:
+    """A column name, a level and a title that are HTML, quotes or template syntax stay text:
+    in the cards, the tables, the target checks, the captions; nothing runs, nothing is evaluated."""
+    from conveyor.core.leakage import Leak
+    from conveyor.stages.prep._eda import TargetChecks
+
+    rng = np.random.default_rng(1)
+    n = 120
+    df = pl.DataFrame({HOSTILE: rng.normal(size=n), "c": rng.choice([HOSTILE, "x", "{{ y }}"], n).tolist(),
+                       "y": rng.normal(size=n)})
+    checks = TargetChecks(target=HOSTILE, leaks=[Leak(HOSTILE, f"equals {HOSTILE}")], problems=[HOSTILE],
+                          checked=[HOSTILE], dropped=[HOSTILE], sample_rows=n)
+    text = report(df, tmp_path, numeric=[HOSTILE], categorical=["c"], title=HOSTILE, checks=checks)
+    assert "<script" not in text
+    escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&#34;q&#34; {{ 7*7 }}"
+    # title and h1, the column table, the leak table (column and evidence), the problem, the dropped note,
+    # the correlation's undefined list or the top value: at least these six places
+    assert text.count(escaped) >= 6
+    assert HOSTILE in column_table(text)
+    assert column_table(text)["c"][-1].rsplit(" (", 1)[0] in {HOSTILE, "x", "{{ y }}"}  # the top value, as text
+    assert_offline(text)

@@ -12,11 +12,10 @@ import pytest
 
 from conveyor.core.report import (
     axis_label,
-    html_page,
-    html_table,
-    img_tag,
+    data_uri,
     new_figure,
     png_bytes,
+    render_template,
     show_message,
     write_text,
 )
@@ -48,12 +47,10 @@ def test_png_is_a_png_and_the_same_figure_gives_the_same_bytes() -> None:
     assert b"Software" not in first  # no matplotlib version in the metadata
 
 
-def test_img_tag_embeds_the_png_and_escapes_the_alt_text() -> None:
+def test_data_uri_embeds_the_png() -> None:
     fig, (ax,) = new_figure(2, 2)
     show_message(ax, "nothing here")
-    tag = img_tag(fig, 'a "b" <c>', dpi=30)
-    assert tag.startswith('<img src="data:image/png;base64,iVBORw0KGgo')  # base64 of the PNG signature
-    assert tag.endswith('alt="a &quot;b&quot; &lt;c&gt;">')
+    assert data_uri(fig, dpi=30).startswith("data:image/png;base64,iVBORw0KGgo")  # base64 of the PNG signature
     assert ax.get_xticks().size == 0 and ax.texts[0].get_text() == "nothing here"
 
 
@@ -64,18 +61,38 @@ def test_axis_label() -> None:
     assert axis_label("$x$ costs $5") == r"\$x\$ costs \$5"  # no mathtext on user data
 
 
-def test_html_table_escapes_headers_and_aligns_the_text_columns_left() -> None:
-    table = html_table(["name", "a<b", "n"], ["<tr><td>x</td><td>1</td><td>2</td></tr>"], left=1)
-    assert table.startswith('<table><thead><tr><th style="text-align:left">name</th><th>a&lt;b</th><th>n</th>')
-    assert table.endswith("<tbody><tr><td>x</td><td>1</td><td>2</td></tr></tbody></table>")
+HOSTILE = "<script>alert('x')</script> \"q\" {{ 7*7 }} &amp;"
 
 
-def test_html_page_is_self_contained_and_escapes_the_title() -> None:
-    page = html_page("a <b> & c", "<p>body</p>", css=".x{color:red}")
+def test_the_page_template_is_self_contained_and_escapes_the_title() -> None:
+    """Every report extends core's page: the title (from the data: a project name, a column) is text."""
+    page = render_template("conveyor.core", "report.html.j2", title=HOSTILE)
     assert page.startswith("<!DOCTYPE html>")
-    assert page.count("a &lt;b&gt; &amp; c") == 2  # <title> and <h1>
-    assert ".x{color:red}" in page and "<p>body</p>" in page
-    assert "http" not in page and "<script" not in page and "<link" not in page
+    escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &#34;q&#34; {{ 7*7 }} &amp;amp;"
+    assert page.count(escaped) == 2  # <title> and <h1>
+    assert "<script" not in page and "49" not in page  # not HTML, and not a template either
+    assert "font-family:-apple-system,\"Segoe UI\"" in page  # the CSS is the template's, not escaped
+    assert "http" not in page and "<link" not in page
+
+
+def test_the_table_macro_escapes_headers_and_aligns_the_text_columns_left(tmp_path: Path) -> None:
+    from jinja2 import ChoiceLoader, DictLoader, Environment, PackageLoader
+
+    env = Environment(autoescape=True, loader=ChoiceLoader([
+        DictLoader({"t": '{% from "report_macros.html.j2" import table %}'
+                         '{% call table(headers, left=1) %}<tr><td>{{ cell }}</td></tr>{% endcall %}'}),
+        PackageLoader("conveyor.core", "templates")]))
+    table = env.get_template("t").render(headers=["name", "a<b", "n"], cell=HOSTILE)
+    assert table.startswith('<table><thead><tr><th style="text-align:left">name</th><th>a&lt;b</th><th>n</th>')
+    assert table.endswith("<tbody><tr><td>&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &#34;q&#34; {{ 7*7 }} "
+                          "&amp;amp;</td></tr></tbody></table>")
+
+
+def test_a_name_missing_from_the_context_is_an_error_not_an_empty_string() -> None:
+    from jinja2 import UndefinedError
+
+    with pytest.raises(UndefinedError, match="title"):
+        render_template("conveyor.core", "report.html.j2")
 
 
 def test_write_text_creates_the_folder_and_replaces_the_file(tmp_path: Path) -> None:

@@ -1,7 +1,10 @@
 """Shared pieces of Conveyor's self-contained HTML reports (EDA, drift).
 
 A report is one HTML file with inline CSS and its figures embedded as base64 PNG: no
-JavaScript, no external resource, viewable offline.
+JavaScript, no external resource, viewable offline. Its HTML comes from Jinja2 templates with
+autoescape (`render_template`): every value from the data is escaped by the template engine,
+none by hand. A report's template extends `templates/report.html.j2` here (the page, its title
+and the shared CSS, `templates/report.css`) and may import the macros of `report_macros.html.j2`.
 
 Figures are made with matplotlib's object API only (``matplotlib.figure.Figure``), never
 pyplot: no backend switch, no global figure registry to leak into, no change to ``rcParams``
@@ -13,18 +16,18 @@ does through core) stays cheap.
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from jinja2 import Environment
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
-    "BASE_CSS",
     "BLUE",
     "FONT_SIZE",
     "GREY",
@@ -33,9 +36,7 @@ __all__ = [
     "TITLE_SIZE",
     "axis_label",
     "data_uri",
-    "html_page",
-    "html_table",
-    "img_tag",
+    "render_template",
     "new_figure",
     "png_bytes",
     "show_message",
@@ -46,18 +47,6 @@ BLUE, ORANGE, RED, GREY = "#4c72b0", "#dd8452", "#c44e52", "#888888"
 FONT_SIZE = 9  # tick labels, axis labels, legends
 TITLE_SIZE = 10
 
-BASE_CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#222;
- max-width:1150px;margin:24px auto;padding:0 16px;line-height:1.45}
-h1{font-size:1.6em;border-bottom:2px solid #4c72b0;padding-bottom:6px}
-h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:4px}
-h3{font-size:1.05em;margin-top:1.4em}
-table{border-collapse:collapse;font-size:.88em;width:100%} tr:hover td{background:#fafbfd}
-th,td{border-bottom:1px solid #e3e3e3;padding:4px 8px;text-align:right}
-th{background:#f4f6fa;position:sticky;top:0}
-img{max-width:100%;height:auto;display:block;margin:8px 0}
-.note{color:#666;font-size:.88em} .warn{color:#b03a2e}
-"""
 
 
 def new_figure(width: float, height: float, *, rows: int = 1, cols: int = 1) -> tuple[Figure, list[Axes]]:
@@ -89,11 +78,6 @@ def data_uri(fig: Figure, *, dpi: int = 80) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(fig, dpi=dpi)).decode("ascii")
 
 
-def img_tag(fig: Figure, alt: str, *, dpi: int = 80) -> str:
-    """An ``<img>`` element embedding the figure, with an escaped ``alt`` text."""
-    return f'<img src="{data_uri(fig, dpi=dpi)}" alt="{html.escape(alt)}">'
-
-
 def show_message(ax: Axes, message: str) -> None:
     """Replace a plot that has nothing to draw by a grey message, without ticks."""
     ax.text(0.5, 0.5, message, ha="center", va="center", color=GREY, fontsize=FONT_SIZE, transform=ax.transAxes)
@@ -109,26 +93,25 @@ def axis_label(value: Any, width: int = 18) -> str:
     return text.replace("$", r"\$")
 
 
-def html_table(headers: Sequence[str], rows: Iterable[str], *, left: int = 1) -> str:
-    """A table of pre-rendered ``<tr>`` rows under escaped ``headers``; the first ``left``
-    headers are left-aligned (text columns), the others right-aligned (numbers)."""
-    head = "".join(
-        f'<th style="text-align:left">{html.escape(h)}</th>' if i < left else f"<th>{html.escape(h)}</th>"
-        for i, h in enumerate(headers)
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+def render_template(
+    package: str, name: str, *, filters: Mapping[str, Callable[..., str]] | None = None, **context: Any
+) -> str:
+    """The template `name` of `<package>/templates/` rendered with `context`; every value is
+    autoescaped, and a name the template uses but `context` lacks is an error, not an empty string.
+    `filters` adds the package's own formatting filters (text out: the template escapes it)."""
+    env = _environment(package)
+    env.filters.update(filters or {})
+    return env.get_template(name).render(**context)
 
 
-def html_page(title: str, body: str, *, css: str = "") -> str:
-    """A whole HTML document: ``BASE_CSS`` plus ``css`` inline, the escaped ``title`` as
-    ``<title>`` and ``<h1>``, then ``body`` (already HTML)."""
-    esc = html.escape(title)
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        f"<title>{esc}</title><style>{BASE_CSS}{css}</style></head>"
-        f"<body><h1>{esc}</h1>\n{body}\n</body></html>\n"
-    )
+@functools.cache
+def _environment(package: str) -> Environment:
+    from jinja2 import ChoiceLoader, Environment, PackageLoader, StrictUndefined
+
+    loader = ChoiceLoader([PackageLoader(package, "templates"), PackageLoader("conveyor.core", "templates")])
+    env = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
+    env.filters["thousands"] = lambda value: f"{value:,}"
+    return env
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -13,7 +13,6 @@ from typing import Any, Generic, TypeVar
 
 from conveyor.core.artifacts import Artifact, Result
 from conveyor.core.config import Config
-from conveyor.core.errors import ConveyorError
 from conveyor.core.workspace import Workspace
 
 __all__ = ["MODEL_STAGE_SEPARATOR", "Stage", "Upstream", "model_stage"]
@@ -36,14 +35,14 @@ class Upstream:
         self._artifacts = dict(artifacts)
 
     def get(self, name: str, result_type: type[T]) -> Artifact[T]:
+        # A name or type that does not match is a bug in the pipeline's wiring, not bad input: a traceback.
         try:
             artifact = self._artifacts[name]
         except KeyError:
-            raise ConveyorError(f"internal: stage output {name!r} was not handed to this stage") from None
+            raise LookupError(f"stage output {name!r} was not handed to this stage") from None
         if not isinstance(artifact.result, result_type):
-            raise ConveyorError(
-                f"internal: stage output {name!r} holds a {type(artifact.result).__name__}, "
-                f"expected a {result_type.__name__}"
+            raise TypeError(
+                f"stage output {name!r} holds a {type(artifact.result).__name__}, expected a {result_type.__name__}"
             )
         return artifact  # the isinstance check above makes this an Artifact[R]
 

@@ -12,7 +12,7 @@ from conveyor.runner._lineage import LineageStep, lineage_of_model, lineage_of_p
 from conveyor.runner._lock import project_lock
 from conveyor.runner._loop import LoopOutcome, act_on, loop_records
 from conveyor.runner._pipeline import STAGES, Event, cache_key, last_artifact, run_pipeline, stage_names, stages_of
-from conveyor.runner._prefect import prefect_steps
+from conveyor.runner._prefect_tasks import prefect_steps
 from conveyor.runner._project import ModelRegistry, Project, RunResult, StageRun, without_search
 
 __all__ = [

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.artifacts import Artifact
-from conveyor.core.config import Config, SourceConfig, dump_config, load_config
+from conveyor.core.config import Config, SourceConfig, dump_config
 from conveyor.core.errors import ConfigError, ConveyorError
 from conveyor.core.workspace import Workspace
+from conveyor.runner._load import load_project
 
 if TYPE_CHECKING:
     from conveyor.stages.monitoring import DriftCheck, LabelsAdded
@@ -20,11 +21,6 @@ _HEADER = """\
 # Review it: column types and roles were inferred from the data. Move leaking columns
 # (ones only known after the target) to schema.drop. Every key is documented in docs/config.md.
 """
-
-
-def load_project(root: Path) -> tuple[Config, Workspace]:
-    workspace = Workspace.at(root)
-    return load_config(workspace.config_file), workspace
 
 
 def init_project(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from conveyor.runner._prefect import prefect_steps
+from conveyor.runner._prefect_tasks import prefect_steps
 
 __all__ = ["conveyor_flow"]
 

@@ -284,7 +284,7 @@ def usable_cores() -> int:
 
 def worker_app() -> FastAPI | ModelsApp:
     """The app of one uvicorn worker process: the project folder comes in `CONVEYOR_PROJECT`."""
-    from conveyor.runner._commands import load_project
+    from conveyor.runner._load import load_project
 
     config, workspace = load_project(Path(os.environ[PROJECT_ENV]))
     return build_app(config, workspace)

@@ -22,7 +22,7 @@ from conveyor.core.errors import MonitoringError
 from conveyor.core.hashing import hash_file, hash_json
 from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
-from conveyor.stages.monitoring._labels import LabelLog, Performance, score_labels
+from conveyor.stages.monitoring._labels import LabelLog, score_labels
 from conveyor.stages.monitoring._log import PredictionLog
 from conveyor.stages.monitoring._result import DriftCheck, DriftRow
 
@@ -215,11 +215,8 @@ def monitor(
     summary["unknown_values"] = unknown
     title = f"{config.name} v{version}: drift of {result.n_current} served predictions"
     html = render_drift_html(result.report, result.reference, result.current, title=title,
-                             prediction=result.prediction, thresholds=result.thresholds)
-    if performance is not None:
-        html = html.replace("</body>", _performance_html(performance) + "</body>", 1)
-    if unreadable:
-        html = html.replace("</body>", _unreadable_html(unreadable) + "</body>", 1)
+                             prediction=result.prediction, thresholds=result.thresholds, performance=performance,
+                             unreadable=unreadable, unreadable_shown=MAX_SHOWN)
     latest = "drift" if config.model is None else f"drift-{config.model}"
     json_path, html_path = _write_reports(
         workspace, f"{latest}-{stamp.strftime('%Y%m%dT%H%M%S')}", summary, html, latest
@@ -228,25 +225,6 @@ def monitor(
         "performance": performance, "unreadable": len(unreadable), "unreadable_at": unreadable[:MAX_SHOWN],
         "unknown_values": unknown})
     return Artifact("drift", html_path, hash_json(summary), check, {"reference": hash_file(reference_path)})
-
-
-def _performance_html(performance: Performance) -> str:
-    """A section of the drift report: the labeled predictions' scores beside the test score, overall
-    and per window (a plot of the series, the test score a line across it)."""
-    from html import escape
-
-    from conveyor.stages.monitoring._report import performance_svg
-
-    rows = "".join(f"<tr><td>{escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in sorted(performance.scores.items()))
-    windows = "".join(
-        f"<tr><td>{escape(w.start)}</td><td>{w.n_labeled}</td><td>{'-' if w.value is None else f'{w.value:.4f}'}</td></tr>"
-        for w in performance.windows)
-    return (f"<section><h2>Performance on labeled predictions</h2><p>{escape(performance.summary())}</p>"
-            f"<table><tr><th>metric</th><th>labeled traffic</th></tr>{rows}</table>"
-            f"<h3>{escape(performance.metric)} per {escape(performance.window)} window</h3>"
-            f"{performance_svg(performance)}"
-            f"<table><tr><th>window start (UTC)</th><th>labeled</th><th>{escape(performance.metric)}</th></tr>"
-            f"{windows}</table></section>")
 
 
 def unknown_values(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
@@ -258,15 +236,6 @@ def unknown_values(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, 
             for feature, why in warnings.items():
                 counts.setdefault(str(feature), Counter())[str(why)] += 1
     return {feature: dict(kinds) for feature, kinds in sorted(counts.items())}
-
-
-def _unreadable_html(unreadable: list[str]) -> str:
-    from html import escape
-
-    shown = ", ".join(escape(where) for where in unreadable[:MAX_SHOWN])
-    more = f" and {len(unreadable) - MAX_SHOWN} more" if len(unreadable) > MAX_SHOWN else ""
-    return (f"<section><h2>Unreadable lines in the prediction log</h2><p>{len(unreadable)} lines were not "
-            f"records and were left out: {shown}{more}</p></section>")
 
 
 def _check(result: DriftResult, json_path: Path, html_path: Path) -> DriftCheck:

@@ -1,13 +1,13 @@
 """Self-contained offline HTML drift report (inline CSS, base64 PNG figures).
 
-``render_drift_html`` builds the page (no files); ``write_drift_report`` writes it.  The
-plot data (histogram edges, level shares) come from pure helpers, so they can be tested
-without drawing.
+``render_drift_html`` builds the page (no files) from the Jinja2 templates in ``templates/``
+(autoescaped: a feature name or value is never HTML); ``write_drift_report`` writes it.  The
+plot data (histogram edges, level shares) and the geometry of the performance chart come from
+pure helpers, so they can be tested without drawing.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,9 +19,8 @@ from conveyor.core.report import (
     TITLE_SIZE,
     axis_label,
     data_uri,
-    html_page,
-    html_table,
     new_figure,
+    render_template,
     show_message,
     write_text,
 )
@@ -45,30 +44,22 @@ VERDICT_COLOUR = {"drift": "#c0392b", "no drift": "#27ae60", "insufficient data"
 _DPI = 90
 _LEGEND_SIZE = 8
 
-_CSS = """
-.verdict{display:inline-block;padding:.3em .8em;border-radius:4px;color:#fff;font-weight:bold;font-size:1.3em}
-.meta{color:#555;margin:.6em 0 1.4em}
-td.name,td.txt,th:last-child{text-align:left}
-tr.drifted td{background:#fdecea;font-weight:bold}
-.plots{display:flex;flex-wrap:wrap;gap:1em} figure{margin:0;border:1px solid #eee;padding:.5em}
-figcaption{font-size:.85em;color:#555;text-align:center}
-"""
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "&ndash;"
+        return "–"
     if isinstance(value, float) and 0 < abs(value) < 10 ** -digits:
         return f"{value:.2e}"
     return f"{value:.{digits}f}"
 
 
 def _fmt_p(value: float | None) -> str:
-    return "&ndash;" if value is None or math.isnan(value) else f"{value:.3g}"
+    return "–" if value is None or math.isnan(value) else f"{value:.3g}"
 
 
 def _pct(value: float | None) -> str:
-    return "&ndash;" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
+    return "–" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
 
 
 def _order_key(f: FeatureDrift) -> tuple[int, float]:
@@ -179,86 +170,17 @@ def _plot(f: FeatureDrift, ref: Any, cur: Any) -> str:
     return data_uri(draw(f.name, ref, cur), dpi=_DPI)
 
 
-def _figure_html(uri: str, caption: str) -> str:
-    alt = html.escape(caption)
-    return f'<figure><img src="{uri}" alt="{alt}"><figcaption>{alt}</figcaption></figure>'
-
-
-# --------------------------------------------------------------------------- #
-# the page
-# --------------------------------------------------------------------------- #
-def _feature_row(f: FeatureDrift) -> str:
-    cells = [
-        f'<td class="name">{html.escape(f.name)}</td>',
-        f'<td class="txt">{html.escape(f.kind)}</td>',
-        f'<td class="txt">{html.escape(f.test)}</td>',
-        f"<td>{_fmt(f.statistic)}</td>",
-        f"<td>{_fmt_p(f.p_value)}</td>",
-        f"<td>{_fmt(f.psi)}</td>",
-        f"<td>{_fmt(f.effect)}</td>",
-        f"<td>{_pct(f.reference_missing)}</td>",
-        f"<td>{_pct(f.current_missing)}</td>",
-        f"<td>{f.n_reference:,}</td>",
-        f"<td>{f.n_current:,}</td>",
-        f'<td class="txt">{"yes" if f.drifted else "no"}</td>',
-        f'<td class="txt">{"<br>".join(html.escape(r.detail) for r in f.rules)}</td>',
-    ]
-    cls = ' class="drifted"' if f.drifted else ""
-    return f"<tr{cls}>{''.join(cells)}</tr>"
-
-
-def _table(rows: list[FeatureDrift]) -> str:
-    headers = ("feature", "kind", "test", "statistic", "p-value", "PSI", "effect",
-               "missing ref", "missing cur", "n ref", "n cur", "drifted", "rules fired")
-    return html_table(headers, (_feature_row(f) for f in rows), left=3)
-
-
-def _verdict_html(report: DriftReport, thr: DriftThresholds) -> str:
-    """The verdict badge, the counts, and the rules that made the verdict."""
-    colour = VERDICT_COLOUR.get(report.verdict, "#7f8c8d")
-    n_drifted = sum(f.drifted for f in report.features)
-    share = "&ndash;" if math.isnan(report.drifted_share) else f"{100 * report.drifted_share:.0f}%"
-    pred = "" if report.prediction is None else (
-        f" &middot; prediction drift: <b>{'yes' if report.prediction.drifted else 'no'}</b>")
-    return (
-        f'<span class="verdict" style="background:{colour}">{html.escape(report.verdict.upper())}</span>'
-        f'<div class="meta">reference rows: <b>{report.n_reference:,}</b> &middot; current rows: '
-        f"<b>{report.n_current:,}</b> &middot; drifted features: <b>{n_drifted} / {len(report.features)}</b> "
-        f"({share}){pred}{_reasons_html(report)}<br>thresholds: p-value &lt; {thr.p_value:g} and PSI &ge; "
-        f"{thr.psi:g} per feature, or the same test with Wasserstein / reference std &ge; {thr.wasserstein:g} "
-        f"(numeric, KS: location, spread, shape) or Jensen-Shannon &ge; {thr.js:g} (categorical, chi-square); "
-        f"one value's share up &ge; {100 * thr.point_mass:g} points (numeric); "
-        f"levels never seen in the reference &ge; {100 * thr.unseen:g}% of rows beyond the expected (categorical); "
-        f"share of nulls changed &ge; {100 * thr.missing:g} points; a field missing from traffic.<br>"
-        f"dataset drift when &ge; {100 * thr.drift_share:.0f}% of features drift, one feature's data broke "
-        f"(missing, unseen, schema) or has PSI &ge; {thr.severe_psi:g}, a field is new in traffic, or the "
-        f"prediction drifts; at least {thr.min_rows} current rows required.</div>"
-    )
-
-
-def _reasons_html(report: DriftReport) -> str:
-    """Why the verdict is what it is, and the fields that changed."""
-    items = [html.escape(r) for r in report.reasons]
-    if report.schema.missing:
-        items.append("missing in traffic: " + html.escape(", ".join(report.schema.missing)))
-    return "" if not items else "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
-
-
-def _plots_html(report: DriftReport, ordered: list[FeatureDrift], reference: Mapping[str, Any],
-                current: Mapping[str, Any], prediction: tuple[np.ndarray, np.ndarray] | None) -> str:
-    """Reference against current for the prediction and the first ``MAX_PLOTS`` features."""
-    figures: list[str] = []
+def _figures(report: DriftReport, ordered: list[FeatureDrift], reference: Mapping[str, Any],
+             current: Mapping[str, Any], prediction: tuple[np.ndarray, np.ndarray] | None) -> list[tuple[str, str]]:
+    """(data URI, caption) of the prediction and the first ``MAX_PLOTS`` features, reference against current."""
+    figures: list[tuple[str, str]] = []
     if report.prediction is not None and prediction is not None:
-        figures.append(_figure_html(_plot(report.prediction, *prediction), "prediction"))
+        figures.append((_plot(report.prediction, *prediction), "prediction"))
     for f in ordered[:MAX_PLOTS]:
         uri = _plot(f, reference.get(f.name, []), current.get(f.name, []))
         psi = "n/a" if math.isnan(f.psi) else _fmt(f.psi, 3)
-        figures.append(_figure_html(uri, f"{f.name} (PSI {psi}{', drifted' if f.drifted else ''})"))
-    if not figures:
-        return ""
-    more = len(ordered) - MAX_PLOTS
-    note = f"<p class='note'>The {MAX_PLOTS} most drifted features are plotted; {more} more are in the table.</p>"
-    return "<h2>Reference vs current</h2>" + (note if more > 0 else "") + f'<div class="plots">{"".join(figures)}</div>'
+        figures.append((uri, f"{f.name} (PSI {psi}{', drifted' if f.drifted else ''})"))
+    return figures
 
 
 def render_drift_html(
@@ -269,16 +191,30 @@ def render_drift_html(
     title: str,
     prediction: tuple[np.ndarray, np.ndarray] | None = None,
     thresholds: DriftThresholds | None = None,
+    performance: Performance | None = None,
+    unreadable: Sequence[str] = (),
+    unreadable_shown: int = 20,
 ) -> str:
-    """The drift report as one HTML document (figures embedded); writes nothing."""
+    """The drift report as one HTML document (figures embedded); writes nothing. `performance`
+    adds the scores of labeled predictions, `unreadable` the lines of the log that were not records
+    (the first `unreadable_shown` named, the others counted)."""
     from ._drift import DriftThresholds
 
     ordered = sorted(report.features, key=_order_key)
-    parts = [_verdict_html(report, thresholds or DriftThresholds())]
-    if report.prediction is not None:
-        parts += ["<h2>Prediction</h2>", _table([report.prediction])]
-    parts += ["<h2>Features</h2>", _table(ordered), _plots_html(report, ordered, reference, current, prediction)]
-    return html_page(title, "\n".join(parts), css=_CSS)
+    reasons = list(report.reasons)
+    if report.schema.missing:
+        reasons.append("missing in traffic: " + ", ".join(report.schema.missing))
+    return render_template(
+        "conveyor.stages.monitoring", "drift.html.j2",
+        filters={"stat": _fmt, "p_value": _fmt_p, "percent": _pct},
+        title=title, report=report, thr=thresholds or DriftThresholds(), ordered=ordered, reasons=reasons,
+        colour=VERDICT_COLOUR.get(report.verdict, "#7f8c8d"), n_drifted=sum(f.drifted for f in report.features),
+        share="–" if math.isnan(report.drifted_share) else f"{100 * report.drifted_share:.0f}%",
+        figures=_figures(report, ordered, reference, current, prediction), max_plots=MAX_PLOTS,
+        more=len(ordered) - MAX_PLOTS, performance=performance,
+        chart=None if performance is None else performance_chart(performance),
+        unreadable=list(unreadable), max_shown=unreadable_shown,
+    )
 
 
 def write_drift_report(
@@ -302,16 +238,13 @@ def write_drift_report(
     return write_text(Path(path), text)
 
 
-def performance_svg(performance: Performance, width: int = 640, height: int = 220) -> str:
-    """The primary metric per window as an inline SVG line plot, the test score a dashed line across it.
-
-    Windows without a score (too few labels) are gaps; each point's tooltip gives its window and count.
-    """
-    from html import escape
-
+def performance_chart(performance: Performance, width: int = 640, height: int = 220) -> dict[str, Any]:
+    """The geometry of the performance chart (`templates/performance.svg.j2`): the primary metric per
+    window as points and line segments (a window without a score breaks the line), the test score's
+    height, the axis labels. No points: nothing to draw."""
     points = [(i, w) for i, w in enumerate(performance.windows) if w.value is not None]
     if not points:
-        return "<p>No window has enough labeled predictions to score (monitoring.min_rows).</p>"
+        return {"points": []}
     values = [w.value for _, w in points if w.value is not None]
     if performance.test_value is not None:
         values.append(performance.test_value)
@@ -327,36 +260,21 @@ def performance_svg(performance: Performance, width: int = 640, height: int = 22
     def y(v: float) -> float:
         return top + (height - top - bottom) * (high - v) / (high - low)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="{escape(performance.metric)} per window">',
-             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
-             'fill="none" stroke="#ccc"/>']
-    for v in (low + pad, high - pad):
-        parts.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" font-size="11" text-anchor="end">{v:.3g}</text>')
-    if performance.test_value is not None:
-        ty = y(performance.test_value)
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#d62728" '
-                     f'stroke-dasharray="6 4"><title>test score {performance.test_value:.4f}</title></line>')
-        parts.append(f'<text x="{width - right - 4}" y="{ty - 4:.1f}" font-size="11" text-anchor="end" '
-                     f'fill="#d62728">test {performance.test_value:.3g}</text>')
-    segments: list[list[str]] = [[]]
+    segments: list[list[tuple[float, float]]] = [[]]
     previous = None
     for i, w in points:
         if previous is not None and i != previous + 1:
             segments.append([])
-        segments[-1].append(f"{x(i):.1f},{y(w.value):.1f}" if w.value is not None else "")
-        previous = i
-    for segment in segments:
-        if len(segment) > 1:
-            parts.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
-    for i, w in points:
         if w.value is not None:
-            parts.append(f'<circle cx="{x(i):.1f}" cy="{y(w.value):.1f}" r="3" fill="#1f77b4"><title>'
-                         f'{escape(w.start)}: {performance.metric} {w.value:.4f} on {w.n_labeled} labels'
-                         '</title></circle>')
-    first, last = performance.windows[0].start[:16], performance.windows[-1].start[:16]
-    parts.append(f'<text x="{left}" y="{height - 8}" font-size="11">{escape(first)}</text>')
-    if len(performance.windows) > 1:
-        parts.append(f'<text x="{width - right}" y="{height - 8}" font-size="11" text-anchor="end">{escape(last)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+            segments[-1].append((x(i), y(w.value)))
+        previous = i
+    return {
+        "width": width, "height": height, "left": left, "top": top, "right_x": width - right,
+        "plot_width": width - left - right, "plot_height": height - top - bottom,
+        "y_labels": [{"value": v, "y": y(v) + 4} for v in (low + pad, high - pad)],
+        "test_y": None if performance.test_value is None else y(performance.test_value),
+        "segments": segments,
+        "points": [{"x": x(i), "y": y(w.value), "window": w} for i, w in points if w.value is not None],
+        "first": performance.windows[0].start[:16],
+        "last": performance.windows[-1].start[:16] if len(performance.windows) > 1 else None,
+    }

@@ -33,10 +33,10 @@ from conveyor.stages.sources._csv import (
     read_csv_snapshot,
     write_bad_lines,
 )
-from conveyor.stages.sources._ingest import INGEST_VERSION, RawSnapshot, _remove_stale
 from conveyor.stages.sources._postgres import PgCopy, copy_rows, split_name
 from conveyor.stages.sources._postgres import describe as describe_pg
 from conveyor.stages.sources._s3 import Part, list_parts, read_parts
+from conveyor.stages.sources._snapshot import INGEST_VERSION, RawSnapshot, _remove_stale
 
 __all__ = ["describe", "infer_remote_config", "ingest_remote", "remote_hashes", "snapshot_remote"]
 

@@ -24,18 +24,18 @@ from conveyor.stages.training._metrics import METRICS, beats, fresh_score
 from conveyor.stages.training._registry import (
     AliasChange,
     _keep_fresh_rows,
-    _load,
     _record,
     _register,
     _unmoved,
     _where,
     _who,
+    champion_model,
     champion_version,
     registry_lock,
-    version_model_id,
 )
 from conveyor.stages.training._tracking import client, quiet
 from conveyor.stages.training._train import TrainingSetInput, TrainResult
+from conveyor.stages.training._versions import _load
 
 __all__ = ["ChallengeDecision", "challenge"]
 
@@ -101,11 +101,9 @@ def _challenge(
     champion_score: float | None = None
     note = None
     if current is not None:
-        try:
-            champion_score = fresh_score(_load(mlflow_client, config, workspace, version_model_id(current)),
-                                          fresh_rows, fresh_truth, metric)
-        except Exception as exc:  # a champion of another schema: say why, in the decision
-            note = f"champion v{current.version} could not be scored on the fresh rows: {type(exc).__name__}: {exc}"
+        champion, note = champion_model(mlflow_client, config, workspace, current)  # None: say why, in the decision
+        if champion is not None:  # a feature it reads that the rows lack is missing in them, as in serving
+            champion_score = fresh_score(champion, fresh_rows, fresh_truth, metric)
     test_score = candidate.metrics[metric]
     trivial = result.candidates["trivial"].metrics.get(metric) if "trivial" in result.candidates else None
     reasons = []
