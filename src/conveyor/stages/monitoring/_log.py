@@ -211,24 +211,36 @@ def _columns_lines(batch: PredictionBatch) -> bytes:
     columns: list[tuple[str, Sequence[Any]]] = [("prediction", batch.predictions), *batch.input_columns()]
     if batch.probabilities is not None:
         columns.append(("probability", batch.probabilities))
-    for name, values in columns:
-        if not _finite(values):
-            raise ValueError(f"a value of {name!r} is not JSON compliant (NaN or infinity); the batch was not logged")
+    bad = _not_finite(columns)
+    if bad is not None:
+        raise ValueError(f"a value of {bad!r} is not JSON compliant (NaN or infinity); the batch was not logged")
     dumps, option = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
     return b"".join([dumps(data, default=_plain, option=option) for data in batch.objects()])
 
 
-def _finite(values: Sequence[Any]) -> bool:
-    """No float NaN or infinity among `values`: one NumPy pass over a column that holds floats."""
-    kinds = set(map(type, values))
-    if not kinds - {int, str, bool, type(None)}:  # no float of any kind: nothing to check
-        return True
-    if kinds <= {float, int, type(None)}:
+def _not_finite(columns: list[tuple[str, Sequence[Any]]]) -> str | None:
+    """The name of a column holding a float NaN or infinity, else None; the columns of plain numbers are
+    checked together, in one NumPy conversion (None counts as neither)."""
+    numbers: list[Sequence[Any]] = []
+    for name, values in columns:
+        kinds = set(map(type, values))
+        if float not in kinds and not kinds - {int, str, bool, type(None)}:
+            continue  # no float of any kind: nothing to check
+        if kinds <= {float, int, type(None)} and (numbers == [] or len(values) == len(numbers[0])):
+            numbers.append(values)
+        elif any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            return name
+    if numbers:
         import numpy as np
 
-        numbers = np.array(values, dtype=np.float64)  # None -> NaN: counted back below
-        return int(np.isfinite(numbers).sum()) + values.count(None) == len(values)
-    return all(not isinstance(v, float) or math.isfinite(v) for v in values)
+        matrix = np.array(numbers, dtype=np.float64)  # None -> NaN: counted back where there is one
+        if np.isinf(matrix).any() or any(
+            nans and numbers[row].count(None) != nans for row, nans in enumerate(np.isnan(matrix).sum(axis=1).tolist())
+        ):
+            for name, values in columns:  # which one, for the message
+                if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                    return name
+    return None
 
 
 def _object(record: PredictionRecord, stamps: dict[int, str]) -> dict[str, Any]:
