@@ -76,6 +76,8 @@ class Cell:
     p50: float
     p99: float
     errors: int
+    cpu_ms: float
+    """CPU time of the server's processes (all workers) per request during the cell, ms."""
 
     @property
     def rows_per_s(self) -> float:
@@ -184,9 +186,11 @@ def main() -> int:
                 for size in (1, 100):
                     bodies = write_bodies(tmpdir / f"{name}-{size}.jsonl", key, rows, size, 500, seed=size)
                     wrk(url, bodies, script, connections=args.connections, seconds=2)  # warm-up
+                    spent = group_cpu_ms(proc.pid)
                     got = wrk(url, bodies, script, connections=args.connections, seconds=args.duration)
+                    spent = (group_cpu_ms(proc.pid) - spent) / max(1.0, got["rps"] * args.duration)
                     cells.append(Cell(name, f"{size} row{'s' if size > 1 else ''}, {args.connections} clients", size,
-                                      got["rps"], got["p50"], got["p99"], int(got["errors"])))
+                                      got["rps"], got["p50"], got["p99"], int(got["errors"]), spent))
                 if name == "conveyor":
                     burst = after_burst(url, {key: [rows[0]]}, tmpdir / f"{name}-1.jsonl", script)
                 if proc.poll() is not None:
@@ -207,6 +211,27 @@ def bare_model(workspace: Path, tmpdir: Path) -> dict[str, str]:
     return {"BARE_MODEL": str(path), "BARE_FEATURES": ",".join(model.features)}
 
 
+def group_cpu_ms(group: int) -> float:
+    """CPU time (user + system) used so far by the live processes of a process group, ms (Linux /proc)."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group:
+                ticks += int(fields[11]) + int(fields[12])
+    return 1000 * ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _autogroup() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def _free_port() -> int:
     import socket
 
@@ -220,7 +245,8 @@ def report(cells: list[Cell], burst: dict[str, float], args: argparse.Namespace)
     table = Table(title=f"wrk, {args.duration:.0f} s per cell, 127.0.0.1; conveyor --workers {args.workers or 'default'}; "
                   f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores",
                   title_justify="left")
-    for column in ("server", "case", "req/s", "rows/s", "p50 ms", "p99 ms", "errors", "vs mlflow", "vs bare"):
+    for column in ("server", "case", "req/s", "rows/s", "p50 ms", "p99 ms", "cpu ms/req", "errors", "vs mlflow",
+                   "vs bare"):
         table.add_column(column, justify="left" if column in ("server", "case") else "right")
     mlflow = {c.rows: c for c in cells if c.server == "mlflow"}
     bare = {c.rows: c for c in cells if c.server == "bare"}
@@ -228,8 +254,12 @@ def report(cells: list[Cell], burst: dict[str, float], args: argparse.Namespace)
         ratio = f"{c.rps / mlflow[c.rows].rps:.2f}x" if c.server != "mlflow" and c.rows in mlflow else "-"
         to_bare = f"{c.rps / bare[c.rows].rps:.2f}x" if c.server != "bare" and c.rows in bare else "-"
         table.add_row(c.server, c.case, f"{c.rps:.0f}", f"{c.rows_per_s:.0f}", f"{c.p50:.2f}", f"{c.p99:.2f}",
-                      str(c.errors), ratio, to_bare)
+                      f"{c.cpu_ms:.2f}", str(c.errors), ratio, to_bare)
     console.print(table)
+    if _autogroup() and load[0] > (os.cpu_count() or 1):
+        console.print("[yellow]note[/]: the kernel shares the CPUs between sessions (sched_autogroup) and the machine "
+                      "is loaded: each server (its own session) gets one share whatever its number of workers, so "
+                      "rows/s follow the CPU per request (cpu ms/req) more than the workers")
     ours = {c.rows: c for c in cells if c.server == "conveyor"}
     checks = [
         ("1 row: req/s >= 20x mlflow", ours[1].rps >= 20 * mlflow[1].rps, f"{ours[1].rps / mlflow[1].rps:.2f}x"),

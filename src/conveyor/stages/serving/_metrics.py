@@ -83,8 +83,9 @@ def observe_many(histogram: Histogram, values: list[Any]) -> None:
     amounts = np.asarray(values, dtype=np.float64)
     found = np.searchsorted(np.asarray(bounds, dtype=np.float64), amounts, side="left")  # first bound >= amount
     total.inc(float(amounts.sum()))
-    for index, count in zip(*np.unique(found[found < len(bounds)], return_counts=True), strict=True):
-        buckets[int(index)].inc(int(count))
+    counts = np.bincount(found, minlength=len(bounds))[: len(bounds)]  # past the last bound (NaN): not counted
+    for index in np.flatnonzero(counts).tolist():
+        buckets[index].inc(int(counts[index]))
 
 
 

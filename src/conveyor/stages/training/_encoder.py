@@ -52,6 +52,7 @@ class FeatureEncoder:
         the column is copied (with None where a value means missing) only when one does."""
         out = dict(columns)
         missing = self.missing
+        decided = _MISSING.setdefault(self, {})
         for name in missing.per_column:
             values = out.get(name)
             if not values:
@@ -59,7 +60,16 @@ class FeatureEncoder:
             if bool in set(map(type, values)):  # True == 1 in a set; their levels differ
                 out[name] = [None if missing.is_missing(name, v) else v for v in values]
                 continue
-            found = {v for v in set(values) if missing.is_missing(name, v)}
+            known = decided.setdefault(name, {})  # raw value -> means missing? (`level` once per value ever)
+            found = set()
+            for value in set(values):
+                hit = known.get(value)
+                if hit is None:
+                    hit = missing.is_missing(name, value)
+                    if len(known) < _SEEN_LIMIT:
+                        known[value] = hit
+                if hit:
+                    found.add(value)
             if found:
                 out[name] = [None if v in found else v for v in values]
         return out
@@ -258,6 +268,8 @@ _TABLE_LIMIT = 100_000
 
 _SEEN: weakref.WeakKeyDictionary[FeatureEncoder, dict[str, dict[Any, bool]]] = weakref.WeakKeyDictionary()
 """Per encoder, per categorical column: raw value -> a level of training? Kept beside it, never pickled with it."""
+_MISSING: weakref.WeakKeyDictionary[FeatureEncoder, dict[str, dict[Any, bool]]] = weakref.WeakKeyDictionary()
+"""Per encoder, per ruled column: raw value -> means missing? Kept beside it, never pickled with it."""
 _SEEN_LIMIT = 100_000
 """Raw values remembered per column: a column of ids cannot grow a worker without bound."""
 
