@@ -66,9 +66,7 @@ class PredictionLog:
             payload = _columns_lines(records)
         else:
             stamps: dict[int, str] = {}  # a batch's records share one timestamp object: format it once
-            payload = _batch_lines(records, stamps)
-            if payload is None:
-                payload = b"".join(_line(r, stamps) for r in records)
+            payload = _batch_lines(records, stamps) or b"".join(_line(r, stamps) for r in records)
         path = self.segment()
         with self._lock:
             fd = self._descriptor(path)
@@ -218,6 +216,10 @@ def _columns_lines(batch: PredictionBatch) -> bytes:
     return b"".join([dumps(data, default=_plain, option=option) for data in batch.objects()])
 
 
+_FEW = 16
+"""Columns of at most this many values are checked in Python: a NumPy array costs more for a row or two."""
+
+
 def _not_finite(columns: list[tuple[str, Sequence[Any]]]) -> str | None:
     """The name of a column holding a float NaN or infinity, else None; the columns of plain numbers are
     checked together, in one NumPy conversion (None counts as neither)."""
@@ -226,7 +228,7 @@ def _not_finite(columns: list[tuple[str, Sequence[Any]]]) -> str | None:
         kinds = set(map(type, values))
         if float not in kinds and not kinds - {int, str, bool, type(None)}:
             continue  # no float of any kind: nothing to check
-        if kinds <= {float, int, type(None)} and (numbers == [] or len(values) == len(numbers[0])):
+        if kinds <= {float, int, type(None)} and len(values) > _FEW and (numbers == [] or len(values) == len(numbers[0])):
             numbers.append(values)
         elif any(isinstance(v, float) and not math.isfinite(v) for v in values):
             return name

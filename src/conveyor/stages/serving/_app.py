@@ -3,9 +3,12 @@
 `create_app` only composes: each piece below adds one concern (errors, health, metrics,
 prediction, auth, hot swap), and knows nothing of MLflow, Feast or the log's files.
 
-POST /predict is a plain Starlette endpoint on the hot path: the body is validated from its
-bytes in one pydantic-core call into dicts (`body_validator`), rows are micro-batched with
-concurrent requests (`_batch.Batcher`) and answered with bytes serialized in Rust. Its
+POST /predict is a plain Starlette endpoint on the hot path: a body of raw rows is parsed by
+orjson and checked by column (`_body.RowColumns`: the validator's rules, on whole columns), and
+goes to the batcher as columns (feature -> values): the champion cleans, screens, encodes and
+predicts whole columns, the log and the answer are written from them (`_batch.Batcher`). Any
+other body (entity keys, or one the column check does not accept whole) is validated from its
+bytes in one pydantic-core call (`body_validator`), which also words every 422. Its
 OpenAPI description still comes from the request models, through a route that is documented
 but never called (`_documented_predict`), so `/docs` and clients see the same schema as before.
 """

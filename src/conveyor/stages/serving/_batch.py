@@ -82,7 +82,7 @@ class _Job:
         if self.columns is not None:
             return self.columns
         assert self.rows is not None
-        return dict(zip(names, _columns(self.rows, names), strict=True))
+        return {name: list(values) for name, values in zip(names, _columns(self.rows, names), strict=True)}
 
     def by_row(self, model: ServedModel) -> list[dict[str, Any]]:
         if self.rows is not None:
@@ -168,17 +168,17 @@ class Batcher:
         started = time.perf_counter()
         model = self.slot.model
         count = sum(job.count for job in jobs)
+        inputs: dict[str, list[Any]] | list[dict[str, Any]]
         try:
             if hasattr(model, "predict_columns"):  # the champion: whole columns, no dict per row
                 outputs, found, inputs = self._by_column(cast(ColumnarModel, model), jobs, count)
-                rows: list[dict[str, Any]] | None = None
             else:
-                rows = [row for job in jobs for row in job.by_row(model)]
+                rows: list[dict[str, Any]] = [row for job in jobs for row in job.by_row(model)]
                 flags = model.screen(rows)  # what training never saw is answered as missing, and said so
                 found = {index: flag for index, flag in enumerate(flags) if flag}
                 known = [{**row, **dict.fromkeys(flags[i])} if i in found else row for i, row in enumerate(rows)]
                 outputs = model.predict_records(known, cleaned=True)
-                inputs: dict[str, list[Any]] | list[dict[str, Any]] = rows
+                inputs = rows
             sources: list[PredictionSource] = []
             entities: list[Any] | None = None
             if any(job.entities is not None for job in jobs):
@@ -218,7 +218,7 @@ class Batcher:
                 job.future.set_result(Served(model, batch, start, stop))
             start = stop
         if self.shadow is not None:
-            self.shadow.offer(rows if rows is not None else _by_row(cast(dict[str, list[Any]], inputs)), list(batch))
+            self.shadow.offer(_by_row(inputs) if isinstance(inputs, dict) else inputs, list(batch))
 
     @staticmethod
     def _by_column(

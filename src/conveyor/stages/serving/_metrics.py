@@ -76,7 +76,7 @@ def observe_many(histogram: Histogram, values: list[Any]) -> None:
     import numpy as np
 
     bounds, buckets, total = (getattr(histogram, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
-    if bounds is None or buckets is None or total is None:  # another prometheus_client: one at a time
+    if bounds is None or buckets is None or total is None or len(values) <= 8:  # a few, or another prometheus_client
         for value in values:
             histogram.observe(float(value))
         return
