@@ -157,7 +157,7 @@ def _batch(predictions: list[Any], **more: Any) -> PredictionBatch:
     return PredictionBatch(
         request_ids=[os.urandom(16).hex() for _ in predictions], timestamp=datetime.now(UTC), model="m",
         model_version="2", sources=["rows"] * len(predictions),
-        inputs=more.pop("inputs", {"a": [1.5, None, 3.0][:len(predictions)], "b": ["x", "},{", None][:len(predictions)]}),
+        inputs=more.pop("inputs", {"a": [1.5, None, 3.0][:len(predictions)], "b": ["x", "},{\"request_id\":\"", None][:len(predictions)]}),
         predictions=predictions, **more,
     )
 
@@ -201,6 +201,6 @@ def test_records_of_a_batch_are_whole_records() -> None:
     first, second = batch
     assert isinstance(first, PredictionRecord) and first.inputs == {"a": 1.5, "b": "x"}
     assert first.warnings == {"a": "above the training range"} and first.entity is None
-    assert second.warnings is None and second.entity == 4 and second.inputs == {"a": None, "b": "},{"}
+    assert second.warnings is None and second.entity == 4 and second.inputs == {"a": None, "b": "},{\"request_id\":\""}
     with pytest.raises(IndexError):
         batch[2]

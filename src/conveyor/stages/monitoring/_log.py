@@ -212,8 +212,18 @@ def _columns_lines(batch: PredictionBatch) -> bytes:
     bad = _not_finite(columns)
     if bad is not None:
         raise ValueError(f"a value of {bad!r} is not JSON compliant (NaN or infinity); the batch was not logged")
-    dumps, option = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
-    return b"".join([dumps(data, default=_plain, option=option) for data in batch.objects()])
+    objects = batch.objects()
+    # one call for the whole batch, split between the objects: `},{"request_id":"` occurs only there (a quote
+    # inside a text value is escaped, and only `inputs` and `warnings` nest, one level, holding plain values)
+    payload = orjson.dumps(objects, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
+    if payload.count(_BETWEEN) == len(objects) - 1:
+        return payload[1:-1].replace(_BETWEEN, _BETWEEN_LINES) + b"\n"
+    option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE  # not expected: line by line, to be sure
+    return b"".join([orjson.dumps(data, default=_plain, option=option) for data in objects])
+
+
+_BETWEEN = b'},{"request_id":"'
+_BETWEEN_LINES = b'}\n{"request_id":"'
 
 
 _FEW = 16
