@@ -7,7 +7,9 @@ and one `Booster.predict` per request on one worker, nothing else) and `mlflow m
 on the same champion, then for each server:
 
 - wrk, 8 connections, `--duration` s: single-row bodies, then 100-row bodies (real CSV rows,
-  rotated by a Lua script); requests/s, rows/s, p50/p99 from wrk's `--latency`;
+  rotated by a Lua script); requests/s, rows/s, p50/p99 from wrk's `--latency`, and the CPU
+  time the server's processes (every worker) spent per request (Linux /proc), which does not
+  depend on the load the way the rates do;
 - (Conveyor) a burst: one client's latency before, during the first second after, and the
   time until it is back under 1.5x its pre-burst median (a batching policy must not keep it high).
 
@@ -15,7 +17,9 @@ Prints the table, the ratios to MLflow and to the bare app, and the targets (sin
 >= 20x MLflow's req/s, p99 <= 10 ms; 100 rows: >= 1.0x the bare app's rows/s, p99 <= 30 ms;
 back within 1 s after a burst). Needs `wrk` (`apt-get install -y wrk`). The machine's load
 average is printed with the table: on a shared machine, read the figures with it, and the
-ratios (same run) before the absolute numbers.
+ratios (same run) before the absolute numbers. Each server runs in a session of its own; with
+the kernel's `sched_autogroup` on, a loaded machine gives each session one share of the CPUs,
+whatever its number of workers, and the table says so.
 
     .venv/bin/python benchmarks/serving.py [--workspace DIR] [--duration 10] [--workers N] [--port-base 28000]
 """
