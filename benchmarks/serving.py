@@ -7,7 +7,9 @@ and one `Booster.predict` per request on one worker, nothing else) and `mlflow m
 on the same champion, then for each server:
 
 - wrk, 8 connections, `--duration` s: single-row bodies, then 100-row bodies (real CSV rows,
-  rotated by a Lua script); requests/s, rows/s, p50/p99 from wrk's `--latency`;
+  rotated by a Lua script); requests/s, rows/s, p50/p99 from wrk's `--latency`, and the CPU
+  time the server's processes (every worker) spent per request (Linux /proc), which does not
+  depend on the load the way the rates do;
 - (Conveyor) a burst: one client's latency before, during the first second after, and the
   time until it is back under 1.5x its pre-burst median (a batching policy must not keep it high).
 
@@ -15,7 +17,9 @@ Prints the table, the ratios to MLflow and to the bare app, and the targets (sin
 >= 20x MLflow's req/s, p99 <= 10 ms; 100 rows: >= 1.0x the bare app's rows/s, p99 <= 30 ms;
 back within 1 s after a burst). Needs `wrk` (`apt-get install -y wrk`). The machine's load
 average is printed with the table: on a shared machine, read the figures with it, and the
-ratios (same run) before the absolute numbers.
+ratios (same run) before the absolute numbers. Each server runs in a session of its own; with
+the kernel's `sched_autogroup` on, a loaded machine gives each session one share of the CPUs,
+whatever its number of workers, and the table says so.
 
     .venv/bin/python benchmarks/serving.py [--workspace DIR] [--duration 10] [--workers N] [--port-base 28000]
 """
@@ -76,6 +80,8 @@ class Cell:
     p50: float
     p99: float
     errors: int
+    cpu_ms: float
+    """CPU time of the server's processes (all workers) per request during the cell, ms."""
 
     @property
     def rows_per_s(self) -> float:
@@ -184,9 +190,11 @@ def main() -> int:
                 for size in (1, 100):
                     bodies = write_bodies(tmpdir / f"{name}-{size}.jsonl", key, rows, size, 500, seed=size)
                     wrk(url, bodies, script, connections=args.connections, seconds=2)  # warm-up
+                    spent = group_cpu_ms(proc.pid)
                     got = wrk(url, bodies, script, connections=args.connections, seconds=args.duration)
+                    spent = (group_cpu_ms(proc.pid) - spent) / max(1.0, got["rps"] * args.duration)
                     cells.append(Cell(name, f"{size} row{'s' if size > 1 else ''}, {args.connections} clients", size,
-                                      got["rps"], got["p50"], got["p99"], int(got["errors"])))
+                                      got["rps"], got["p50"], got["p99"], int(got["errors"]), spent))
                 if name == "conveyor":
                     burst = after_burst(url, {key: [rows[0]]}, tmpdir / f"{name}-1.jsonl", script)
                 if proc.poll() is not None:
@@ -207,6 +215,27 @@ def bare_model(workspace: Path, tmpdir: Path) -> dict[str, str]:
     return {"BARE_MODEL": str(path), "BARE_FEATURES": ",".join(model.features)}
 
 
+def group_cpu_ms(group: int) -> float:
+    """CPU time (user + system) used so far by the live processes of a process group, ms (Linux /proc)."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group:
+                ticks += int(fields[11]) + int(fields[12])
+    return 1000 * ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _autogroup() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def _free_port() -> int:
     import socket
 
@@ -220,7 +249,8 @@ def report(cells: list[Cell], burst: dict[str, float], args: argparse.Namespace)
     table = Table(title=f"wrk, {args.duration:.0f} s per cell, 127.0.0.1; conveyor --workers {args.workers or 'default'}; "
                   f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores",
                   title_justify="left")
-    for column in ("server", "case", "req/s", "rows/s", "p50 ms", "p99 ms", "errors", "vs mlflow", "vs bare"):
+    for column in ("server", "case", "req/s", "rows/s", "p50 ms", "p99 ms", "cpu ms/req", "errors", "vs mlflow",
+                   "vs bare"):
         table.add_column(column, justify="left" if column in ("server", "case") else "right")
     mlflow = {c.rows: c for c in cells if c.server == "mlflow"}
     bare = {c.rows: c for c in cells if c.server == "bare"}
@@ -228,8 +258,12 @@ def report(cells: list[Cell], burst: dict[str, float], args: argparse.Namespace)
         ratio = f"{c.rps / mlflow[c.rows].rps:.2f}x" if c.server != "mlflow" and c.rows in mlflow else "-"
         to_bare = f"{c.rps / bare[c.rows].rps:.2f}x" if c.server != "bare" and c.rows in bare else "-"
         table.add_row(c.server, c.case, f"{c.rps:.0f}", f"{c.rows_per_s:.0f}", f"{c.p50:.2f}", f"{c.p99:.2f}",
-                      str(c.errors), ratio, to_bare)
+                      f"{c.cpu_ms:.2f}", str(c.errors), ratio, to_bare)
     console.print(table)
+    if _autogroup() and load[0] > (os.cpu_count() or 1):
+        console.print("[yellow]note[/]: the kernel shares the CPUs between sessions (sched_autogroup) and the machine "
+                      "is loaded: each server (its own session) gets one share whatever its number of workers, so "
+                      "rows/s follow the CPU per request (cpu ms/req) more than the workers")
     ours = {c.rows: c for c in cells if c.server == "conveyor"}
     checks = [
         ("1 row: req/s >= 20x mlflow", ours[1].rps >= 20 * mlflow[1].rps, f"{ours[1].rps / mlflow[1].rps:.2f}x"),

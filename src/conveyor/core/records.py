@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast, get_args
@@ -19,6 +19,7 @@ from typing import Any, Literal, cast, get_args
 __all__ = [
     "REFERENCE_PREDICTION",
     "REFERENCE_PROBABILITY",
+    "PredictionBatch",
     "PredictionRecord",
     "PredictionSource",
     "finite_or_none",
@@ -114,6 +115,111 @@ class PredictionRecord:
         if not isinstance(data, dict):
             raise ValueError(f"a prediction record is a JSON object, not {type(data).__name__}")
         return cls.from_dict(data)
+
+
+class PredictionBatch(Sequence[PredictionRecord]):
+    """Predictions answered together (a micro-batch), held by column: one `PredictionRecord` per row.
+
+    Indexing gives a row's record (built on demand); `objects()` gives every row's JSON object,
+    the same as `PredictionRecord.to_dict()`, from the columns in one pass. The prediction log
+    writes a batch in one append from those objects, so no record object is made on the hot path.
+    """
+
+    __slots__ = (
+        "entities", "inputs", "model", "model_version", "predictions", "probabilities", "request_ids", "sources",
+        "timestamp", "warnings",
+    )
+
+    def __init__(
+        self, *, request_ids: list[str], timestamp: datetime, model: str, model_version: str,
+        sources: list[PredictionSource], inputs: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+        predictions: Sequence[Any],
+        probabilities: Sequence[Any] | None = None, entities: Sequence[Any] | None = None,
+        warnings: Mapping[int, Mapping[str, str]] | None = None,
+    ) -> None:
+        self.request_ids = request_ids
+        self.timestamp = timestamp
+        self.model = model
+        self.model_version = model_version
+        self.sources = sources
+        """One per row."""
+        self.inputs = inputs
+        """Feature -> one value per row, after the missing-value rule (None = missing); or one mapping per row."""
+        self.predictions = predictions
+        self.probabilities = probabilities
+        self.entities = entities
+        """One per row (None for a row given by value), or None when no row came by entity."""
+        self.warnings = warnings or {}
+        """Only the rows with a warning, by index: feature -> why."""
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+    def __iter__(self) -> Iterator[PredictionRecord]:
+        return (self._record(index) for index in range(len(self)))
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self._record(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("prediction batch index out of range")
+        return self._record(index)
+
+    def _record(self, index: int) -> PredictionRecord:
+        return PredictionRecord(
+            request_id=self.request_ids[index], timestamp=self.timestamp, model=self.model,
+            model_version=self.model_version, source=self.sources[index],
+            inputs=self._inputs(index),
+            prediction=self.predictions[index],
+            probability=None if self.probabilities is None else self.probabilities[index],
+            entity=None if self.entities is None else self.entities[index],
+            warnings=self.warnings.get(index) or None,
+        )
+
+    def _inputs(self, index: int) -> dict[str, Any]:
+        if isinstance(self.inputs, Mapping):
+            return {name: values[index] for name, values in self.inputs.items()}
+        return dict(self.inputs[index])
+
+    def input_columns(self) -> list[tuple[str, Sequence[Any]]]:
+        """The inputs by column (of every row's keys, when they were given by row)."""
+        if isinstance(self.inputs, Mapping):
+            return list(self.inputs.items())
+        names = list(dict.fromkeys(name for row in self.inputs for name in row))
+        return [(name, [row.get(name) for row in self.inputs]) for name in names]
+
+    def objects(self) -> list[dict[str, Any]]:
+        """Each row's JSON object (`PredictionRecord.to_dict()`, keys in the same order), built by column."""
+        stamp = self.timestamp.isoformat()
+        model, version = self.model, self.model_version
+        if isinstance(self.inputs, Mapping):
+            names = list(self.inputs)
+            rows: Iterator[dict[str, Any]] = (dict(zip(names, values)) for values in zip(*self.inputs.values())) \
+                if names else ({} for _ in range(len(self)))
+        else:
+            rows = (dict(row) for row in self.inputs)
+        if self.probabilities is None and self.entities is None and not self.warnings:  # the common case
+            return [
+                {"request_id": request_id, "prediction": prediction, "timestamp": stamp, "model": model,
+                 "model_version": version, "source": source, "inputs": values}
+                for request_id, prediction, source, values in zip(
+                    self.request_ids, self.predictions, self.sources, rows, strict=True)
+            ]
+        found: list[dict[str, Any]] = []
+        for index, values in enumerate(rows):
+            data: dict[str, Any] = {"request_id": self.request_ids[index], "prediction": self.predictions[index]}
+            if self.probabilities is not None and self.probabilities[index] is not None:
+                data["probability"] = self.probabilities[index]
+            if self.entities is not None and self.entities[index] is not None:
+                data["entity"] = self.entities[index]
+            if warned := self.warnings.get(index):
+                data["warnings"] = dict(warned)
+            data.update(timestamp=stamp, model=model, model_version=version, source=self.sources[index],
+                        inputs=values)
+            found.append(data)
+        return found
 
 
 def finite_or_none(value: Any) -> Any:

@@ -60,6 +60,11 @@ class ChampionModel:
     def screen(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
         return self._model.encoder.screen(rows)
 
+    def predict_columns(
+        self, columns: dict[str, list[Any]], count: int,
+    ) -> tuple[dict[str, list[Any]], dict[int, dict[str, str]], dict[str, list[Any]]]:
+        return self._model.predict_columns(columns, count)
+
 
 class EngineeredModel:
     """A model that also reads engineered features (`features.aggregates`, `lags`, `on_demand`).

@@ -35,7 +35,7 @@ from typing import Any
 from pydantic_core import from_json, to_json
 
 from conveyor.core.progress import report
-from conveyor.core.records import PredictionRecord
+from conveyor.core.records import PredictionBatch, PredictionRecord
 
 __all__ = ["PredictionLog"]
 
@@ -62,10 +62,11 @@ class PredictionLog:
         """Write records, one line each, in one append; ValueError (nothing written) if one is not JSON."""
         if not records:
             return
-        stamps: dict[int, str] = {}  # a batch's records share one timestamp object: format it once
-        payload = _batch_lines(records, stamps)
-        if payload is None:
-            payload = b"".join(_line(r, stamps) for r in records)
+        if isinstance(records, PredictionBatch):  # by column: no record object per row
+            payload = _columns_lines(records)
+        else:
+            stamps: dict[int, str] = {}  # a batch's records share one timestamp object: format it once
+            payload = _batch_lines(records, stamps) or b"".join(_line(r, stamps) for r in records)
         path = self.segment()
         with self._lock:
             fd = self._descriptor(path)
@@ -195,6 +196,63 @@ def _batch_lines(records: Sequence[PredictionRecord], stamps: dict[int, str]) ->
     if b"NaN" in payload or b"Infinity" in payload or payload.count(b"},{") != len(data) - 1:
         return None
     return payload[1:-1].replace(b"},{", b"}\n{") + b"\n"
+
+
+def _columns_lines(batch: PredictionBatch) -> bytes:
+    """Every line of a batch given by column, serialized by orjson (one call per line, in C).
+
+    orjson writes a NaN as null, so standard JSON is checked before, on the columns: the
+    predictions, the probabilities and each input column (a ValueError, nothing written, as
+    `_line` gives)."""
+    import orjson
+
+    columns: list[tuple[str, Sequence[Any]]] = [("prediction", batch.predictions), *batch.input_columns()]
+    if batch.probabilities is not None:
+        columns.append(("probability", batch.probabilities))
+    bad = _not_finite(columns)
+    if bad is not None:
+        raise ValueError(f"a value of {bad!r} is not JSON compliant (NaN or infinity); the batch was not logged")
+    objects = batch.objects()
+    # one call for the whole batch, split between the objects: `},{"request_id":"` occurs only there (a quote
+    # inside a text value is escaped, and only `inputs` and `warnings` nest, one level, holding plain values)
+    payload = orjson.dumps(objects, default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
+    if payload.count(_BETWEEN) == len(objects) - 1:
+        return payload[1:-1].replace(_BETWEEN, _BETWEEN_LINES) + b"\n"
+    option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE  # not expected: line by line, to be sure
+    return b"".join([orjson.dumps(data, default=_plain, option=option) for data in objects])
+
+
+_BETWEEN = b'},{"request_id":"'
+_BETWEEN_LINES = b'}\n{"request_id":"'
+
+
+_FEW = 16
+"""Columns of at most this many values are checked in Python: a NumPy array costs more for a row or two."""
+
+
+def _not_finite(columns: list[tuple[str, Sequence[Any]]]) -> str | None:
+    """The name of a column holding a float NaN or infinity, else None; the columns of plain numbers are
+    checked together, in one NumPy conversion (None counts as neither)."""
+    numbers: list[Sequence[Any]] = []
+    for name, values in columns:
+        kinds = set(map(type, values))
+        if float not in kinds and not kinds - {int, str, bool, type(None)}:
+            continue  # no float of any kind: nothing to check
+        if kinds <= {float, int, type(None)} and len(values) > _FEW and (numbers == [] or len(values) == len(numbers[0])):
+            numbers.append(values)
+        elif any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            return name
+    if numbers:
+        import numpy as np
+
+        matrix = np.array(numbers, dtype=np.float64)  # None -> NaN: counted back where there is one
+        if np.isinf(matrix).any() or any(
+            nans and numbers[row].count(None) != nans for row, nans in enumerate(np.isnan(matrix).sum(axis=1).tolist())
+        ):
+            for name, values in columns:  # which one, for the message
+                if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                    return name
+    return None
 
 
 def _object(record: PredictionRecord, stamps: dict[int, str]) -> dict[str, Any]:

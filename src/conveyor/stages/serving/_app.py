@@ -3,9 +3,12 @@
 `create_app` only composes: each piece below adds one concern (errors, health, metrics,
 prediction, auth, hot swap), and knows nothing of MLflow, Feast or the log's files.
 
-POST /predict is a plain Starlette endpoint on the hot path: the body is validated from its
-bytes in one pydantic-core call into dicts (`body_validator`), rows are micro-batched with
-concurrent requests (`_batch.Batcher`) and answered with bytes serialized in Rust. Its
+POST /predict is a plain Starlette endpoint on the hot path: a body of raw rows is parsed by
+orjson and checked by column (`_body.RowColumns`: the validator's rules, on whole columns), and
+goes to the batcher as columns (feature -> values): the champion cleans, screens, encodes and
+predicts whole columns, the log and the answer are written from them (`_batch.Batcher`). Any
+other body (entity keys, or one the column check does not accept whole) is validated from its
+bytes in one pydantic-core call (`body_validator`), which also words every 422. Its
 OpenAPI description still comes from the request models, through a route that is documented
 but never called (`_documented_predict`), so `/docs` and clients see the same schema as before.
 """
@@ -23,19 +26,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
-from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.routing import Route
 
 from conveyor.core.config import Config
 from conveyor.core.errors import ServiceUnavailable, ServingError
-from conveyor.stages.serving._batch import Batcher, LogUnwritable
+from conveyor.stages.serving._batch import Batcher, LogUnwritable, Served
+from conveyor.stages.serving._body import RowColumns
 from conveyor.stages.serving._errors import public_errors, validation_error
 from conveyor.stages.serving._guard import UNAUTHORIZED, Guard, _bearer_token, api_key_of, authorized, security
 from conveyor.stages.serving._labels import LABELS, add_labels_route
 from conveyor.stages.serving._metrics import Measure, ServiceMetrics
 from conveyor.stages.serving._ports import ServedModel, ServiceCheck, ServiceParts
-from conveyor.stages.serving._predict import public_answer, rows_by_entity, rows_by_value
+from conveyor.stages.serving._predict import answer_json, rows_by_entity, rows_by_value
 from conveyor.stages.serving._schemas import ONE_OF, PredictResponse, body_validator, request_models
 from conveyor.stages.serving._shadow import Shadow
 from conveyor.stages.serving._slot import ModelSlot
@@ -196,6 +199,7 @@ def add_predict(
     max_body_bytes: int,
 ) -> None:
     validator = body_validator(config)
+    by_column = RowColumns(config)
     slot, features = batcher.slot, parts.features
 
     async def predict(request: Request) -> Response:
@@ -212,6 +216,9 @@ def add_predict(
             if body is None:
                 detail = f"the body is over the limit of {max_body_bytes} bytes; send smaller batches"
                 return JSONResponse({"detail": detail}, 413)
+            fast = by_column(body)  # raw rows, read by column; anything else (or an error) goes to the validator
+            if fast is not None:
+                return _answer(await batcher.submit_columns(*fast))
             try:
                 data = validator.validate_json(body)
             except ValidationError as exc:
@@ -225,7 +232,7 @@ def add_predict(
                     served = await batcher.submit(rows, "entities", keys)
             except ServiceUnavailable as exc:  # Redis or PostgreSQL down: the next request tries again
                 return unavailable(exc)
-            return Response(to_json(public_answer(served)), media_type="application/json")
+            return _answer(served)
         except LogUnwritable as exc:  # never an answer without its record; the first write that succeeds recovers
             return JSONResponse({"detail": f"{exc.reason}; retry later", "service": "prediction log"}, 503,
                                 headers={"Retry-After": "1"})
@@ -244,6 +251,10 @@ def add_predict(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _answer(served: Served) -> Response:
+    return Response(answer_json(served), media_type="application/json")
 
 
 def _unprocessable(errors: list[Any]) -> JSONResponse:

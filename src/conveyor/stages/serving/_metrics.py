@@ -76,15 +76,16 @@ def observe_many(histogram: Histogram, values: list[Any]) -> None:
     import numpy as np
 
     bounds, buckets, total = (getattr(histogram, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
-    if bounds is None or buckets is None or total is None:  # another prometheus_client: one at a time
+    if bounds is None or buckets is None or total is None or len(values) <= 8:  # a few, or another prometheus_client
         for value in values:
             histogram.observe(float(value))
         return
     amounts = np.asarray(values, dtype=np.float64)
     found = np.searchsorted(np.asarray(bounds, dtype=np.float64), amounts, side="left")  # first bound >= amount
     total.inc(float(amounts.sum()))
-    for index, count in zip(*np.unique(found[found < len(bounds)], return_counts=True), strict=True):
-        buckets[int(index)].inc(int(count))
+    counts = np.bincount(found, minlength=len(bounds))[: len(bounds)]  # past the last bound (NaN): not counted
+    for index in np.flatnonzero(counts).tolist():
+        buckets[index].inc(int(counts[index]))
 
 
 

@@ -8,11 +8,11 @@ from fastapi import HTTPException
 
 from conveyor.core.config import Config
 from conveyor.core.errors import DataError
-from conveyor.core.records import PredictionRecord, finite_or_none
+from conveyor.core.records import finite_or_none
 from conveyor.stages.serving._batch import Served
 from conveyor.stages.serving._ports import FeatureReader, ServedModel
 
-__all__ = ["predict_rows", "public_answer", "rows_by_entity", "rows_by_value"]
+__all__ = ["answer_json", "predict_rows", "public_answer", "rows_by_entity", "rows_by_value"]
 
 
 def rows_by_value(model: ServedModel, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -33,21 +33,38 @@ def rows_by_entity(reader: FeatureReader, keys: list[Any]) -> list[dict[str, Any
 
 def public_answer(served: Served) -> dict[str, Any]:
     """The body of a 200: the model that answered, and one prediction per row, in order."""
-    return {
-        "model": {"name": served.model.name, "version": served.model.version},
-        "predictions": [_public(record) for record in served.records],
-    }
+    batch, start, stop = served.batch, served.start, served.stop
+    ids, predictions = batch.request_ids[start:stop], batch.predictions[start:stop]
+    probabilities, entities = batch.probabilities, batch.entities
+    warnings = {i - start: w for i, w in batch.warnings.items() if start <= i < stop}
+    answers: list[dict[str, Any]]
+    if probabilities is None and entities is None and not warnings:  # the common case, in one comprehension
+        answers = [{"request_id": r, "prediction": p} for r, p in zip(ids, predictions, strict=True)]
+    else:
+        answers = []
+        for index, (request_id, prediction) in enumerate(zip(ids, predictions, strict=True)):
+            result: dict[str, Any] = {"request_id": request_id, "prediction": prediction}
+            if probabilities is not None and probabilities[start + index] is not None:
+                result["probability"] = probabilities[start + index]
+            if entities is not None and entities[start + index] is not None:
+                result["entity"] = entities[start + index]
+            if index in warnings:
+                result["warnings"] = dict(warnings[index])
+            answers.append(result)
+    return {"model": {"name": served.model.name, "version": served.model.version}, "predictions": answers}
 
 
-def _public(record: PredictionRecord) -> dict[str, Any]:
-    result: dict[str, Any] = {"request_id": record.request_id, "prediction": record.prediction}
-    if record.probability is not None:
-        result["probability"] = record.probability
-    if record.entity is not None:
-        result["entity"] = record.entity
-    if record.warnings:
-        result["warnings"] = dict(record.warnings)
-    return result
+def answer_json(served: Served) -> bytes:
+    """`public_answer` as JSON bytes (orjson; a NaN is null, as before)."""
+    import orjson
+
+    return orjson.dumps(public_answer(served), default=_plain, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _plain(value: Any) -> Any:
+    """What orjson does not know: numpy scalars by `.item()`, anything else as text (as pydantic's to_json did)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
 
 
 def predict_rows(config: Config, model: ServedModel, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:

@@ -89,6 +89,26 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         """Predict plain dict rows; `cleaned` says `encoder.clean` was applied already."""
         return self._outputs(self.encoder.transform_records(rows, cleaned=cleaned))
 
+    def predict_columns(
+        self, columns: dict[str, list[Any]], count: int,
+    ) -> tuple[dict[str, list[Any]], dict[int, dict[str, str]], dict[str, list[Any]]]:
+        """The serving path of a batch given by column (feature -> values; a feature not given is
+        missing): the missing-value rule, the screen and the encoding run on whole columns, then one
+        predict. Returns the outputs (as `predict_records`), the screen's findings (row -> feature ->
+        why; those values are answered as missing) and the cleaned columns (what the log records)."""
+        import numpy as np
+
+        encoder = self.encoder
+        cleaned = encoder.clean_columns(columns)
+        flags = encoder.screen_columns(cleaned, count)
+        matrix = encoder.transform_columns(cleaned, count)
+        if flags:  # what training never saw is predicted as missing: the same as None before the encoding
+            position = {name: index for index, name in enumerate(encoder.columns)}
+            rows = [row for row, flag in flags.items() for _ in flag]
+            cells = [position[name] for flag in flags.values() for name in flag]
+            matrix[rows, cells] = np.nan
+        return self._outputs(matrix), flags, cleaned
+
     def predict_frame(self, frame: pd.DataFrame) -> dict[str, list[Any]]:
         return self._outputs(self.encoder.transform(frame))
 
