@@ -1,4 +1,5 @@
-"""A new user's small CSV, end to end: a class that appears only late in time, and the Python API."""
+"""A new user's small CSV, end to end: a class that appears only late in time, and the Python API on a
+feature named like one of its outputs."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import json, sys
 import conveyor
 rows = json.loads(sys.argv[2])
 answer = conveyor.Project(sys.argv[1]).predict(rows)
-print(json.dumps({"predictions": answer["prediction"].to_list(), "feast": "feast" in sys.modules}))
+print(json.dumps({"predictions": answer["conveyor_prediction"].to_list(), "given": answer["prediction"].to_list(),
+                  "feast": "feast" in sys.modules}))
 """
 
 
@@ -28,7 +30,7 @@ def _late_class_csv(path: Path) -> list[dict[str, object]]:
     for i in range(150):
         label = "a" if i < 50 else "b" if i < 100 else "c"
         x = {"a": 1.0, "b": 5.0, "c": 9.0}[label] + (i % 7) * 0.1
-        rows.append({"day": (date(2020, 1, 1) + timedelta(days=i)).isoformat(), "x": x, "y": (i * 37) % 11, "label": label})
+        rows.append({"day": (date(2020, 1, 1) + timedelta(days=i)).isoformat(), "x": x, "prediction": (i * 37) % 11, "label": label})
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -47,9 +49,10 @@ def test_a_multiclass_target_whose_class_appears_late_trains_and_predicts_withou
     run = conveyor("run", cwd=tmp_path)  # the early folds train on "a" (and "b") only: this crashed LightGBM
     assert "champion = v1" in run.stdout, run.stdout
 
-    features = [{"x": r["x"], "y": r["y"]} for r in rows[:3]]
+    features = [{"x": r["x"], "prediction": r["prediction"]} for r in rows[:3]]  # a feature named like an output
     answer = subprocess.run([sys.executable, "-c", PREDICT, str(tmp_path), json.dumps(features)],
                             capture_output=True, text=True, timeout=600, check=True)
     result = json.loads(answer.stdout.strip().splitlines()[-1])
-    assert len(result["predictions"]) == 3
+    assert result["predictions"] == ["a", "a", "a"]
+    assert result["given"] == [r["prediction"] for r in rows[:3]]  # the input column is not overwritten
     assert not result["feast"]  # no engineered features: the raw rows need no online store, nor Feast's import
