@@ -244,7 +244,8 @@ class Project:
         `data` is a Polars or pandas DataFrame, a list of row dicts, or one dict; its columns are
         the features of `conveyor.yaml` (others are ignored, as by POST /predict). The answer is a
         frame (pandas for pandas, else Polars): `data` with `prediction` (and `probability` for
-        classification) and `model_version` columns. The champion reads the online store's
+        classification) and `model_version` columns (`conveyor_prediction`, ... where `data` has
+        a column of that name, which is kept as given). The champion reads the online store's
         features of each row's entities and the on-demand features, as the service does; a new
         `@champion` is picked up on the next call. `model` names one of `models:`.
 
@@ -261,11 +262,16 @@ class Project:
         served = self._champion(config, own.model)
         outputs = predict_rows(own, served, rows) if rows else {"prediction": []}
         flags = outputs.pop("warnings", [])
-        columns = [pl.Series(name, values) for name, values in outputs.items()]
+
+        def out(name: str) -> str:  # an input column of that name (a feature called `prediction`) is kept
+            return f"conveyor_{name}" if name in frame.columns else name
+
+        columns = [pl.Series(out(name), values) for name, values in outputs.items()]
         if any(flags):  # what the service flags in `warnings`: values training never saw, answered as missing
             text = [None if not flag else ", ".join(f"{k}: {v}" for k, v in flag.items()) for flag in flags]
-            columns.append(pl.Series("warnings", text, dtype=pl.String))
-        answer = frame.with_columns(*columns, pl.lit(served.version, dtype=pl.String).alias("model_version"))
+            columns.append(pl.Series(out("warnings"), text, dtype=pl.String))
+        version = pl.lit(served.version, dtype=pl.String).alias(out("model_version"))
+        answer = frame.with_columns(*columns, version)
         return answer.to_pandas() if as_pandas else answer
 
     def _champion(self, config: Config, model: str | None) -> ChampionModel | EngineeredModel:

@@ -170,7 +170,9 @@ def open_champion(
 
     own = config if model is None else config.for_model(model)
     champion = load_champion(own, workspace, threads=1)
-    online = OnlineFeatures(config, workspace)
+    # raw rows need the online store only for engineered features: opening it imports Feast
+    # (seconds of CPU) for nothing otherwise
+    online = OnlineFeatures(config, workspace) if own.features.engineered() else None
     served = served_model(own, ChampionModel(champion), online)
     return served, ChampionReloader(own, workspace, champion.version, online)
 

@@ -231,7 +231,18 @@ def fit(
     inner = estimator.regressor if isinstance(estimator, LogTarget) else estimator
     if type(inner).__module__.startswith("lightgbm"):
         import lightgbm as lgb
+        import numpy as np
 
+        if isinstance(inner, lgb.LGBMClassifier):
+            # a time-ordered fold may hold fewer classes than the target has (a class that appears
+            # later): LightGBM picks its objective from the classes it is given, so the watched
+            # metric follows it, else "Multiclass objective and metrics don't match"
+            metric = inner.get_params().get("metric")
+            binary = len(np.unique(y)) <= 2
+            if binary and metric == "multi_logloss":
+                inner.set_params(metric="binary_logloss")
+            elif not binary and metric in ("binary_logloss", "auc", "average_precision"):
+                inner.set_params(metric="multi_logloss")
         extra: Params = {}
         if valid is not None:
             extra = {"eval_X": (valid[0],), "eval_y": (valid[1],), "callbacks": [lgb.early_stopping(50, verbose=False)]}

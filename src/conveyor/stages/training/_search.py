@@ -62,8 +62,11 @@ def model_output(estimator: Any, task: str, x: np.ndarray, n_classes: int) -> np
         return np.asarray(estimator.predict(x), dtype=float)
     proba = np.asarray(estimator.predict_proba(x), dtype=float)
     if proba.shape[1] != n_classes:
+        seen = np.asarray(estimator.classes_, dtype=int)
+        if len(seen) == 1:  # a fold of one class: LightGBM still answers two columns; it is that class
+            proba = np.ones((len(x), 1))
         full = np.zeros((len(x), n_classes))
-        full[:, np.asarray(estimator.classes_, dtype=int)] = proba
+        full[:, seen] = proba
         proba = full
     return proba
 
