@@ -168,3 +168,14 @@ def test_nan_in_a_number_column_is_listed_as_its_missing_token(tmp_path: Path) -
     assert config.cleaning.missing_tokens == {"x": ["NaN"]}
     assert any(n.startswith("x: uses 'NaN' for a missing number") for n in notes), notes
     assert "x: 'NaN' (2) read as missing (cleaning.missing_tokens)" in notes
+
+
+def test_columns_named_like_polars_own_count_columns_are_plain_data(tmp_path: Path) -> None:
+    """`count`, `n` and `value` are names a user's file has; init's own counting must not clash with them."""
+    rows = [[("?" if i == 3 else "NaN" if i == 7 else str(i % 9)), f"k{i % 25}", str(i % 4),
+             f"2024-01-{1 + i // 24:02d} {i % 24:02d}:00:00", f"{i * 1.5}"] for i in range(200)]
+    notes: list[str] = []
+    config = infer_config(_write(tmp_path / "d.csv", rows, header="count,n,value,ts,y"), target="y", notes=notes)
+    assert config.schema.columns["count"].type == "integer"
+    assert config.cleaning.missing_tokens["count"] == ["NaN"]  # `?` is a missing value already
+    assert any(note.startswith("n: ") and "per key" in note for note in notes), notes  # an entity, counted per key

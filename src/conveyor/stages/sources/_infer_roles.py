@@ -179,7 +179,7 @@ def propose_entities(
                 continue
         elif not named and bool(present.cast(pl.String).str.contains(r"\s").any()):
             continue
-        counts = present.value_counts()["count"]
+        counts = present.alias("value").value_counts(name="n")["n"]
         median = counts.median()
         proposed.append(EntityProposal(column, keys, frame.height / keys,
                                        float(median) if isinstance(median, (int, float)) else 0.0))

@@ -182,12 +182,12 @@ def _missing_tokens(raw: pl.DataFrame, name: str, kind_hint: str) -> dict[str, i
     """Missing-value tokens beyond NULL_TOKENS found in a column, with counts."""
     values = raw[name].str.strip_chars()
     candidates = [*_MISSING_MARKS, *(_MISSING_WORDS if kind_hint != "string" else ())]
-    counts = values.filter(values.is_in(candidates)).value_counts(sort=True)
+    counts = values.filter(values.is_in(candidates)).alias("value").value_counts(sort=True, name="n")
     return {str(v): int(c) for v, c in counts.iter_rows()}
 
 
 def _nan_tokens(raw: pl.DataFrame, name: str) -> dict[str, int]:
     """`NaN` cells of a column, with counts: a number column's missing value when pandas wrote the file."""
     values = raw[name].str.strip_chars()
-    counts = values.filter(values.is_in(list(NAN_TOKENS))).value_counts(sort=True)
+    counts = values.filter(values.is_in(list(NAN_TOKENS))).alias("value").value_counts(sort=True, name="n")
     return {str(v): int(c) for v, c in counts.iter_rows()}
