@@ -204,3 +204,27 @@ def test_records_of_a_batch_are_whole_records() -> None:
     assert second.warnings is None and second.entity == 4 and second.inputs == {"a": None, "b": "},{\"request_id\":\""}
     with pytest.raises(IndexError):
         batch[2]
+
+
+def test_a_python_caller_missing_columns_is_told_which_not_to_fix_types() -> None:
+    """`Project.predict` turns the validator's errors into one line: missing columns are named as missing."""
+    from pydantic import BaseModel, ValidationError
+
+    from conveyor.stages.serving._predict import _row_error
+
+    class Row(BaseModel):
+        a: float
+        b: float
+        c: str
+
+    try:
+        Row.model_validate({"a": 1.0})
+    except ValidationError as exc:
+        said = _row_error(exc, 0)
+    assert "(1 more error)" in said and "give every feature column (2 missing: b, c" in said
+    try:
+        Row.model_validate({"a": "x", "b": 1.0, "c": "k"})
+    except ValidationError as exc:
+        said = _row_error(exc, 3)
+    assert "column 'a'" in said
+    assert "types conveyor.yaml declares" in said and "missing" not in said

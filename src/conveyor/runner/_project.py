@@ -118,7 +118,7 @@ class ModelRegistry:
     """Each move of `@champion`: when, by whom, from which version to which, and why."""
 
     def __str__(self) -> str:
-        lines = [f"{self.name}: {len(self.versions)} versions, champion {'v' + self.champion if self.champion else '-'}"]
+        lines = [f"{self.name}: {len(self.versions)} version{'' if len(self.versions) == 1 else 's'}, champion {'v' + self.champion if self.champion else '-'}"]
         lines += [f"  v{v.version}  {v.summary}" for v in self.versions]
         lines += [f"  @champion {'v' + c.old if c.old else 'none'} -> v{c.new} at {c.at} by {c.by}: {c.why}"
                   for c in self.history]

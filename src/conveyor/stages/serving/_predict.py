@@ -108,6 +108,9 @@ def _row_error(exc: Any, offset: int) -> str:
     where = f"row {int(loc[0]) + offset}" if loc and isinstance(loc[0], int) else "the rows"
     if len(loc) > 1:
         where += f", column {loc[1]!r}"
-    more = f" ({len(errors) - 1} more errors)" if len(errors) > 1 else ""
-    return (f"{where}: {error['msg']}{more}; `conveyor serve` would answer this with a 422: give the "
-            "feature columns the types conveyor.yaml declares (schema.columns)")
+    more = f" ({len(errors) - 1} more error{'' if len(errors) == 2 else 's'})" if len(errors) > 1 else ""
+    missing = sorted({str(e["loc"][-1]) for e in errors if e["type"] == "missing" and e["loc"]})
+    fix = (f"give every feature column ({len(missing)} missing: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
+           "; null for an unknown value)" if missing else "give the feature columns the types conveyor.yaml declares "
+           "(schema.columns)")
+    return f"{where}: {error['msg']}{more}; `conveyor serve` would answer this with a 422: {fix}"
