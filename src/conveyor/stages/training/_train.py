@@ -37,6 +37,7 @@ from conveyor.stages.training._estimators import (
 from conveyor.stages.training._metrics import Metric, beats, bootstrap_share, metric_for
 from conveyor.stages.training._plots import log_plots
 from conveyor.stages.training._portable import model_code, sys_path_kept
+from conveyor.stages.training._sample import TRAINED_ON_TAG, trained_on
 from conveyor.stages.training._search import (
     SearchOutcome,
     SearchTask,
@@ -153,10 +154,9 @@ def config_digest(config: Config) -> str:
 
 
 def load_split(config: Config, training_set: Artifact[TrainingSetInput]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    import pandas as pd
+    from conveyor.stages.training._sample import read_training_rows
 
-    frame = pd.read_parquet(training_set.path)
-    return split_frame(frame, config)
+    return split_frame(read_training_rows(config, training_set.path).frame, config)
 
 
 def _check_target(config: Config, train: pd.DataFrame, test: pd.DataFrame) -> list[Any] | None:
@@ -265,6 +265,7 @@ def _prepare(
         "conveyor.config": config_digest(config),
         "conveyor.primary_metric": metric.name,
     }
+    tags[TRAINED_ON_TAG] = trained_on(len(train_df) + len(test_df), training_set.result.rows, config.training.max_rows)
     return _Data(
         config, training_set, train_df, test_df, how, encoder, classes, encoder.transform(train_df), y_train,
         encoder.transform(test_df), y_test, metric, imbalanced, skewed, plan_threads(config.training.threads), tags,
@@ -340,6 +341,8 @@ def _train_candidates(
                     regularised.append(name)
     best = _best(data.metric.name, candidates)
     notes = _notes(data.metric.name, candidates, data.config.training.search.trials)
+    if len(data.train_df) + len(data.test_df) < data.training_set.result.rows:
+        notes.insert(0, data.tags[TRAINED_ON_TAG])
     if kept:
         notes.append(f"untuned {'+'.join(kept)} kept (no trial beat it by 1 SE on CV)")
     if regularised:
