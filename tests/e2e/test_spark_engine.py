@@ -256,7 +256,8 @@ def test_no_java_is_one_line(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- a standalone cluster
 
-MASTER_PORT, MASTER_UI, WORKER_PORT, WORKER_UI = 26050, 26051, 26052, 26053
+# The helpers of tests/e2e/test_spark_run.py's cluster: it runs the taxi example whole (`conveyor run`)
+# on a standalone master and worker, and compares its snapshot, clean rows, model and answers.
 
 
 def _spark_class(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -265,15 +266,6 @@ def _spark_class(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen
     script = Path(pyspark.__file__).parent / "bin" / "spark-class"
     with log.open("wb") as sink:
         return subprocess.Popen([str(script), *args], env=env, stdout=sink, stderr=subprocess.STDOUT)
-
-
-def _master_state() -> dict[str, Any]:
-    import httpx
-
-    response = httpx.get(f"http://127.0.0.1:{MASTER_UI}/json/", timeout=5)
-    response.raise_for_status()
-    state: dict[str, Any] = response.json()
-    return state
 
 
 def _wait(check: Any, what: str, timeout: float = 180) -> Any:
@@ -290,67 +282,3 @@ def _wait(check: Any, what: str, timeout: float = 180) -> Any:
             last = exc
         time.sleep(0.5)  # polling a server's state: there is no event to wait on
     raise AssertionError(f"{what} within {timeout} s; last: {last}")
-
-
-@pytest.fixture
-def standalone(tmp_path: Path) -> Iterator[str]:
-    """A Spark standalone master and one worker on 127.0.0.1, from the PySpark install."""
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(tmp_path / "logs"),
-           "SPARK_WORKER_DIR": str(tmp_path / "work"), "PYSPARK_PYTHON": sys.executable}
-    master = _spark_class("org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(MASTER_PORT),
-                          "--webui-port", str(MASTER_UI), env=env, log=tmp_path / "master.log")
-    processes = [master]
-    try:
-        _wait(_master_state, "the master answers on its web UI")
-        url = f"spark://127.0.0.1:{MASTER_PORT}"
-        processes.append(_spark_class(
-            "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--port", str(WORKER_PORT),
-            "--webui-port", str(WORKER_UI), "--cores", "2", "--memory", "1g", url, env=env,
-            log=tmp_path / "worker.log",
-        ))
-        _wait(lambda: [w for w in _master_state()["workers"] if w["state"] == "ALIVE"], "the worker registers")
-        yield url
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def test_ingest_and_prepare_on_a_standalone_cluster(standalone: str, tmp_path: Path) -> None:
-    """`conveyor run --to prepare` against a real master: the app completes there, and the output is Polars'."""
-    config = yaml.safe_load((TAXI_DIR / "conveyor.yaml").read_text(encoding="utf-8"))
-    source = TAXI_DIR / config["source"]["path"]
-    polars = _run(_project(tmp_path / "polars", source, config, "polars"))
-    project = _project(tmp_path / "cluster", source, config, "spark")
-    data = yaml.safe_load((project / "conveyor.yaml").read_text(encoding="utf-8"))
-    data["spark"] = {"master": standalone, "app_name": "conveyor-cluster-test", "conf": {
-        **SPARK["conf"], "spark.driver.port": 26060, "spark.blockManager.port": 26070,
-        "spark.driver.host": "127.0.0.1", "spark.executor.memory": "512m", "spark.cores.max": 2,
-    }}
-    (project / "conveyor.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "conveyor", "run", "-C", str(project), "--to", "prepare"],
-                            capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "PYSPARK_PYTHON": sys.executable})
-    assert result.returncode == 0, result.stdout + result.stderr
-    apps = _wait(lambda: [a for a in _master_state()["completedapps"] if a["name"] == "conveyor-cluster-test"],
-                 "the application is listed as completed", timeout=60)
-    assert apps[0]["state"] == "FINISHED", apps
-    from conveyor.core import Workspace
-    from conveyor.runner import last_artifact
-
-    ingest, prepare = (last_artifact(Workspace.at(project), name) for name in ("ingest", "prepare"))
-    assert ingest is not None and prepare is not None and ingest.result.reader == "spark"
-    import polars as pl
-
-    on_cluster = {
-        "raw": pl.read_parquet(ingest.path).sort("_line"), "raw_result": ingest.result, "ingest_quarantine": None,
-        "clean": pl.read_parquet(prepare.path), "clean_result": prepare.result,
-        "prepare_quarantine": None if prepare.result.quarantine_file is None
-        else pl.read_csv(project / prepare.result.quarantine_file, infer_schema=False),
-    }
-    _assert_same(polars, on_cluster)

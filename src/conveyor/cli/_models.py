@@ -113,6 +113,7 @@ def models_show(
         ("created", info.created),
         ("run", info.run_id),
         ("training set", info.training_set or "(not recorded)"),
+        ("rows", info.trained_on or "(not recorded)"),
         ("feature service", info.feature_service or "(not recorded)"),
         ("config digest", info.config or "(not recorded)"),
         ("test metrics", ", ".join(f"{k}={v:.4f}" for k, v in sorted(info.metrics.items()))),

@@ -76,6 +76,9 @@ class TrainingConfig(_Model):
     search: SearchConfig = SearchConfig()
     lightgbm: LightGBMParams = LightGBMParams()
     """The untuned LightGBM: the search's first trial, and the whole model with search.trials: 0."""
+    max_rows: Annotated[int, Field(ge=100)] | None = 2_000_000
+    """Above this many rows of the training set, a seeded, time-aware sample of this many is trained and
+    tested on ("trained on N of M rows"); None: every row, however many."""
 
 
 class PromotionConfig(_Model):

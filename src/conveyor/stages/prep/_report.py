@@ -53,6 +53,8 @@ def build_report(config: Config, workspace: Workspace, clean: Artifact[CleanInpu
 
     digest = hash_json({"clean": clean.digest, "schema": config.section("schema"),
                         "folds": _folds(config, workspace), "version": EDA_VERSION})
+    if config.engine == "spark":  # the tables over every row by Spark, the plots from the same seeded sample
+        return _on_spark(config, workspace, clean, digest)
     names = [n for n in pl.scan_parquet(clean.path).collect_schema().names() if n != _LINE]
     frame = pl.read_parquet(clean.path, columns=names)
     schema = config.schema
@@ -69,6 +71,19 @@ def build_report(config: Config, workspace: Workspace, clean: Artifact[CleanInpu
         checks=target_checks(frame, config),
     )
     result = EdaReport(report=relative_to(path, workspace.root), rows=frame.height, columns=frame.width)
+    return Artifact("eda", path, digest, result, {"clean": clean.digest})
+
+
+def _on_spark(config: Config, workspace: Workspace, clean: Artifact[CleanInput], digest: str) -> Artifact[EdaReport]:
+    from conveyor.core.report import write_text
+    from conveyor.stages.prep._eda import render_eda_html
+    from conveyor.stages.prep._eda_spark import summarize_on_spark
+
+    summary, checks = summarize_on_spark(config, clean.path, clean.result.quarantined + clean.result.ingest_quarantined)
+    workspace.ensure(workspace.reports)
+    path = write_text(workspace.reports / "eda.html",
+                      render_eda_html(summary, f"{config.name}: exploratory data analysis", checks))
+    result = EdaReport(report=relative_to(path, workspace.root), rows=summary.rows, columns=summary.n_columns)
     return Artifact("eda", path, digest, result, {"clean": clean.digest})
 
 

@@ -22,6 +22,7 @@ from conveyor.stages.training._checks import _check_sizes, _check_target
 from conveyor.stages.training._encoder import FeatureEncoder
 from conveyor.stages.training._estimators import skewed_target
 from conveyor.stages.training._metrics import Metric, beats, metric_for
+from conveyor.stages.training._sample import TRAINED_ON_TAG, trained_on
 from conveyor.stages.training._search import SearchTask, TrialLogger, cv_folds
 from conveyor.stages.training._split import split_frame
 from conveyor.stages.training._threads import ThreadPlan, plan_threads
@@ -103,10 +104,9 @@ def config_digest(config: Config) -> str:
 
 
 def load_split(config: Config, training_set: Artifact[TrainingSetInput]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    import pandas as pd
+    from conveyor.stages.training._sample import read_training_rows
 
-    frame = pd.read_parquet(training_set.path)
-    return split_frame(frame, config)
+    return split_frame(read_training_rows(config, training_set.path).frame, config)
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,7 @@ def _prepare(
         "conveyor.config": config_digest(config),
         "conveyor.primary_metric": metric.name,
     }
+    tags[TRAINED_ON_TAG] = trained_on(len(train_df) + len(test_df), training_set.result.rows, config.training.max_rows)
     return _Data(
         config, training_set, train_df, test_df, how, encoder, classes, encoder.transform(train_df), y_train,
         encoder.transform(test_df), y_test, metric, imbalanced, skewed, plan_threads(config.training.threads), tags,
@@ -250,6 +251,8 @@ def _train_candidates(
                     regularised.append(name)
     best = _best(data.metric.name, candidates)
     notes = _notes(data.metric.name, candidates, data.config.training.search.trials)
+    if len(data.train_df) + len(data.test_df) < data.training_set.result.rows:
+        notes.insert(0, data.tags[TRAINED_ON_TAG])
     if kept:
         notes.append(f"untuned {'+'.join(kept)} kept (no trial beat it by 1 SE on CV)")
     if regularised:

@@ -198,6 +198,8 @@ class VersionInfo:
     created: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    trained_on: str = ""
+    """`trained on N of M rows` (the run's tag; empty for runs that did not record it)."""
 
 
 def _info(found: Any, run: Any | None) -> VersionInfo:
@@ -223,6 +225,7 @@ def _info(found: Any, run: Any | None) -> VersionInfo:
         created=created,
         metrics=metrics,
         tags=tags,
+        trained_on=str(run_tags.get("conveyor.trained_on", "")),
     )
 
 
