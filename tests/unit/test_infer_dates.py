@@ -102,3 +102,14 @@ def test_init_takes_the_file_as_an_argument_and_shows_the_date_format(tmp_path: 
     assert load_config(tmp_path / "conveyor.yaml").source.path == "d.csv"
     both = conveyor("init", "d.csv", "--csv", "e.csv", "--target", "y", "-o", "other.yaml", cwd=tmp_path, check=False)
     assert both.returncode == 2 and "two files given: d.csv and --csv e.csv" in both.stderr
+
+
+def test_ambiguous_dates_in_a_decimal_comma_file_are_read_day_first(tmp_path: Path) -> None:
+    stamps = [f"{d:02d}/{m:02d}/2021" for m in range(1, 13) for d in range(1, 13)]
+    lines = ["id;when;x;y"] + [f"{i};{s};{i % 7},5;{i * 2},25" for i, s in enumerate(stamps, start=1)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    notes: list[str] = []
+    config = infer_config(tmp_path / "d.csv", target="y", notes=notes)
+    assert config.source.decimal == ","
+    assert config.schema.columns["when"].format == "%d/%m/%Y"
+    assert any("schema.columns.when.format to '%m/%d/%Y' if the month comes first" in n for n in notes)

@@ -6,7 +6,8 @@ written into the project file (`schema.columns.<name>.format`), so prepare parse
 with exactly that format and quarantines what it does not parse.
 
 A column whose values all fit both day-first and month-first (no day above 12) is ambiguous:
-month-first is taken (as most such files are written) and init says so, naming the key to change.
+month-first is taken, or day-first in a file whose numbers use a decimal comma (as European
+files write dates day-first), and init says so, naming the key to change.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ class Formatted:
     """The other format that parses exactly as many values (day-first vs month-first), if any."""
 
 
-def formatted_dates(values: pl.Series, min_share: float) -> Formatted | None:
-    """The best non-ISO date or datetime format of `values`, if it parses at least `min_share` of them."""
+def formatted_dates(values: pl.Series, min_share: float, day_first: bool = False) -> Formatted | None:
+    """The best non-ISO date or datetime format of `values`, if it parses at least `min_share` of them;
+    `day_first` settles a tie between day-first and month-first."""
     present = values.drop_nulls()
     if present.len() == 0:
         return None
@@ -61,6 +63,8 @@ def formatted_dates(values: pl.Series, min_share: float) -> Formatted | None:
     winners = [fmt for n, fmt in scored if n == best]  # in `tries` order: month-first first
     fmt = winners[0]
     other = next((f for f in winners[1:] if _swapped(f) == fmt), None)
+    if other is not None and day_first and fmt.index("%m") < fmt.index("%d"):
+        fmt, other = other, fmt
     kind = "datetime" if ("%H" in fmt or "%I" in fmt) else "date"
     if kind == "datetime":
         value = values.str.to_datetime(fmt, strict=False, time_unit="us")

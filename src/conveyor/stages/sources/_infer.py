@@ -239,7 +239,8 @@ def infer_config(
         if typed.ambiguous is not None:
             said.append(f"{column}: every date fits both {typed.format} and {typed.ambiguous} (no day above 12); "
                         f"read as {typed.format}: set schema.columns.{column}.format to {typed.ambiguous!r} "
-                        "if the day comes first")
+                        f"if the {'day' if typed.ambiguous.index('%d') < typed.ambiguous.index('%m') else 'month'} "
+                        "comes first")
         why_role[column] = why
     said.extend(f"{column}: {columns[column].type}, {columns[column].role}: {why}" for column, why in why_role.items())
     if event_time.kind == "ingest_time":

@@ -113,7 +113,7 @@ def _candidates(values: pl.Series, decimal: str, thousands: str | None) -> list[
     iso_date = values.str.contains(_ISO_DATE).fill_null(False)
     add("date", pl.select(pl.when(iso_date).then(values.str.to_date("%Y-%m-%d", strict=False))).to_series())
     add("datetime", _iso_datetime(values))
-    formatted = formatted_dates(values, _LOOKS_LIKE_TIME)
+    formatted = formatted_dates(values, _LOOKS_LIKE_TIME, day_first=decimal == ",")
     if formatted is not None:  # `25/01/2020`, `1/13/2011 10:05`: replaces the ISO try of its kind if it parses more
         ok = formatted.value.is_not_null()
         typed = _Typed(formatted.kind, formatted.value, present & ~ok, float(ok.sum()) / n, formatted.format,
