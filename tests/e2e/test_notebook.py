@@ -34,7 +34,7 @@ def test_the_example_notebook_runs() -> None:
     assert texts[2].startswith("True r2") and "second run: ['cached', 'cached'" in texts[2]
     assert "'ran'" not in texts[2]
     assert "prediction" in texts[5] and "model_version" in texts[5]
-    assert "bikes: 1 versions, champion v1" in texts[6]
+    assert "bikes: 1 version, champion v1" in texts[6]
     assert texts[7].splitlines()[0].startswith("model bikes v1") and "source_file" in texts[7]
     version, metrics, *views = texts[8].splitlines()
     assert version.startswith("v1 ") and ": run " in version and "training set " in version
