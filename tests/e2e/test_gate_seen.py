@@ -10,13 +10,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import yaml
 
 from conveyor import Project
 from conveyor.core.errors import ConveyorError
-from tests.conftest import conveyor, stage_artifact, stage_result
+from tests.conftest import Server, conveyor, stage_artifact, stage_result
 
 pytestmark = pytest.mark.slow
 
@@ -134,7 +135,8 @@ def test_a_split_change_compares_on_the_rows_neither_model_trained_on(tmp_path: 
 def test_too_few_unseen_rows_keep_the_champion_and_say_how_to_replace_it(tmp_path: Path) -> None:
     """A random 80 % champion, then a time split: only about a fifth of the new test rows are unseen
     by both, under max(30, 20 %) of 60: no fair comparison, the champion stays, the candidate is
-    registered without the alias, and `models promote` moves @champion to it by hand."""
+    registered without the alias, `models promote` moves @champion to it by hand, `models rollback`
+    moves it back, and a running server swaps each time."""
     project = _project(tmp_path / "few", _rows(300, 2), split="random", test_size=0.2)
     Project(project).run()
     assert stage_result(project, "promote").champion == "1"
@@ -155,13 +157,34 @@ def test_too_few_unseen_rows_keep_the_champion_and_say_how_to_replace_it(tmp_pat
     registry = Project(project).models()
     assert registry.champion == "1" and [v.version for v in registry.versions] == ["2", "1"]
 
-    shown = conveyor("models", "promote", "2", "--reason", "reviewed the time split", "-C", str(project))
-    assert "@champion v1 -> v2" in shown.stdout and "reviewed the time split" in shown.stdout
-    registry = Project(project).models()
-    assert registry.champion == "2"
-    last = registry.history[-1]
-    assert (last.old, last.new, last.why, last.metric) == ("1", "2", "reviewed the time split", "r2")
-    assert "@" in last.by and last.previous_score is not None
+    # a running server follows: POST /admin/reload makes the swap a request to await, not a sleep
+    config = yaml.safe_load((project / "conveyor.yaml").read_text())
+    config["serving"]["admin_key_env"] = "GATE_TEST_ADMIN"
+    (project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    server = Server(project, env={"GATE_TEST_ADMIN": "k3y"})
+    server.port, server.url = 21811, "http://127.0.0.1:21811"
+
+    def reload() -> object:
+        return httpx.post(f"{server.url}/admin/reload", headers={"Authorization": "Bearer k3y"}).json()
+
+    server.start()
+    try:
+        assert httpx.get(f"{server.url}/health").json()["model"]["version"] == "1"
+        shown = conveyor("models", "promote", "2", "--reason", "reviewed the time split", "-C", str(project))
+        assert "@champion v1 -> v2" in shown.stdout and "reviewed the time split" in shown.stdout
+        assert reload() == {"reloaded": True, "model": {"name": "gate", "version": "2"}}
+        registry = Project(project).models()
+        assert registry.champion == "2"
+        last = registry.history[-1]
+        assert (last.old, last.new, last.why, last.metric) == ("1", "2", "reviewed the time split", "r2")
+        assert "@" in last.by and last.previous_score is not None
+
+        conveyor("models", "rollback", "-C", str(project))
+        assert reload() == {"reloaded": True, "model": {"name": "gate", "version": "1"}}
+        assert httpx.get(f"{server.url}/health").json()["model"]["version"] == "1"
+    finally:
+        server.stop()
+    assert [(c.old, c.new) for c in Project(project).models().history] == [(None, "1"), ("1", "2"), ("2", "1")]
 
 
 def test_appended_rows_put_champion_rows_in_the_test_split(tmp_path: Path) -> None:
@@ -191,7 +214,6 @@ def test_promote_and_rollback_by_hand_keep_the_history(tmp_path: Path) -> None:
     Project(project).run()  # same split, a better model: the gate promotes v2
     opened = Project(project)
     assert opened.models().champion == "2"
-
     back = opened.rollback(reason="v2 misbehaves in production")
     assert (back.old, back.new, back.why) == ("2", "1", "v2 misbehaves in production")
     assert opened.models().champion == "1"
