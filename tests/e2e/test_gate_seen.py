@@ -235,3 +235,26 @@ def test_promote_and_rollback_by_hand_keep_the_history(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: no version '9' of model 'gate' in "), failed.stderr
     assert lines[0].endswith("; `conveyor models` lists them"), failed.stderr
     assert opened.models().champion == "2" and len(opened.models().history) == 4  # nothing moved
+
+
+def test_a_champion_without_its_training_rows_is_compared_as_before_with_a_note(tmp_path: Path) -> None:
+    """A champion logged before its training rows were kept (its artifact removed here): compared on
+    the whole test split, as before, and the decision says its training rows are unknown."""
+    from urllib.parse import unquote, urlparse
+
+    project = _project(tmp_path / "older", _rows(300, 6), split="time", test_size=0.2)
+    Project(project).run()
+    assert stage_result(project, "promote").champion == "1"
+    client = _client(project)
+    run = client.get_run(client.get_model_version("gate", "1").run_id)
+    kept = Path(unquote(urlparse(run.info.artifact_uri).path)) / "conveyor" / "train_rows.parquet"
+    assert kept.is_file()
+    kept.unlink()
+
+    _configure(project, split="time", test_size=0.3)
+    Project(project).run()
+    promote = stage_result(project, "promote")
+    assert promote.champion_seen_rows is None and promote.compared_on == "test split"
+    assert promote.champion_note == ("champion v1's training rows are unknown (logged before "
+                                     "conveyor/train_rows.parquet was kept): compared on the whole test split")
+    assert promote.champion_score is not None and promote.champion_note in promote.summary()
