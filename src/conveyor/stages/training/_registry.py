@@ -32,7 +32,6 @@ from conveyor.core.records import REFERENCE_PREDICTION, REFERENCE_PROBABILITY
 from conveyor.core.workspace import Workspace
 from conveyor.stages.training._metrics import METRICS, beats, evaluate, fresh_score
 from conveyor.stages.training._portable import sys_path_kept
-from conveyor.stages.training._seen import Unseen, compare_unseen
 from conveyor.stages.training._tracking import (
     client,
     local_model_path,
@@ -49,6 +48,7 @@ from conveyor.stages.training._train import TrainingSetInput, TrainResult, load_
 
 if TYPE_CHECKING:
     from conveyor.stages.training._model import ConveyorModel
+    from conveyor.stages.training._seen import Unseen
 
 __all__ = [
     "CHAMPION", "HISTORY_TAG", "AliasChange", "Champion", "PromotionDecision", "VersionInfo", "champion_history",
@@ -268,6 +268,8 @@ def _promote(
         except Exception as exc:  # a candidate of another schema cannot read them: keep the champion
             champion_score, compared_score = None, None
             note = f"the candidate could not be scored on v{current.version}'s fresh labeled rows: {type(exc).__name__}: {exc}"
+    reasons = []
+    # a champion that trained on some of these test rows meets the candidate on the rows neither saw
     elsewhere, unseen = fresh is not None, None
     if (current is not None and fresh is None and champion_score is not None and compared_score is not None
             and current.run_id != candidate.run_id):
@@ -276,7 +278,6 @@ def _promote(
         if unseen.compared_on is not None:
             elsewhere, compared_on = True, unseen.compared_on
             champion_score, compared_score = unseen.champion_score, unseen.candidate_score
-    reasons = []
     if trivial is not None and not beats(metric, score_new, trivial, margin):
         reasons.append(
             f"no model beats the trivial one: best {best} {metric}={score_new:.4f} vs trivial {trivial:.4f} "
@@ -457,6 +458,8 @@ def _unseen(
     training_set: Artifact[TrainingSetInput], metric: str,
 ) -> Unseen:
     """The test rows the champion trained on, and the comparison on those neither did (`_seen.py`)."""
+    from conveyor.stages.training._seen import compare_unseen
+
     _, test_df, _ = load_split(config, training_set)
     return compare_unseen(
         mlflow_client, config, current, candidate.run_id, test_df, metric,
