@@ -7,6 +7,7 @@ again just before the move, and after it; the move is appended to the model's hi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from conveyor.core.artifacts import Artifact
@@ -21,7 +22,6 @@ from conveyor.stages.training._registry import (
     _unmoved,
     _where,
     _who,
-    _write_reference,
     champion_history,
     champion_version,
     registry_lock,
@@ -105,10 +105,11 @@ def _float(value: Any) -> float | None:
 
 def register_kept(
     mlflow_client: Any, config: Config, workspace: Workspace, trained: Artifact[TrainResult], best: str,
-    training_set: Artifact[TrainingSetInput], *, read: str | None,
+    training_set: Artifact[TrainingSetInput], *, read: str | None, write_reference: Callable[..., None],
 ) -> str:
     """Register a candidate the gate could not compare fairly, WITHOUT moving `@champion`, so that
-    `conveyor models promote VERSION` can make it champion by hand. Called under the registry lock."""
+    `conveyor models promote VERSION` can make it champion by hand. Called under the registry lock;
+    `write_reference` writes the version's monitoring reference, as for a promoted one."""
     from mlflow.exceptions import MlflowException
 
     candidate = trained.result.candidates[best]
@@ -123,7 +124,7 @@ def register_kept(
             config.name, source=f"models:/{candidate.model_id}", run_id=candidate.run_id, model_id=candidate.model_id
         )
     version = str(created.version)
-    _write_reference(mlflow_client, config, workspace, training_set, candidate.run_id, candidate.model_id, version)
+    write_reference(mlflow_client, config, workspace, training_set, candidate.run_id, candidate.model_id, version)
     run = mlflow_client.get_run(candidate.run_id)
     tags = {
         "conveyor.candidate": best,

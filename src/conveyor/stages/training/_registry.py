@@ -305,7 +305,8 @@ def _promote(
     if unseen is not None and reasons == [unseen.refusal] and candidate.model_id is not None:
         from conveyor.stages.training._moves import register_kept
 
-        kept = register_kept(mlflow_client, config, workspace, trained, best, training_set, read=_where(current))
+        kept = register_kept(mlflow_client, config, workspace, trained, best, training_set, read=_where(current),
+                             write_reference=_write_reference)
         reasons[0] += (f"; the candidate is registered as v{kept} without the alias: `conveyor models promote {kept}` "
                        "makes it champion anyway")
     version = str(current.version) if current is not None else None
