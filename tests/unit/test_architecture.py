@@ -48,6 +48,7 @@ PUBLIC = {
         "registry_lock", "train",
         "champion_number", "on_server", "where",  # the MLflow server (stores.mlflow): hot swap, lineage
         "ChallengeDecision", "challenge",
+        "move_champion", "previous_champion",  # models promote / rollback
     ],
     "conveyor.stages.monitoring": [
         "DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "label_text", "monitor", "record_labels",

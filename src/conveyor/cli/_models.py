@@ -123,3 +123,31 @@ def models_show(
             lines.append((key.split(".", 1)[1].replace("_", " "), info.tags[key]))
     for key, value in lines:
         console.print(f"[bold]{key:>16}[/]  {value}")
+
+
+def _moved(change: Any) -> None:
+    from rich.markup import escape
+
+    _console().print(escape(f"@champion {'v' + change.old if change.old else 'none'} -> v{change.new} by {change.by} "
+                            f"at {change.at}: {change.why}"), soft_wrap=True)
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="The registered version to make @champion.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, recorded in the @champion history.")] = None,
+    project: ProjectOpt = Path("."),
+    for_model: ForOpt = None,
+) -> None:
+    """Move @champion to a version by hand (same registry lock as the gate; recorded in the history)."""
+    _moved(_project(project).promote(version, reason=reason, model=for_model))
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, recorded in the @champion history.")] = None,
+    project: ProjectOpt = Path("."),
+    for_model: ForOpt = None,
+) -> None:
+    """Move @champion back to the version it pointed to before its latest move (twice: back again)."""
+    _moved(_project(project).rollback(reason=reason, model=for_model))

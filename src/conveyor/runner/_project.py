@@ -352,6 +352,28 @@ class Project:
         own = model_configs(self.config, model, one=True)[0]
         return describe_version(own, self.workspace, str(version).lstrip("v"))
 
+    def promote(self, version: str | int, *, reason: str | None = None, model: str | None = None) -> AliasChange:
+        """Point `@champion` at a registered version by hand (`conveyor models promote VERSION`).
+
+        The same registry lock and compare-and-set as the gate; the move is appended to the
+        history with who, when and `reason`. Running servers follow `@champion` and swap.
+        A version not in the registry is a clear error.
+        """
+        from conveyor.stages.training import move_champion
+
+        own = model_configs(self.config, model, one=True)[0]
+        return move_champion(own, self.workspace, str(version), reason or "promoted by hand")
+
+    def rollback(self, *, reason: str | None = None, model: str | None = None) -> AliasChange:
+        """Point `@champion` back at the version it pointed to before its latest move
+        (`conveyor models rollback`); recorded in the history like any move. Rolling back twice
+        returns to where it was, as `cd -` does."""
+        from conveyor.stages.training import move_champion, previous_champion
+
+        own = model_configs(self.config, model, one=True)[0]
+        now, back = previous_champion(own, self.workspace)
+        return move_champion(own, self.workspace, back, reason or f"rolled back from v{now}", expect=now)
+
     def feature_views(self) -> list[ViewInfo]:
         """The Feast feature views (`conveyor features list`), the row-key view first: each one's
         entity, fields (name in the training set, Feast name, Feast type), source file and rows,

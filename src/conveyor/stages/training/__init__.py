@@ -6,6 +6,7 @@ serving the model `load_champion` returns; the CLI lists versions with `list_ver
 """
 
 from conveyor.stages.training._challenge import ChallengeDecision, challenge
+from conveyor.stages.training._moves import move_champion, previous_champion
 from conveyor.stages.training._registry import (
     CHAMPION,
     AliasChange,
@@ -43,7 +44,9 @@ __all__ = [
     "list_versions",
     "load_champion",
     "load_version",
+    "move_champion",
     "on_server",
+    "previous_champion",
     "promote",
     "registry_lock",
     "train",

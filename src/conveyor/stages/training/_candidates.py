@@ -34,6 +34,7 @@ from conveyor.stages.training._search import (
     predict_scores,
     search,
 )
+from conveyor.stages.training._seen import log_train_rows
 from conveyor.stages.training._tracking import tracking
 
 if TYPE_CHECKING:
@@ -163,6 +164,7 @@ def _searched(
             logged |= {f"untuned_test_{k}": v for k, v in untuned_metrics.items()}
         mlflow.log_metrics(logged)
         _log_datasets(mlflow, data)
+        log_train_rows(mlflow, data.config, data.train_df)  # what a later gate must not score it on
         info = _log_model(mlflow, model, data.test_df[data.config.model_inputs()].head(5),
                           data.tags | {"conveyor.candidate": name, "conveyor.run": run.info.run_id})
         log_plots(mlflow, data.task, data.test_df[data.config.schema.target].to_numpy(),

@@ -57,6 +57,7 @@ from conveyor.stages.training._versions import REFERENCE_ROWS as REFERENCE_ROWS
 
 if TYPE_CHECKING:
     from conveyor.stages.training._model import ConveyorModel
+    from conveyor.stages.training._seen import Unseen
 
 __all__ = [
     "CHAMPION", "HISTORY_TAG", "AliasChange", "Champion", "PromotionDecision", "VersionInfo", "champion_history",
@@ -108,7 +109,10 @@ class PromotionDecision(Result):
     """Where the candidate met the champion: this test split, or (a champion `monitor --act`
     promoted) the fresh labeled rows it was promoted on."""
     candidate_compared_score: float | None = None
-    """The candidate on the fresh labeled rows, when it was compared there."""
+    """The candidate on the fresh labeled rows, or on the test rows neither model trained on, when
+    it was compared there."""
+    champion_seen_rows: int | None = None
+    """Test rows the champion was trained on (None: not counted, or its training rows are unknown)."""
     promoted: bool
     reasons: list[str]
     """Why nothing was promoted (empty when promoted)."""
@@ -222,6 +226,15 @@ def _promote(
             champion_score = fresh_score(champion, rows, truth, metric)
             compared_on = f"the {len(rows)} fresh labeled rows v{current.version} was promoted on"
     reasons = []
+    # a champion that trained on some of these test rows meets the candidate on the rows neither saw
+    elsewhere, unseen = fresh is not None, None
+    if (current is not None and fresh is None and champion_score is not None and compared_score is not None
+            and current.run_id != candidate.run_id):
+        unseen = _unseen(mlflow_client, config, workspace, current, candidate, training_set, metric)
+        note = unseen.note or note
+        if unseen.compared_on is not None:
+            elsewhere, compared_on = True, unseen.compared_on
+            champion_score, compared_score = unseen.champion_score, unseen.candidate_score
     if trivial is not None and not beats(metric, score_new, trivial, margin):
         reasons.append(
             f"no model beats the trivial one: best {best} {metric}={score_new:.4f} vs trivial {trivial:.4f} "
@@ -233,7 +246,9 @@ def _promote(
             f"{best} {metric}={score_new:.4f} beats trivial {trivial:.4f} on only {share:.0%} of bootstrap resamples "
             f"of the test split (promotion.confidence {config.promotion.confidence:.0%}): it may be luck"
         )
-    if current is not None and compared_score is None:
+    if unseen is not None and unseen.refusal is not None:
+        reasons.append(unseen.refusal)
+    elif current is not None and compared_score is None:
         reasons.append(f"champion v{current.version} was promoted on fresh labeled rows the candidate could not be "
                        "compared on: it stays")
     elif current is not None and champion_score is not None and compared_score is not None and not beats(
@@ -244,6 +259,13 @@ def _promote(
         )
     if current is not None and current.run_id == candidate.run_id:
         reasons = ["this run is already the champion"]
+    if unseen is not None and reasons == [unseen.refusal] and candidate.model_id is not None:
+        from conveyor.stages.training._moves import register_kept
+
+        kept = register_kept(mlflow_client, config, workspace, trained, best, training_set, read=_where(current),
+                             write_reference=_write_reference)
+        reasons[0] += (f"; the candidate is registered as v{kept} without the alias: `conveyor models promote {kept}` "
+                       "makes it champion anyway")
     version = str(current.version) if current is not None else None
     change = None
     if not reasons:
@@ -251,7 +273,7 @@ def _promote(
         why = (
             f"{best} {metric}={score_new:.4f} beats trivial {trivial:.4f}" if trivial is not None else f"{best} {metric}={score_new:.4f}"
         )
-        if current is not None and fresh is not None:
+        if current is not None and elsewhere:
             why += f" on the {result.split} test split, and champion v{current.version}'s {champion_score:.4f} with " \
                    f"{compared_score:.4f} on {compared_on} ({way} is better, margin {margin}"
         else:
@@ -276,7 +298,8 @@ def _promote(
         trivial_score=trivial, baseline_score=scores.get("baseline", float("nan")), scores=scores,
         champion_version=str(current.version) if current is not None else None, champion_score=champion_score,
         champion_note=note, compared_on=compared_on.removeprefix("this "),
-        candidate_compared_score=compared_score if fresh is not None else None,
+        candidate_compared_score=compared_score if elsewhere else None,
+        champion_seen_rows=None if unseen is None else unseen.seen,
         promoted=not reasons, reasons=reasons, champion=version, change=change,
     )
     digest = hash_json({"trained": trained.digest, "decision": decision.model_dump(mode="json")})
@@ -386,6 +409,21 @@ def _fresh_rows(mlflow_client: Any, version: Any) -> tuple[list[dict[str, Any]],
                                 f"read back from its run {version.run_id} ({exc}); it stays champion until the "
                                 "alias is moved in the registry") from exc
     return list(data["rows"]), list(data["truth"])
+
+
+def _unseen(
+    mlflow_client: Any, config: Config, workspace: Workspace, current: Any, candidate: Any,
+    training_set: Artifact[TrainingSetInput], metric: str,
+) -> Unseen:
+    """The test rows the champion trained on, and the comparison on those neither did (`_seen.py`)."""
+    from conveyor.stages.training._seen import compare_unseen
+
+    _, test_df, _ = load_split(config, training_set)
+    return compare_unseen(
+        mlflow_client, config, current, candidate.run_id, test_df, metric,
+        lambda: _load(mlflow_client, config, workspace, version_model_id(current)),
+        lambda: _load(mlflow_client, config, workspace, candidate.model_id or ""),
+    )
 
 
 def _score_champion(
