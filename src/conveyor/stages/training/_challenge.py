@@ -26,8 +26,6 @@ from conveyor.stages.training._registry import (
     _keep_fresh_rows,
     _record,
     _register,
-    _unmoved,
-    _where,
     _who,
     champion_model,
     champion_version,
@@ -35,7 +33,7 @@ from conveyor.stages.training._registry import (
 )
 from conveyor.stages.training._tracking import client, quiet
 from conveyor.stages.training._train import TrainingSetInput, TrainResult
-from conveyor.stages.training._versions import _load
+from conveyor.stages.training._versions import _load, _unmoved, _where
 
 __all__ = ["ChallengeDecision", "challenge"]
 

@@ -28,6 +28,7 @@ from conveyor.core.errors import TrainingError
 from conveyor.core.hashing import hash_json
 from conveyor.core.locking import FileLock, PostgresLock, hold
 from conveyor.core.workspace import Workspace
+from conveyor.stages.training._kept import register_kept
 from conveyor.stages.training._metrics import METRICS, beats, evaluate, fresh_score
 from conveyor.stages.training._tracking import (
     client,
@@ -44,6 +45,8 @@ from conveyor.stages.training._versions import (
     Champion,
     VersionInfo,
     _load,
+    _unmoved,
+    _where,
     _write_reference,
     champion_number,
     champion_version,
@@ -174,20 +177,6 @@ def registry_lock(config: Config, workspace: Workspace) -> FileLock | PostgresLo
     return FileLock(workspace.state / "registry.lock", "registry lock")
 
 
-def _where(version: Any | None) -> str | None:
-    return None if version is None else str(version.version)
-
-
-def _unmoved(mlflow_client: Any, name: str, read: str | None) -> None:
-    """Refuse, in one line, when `@champion` no longer points where the decision read it."""
-    now = _where(champion_version(mlflow_client, name))
-    if now != read:
-        moved = f"moved @{CHAMPION} to v{now}" if now is not None else f"removed @{CHAMPION}"
-        against = f"v{read}" if read is not None else "no champion"
-        raise TrainingError(f"another promotion {moved} while this decision compared against {against}; "
-                            "run `conveyor promote` again")
-
-
 def _promote(
     config: Config, workspace: Workspace, trained: Artifact[TrainResult], training_set: Artifact[TrainingSetInput]
 ) -> Artifact[PromotionDecision]:
@@ -260,8 +249,6 @@ def _promote(
     if current is not None and current.run_id == candidate.run_id:
         reasons = ["this run is already the champion"]
     if unseen is not None and reasons == [unseen.refusal] and candidate.model_id is not None:
-        from conveyor.stages.training._moves import register_kept
-
         kept = register_kept(mlflow_client, config, workspace, trained, best, training_set, read=_where(current),
                              write_reference=_write_reference)
         reasons[0] += (f"; the candidate is registered as v{kept} without the alias: `conveyor models promote {kept}` "

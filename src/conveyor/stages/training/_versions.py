@@ -173,6 +173,19 @@ def _fetch_reference(mlflow_client: Any, run_id: str, path: Path) -> None:
         if got.is_file():
             got.replace(path)
 
+def _where(version: Any | None) -> str | None:
+    return None if version is None else str(version.version)
+
+
+def _unmoved(mlflow_client: Any, name: str, read: str | None) -> None:
+    """Refuse, in one line, when `@champion` no longer points where the decision read it."""
+    now = _where(champion_version(mlflow_client, name))
+    if now != read:
+        moved = f"moved @{CHAMPION} to v{now}" if now is not None else f"removed @{CHAMPION}"
+        against = f"v{read}" if read is not None else "no champion"
+        raise TrainingError(f"another promotion {moved} while this decision compared against {against}; "
+                            "run `conveyor promote` again")
+
 
 def _alias(mlflow_client: Any, name: str, alias: str) -> Any | None:
     from mlflow.exceptions import MlflowException
