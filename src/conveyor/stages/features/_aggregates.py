@@ -160,7 +160,7 @@ def entity_table(events: Any, plan: EntityPlan) -> Any:
                 e, ts, *[pl.lit(None, pl.Float64).alias(c) for c in plan.columns], pl.lit(None, pl.Int64).alias(_EVENT)
             ),
         ]
-    ).sort([e, ts])
+    ).sort([e, ts], maintain_order=True)  # ties in input order: the same sums for one entity or many
     exprs = []
     for a in plan.aggregates:
         if a.function == "last":
