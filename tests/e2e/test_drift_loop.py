@@ -43,6 +43,8 @@ def _monitor(project: Path) -> dict:
     result = conveyor("monitor", "-C", str(project), "--window", str(SERVED))
     report = json.loads((project / "reports" / "drift.json").read_text())
     assert report["verdict"] in result.stdout
+    rows = [line.split("│")[1].strip() for line in result.stdout.splitlines() if line.startswith("│")]
+    assert rows.count("(model output)") == 1 and "prediction" not in rows  # the output's row, named as such
     return report
 
 

@@ -41,7 +41,7 @@ def monitor(
         for column in ("feature", "test", "p-value", "PSI", "effect", "missing ref -> cur", "drifted", "rules fired"):
             table.add_column(column)
         for row in check.rows:
-            table.add_row(row.name, row.test, _fmt(row.p_value), _fmt(row.psi), _fmt(row.effect), _missing(row),
+            table.add_row("(model output)" if row.output else row.name, row.test, _fmt(row.p_value), _fmt(row.psi), _fmt(row.effect), _missing(row),
                           "[red]yes[/]" if row.drifted else "no", escape("; ".join(row.rules)))
         console.print(table)
         colour = "red" if check.verdict == "drift" else "green"

@@ -261,6 +261,7 @@ def _check(result: DriftResult, json_path: Path, html_path: Path) -> DriftCheck:
 def _rows(report: DriftReport) -> list[DriftRow]:
     compared = [*report.features, *([report.prediction] if report.prediction is not None else [])]
     rows = [DriftRow.of(f.name, f.test, f.p_value, f.psi, f.drifted, effect=f.effect,
-                        missing=(f.reference_missing, f.current_missing), rules=[r.detail for r in f.rules])
+                        missing=(f.reference_missing, f.current_missing), rules=[r.detail for r in f.rules],
+                        output=f.kind == "prediction")
             for f in compared]
     return sorted(rows, key=lambda r: (not r.drifted, -(r.psi or 0.0)))

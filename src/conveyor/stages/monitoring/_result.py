@@ -30,16 +30,19 @@ class DriftRow(BaseModel):
     current_missing: float | None = None
     rules: list[str] = Field(default_factory=list)
     """Why it drifted: each fired rule in words, with its figure and threshold."""
+    output: bool = False
+    """The model's output (prediction drift), not a feature: a feature may be named `prediction` too."""
 
     @classmethod
     def of(cls, name: str, test: str, p_value: float, psi: float, drifted: bool, *, effect: float = math.nan,
-           missing: tuple[float, float] = (math.nan, math.nan), rules: list[str] | None = None) -> DriftRow:
+           missing: tuple[float, float] = (math.nan, math.nan), rules: list[str] | None = None,
+           output: bool = False) -> DriftRow:
         def finite(value: float) -> float | None:
             return None if value is None or not math.isfinite(value) else float(value)
 
         return cls(name=name, test=test, p_value=finite(p_value), psi=finite(psi), drifted=drifted,
                    effect=finite(effect), reference_missing=finite(missing[0]), current_missing=finite(missing[1]),
-                   rules=list(rules or []))
+                   rules=list(rules or []), output=output)
 
 
 class DriftCheck(Result):
