@@ -253,6 +253,9 @@ def _train_candidates(
     notes = _notes(data.metric.name, candidates, data.config.training.search.trials)
     if len(data.train_df) + len(data.test_df) < data.training_set.result.rows:
         notes.insert(0, data.tags[TRAINED_ON_TAG])
+    if len(data.test_df) < _FEW_TEST_ROWS:
+        notes.insert(0, f"only {len(data.test_df)} test rows: these scores, and the promotion gate that reads "
+                        "them, are noise-sized; more rows or a larger training.test_size")
     if kept:
         notes.append(f"untuned {'+'.join(kept)} kept (no trial beat it by 1 SE on CV)")
     if regularised:
@@ -278,6 +281,10 @@ def _best(metric: str, candidates: dict[str, Candidate]) -> str:
         ):
             best = name
     return best
+
+
+_FEW_TEST_ROWS = 30
+"""Below this many test rows a score is mostly luck (a 4-row split of a 20-row file promoted a model)."""
 
 
 def _notes(metric: str, candidates: dict[str, Candidate], trials: int) -> list[str]:
