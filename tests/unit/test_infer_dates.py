@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -83,7 +83,7 @@ def test_a_bad_date_is_quarantined_by_prepare_with_the_format_in_the_file(tmp_pa
 
 
 def test_a_format_on_a_number_column_is_refused() -> None:
-    with pytest.raises(ValidationError, match="format '%d/%m/%Y' is for a date or datetime column"):
+    with pytest.raises(ValidationError, match="format '%d/%m/%Y' is for a date, datetime or time column"):
         Column.model_validate({"type": "float", "role": "numeric", "format": "%d/%m/%Y"})
 
 
@@ -113,3 +113,40 @@ def test_ambiguous_dates_in_a_decimal_comma_file_are_read_day_first(tmp_path: Pa
     assert config.source.decimal == ","
     assert config.schema.columns["when"].format == "%d/%m/%Y"
     assert any("schema.columns.when.format to '%m/%d/%Y' if the month comes first" in n for n in notes)
+
+
+def test_a_date_column_and_a_time_column_make_the_event_time_together(tmp_path: Path) -> None:
+    """`Date;Time` as air-quality and power-meter files write them (`10/03/2004;18.00.00`, decimal
+    commas): init types the time, the two columns are the event time, prepare joins them, and a
+    time that is not one is quarantined with its format."""
+    hours = [datetime(2004, 3, 10, 18) + timedelta(hours=i) for i in range(120)]
+    cells = [(h.strftime("%d/%m/%Y"), h.strftime("%H.%M.%S")) for h in hours]
+    cells[40] = (cells[40][0], "25.61.00")
+    lines = ["Date;Time;CO(GT);T"] + [f"{d};{t};{i % 5},{i % 10};{i % 7},5" for i, (d, t) in enumerate(cells)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    notes: list[str] = []
+    config = infer_config(tmp_path / "d.csv", target="CO(GT)", notes=notes)
+    time = config.schema.columns["Time"]
+    assert (time.type, time.role, time.format) == ("time", "event_time", "%H.%M.%S")
+    assert (config.schema.event_time.kind, config.schema.event_time.columns) == ("date_time", ["Date", "Time"])
+    dump_config(config, tmp_path / "conveyor.yaml")
+    clean, quarantine = _prepare(tmp_path, load_config(tmp_path / "conveyor.yaml"))
+    assert quarantine["_reason"].to_list() == ["Time: '25.61.00' is not a valid time (%H.%M.%S)"]
+    stamps = clean.sort("_line")[EVENT_TIMESTAMP].dt.replace_time_zone(None).to_list()
+    assert stamps[:2] == [datetime(2004, 3, 10, 18), datetime(2004, 3, 10, 19)] and len(stamps) == 119
+    assert stamps[40] == datetime(2004, 3, 12, 11)  # the row after the quarantined one keeps its own hour
+
+
+def test_a_number_with_two_decimals_is_not_a_time_and_a_time_is_not_a_date_alone(tmp_path: Path) -> None:
+    from conveyor.core.config import EventTime, Schema
+
+    lines = ["id;when;x;y"] + [f"{i};{10 + i % 12}.{i % 60:02d};{i % 7};{i * 2}" for i in range(1, 60)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert infer_config(tmp_path / "d.csv", target="y", notes=[]).schema.columns["when"].type == "float"
+    with pytest.raises(ValidationError, match="takes a date column then a time column"):
+        Schema.model_validate({
+            "target": "y", "task": "regression", "entity": {"key": "id"},
+            "event_time": EventTime(kind="date_time", columns=["when", "at"]).model_dump(),
+            "columns": {"id": {"type": "integer", "role": "id"}, "y": {"type": "float", "role": "numeric"},
+                        "when": {"type": "date", "role": "event_time"}, "at": {"type": "string", "role": "ignore"}},
+        })

@@ -107,3 +107,19 @@ def test_an_unset_webhook_secret_stops_before_retraining(tmp_path: Path, monkeyp
     with pytest.raises(ConfigError, match="LOOP_UNSET_SECRET, which is not set"):
         act_on(config, Workspace(tmp_path), _check(True, None))
     assert not (tmp_path / ".conveyor").exists()
+
+
+def test_a_served_rows_event_time_cells_are_written_as_prepare_will_read_them() -> None:
+    """The retraining snapshot gives each served row the time it was served, in each event-time
+    column's own format: a `dd/mm/yyyy` date and an `HH.MM.SS` time, not ISO text prepare would refuse."""
+    from datetime import UTC, datetime
+
+    from conveyor.runner._loop import _event_cells
+
+    data = _config().model_dump(mode="json", by_alias=True)
+    data["schema"]["columns"]["dteday"]["format"] = "%d/%m/%Y"
+    data["schema"]["columns"]["at"] = {"type": "time", "role": "event_time", "format": "%H.%M.%S"}
+    data["schema"]["event_time"] = {"kind": "date_time", "columns": ["dteday", "at"]}
+    config = Config.model_validate(data)
+    served = datetime(2026, 12, 7, 18, 5, 9, tzinfo=UTC)
+    assert _event_cells(config, served) == {"dteday": "07/12/2026", "at": "18.05.09"}

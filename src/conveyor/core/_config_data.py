@@ -16,7 +16,7 @@ NAN_TOKENS = ("NaN", "nan")
 """In an `integer` or `float` column these are a non-finite number (`cleaning.non_finite` decides), not
 a missing value, unless `cleaning.missing_tokens` lists them for the column (`init` does where it finds them)."""
 
-ColumnType = Literal["integer", "float", "string", "boolean", "date", "datetime"]
+ColumnType = Literal["integer", "float", "string", "boolean", "date", "datetime", "time"]
 Role = Literal["numeric", "categorical", "id", "event_time", "ignore"]
 Task = Literal["regression", "classification"]
 
@@ -107,12 +107,12 @@ class Column(_Model):
     type: ColumnType
     role: Role
     format: str | None = None
-    """A date or datetime column's strftime format (`%d/%m/%Y`); None: ISO 8601."""
+    """A date, datetime or time column's strftime format (`%d/%m/%Y`, `%H.%M.%S`); None: ISO 8601."""
 
     @model_validator(mode="after")
     def _format_of_a_date(self) -> Column:
-        if self.format is not None and self.type not in ("date", "datetime"):
-            raise ValueError(f"format {self.format!r} is for a date or datetime column, not a {self.type} one")
+        if self.format is not None and self.type not in ("date", "datetime", "time"):
+            raise ValueError(f"format {self.format!r} is for a date, datetime or time column, not a {self.type} one")
         return self
 
 
@@ -123,14 +123,14 @@ class Entity(_Model):
 
 
 class EventTime(_Model):
-    kind: Literal["datetime", "date_hour", "ingest_time"]
+    kind: Literal["datetime", "date_hour", "date_time", "ingest_time"]
     columns: list[str] = Field(default_factory=list)
     format: str | None = None
     """strftime format of the datetime or date column; None lets Conveyor parse ISO 8601."""
 
     @model_validator(mode="after")
     def _columns_fit_kind(self) -> EventTime:
-        wanted = {"datetime": 1, "date_hour": 2, "ingest_time": 0}[self.kind]
+        wanted = {"datetime": 1, "date_hour": 2, "date_time": 2, "ingest_time": 0}[self.kind]
         if len(self.columns) != wanted:
             raise ValueError(
                 f"event_time of kind {self.kind!r} takes {wanted} column(s), got {self.columns}"
@@ -157,6 +157,11 @@ class Schema(_Model):
             raise ValueError(f"entity key {self.entity.key!r} is not in schema.columns")
         if self.target in self.drop:
             raise ValueError(f"the target {self.target!r} cannot be dropped")
+        if self.event_time.kind == "date_time":
+            date, time = self.event_time.columns
+            if (self.columns[date].type, self.columns[time].type) != ("date", "time"):
+                raise ValueError(f"event_time of kind 'date_time' takes a date column then a time column; {date!r} is "
+                                 f"{self.columns[date].type}, {time!r} is {self.columns[time].type}")
         return self
 
     def features(self) -> list[str]:

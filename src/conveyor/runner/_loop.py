@@ -187,11 +187,15 @@ def _event_cells(config: Config, served: datetime) -> dict[str, str]:
     event = config.schema.event_time
     cells: dict[str, str] = {}
     for column in event.columns:
-        kind = config.schema.columns[column].type if column in config.schema.columns else "datetime"
+        spec = config.schema.columns.get(column)
+        kind = spec.type if spec is not None else "datetime"
+        fmt = (spec.format if spec is not None else None) or event.format  # as prepare will parse it
         if kind == "date":
-            cells[column] = served.strftime(event.format) if event.format else served.date().isoformat()
+            cells[column] = served.strftime(fmt) if fmt else served.date().isoformat()
         elif kind == "datetime":
-            cells[column] = served.strftime(event.format) if event.format else served.replace(tzinfo=None).isoformat()
+            cells[column] = served.strftime(fmt) if fmt else served.replace(tzinfo=None).isoformat()
+        elif kind == "time":
+            cells[column] = served.strftime(fmt or "%H:%M:%S")
         else:
             cells[column] = str(served.hour)
     return cells

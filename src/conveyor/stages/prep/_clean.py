@@ -115,6 +115,8 @@ def _parse(name: str, column: Column, fmt: str | None, config: Config, text: pl.
         value = text.str.to_date(fmt or "%Y-%m-%d", strict=False)
     elif kind == "datetime":
         value = text.str.to_datetime(fmt or _ISO_FORMATS[0], strict=False, time_unit="us")
+    elif kind == "time":
+        value = text.str.to_time(fmt or "%H:%M:%S", strict=False)
     else:
         return _Parsed(text, pl.lit(None, dtype=pl.String))
     expected = f"a valid {kind}" + (f" ({fmt})" if fmt else "")
@@ -352,6 +354,8 @@ def _event_time(config: Config, ingested_at: str) -> pl.Expr:
     first = pl.col(event.columns[0])
     if event.kind == "date_hour":
         return (first.cast(pl.Datetime("us")) + pl.duration(hours=pl.col(event.columns[1]))).dt.replace_time_zone("UTC")
+    if event.kind == "date_time":  # `Date` and `Time` columns: the day at that time of day
+        return first.dt.combine(pl.col(event.columns[1]), time_unit="us").dt.replace_time_zone("UTC")
     return first.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
 
 

@@ -30,7 +30,7 @@ _ISO_LIKE = r"^\d{4}-\d{2}-\d{2}"
 @dataclass(frozen=True)
 class Formatted:
     kind: str
-    """`date` or `datetime`."""
+    """`date`, `datetime` or `time`."""
     format: str
     value: pl.Series
     """The values parsed with `format` (null where missing or not parsed)."""
@@ -74,6 +74,30 @@ def formatted_dates(values: pl.Series, min_share: float, day_first: bool = False
     if share < min_share:
         return None
     return Formatted(kind, fmt, value.alias(values.name), other)
+
+
+_TIME_FORMATS = ("%H:%M:%S", "%H:%M", "%H.%M.%S", "%H:%M:%S%.f", "%I:%M %p", "%I:%M:%S %p")
+"""Times of day as files write them beside a date column: `18:00:00`, `18:00`, `18.00.00`, `6:00 PM`."""
+_TIME_SHAPE = r"^\d{1,2}[:.]\d{2}(?:[:.]\d{2}(?:\.\d+)?)?(?: ?[AaPp][Mm])?$"
+
+
+def formatted_times(values: pl.Series, min_share: float) -> Formatted | None:
+    """The time-of-day format of `values` (a column split off a date: `Time` beside `Date`), if one
+    parses at least `min_share` of them; a `12.50` alone is a number, not a time."""
+    present = values.drop_nulls()
+    shaped = present.str.contains(_TIME_SHAPE)
+    if present.len() == 0 or shaped.sum() < min_share * present.len():
+        return None
+    if bool(present.str.contains(r"^\d{1,2}\.\d{2}$").any()):
+        return None  # `18.00` is a number before it is a time
+    sample = present.filter(shaped).head(2000)  # picks the format; the whole column is parsed once, below
+    scored = [(sample.len() - sample.str.to_time(fmt, strict=False).null_count(), fmt) for fmt in _TIME_FORMATS]
+    best, fmt = max(scored, key=lambda s: s[0])  # the first of the best, in `_TIME_FORMATS` order
+    if best == 0:
+        return None
+    value = values.str.to_time(fmt, strict=False)
+    share = (present.len() - (value.null_count() - values.null_count())) / present.len()
+    return Formatted("time", fmt, value.alias(values.name)) if share >= min_share else None
 
 
 def _swapped(fmt: str) -> str:

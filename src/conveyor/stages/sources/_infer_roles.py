@@ -54,7 +54,7 @@ def _role(name: str, typed: _Typed, rows: int) -> tuple[str, str]:
     if _is_id(name, typed, rows):
         why = "its name looks like an id" if _ID_NAME.search(name) else "it counts up by 1"
         return "id", f"unique on every row and {why}"
-    if kind in ("date", "datetime"):
+    if kind in ("date", "datetime", "time"):
         return "event_time", f"a {kind} column"
     present = typed.value.drop_nulls()
     levels = present.n_unique()
@@ -100,17 +100,23 @@ def _event_time(types: dict[str, _Typed], frame: pl.DataFrame, requested: list[s
             return EventTime(kind="datetime", columns=requested), "given by --timestamp"
         if len(requested) == 2:
             date, hour = requested
+            if kinds[date] == "date" and kinds[hour] == "time":
+                return EventTime(kind="date_time", columns=requested), "given by --timestamp"
             if kinds[date] != "date" or kinds[hour] != "integer":
                 raise DataError(
-                    f"--timestamp {date} {hour}: expected a date column then an hour column (0-23); "
-                    f"{date} is {kinds[date]}, {hour} is {kinds[hour]}"
+                    f"--timestamp {date} {hour}: expected a date column then an hour column (0-23) or a time "
+                    f"column (18:00:00); {date} is {kinds[date]}, {hour} is {kinds[hour]}"
                 )
             return EventTime(kind="date_hour", columns=requested), "given by --timestamp"
-        raise DataError("--timestamp takes one datetime column, or a date column and an hour column")
+        raise DataError("--timestamp takes one datetime column, or a date column and an hour or time column")
     datetimes = [n for n, k in kinds.items() if k == "datetime"]
     if datetimes:
         return EventTime(kind="datetime", columns=[datetimes[0]]), "the first datetime column"
     dates = [n for n, k in kinds.items() if k == "date"]
+    times = [n for n, k in kinds.items() if k == "time"]
+    if dates and times:
+        return EventTime(kind="date_time", columns=[dates[0], times[0]]), (
+            f"the first date column, with {times[0]} as its time of day")
     if dates:
         for name, kind in kinds.items():
             if _names_an_hour(name) and kind == "integer":

@@ -12,7 +12,7 @@ from conveyor.core.config import (
     NAN_TOKENS,
     NULL_TOKENS,
 )
-from conveyor.stages.sources._dates import formatted_dates
+from conveyor.stages.sources._dates import formatted_dates, formatted_times
 
 if TYPE_CHECKING:
     import polars as pl
@@ -119,6 +119,10 @@ def _candidates(values: pl.Series, decimal: str, thousands: str | None) -> list[
         typed = _Typed(formatted.kind, formatted.value, present & ~ok, float(ok.sum()) / n, formatted.format,
                        formatted.ambiguous)
         out = [typed if t.kind == typed.kind and t.share < typed.share else t for t in out]
+    times = formatted_times(values, _LOOKS_LIKE_TIME)  # `18:00:00` beside a date column
+    if times is not None:
+        ok = times.value.is_not_null()
+        out.append(_Typed("time", times.value, present & ~ok, float(ok.sum()) / n, times.format))
     return out
 
 
@@ -144,8 +148,8 @@ def _choose(values: pl.Series, decimal: str, thousands: str | None, threshold: f
         return integer  # the few others (1e30, inf, overflow, text) are quarantined by prepare
     if number.share >= threshold:
         return number
-    for kind in ("boolean", "date", "datetime"):
-        if found[kind].share >= threshold:
+    for kind in ("boolean", "date", "datetime", "time"):
+        if kind in found and found[kind].share >= threshold:
             return found[kind]
     return _as_string(values)
 
@@ -157,7 +161,7 @@ def _as_string(values: pl.Series) -> _Typed:
 
 
 def infer_type(values: pl.Series, threshold: float = 1.0) -> str:
-    """The narrowest type (integer, float, boolean, date, datetime, string) of `threshold` of the values."""
+    """The narrowest type (integer, float, boolean, date, datetime, time, string) of `threshold` of the values."""
     return _choose(values, ".", None, threshold).kind
 
 
