@@ -179,3 +179,32 @@ def test_columns_named_like_polars_own_count_columns_are_plain_data(tmp_path: Pa
     assert config.schema.columns["count"].type == "integer"
     assert config.cleaning.missing_tokens["count"] == ["NaN"]  # `?` is a missing value already
     assert any(note.startswith("n: ") and "per key" in note for note in notes), notes  # an entity, counted per key
+
+
+def test_a_number_code_for_missing_is_read_as_missing_and_said(tmp_path: Path) -> None:
+    """`-200` in an air-quality file, `9999` in an export: one whole number, repeated, far from the
+    rest. A real negative value, a rare outlier and a small code like -1 are left alone."""
+    import random
+
+    from conveyor.stages.prep import clean_frame
+
+    rng = random.Random(4)
+    lines = ["co;nox;temp;balance;age;y"]
+    for i in range(400):
+        co = "-200" if i % 25 == 3 else f"{rng.uniform(0.1, 11.9):.1f}"
+        nox = "9999" if i % 40 == 5 else str(rng.randint(2, 1479))
+        balance = "-999" if i == 7 else f"{rng.uniform(-500, 500):.2f}"  # once: an outlier, not a code
+        age = "-1" if i % 20 == 0 else str(rng.randint(18, 90))
+        lines.append(f"{co};{nox};{rng.uniform(-5, 40):.1f};{balance};{age};{i % 9 * 1.5 + rng.random():.3f}")
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    notes: list[str] = []
+    config = infer_config(tmp_path / "d.csv", target="y", notes=notes)
+    assert config.cleaning.null_values == {"co": [-200], "nox": [9999]}
+    said = [n for n in notes if "lies apart" in n]
+    assert said[0].startswith("co: -200 on 16 rows (4.0%) lies apart from every other value (0.1 .. 11.9")
+    assert "remove it there if -200 is a real value" in said[0]
+    raw = pl.read_csv(tmp_path / "d.csv", separator=";", infer_schema=False)
+    raw = raw.with_columns(pl.Series("_line", range(2, raw.height + 2), dtype=pl.Int64))
+    clean, quarantine = clean_frame(raw, config, "2026-01-02T03:04:05+00:00")
+    assert quarantine.height == 0 and clean.height == 400
+    assert clean["co"].null_count() == 16 and clean["nox"].null_count() == 10 and clean["co"].min() > 0

@@ -47,6 +47,7 @@ from conveyor.stages.sources._infer_types import (
 from conveyor.stages.sources._infer_types import infer_type as infer_type
 from conveyor.stages.sources._leakage import check_and_find_leaks
 from conveyor.stages.sources._read import read_source
+from conveyor.stages.sources._sentinels import find_sentinel
 
 __all__ = ["infer_config"]
 
@@ -192,6 +193,12 @@ def infer_config(
     for column, found in tokens.items():
         listed = ", ".join(f"{t!r} ({n})" for t, n in found.items())
         said.append(f"{column}: {listed} read as missing (cleaning.missing_tokens)")
+    codes: dict[str, list[str | int | float]] = {}
+    for column, typed in types.items():  # -200, -999, 9999: one number standing for "missing"
+        code = find_sentinel(typed.value) if typed.kind in ("integer", "float") else None
+        if code is not None:
+            codes[column] = [code.value]
+            said.append(code.note(column, rows))
     near = None
     if not timestamps and not any(t.kind in ("date", "datetime") for t in types.values()):
         near = _near_event_time(frame, types, decimal, thousands)
@@ -279,7 +286,7 @@ def infer_config(
         thousands=thousands,  # type: ignore[arg-type]
         on_bad_lines=on_bad_lines,  # type: ignore[arg-type]
     )
-    cleaning = CleaningConfig(missing_tokens={c: list(found) for c, found in tokens.items()})
+    cleaning = CleaningConfig(missing_tokens={c: list(found) for c, found in tokens.items()}, null_values=codes)
     config = Config(name=name or _project_name(csv_path), source=source, schema_=schema, cleaning=cleaning)
     if notes is None:
         for line in said:
