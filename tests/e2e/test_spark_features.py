@@ -182,3 +182,35 @@ def test_features_and_training_set_on_spark_equal_polars(
         assert {"pu_trips_1h", "pu_fare_lag3", "do_last_3h", "distance_vs_zone"} <= set(frame.columns)
         assert frame["pu_fare_lag3"].null_count() < frame.height
         assert frame["do_last_3h"].null_count() < frame.height
+
+
+def test_hostile_column_names_and_a_date_time_pair_run_on_spark_as_on_polars(
+    tmp_path: Path, spark: Any  # noqa: F811
+) -> None:
+    """Names Spark would read as a struct field or a quote (`zone.id`, `fare.amt`, a backtick) are
+    data on every Spark path (prepare's tasks, the entity tables, the join, on-demand features);
+    the event time is a `Date;Time` pair with a bad time quarantined, as on Polars."""
+    from conveyor.runner import init_project
+
+    lines = ["Date;Time;zone.id;fare.amt;odd`name;y.value"]
+    for i in range(300):
+        time = "25.61.00" if i == 17 else f"{i % 24:02d}.{i * 7 % 60:02d}.00"
+        lines.append(f"{1 + i // 24:02d}/03/2004;{time};{i % 6};{i % 13},5;{i % 5};{i % 13 * 2 + i % 6},25")
+    source = tmp_path / "hostile.csv"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    init_project(source, target="y.value", output=tmp_path / "init.yaml")
+    config = yaml.safe_load((tmp_path / "init.yaml").read_text(encoding="utf-8"))
+    assert config["schema"]["event_time"] == {"kind": "date_time", "columns": ["Date", "Time"], "format": None}
+    config["source"]["path"] = source.name
+    config["features"]["entities"] = ["zone.id"]
+    config["features"]["aggregates"] = [
+        {"entity": "zone.id", "function": "mean", "column": "fare.amt", "window": "1d"},
+        {"entity": "zone.id", "function": "count", "window": "6h"},
+    ]
+    config["features"]["on_demand"] = [{"name": "hour", "kind": "hour_of_day"}]
+    polars = _run(_project(tmp_path / "polars", source, config, "polars"))
+    on_spark = _run(_project(tmp_path / "spark", source, config, "spark"))
+    _assert_same(polars, on_spark)
+    frame = on_spark["training_set"]
+    assert frame.height == 299 and {"zone.id_mean_fare.amt_1d", "hour", "odd`name"} <= set(frame.columns)
+    assert frame["zone.id_mean_fare.amt_1d"].drop_nulls().len() > 250

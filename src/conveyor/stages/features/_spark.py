@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.stages.features._aggregates import INSTANT, EntityPlan
+from conveyor.stages.spark import column, positional
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -77,7 +78,7 @@ def clean_frame(session: SparkSession, clean: Path, columns: list[str]) -> DataF
 
     frame = session.read.parquet(clean.resolve().as_uri())
     order = F.struct(F.col("_metadata.file_path"), F.col("_metadata.row_index"))
-    return frame.select(*[F.col(f"`{c}`") for c in dict.fromkeys(columns)], order.alias(ORDER))
+    return frame.select(*[column(c) for c in dict.fromkeys(columns)], order.alias(ORDER))
 
 
 def _micros(column: str) -> Column:
@@ -100,31 +101,34 @@ def entity_table_spark(events: DataFrame, plan: EntityPlan) -> DataFrame:
     from pyspark.sql.pandas.types import to_arrow_schema
 
     e = plan.entity
-    ev = events.where(F.col(e).isNotNull() & F.col(EVENT_TIMESTAMP).isNotNull()).select(
-        F.col(e), _micros(EVENT_TIMESTAMP).alias(_T), F.col(f"{ORDER}.file_path").alias(_FILE),
-        F.col(f"{ORDER}.row_index").alias(_ROW), *[F.col(c).cast("double").alias(c) for c in plan.columns],
+    ev = events.where(column(e).isNotNull() & F.col(EVENT_TIMESTAMP).isNotNull()).select(
+        column(e), _micros(EVENT_TIMESTAMP).alias(_T), F.col(f"{ORDER}.file_path").alias(_FILE),
+        F.col(f"{ORDER}.row_index").alias(_ROW), *[column(c).cast("double").alias(c) for c in plan.columns],
     )
     schema = T.StructType([
         T.StructField(e, ev.schema[e].dataType), T.StructField(_T, T.LongType()),
         T.StructField(plan.last_event, T.LongType()),
         *[T.StructField(n, T.LongType() if _output_type(plan, n) == "long" else T.DoubleType()) for n in plan.outputs()],
     ])
-    table = ev.groupBy(e).applyInArrow(_entity_task(plan, to_arrow_schema(schema, timezone="UTC")), schema)
+    safe, names = positional(ev)
+    key = safe.columns[names.index(e)]
+    table = safe.groupBy(F.col(key)).applyInArrow(
+        _entity_task(plan, to_arrow_schema(schema, timezone="UTC"), names), schema)
     return table.select(
-        e,
+        column(e),
         F.timestamp_micros(F.col(_T)).alias(EVENT_TIMESTAMP),
         F.timestamp_micros(F.col(plan.last_event)).alias(plan.last_event),
-        *plan.outputs(),
+        *[column(n) for n in plan.outputs()],
     )
 
 
-def _entity_task(plan: EntityPlan, target: pa.Schema) -> Any:
+def _entity_task(plan: EntityPlan, target: pa.Schema, names: list[str]) -> Any:
     def run(group: pa.Table) -> pa.Table:
         import polars as pl
 
         from conveyor.stages.features._aggregates import entity_table
 
-        frame = pl.from_arrow(group)
+        frame = pl.from_arrow(group.rename_columns(names))
         assert isinstance(frame, pl.DataFrame)
         rows = frame.sort(_FILE, _ROW).select(
             plan.entity, pl.from_epoch(_T, time_unit="us").dt.replace_time_zone("UTC").alias(EVENT_TIMESTAMP),
@@ -150,7 +154,7 @@ def latest_per_key(frame: DataFrame, key: str, *, up_to: datetime | None = None)
     if up_to is not None:
         frame = frame.where(F.col(EVENT_TIMESTAMP) <= F.lit(up_to))
     order = [F.col(EVENT_TIMESTAMP).desc(), *([F.col(ORDER).desc()] if ORDER in frame.columns else [])]
-    ranked = frame.withColumn(_RANK, F.row_number().over(Window.partitionBy(key).orderBy(*order)))
+    ranked = frame.withColumn(_RANK, F.row_number().over(Window.partitionBy(column(key)).orderBy(*order)))
     return ranked.where(F.col(_RANK) == 1).drop(_RANK)
 
 
@@ -169,23 +173,25 @@ def join_tables_spark(rows: DataFrame, tables: dict[str, DataFrame], plans: list
     out = rows
     for plan in plans:
         e, outputs = plan.entity, plan.outputs()
-        table = tables[plan.entity].select(F.col(e).cast(rows.schema[e].dataType).alias(e), EVENT_TIMESTAMP, *outputs)
+        table = tables[plan.entity].select(column(e).cast(rows.schema[e].dataType).alias(e), EVENT_TIMESTAMP,
+                                           *[column(n) for n in outputs])
         left = out.select("*", F.lit(1).alias(_KIND))
         right_columns = [F.lit(None).cast(f.dataType).alias(f.name) for f in out.schema.fields
                          if f.name not in (e, EVENT_TIMESTAMP)]
-        right = table.select(e, EVENT_TIMESTAMP, F.struct(*outputs).alias(_CARRY), *right_columns,
+        right = table.select(column(e), EVENT_TIMESTAMP, F.struct(*[column(n) for n in outputs]).alias(_CARRY),
+                             *right_columns,
                              F.lit(0).alias(_KIND))
         left = left.withColumn(_CARRY, F.lit(None).cast(right.schema[_CARRY].dataType))
         # table rows before entity rows at one instant: "at or before" t
-        before = Window.partitionBy(e).orderBy(EVENT_TIMESTAMP, _KIND).rowsBetween(
+        before = Window.partitionBy(column(e)).orderBy(EVENT_TIMESTAMP, _KIND).rowsBetween(
             Window.unboundedPreceding, Window.currentRow)
         carried = F.last(F.col(_CARRY), ignorenulls=True).over(before)
         joined = left.unionByName(right).withColumn(_CARRY, carried).where(F.col(_KIND) == 1)
         zero = set(plan.zero_when_empty())
         out = joined.select(
-            *[c for c in out.columns],
-            *[(F.coalesce(F.col(f"{_CARRY}.{n}"), F.lit(0).cast(_output_type(plan, n))) if n in zero
-               else F.col(f"{_CARRY}.{n}")).alias(n) for n in outputs],
+            *[column(c) for c in out.columns],
+            *[(F.coalesce(F.col(_CARRY).getField(n), F.lit(0).cast(_output_type(plan, n))) if n in zero
+               else F.col(_CARRY).getField(n)).alias(n) for n in outputs],
         )
     return out
 
@@ -204,10 +210,11 @@ def add_on_demand_spark(config: Config, frame: DataFrame) -> DataFrame:
     assert isinstance(empty, pl.DataFrame)
     out_schema = from_arrow_schema(add_on_demand(config, empty).to_arrow().schema)
     spec = config.model_dump(mode="json", by_alias=True)
-    return frame.mapInArrow(_on_demand_task(spec), out_schema)
+    safe, names = positional(frame)
+    return safe.mapInArrow(_on_demand_task(spec, names), out_schema)
 
 
-def _on_demand_task(spec: dict[str, Any]) -> Any:
+def _on_demand_task(spec: dict[str, Any], names: list[str]) -> Any:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import polars as pl
 
@@ -216,7 +223,7 @@ def _on_demand_task(spec: dict[str, Any]) -> Any:
 
         config = Config.model_validate(spec)
         for batch in batches:
-            frame = pl.from_arrow(batch)
+            frame = pl.from_arrow(batch.rename_columns(names))
             assert isinstance(frame, pl.DataFrame)
             yield from add_on_demand(config, frame).to_arrow().to_batches()
 

@@ -36,6 +36,7 @@ from conveyor.stages.features._spark import (
     spark_for,
     write_parts,
 )
+from conveyor.stages.spark import column
 
 __all__ = ["SparkBuild"]
 
@@ -59,9 +60,9 @@ class SparkBuild:
         frame = clean_frame(self.session, self.clean, [fields.key, EVENT_TIMESTAMP, *fields.features])
         key_type = "long" if key_is_integer(self.config) else "string"
         source = frame.orderBy(ORDER).select(
-            F.col(f"`{fields.key}`").cast(key_type).alias(fields.to_feast[fields.key]),
+            column(fields.key).cast(key_type).alias(fields.to_feast[fields.key]),
             F.col(EVENT_TIMESTAMP),
-            *[F.col(f"`{name}`").alias(fields.to_feast[name]) for name in fields.features],
+            *[column(name).alias(fields.to_feast[name]) for name in fields.features],
         )
         self._source = out
         return single_file(source, out)
@@ -82,7 +83,7 @@ class SparkBuild:
             for plan, names in self.layout:
                 table = entity_table_spark(events, plan)
                 out = repo / names.path
-                renamed = table.orderBy(plan.entity, EVENT_TIMESTAMP).toDF(
+                renamed = table.orderBy(column(plan.entity), column(EVENT_TIMESTAMP)).toDF(
                     *[names.join_key if c == plan.entity else names.to_feast.get(c, c) for c in table.columns]
                 )
                 rows[plan.entity] = single_file(renamed, out)

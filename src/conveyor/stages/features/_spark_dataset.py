@@ -35,6 +35,7 @@ from conveyor.stages.features._spark import (
     spark_for,
 )
 from conveyor.stages.features._store import feast_error, feast_logs, feature_columns, open_store, registry_view
+from conveyor.stages.spark import column
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -111,7 +112,7 @@ def spark_training_set(
     try:
         entity_rows = labels.count()
         entity_df = labels.select(
-            F.col(f"`{key}`").cast("long" if key_is_integer(config) else "string").alias(fields.feast_key),
+            column(key).cast("long" if key_is_integer(config) else "string").alias(fields.feast_key),
             F.col(EVENT_TIMESTAMP),
             F.col(ROW),
         )
@@ -123,7 +124,7 @@ def spark_training_set(
                                            features.result.feature_view, exact=config.features.repo is None)
                 joined = spark_historical_features(store, view, refs, entity_df, repo / SOURCE)
                 joined = joined.select(
-                    F.col(ROW), *[F.col(f"`{fields.to_feast[name]}`").alias(name) for name in fields.features]
+                    F.col(ROW), *[column(fields.to_feast[name]).alias(name) for name in fields.features]
                 ).persist(StorageLevel.MEMORY_AND_DISK)
                 kept.append(joined)
                 counts = joined.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct(ROW).alias("ids")).collect()[0]
@@ -144,7 +145,7 @@ def spark_training_set(
         engineered = config.features.engineered()
         columns = [key, EVENT_TIMESTAMP, *fields.features, *engineered, target]
         frame = add_on_demand_spark(config, frame.drop(ROW))
-        frame = frame.select(*[F.col(f"`{c}`") for c in columns]).orderBy(EVENT_TIMESTAMP, key)
+        frame = frame.select(*[column(c) for c in columns]).orderBy(F.col(EVENT_TIMESTAMP), column(key))
         workspace.ensure(workspace.training_sets)
         rows = single_file(frame, out, _polars_types(clean.path, frame, columns))
     finally:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.config import Config
+from conveyor.stages.spark import column as _col
 
 if TYPE_CHECKING:
     import polars as pl
@@ -69,12 +70,6 @@ def summarize_on_spark(config: Config, clean_path: Path, quarantined: int) -> tu
                                 search.min_folds if search.trials > 0 else 2)
     leaks = checks.leaks if not problems or problems[0].startswith("too few") else []
     return summary, replace(checks, problems=problems, leaks=leaks)
-
-
-def _col(name: str) -> Column:
-    from pyspark.sql import functions as F
-
-    return F.col("`" + name.replace("`", "``") + "`")
 
 
 def _positions(rows: int, n: int) -> pl.Series | None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.core.config import EVENT_TIMESTAMP, Config
 from conveyor.stages.prep._clean import _DUP, _FLAG, _POSITION, FILE, LINE, REASON, _reasons, _typed
+from conveyor.stages.spark import column, positional
 
 if TYPE_CHECKING:
     import polars as pl
@@ -58,11 +59,12 @@ def clean_on_spark(config: Config, raw_path: Path, ingested_at: str, out: Path) 
     spec = config.model_dump(mode="json", by_alias=True)
     columns = list(dict.fromkeys([schema.entity.key, EVENT_TIMESTAMP, *schema.features(), schema.target, LINE]))
     typed_schema = _output_schema(raw, config, ingested_at, columns, several)
-    typed = raw.mapInArrow(_typing(spec, ingested_at, columns, several), typed_schema)
+    safe, names = positional(raw)
+    typed = safe.mapInArrow(_typing(spec, ingested_at, columns, several, names), typed_schema)
     if schema.entity.generated:
         dup = F.lit(False)
     else:  # ranked in line order over every row of a key and time, rejected ones too, as the Polars engine does
-        window = W.Window.partitionBy(schema.entity.key, EVENT_TIMESTAMP).orderBy(*order)
+        window = W.Window.partitionBy(column(schema.entity.key), F.col(EVENT_TIMESTAMP)).orderBy(*order)
         dup = (F.row_number().over(window) > 1) & ~F.col(_FLAG)
     typed = typed.withColumn(_DUP, dup).persist(StorageLevel.MEMORY_AND_DISK)
     kept.append(typed)
@@ -74,7 +76,7 @@ def clean_on_spark(config: Config, raw_path: Path, ingested_at: str, out: Path) 
             F.unix_micros(F.max(EVENT_TIMESTAMP)).alias("max"),
         ).collect()[0]
         # in line order, as the Polars engine writes them (a seeded split then sees the same rows)
-        clean.orderBy(*order).select(*[F.col(f"`{c}`") for c in columns]).write.mode("overwrite").parquet(
+        clean.orderBy(*order).select(*[column(c) for c in columns]).write.mode("overwrite").parquet(
             out.resolve().as_uri()
         )
         for crc in out.glob(".*.crc"):  # Hadoop's checksums: not data, and Polars would try to read them
@@ -116,7 +118,7 @@ def _with_position(session: SparkSession, raw: DataFrame, order: list[str], kept
         T.StructField(_PID, T.IntegerType()), T.StructField("first", T.LongType()), T.StructField("base", T.LongType()),
     ]))
     position = F.col(_MID) - F.col("first") + F.col("base") + 1
-    return ranked.join(F.broadcast(offsets), _PID).select(*raw.columns, position.alias(_POSITION))
+    return ranked.join(F.broadcast(offsets), _PID).select(*[column(c) for c in raw.columns], position.alias(_POSITION))
 
 
 def _spark_type(dtype: Any) -> DataType:
@@ -160,13 +162,14 @@ def _typed_part(frame: pl.DataFrame, config: Config, ingested_at: str, columns: 
     return _typed(frame.lazy(), config, ingested_at, subset=False, duplicates=False).select(keep).collect()
 
 
-def _typing(spec: dict[str, Any], ingested_at: str, columns: list[str], several: bool) -> Callable[..., Any]:
+def _typing(spec: dict[str, Any], ingested_at: str, columns: list[str], several: bool,
+            names: list[str]) -> Callable[..., Any]:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import polars as pl
 
         config = Config.model_validate(spec)
         for batch in batches:
-            frame = pl.from_arrow(batch)
+            frame = pl.from_arrow(batch.rename_columns(names))
             assert isinstance(frame, pl.DataFrame)
             yield from _typed_part(frame, config, ingested_at, columns, several).to_arrow().to_batches()
 
@@ -179,29 +182,30 @@ def _quarantine(
 ) -> pl.DataFrame:
     """The rejected rows with `_line`, `_reason` and their text, in line order (the Polars engine's file)."""
     import polars as pl
-    from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
     del session
-    text = raw.select(*[F.col(f"`{c}`") for c in [*header, *order]])
+    text = raw.select(*[column(c) for c in [*header, *order]])
     rows = text.join(rejected, order, "inner")
     out = [LINE, REASON, *header, *([FILE] if several else [])]
     schema = T.StructType([
         T.StructField(c, T.LongType() if c == LINE else T.StringType()) for c in out
     ])
-    found = rows.mapInArrow(_explaining(spec, ingested_at, out, several), schema).toArrow()
+    safe, names = positional(rows)
+    found = safe.mapInArrow(_explaining(spec, ingested_at, out, several, names), schema).toArrow()
     frame = pl.from_arrow(found)
     assert isinstance(frame, pl.DataFrame)
     return frame.sort(order)
 
 
-def _explaining(spec: dict[str, Any], ingested_at: str, out: list[str], several: bool) -> Callable[..., Any]:
+def _explaining(spec: dict[str, Any], ingested_at: str, out: list[str], several: bool,
+                names: list[str]) -> Callable[..., Any]:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import polars as pl
 
         config = Config.model_validate(spec)
         for batch in batches:
-            frame = pl.from_arrow(batch)
+            frame = pl.from_arrow(batch.rename_columns(names))
             assert isinstance(frame, pl.DataFrame)
             groups = frame.partition_by(FILE, maintain_order=True) if several else [frame]
             for group in groups:

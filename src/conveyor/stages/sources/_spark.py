@@ -48,6 +48,7 @@ from conveyor.stages.sources._csv import (
     read_csv_snapshot,
     read_header,
 )
+from conveyor.stages.spark import column, positional
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -194,28 +195,29 @@ def _read_parquet(session: SparkSession, files: list[Path], names: dict[Path, st
         seen = [r[0] for r in frame.select(F.col("_metadata.file_path")).distinct().collect()]
         extra = [_file_column(names, seen, F.col("_metadata.file_path")).alias(FILE_COLUMN)]
     numbered = frame.select(
-        *[F.col(f"`{n}`") for n in header], (F.col("_metadata.row_index") + 1).alias(LINE_COLUMN), *extra
+        *[column(n) for n in header], (F.col("_metadata.row_index") + 1).alias(LINE_COLUMN), *extra
     )
     schema = T.StructType(
         [T.StructField(n, T.StringType()) for n in header]
         + [T.StructField(LINE_COLUMN, T.LongType())]
         + ([T.StructField(FILE_COLUMN, T.StringType())] if several else [])
     )
-    text = numbered.mapInArrow(_as_text(header), schema)
+    safe, given = positional(numbered)
+    text = safe.mapInArrow(_as_text(header, given), schema)
     rows = _write(text, out)
     if rows == 0:
         raise DataError(f"{first}: the file has no rows")
     return CsvRead(header, rows, [], "spark")
 
 
-def _as_text(header: list[str]) -> Any:
+def _as_text(header: list[str], names: list[str]) -> Any:
     """The task function: every value as text, by the Polars engine's cast (the same text)."""
 
     def cast(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import polars as pl
 
         for batch in batches:
-            frame = pl.from_arrow(batch)
+            frame = pl.from_arrow(batch.rename_columns(names))
             assert isinstance(frame, pl.DataFrame)
             done = frame.with_columns(pl.col(n).cast(pl.String) for n in header)
             yield from done.to_arrow().to_batches()
@@ -346,7 +348,7 @@ def _read_csv(
         part = names[path.resolve()]
         bad.extend(BadLine(b.line, b.reason, b.fields, file=part if several else None) for b in exact.bad)
         frame = session.read.parquet((workdir / f"exact-{index}.parquet").as_uri())
-        parts.append(frame.select(*[F.col(f"`{n}`") for n in header], LINE_COLUMN,
+        parts.append(frame.select(*[column(n) for n in header], LINE_COLUMN,
                                   *([F.lit(part).alias(FILE_COLUMN)] if several else [])))
     union = parts[0]
     for frame in parts[1:]:
