@@ -203,8 +203,17 @@ def test_a_number_code_for_missing_is_read_as_missing_and_said(tmp_path: Path) -
     said = [n for n in notes if "lies apart" in n]
     assert said[0].startswith("co: -200 on 16 rows (4.0%) lies apart from every other value (0.1 .. 11.9")
     assert "remove it there if -200 is a real value" in said[0]
+    assert not any("no target value" in n for n in notes)
     raw = pl.read_csv(tmp_path / "d.csv", separator=";", infer_schema=False)
     raw = raw.with_columns(pl.Series("_line", range(2, raw.height + 2), dtype=pl.Int64))
     clean, quarantine = clean_frame(raw, config, "2026-01-02T03:04:05+00:00")
     assert quarantine.height == 0 and clean.height == 400
     assert clean["co"].null_count() == 16 and clean["nox"].null_count() == 10 and clean["co"].min() > 0
+
+
+def test_rows_without_a_target_are_announced(tmp_path: Path) -> None:
+    lines = ["x;y"] + [f"{i};{'' if i % 10 == 0 else i * 2}" for i in range(50)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    notes: list[str] = []
+    infer_config(tmp_path / "d.csv", target="y", notes=notes)
+    assert "y: 5 of 50 rows have no target value; prepare will quarantine them" in " ".join(notes)

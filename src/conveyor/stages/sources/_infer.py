@@ -199,6 +199,11 @@ def infer_config(
         if code is not None:
             codes[column] = [code.value]
             said.append(code.note(column, rows))
+    target_values = types[target].value
+    unlabeled = target_values.null_count() + sum(int((target_values == c).sum()) for c in codes.get(target, []))
+    if unlabeled:
+        said.append(f"{target}: {unlabeled} of {rows} rows have no target value; prepare will quarantine them (a "
+                    "model cannot learn from a row without its answer)")
     near = None
     if not timestamps and not any(t.kind in ("date", "datetime") for t in types.values()):
         near = _near_event_time(frame, types, decimal, thousands)
