@@ -150,3 +150,40 @@ def test_a_number_with_two_decimals_is_not_a_time_and_a_time_is_not_a_date_alone
             "columns": {"id": {"type": "integer", "role": "id"}, "y": {"type": "float", "role": "numeric"},
                         "when": {"type": "date", "role": "event_time"}, "at": {"type": "string", "role": "ignore"}},
         })
+
+
+def test_year_month_name_and_day_columns_are_the_event_time_and_an_impossible_date_is_quarantined(
+    tmp_path: Path,
+) -> None:
+    """Hotel-booking style: `arrival_date_year`, `arrival_date_month` (`July`), `arrival_date_day_of_month`;
+    a week number is not a day. `30 February` is quarantined, named; the rest are that day at 00:00 UTC."""
+    import calendar
+
+    days = [date(2015, 7, 1) + timedelta(days=i // 2) for i in range(120)]
+    lines = ["lead,arrival_date_year,arrival_date_month,arrival_date_week_number,arrival_date_day_of_month,y"]
+    lines += [f"{i % 30},{d.year},{calendar.month_name[d.month]},{d.isocalendar()[1]},{d.day},{i % 7 * 1.5}"
+              for i, d in enumerate(days)]
+    lines.append("3,2016,February,9,30,2.5")
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = infer_config(tmp_path / "d.csv", target="y", notes=[])
+    assert config.schema.event_time.kind == "date_parts"
+    assert config.schema.event_time.columns == ["arrival_date_year", "arrival_date_month", "arrival_date_day_of_month"]
+    raw = pl.read_csv(tmp_path / "d.csv", infer_schema=False).with_columns(
+        pl.int_range(2, pl.len() + 2, dtype=pl.Int64).alias("_line"))
+    clean, quarantine = clean_frame(raw, config, INGESTED)
+    assert quarantine["_reason"].to_list() == [
+        "arrival_date_year, arrival_date_month, arrival_date_day_of_month: 2016-February-30 is not a date"]
+    stamps = clean.sort("_line")[EVENT_TIMESTAMP].dt.replace_time_zone(None).to_list()
+    assert stamps[0] == datetime(2015, 7, 1) and stamps[-1] == datetime(2015, 8, 29) and len(stamps) == 120
+
+
+def test_an_hour_outside_the_day_is_quarantined_not_carried_into_tomorrow(tmp_path: Path) -> None:
+    lines = ["day,hr,x,y"] + [f"2021-03-{1 + i // 24:02d},{i % 24},{i % 5},{i % 7}.5" for i in range(48)]
+    lines.append("2021-03-02,25,1,2.5")
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = infer_config(tmp_path / "d.csv", target="y", timestamps=["day", "hr"], notes=[])
+    assert config.schema.event_time.kind == "date_hour"
+    raw = pl.read_csv(tmp_path / "d.csv", infer_schema=False).with_columns(
+        pl.int_range(2, pl.len() + 2, dtype=pl.Int64).alias("_line"))
+    _, quarantine = clean_frame(raw, config, INGESTED)
+    assert quarantine["_reason"].to_list() == ["hr: 25 is not an hour of the day (0-23)"]

@@ -123,3 +123,17 @@ def test_a_served_rows_event_time_cells_are_written_as_prepare_will_read_them() 
     config = Config.model_validate(data)
     served = datetime(2026, 12, 7, 18, 5, 9, tzinfo=UTC)
     assert _event_cells(config, served) == {"dteday": "07/12/2026", "at": "18.05.09"}
+
+
+def test_a_served_rows_date_parts_are_its_year_month_name_and_day() -> None:
+    from datetime import UTC, datetime
+
+    from conveyor.runner._loop import _event_cells
+
+    data = _config().model_dump(mode="json", by_alias=True)
+    data["schema"]["columns"]["arrival_month"] = {"type": "string", "role": "categorical"}
+    data["schema"]["columns"]["arrival_day"] = {"type": "integer", "role": "numeric"}
+    data["schema"]["event_time"] = {"kind": "date_parts", "columns": ["yr", "arrival_month", "arrival_day", "hr"]}
+    config = Config.model_validate(data)
+    served = datetime(2026, 12, 7, 18, 5, 9, tzinfo=UTC)
+    assert _event_cells(config, served) == {"yr": "2026", "arrival_month": "December", "arrival_day": "7", "hr": "18"}

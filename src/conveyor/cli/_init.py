@@ -31,7 +31,8 @@ def init(
         Optional[list[str]],
         typer.Option(
             "--timestamp",
-            help="Event time: one datetime column, or a date then an hour column (repeat the option, or dteday,hr).",
+            help="Event time: one datetime column; a date then an hour or time column; or year, month, day (and "
+                 "hour) columns (repeat the option, or dteday,hr).",
         ),
     ] = None,
     drop: Annotated[Optional[list[str]], typer.Option("--drop", help="A column to leave out (leak); repeatable.")] = None,

@@ -123,18 +123,17 @@ class Entity(_Model):
 
 
 class EventTime(_Model):
-    kind: Literal["datetime", "date_hour", "date_time", "ingest_time"]
+    kind: Literal["datetime", "date_hour", "date_time", "date_parts", "ingest_time"]
     columns: list[str] = Field(default_factory=list)
     format: str | None = None
     """strftime format of the datetime or date column; None lets Conveyor parse ISO 8601."""
 
     @model_validator(mode="after")
     def _columns_fit_kind(self) -> EventTime:
-        wanted = {"datetime": 1, "date_hour": 2, "date_time": 2, "ingest_time": 0}[self.kind]
-        if len(self.columns) != wanted:
-            raise ValueError(
-                f"event_time of kind {self.kind!r} takes {wanted} column(s), got {self.columns}"
-            )
+        wanted = {"datetime": (1,), "date_hour": (2,), "date_time": (2,), "date_parts": (3, 4), "ingest_time": (0,)}
+        if len(self.columns) not in wanted[self.kind]:
+            count = " or ".join(map(str, wanted[self.kind]))
+            raise ValueError(f"event_time of kind {self.kind!r} takes {count} column(s), got {self.columns}")
         return self
 
 
@@ -157,6 +156,11 @@ class Schema(_Model):
             raise ValueError(f"entity key {self.entity.key!r} is not in schema.columns")
         if self.target in self.drop:
             raise ValueError(f"the target {self.target!r} cannot be dropped")
+        if self.event_time.kind == "date_parts":
+            kinds = [self.columns[c].type for c in self.event_time.columns]
+            if kinds[1] not in ("integer", "string") or any(k != "integer" for k in kinds[:1] + kinds[2:]):
+                raise ValueError("event_time of kind 'date_parts' takes integer year, month (or month names), day "
+                                 f"and optional hour columns; {self.event_time.columns} are {kinds}")
         if self.event_time.kind == "date_time":
             date, time = self.event_time.columns
             if (self.columns[date].type, self.columns[time].type) != ("date", "time"):

@@ -186,6 +186,11 @@ def _event_cells(config: Config, served: datetime) -> dict[str, str]:
     left to the row's own input when the model reads it)."""
     event = config.schema.event_time
     cells: dict[str, str] = {}
+    if event.kind == "date_parts":  # year, month (a number, or a name as the file writes it), day, hour
+        month = config.schema.columns[event.columns[1]].type == "string"
+        parts = [str(served.year), served.strftime("%B") if month else str(served.month), str(served.day),
+                 str(served.hour)]
+        return dict(zip(event.columns, parts, strict=False))
     for column in event.columns:
         spec = config.schema.columns.get(column)
         kind = spec.type if spec is not None else "datetime"

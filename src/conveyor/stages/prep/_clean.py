@@ -220,7 +220,53 @@ def _phases(config: Config, *, keep_text: bool = False) -> list[list[pl.Expr]]:
         checks.append(pl.when(missing).then(pl.lit(f"{name}: {why}")).alias(f"{_REQUIRED}{index}"))
     texts = [pl.col(name).alias(_TEXT + name) for name in parsed] if keep_text else []
     last = [*checks, *texts, *(e.alias(n) for n, e in typed.items())]
-    return [values, fallbacks, bad, last]
+    impossible = _impossible_event_time(config)
+    return [values, fallbacks, bad, last, [impossible.alias(f"{_REQUIRED}event")] if impossible is not None else []]
+
+
+_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
+                                       "dec"), start=1)}
+
+
+def _month(config: Config, name: str) -> pl.Expr:
+    """A month column as a number: `7`, or `July`/`jul` (any case) when the column is text."""
+    import polars as pl
+
+    if config.schema.columns[name].type == "integer":
+        return pl.col(name)
+    return pl.col(name).str.to_lowercase().str.slice(0, 3).replace_strict(_MONTHS, default=None, return_dtype=pl.Int64)
+
+
+def _day_of_parts(config: Config) -> pl.Expr:
+    """`event_time.kind: date_parts`: the date its year, month and day columns make (null: none)."""
+    import polars as pl
+
+    year, month, day = config.schema.event_time.columns[:3]
+    text = pl.format("{}-{}-{}", pl.col(year).cast(pl.String).str.zfill(4),
+                     _month(config, month).cast(pl.String).str.zfill(2), pl.col(day).cast(pl.String).str.zfill(2))
+    return text.str.to_date("%Y-%m-%d", strict=False)
+
+
+def _impossible_event_time(config: Config) -> pl.Expr | None:
+    """Why a row's event-time columns, each valid, make no time (`31` February, hour `25`), or None."""
+    import polars as pl
+
+    event = config.schema.event_time
+    if event.kind not in ("date_parts", "date_hour"):
+        return None
+    present = pl.all_horizontal(*(pl.col(c).is_not_null() for c in event.columns))
+    if event.kind == "date_parts":
+        shown = pl.concat_str([pl.col(c).cast(pl.String) for c in event.columns[:3]], separator="-")
+        not_a_date = pl.format(f"{', '.join(event.columns[:3])}: {{}} is not a date", shown)
+        if len(event.columns) == 3:
+            return pl.when(present & _day_of_parts(config).is_null()).then(not_a_date)
+        hour = pl.col(event.columns[3])
+        return (pl.when(present & _day_of_parts(config).is_null()).then(not_a_date)
+                .when(present & ~hour.is_between(0, 23))
+                .then(pl.format(f"{event.columns[3]}: {{}} is not an hour of the day (0-23)", hour)))
+    hour = pl.col(event.columns[1])  # date_hour
+    return pl.when(present & ~hour.is_between(0, 23)).then(
+        pl.format(f"{event.columns[1]}: {{}} is not an hour of the day (0-23)", hour))
 
 
 def _as_text(
@@ -354,6 +400,10 @@ def _event_time(config: Config, ingested_at: str) -> pl.Expr:
     first = pl.col(event.columns[0])
     if event.kind == "date_hour":
         return (first.cast(pl.Datetime("us")) + pl.duration(hours=pl.col(event.columns[1]))).dt.replace_time_zone("UTC")
+    if event.kind == "date_parts":  # year, month, day (and hour) columns
+        day = _day_of_parts(config).cast(pl.Datetime("us"))
+        hours = pl.duration(hours=pl.col(event.columns[3])) if len(event.columns) == 4 else pl.duration(hours=0)
+        return (day + hours).dt.replace_time_zone("UTC")
     if event.kind == "date_time":  # `Date` and `Time` columns: the day at that time of day
         return first.dt.combine(pl.col(event.columns[1]), time_unit="us").dt.replace_time_zone("UTC")
     return first.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")

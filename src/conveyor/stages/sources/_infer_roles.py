@@ -108,7 +108,14 @@ def _event_time(types: dict[str, _Typed], frame: pl.DataFrame, requested: list[s
                     f"column (18:00:00); {date} is {kinds[date]}, {hour} is {kinds[hour]}"
                 )
             return EventTime(kind="date_hour", columns=requested), "given by --timestamp"
-        raise DataError("--timestamp takes one datetime column, or a date column and an hour or time column")
+        if len(requested) in (3, 4):
+            wrong = [n for i, n in enumerate(requested) if kinds[n] != "integer" and not (i == 1 and kinds[n] == "string")]
+            if wrong:
+                raise DataError(f"--timestamp {' '.join(requested)}: expected year, month (a number or a name), day and "
+                                f"optional hour columns; {', '.join(f'{n} is {kinds[n]}' for n in wrong)}")
+            return EventTime(kind="date_parts", columns=requested), "given by --timestamp"
+        raise DataError("--timestamp takes one datetime column, a date column and an hour or time column, or year, "
+                        "month, day (and hour) columns")
     datetimes = [n for n, k in kinds.items() if k == "datetime"]
     if datetimes:
         return EventTime(kind="datetime", columns=[datetimes[0]]), "the first datetime column"
@@ -125,14 +132,56 @@ def _event_time(types: dict[str, _Typed], frame: pl.DataFrame, requested: list[s
                     why = f"the first date column, with {name} (0-23) as the hour"
                     return EventTime(kind="date_hour", columns=[dates[0], name]), why
         return EventTime(kind="datetime", columns=[dates[0]]), "the first date column"
+    parts = _date_parts(types)
+    if parts is not None:
+        shown = ", ".join(parts)
+        return EventTime(kind="date_parts", columns=parts), f"no date column; the date is in {shown}"
     return EventTime(kind="ingest_time"), "no date or datetime column: every row gets the time of the ingest"
+
+
+_MONTH_NAMES = r"(?i)^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?$"
+
+
+def _words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).lower()
+    return [w for w in re.split(r"[^a-z0-9]+", spaced) if w]
+
+
+def _date_parts(types: dict[str, _Typed]) -> list[str] | None:
+    """Year, month and day columns (`arrival_date_year`, `arrival_date_month` = `July`,
+    `arrival_date_day_of_month`), and an hour column if there is one, by name and values."""
+    def within(name: str, low: int, high: int) -> bool:
+        values = types[name].value.drop_nulls()
+        return (types[name].kind == "integer" and values.len() > 0
+                and low <= int(values.min()) and int(values.max()) <= high)  # type: ignore[arg-type]
+
+    def month(name: str) -> bool:
+        if types[name].kind == "string":
+            values = types[name].value.drop_nulls()
+            return values.len() > 0 and bool(values.str.contains(_MONTH_NAMES).all())
+        return within(name, 1, 12)
+
+    found: dict[str, str] = {}
+    for name in types:
+        words = _words(name)
+        if "year" not in found and {"year", "yr", "yyyy"} & set(words) and within(name, 1800, 2200):
+            found["year"] = name
+        elif "month" not in found and {"month", "mnth", "mon"} & set(words) and "day" not in words and month(name):
+            found["month"] = name
+        elif ("day" not in found and {"day", "dd", "dom"} & set(words) and not {"week", "weekday", "year"} & set(words)
+              and within(name, 1, 31)):
+            found["day"] = name
+        elif "hour" not in found and _names_an_hour(name) and within(name, 0, 23):
+            found["hour"] = name
+    if not {"year", "month", "day"} <= found.keys():
+        return None
+    return [found[k] for k in ("year", "month", "day", "hour") if k in found]
 
 
 def _names_an_hour(name: str) -> bool:
     """`hr`, `hour`, `Hour of day`, `visit_hour`, `pickupHour`: a word of the name says hour."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name).lower()
-    words = [w for w in re.split(r"[^a-z0-9]+", spaced) if w]
-    return spaced.strip() in _HOUR_NAMES or any(w in ("hr", "hour", "hours") for w in words)
+    return spaced.strip() in _HOUR_NAMES or any(w in ("hr", "hour", "hours") for w in _words(name))
 
 
 @dataclass(frozen=True)
