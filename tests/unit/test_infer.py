@@ -217,3 +217,10 @@ def test_rows_without_a_target_are_announced(tmp_path: Path) -> None:
     notes: list[str] = []
     infer_config(tmp_path / "d.csv", target="y", notes=notes)
     assert "y: 5 of 50 rows have no target value; prepare will quarantine them" in " ".join(notes)
+
+
+def test_infinities_in_a_number_column_are_no_missing_code(tmp_path: Path) -> None:
+    lines = ["x;y"] + [f"{'inf' if i % 10 == 0 else i / 3:.3f};{i}" if i % 10 else f"inf;{i}" for i in range(60)]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = infer_config(tmp_path / "d.csv", target="y", notes=[])
+    assert config.cleaning.null_values == {}

@@ -167,7 +167,7 @@ def _single_feature(target: str, t: np.ndarray, cols: dict[str, np.ndarray], two
 
     leaks = []
     for name, x in cols.items():
-        mask = ~(np.isnan(t) | np.isnan(x))
+        mask = np.isfinite(t) & np.isfinite(x)  # inf and NaN are no evidence (prepare sets them aside)
         if mask.sum() < _MIN_ROWS or np.nanstd(x[mask]) == 0:
             continue
         if two_class:

@@ -39,6 +39,8 @@ class Sentinel:
 def find_sentinel(values: pl.Series) -> Sentinel | None:
     """The missing-value code of a parsed number column, if it has one (see the module's note)."""
     present = values.drop_nulls()
+    if present.dtype.is_float():
+        present = present.filter(present.is_finite())  # inf and NaN are prepare's (cleaning.non_finite)
     n = present.len()
     if n < 20:
         return None
