@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py                 # 1,000,000 rows
     .venv/bin/python benchmarks/scale.py --rows 100000
+    .venv/bin/python benchmarks/scale.py --search        # `conveyor run` with the default search
     .venv/bin/python benchmarks/scale.py --engine polars spark --rows 1000000 10000000
     .venv/bin/python benchmarks/scale.py --engine spark --rows 50000000 --format parquet --driver-memory 4g
 
@@ -273,6 +274,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--search", action="store_true",
+                        help="the single-engine run with the default search (else --no-search)")
     parser.add_argument("--engine", nargs="+", choices=("polars", "spark"),
                         help="compare the engines (one table: per size, format and engine, the stage seconds "
                              "and peak RSS); without it, the Polars run and Feast's materialize as before")
@@ -294,7 +297,7 @@ def main() -> None:
     conveyor = [sys.executable, "-m", "conveyor"]
     timed([*conveyor, "init", "--csv", str(csv), "--target", "fare_amount", "--timestamp", "tpep_pickup_datetime",
            "--drop", "total_amount", "--drop", "tpep_dropoff_datetime", "--name", "taxi-scale", "--force"], work)
-    seconds, peak, _ = timed([*conveyor, "run", "--no-search"], work)
+    seconds, peak, _ = timed([*conveyor, "run", *([] if args.search else ["--no-search"])], work)
     runs = sorted((work / ".conveyor" / "runs").glob("*.json"))
     stages = json.loads(runs[-1].read_text())["stages"]
     m_seconds, m_peak, out = timed([sys.executable, "-c", _MATERIALIZE, str(work)], work)
@@ -304,7 +307,9 @@ def main() -> None:
     print(f"{'step':<34}{'seconds':>10}")
     for stage in stages:
         print(f"{'conveyor ' + stage['stage']:<34}{stage.get('seconds', 0):>10.1f}")
-    print(f"{'conveyor run (whole process)':<34}{seconds:>10.1f}   peak RSS {peak:,.0f} MiB")
+    how = "default search" if args.search else "--no-search"
+    print(f"{'conveyor run (whole process, ' + how + ')':<34}{seconds:>10.1f}   peak RSS {peak:,.0f} MiB   "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'feast materialize, same rows':<34}{feast_seconds:>10.1f}   peak RSS {m_peak:,.0f} MiB "
           f"(process {m_seconds:.1f} s)")
     record = json.loads((work / ".conveyor" / "stages" / "features.json").read_text())
