@@ -60,10 +60,18 @@ def test_the_image_predicts_what_conveyor_serve_predicts(bike_project: Path, bik
                     os.link(wheel, wheels / wheel.name)
                 except OSError:  # another file system
                     shutil.copy2(wheel, wheels / wheel.name)
+    # A wheel left by an earlier build, of a version the resolver no longer picks (a dependency
+    # released since): the wheelhouse must hold the resolved set only, or the image's install
+    # meets two versions of one project and refuses them.
+    stale = wheels / "typer-0.0.1-py3-none-any.whl"
+    stale.write_bytes(b"not a wheel")
     tag = f"conveyor-test-{os.getpid()}:latest"
     started = time.monotonic()
     conveyor("build", "-C", str(project), "--tag", tag, timeout=900)
     built = time.monotonic() - started
+    assert not stale.exists()
+    names = [wheel.name.split("-")[0].lower().replace("_", "-") for wheel in wheels.glob("*.whl")]
+    assert sorted(names) == sorted(set(names)), "two versions of one project in the wheelhouse"
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
     for wheel in wheels.glob("*.whl"):
         if not (WHEEL_CACHE / wheel.name).exists() and not wheel.name.startswith("conveyor-"):

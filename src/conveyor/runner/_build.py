@@ -142,11 +142,20 @@ def source_root() -> Path | None:
 
 
 def _wheelhouse(folder: Path, given: Path | None) -> int:
-    """Conveyor's wheel and its dependencies' wheels in `folder` (kept between builds; pip skips what is there)."""
+    """Conveyor's wheel and exactly the dependency wheels it resolves to, in `folder`.
+
+    The folder is kept between builds so pip reuses what is there, but it is rebuilt as the
+    resolved set each time: a release of a dependency between two builds would otherwise leave
+    two versions side by side, and the image's `pip install /wheels/*.whl` refuses the pair.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("conveyor-*.whl"):
         old.unlink()
     if given is not None:
+        wanted = {wheel.name for wheel in given.glob("*.whl")}
+        for stale in folder.glob("*.whl"):
+            if stale.name not in wanted:
+                stale.unlink()
         for wheel in given.glob("*.whl"):
             target = folder / wheel.name
             if not target.exists():
@@ -159,10 +168,16 @@ def _wheelhouse(folder: Path, given: Path | None) -> int:
                 "or --wheelhouse DIR holding a conveyor wheel and its dependencies"
             )
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-        _run([*pip, "wheel", "--quiet", "--no-deps", "-w", str(folder), str(source)],
+        fresh = folder.with_name(folder.name + ".resolving")
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir()
+        _run([*pip, "wheel", "--quiet", "--no-deps", "-w", str(fresh), str(source)],
              what="pip wheel (Conveyor)")
-        _run([*pip, "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11", "-d", str(folder),
-              str(source)], what="pip download (dependencies)")
+        # The kept wheels are offered as links: what the resolver picks from them is copied, not fetched.
+        _run([*pip, "download", "--quiet", "--only-binary=:all:", "--python-version", "3.11",
+              "--find-links", str(folder), "-d", str(fresh), str(source)], what="pip download (dependencies)")
+        shutil.rmtree(folder)
+        fresh.rename(folder)
     found = len(list(folder.glob("*.whl")))
     if not list(folder.glob("conveyor-*.whl")):
         raise ServingError(f"no conveyor wheel in the wheelhouse {folder}")
