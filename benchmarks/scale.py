@@ -312,6 +312,13 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"{'feast materialize, same rows':<34}{feast_seconds:>10.1f}   peak RSS {m_peak:,.0f} MiB "
           f"(process {m_seconds:.1f} s)")
+    trained = json.loads((work / ".conveyor" / "stages" / "train.json").read_text())["artifact"]["result"]
+    for name, candidate in trained["candidates"].items():
+        score = candidate["metrics"].get(trained["primary_metric"])
+        print(f"  {name:<9} test {trained['primary_metric']} {score:.4f}, fit {candidate['fit_seconds']:.1f} s, "
+              f"search {candidate['search_seconds']:.1f} s ({candidate['trials']} trials)")
+    for note in trained.get("notes", []):
+        print(f"  note: {note}")
     record = json.loads((work / ".conveyor" / "stages" / "features.json").read_text())
     online = record["artifact"]["result"]["online_write_seconds"]
     print(f"\nonline write of {rows:,} entities: conveyor {online:.1f} s (row store, bulk) vs "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from conveyor.core.errors import TrainingError
 from conveyor.stages.training._metrics import beats, classification_scores, gain, metric_for, regression_scores
-from conveyor.stages.training._threads import _cgroup_limit, plan_threads, usable_cpus
+from conveyor.stages.training._threads import _cgroup_limit, idle_cpus, plan_threads, solo_threads, usable_cpus
 
 
 @pytest.mark.parametrize("metric", ["rmse", "mae", "rmsle", "log_loss"])
@@ -71,6 +72,21 @@ def test_parallel_folds_xor_parallel_threads() -> None:
     assert (many.threads, many.workers) == (3, 1)
     capped = plan_threads(8, cpus=2)
     assert (capped.threads, capped.workers) == (2, 1)
+
+
+def test_a_fit_alone_on_a_large_split_takes_every_cpu_only_when_they_are_idle(tmp_path: Path) -> None:
+    plan = plan_threads(None, cpus=2)
+    assert solo_threads(plan, 1_000_000, None, idle=1.9) == 2  # a quiet machine: both
+    assert solo_threads(plan, 1_000_000, None, idle=0.9) == 1  # another process holds a CPU: threads would spin
+    assert solo_threads(plan, 5_000, None, idle=2.0) == 1  # a small fit: threads cost more than they give
+    assert solo_threads(plan_threads(1, cpus=2), 1_000_000, 1, idle=2.0) == 1  # training.threads decides
+    assert solo_threads(plan_threads(None, cpus=1), 1_000_000, None, idle=1.0) == 1
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 1 2 3\n")
+    assert idle_cpus(window=0, stat=stat) is None  # no time passed: nothing to tell
+    assert idle_cpus(window=0, stat=tmp_path / "missing") is None
+    measured = idle_cpus(window=0.05)
+    assert measured is None or 0 <= measured <= (os.cpu_count() or 1)
 
 
 def _config(task: str, trials: int = 3) -> object:

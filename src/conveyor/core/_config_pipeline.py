@@ -19,6 +19,10 @@ class LightGBMParams(_Model):
     min_child_samples: int = Field(default=20, ge=1)
     subsample: float = Field(default=1.0, gt=0, le=1)
     colsample_bytree: float = Field(default=0.9, gt=0, le=1)
+    budget_s: float = Field(default=15.0, gt=0)
+    """Wall-clock budget of the final fit, the early-stopping fit that picks its rounds included: a fit
+    still improving when it runs out ends there (the run table says so). Only for a training split of
+    100,000 rows or more: a smaller one fits in seconds and stays the same to the round from run to run."""
 
 
 RegressionMetric = Literal["r2", "rmse", "mae", "rmsle"]
@@ -38,6 +42,10 @@ class SearchConfig(_Model):
     folds: int | Literal["auto"] = "auto"
     """Cross-validation folds (2-10): time-ordered when there is an event time, else (stratified) K-fold;
     auto: by the training rows (5 up to 5,000, 4 up to 200,000, else 3 then 2 over 1,000,000)."""
+
+    sample_rows: int = Field(default=50_000, ge=1_000)
+    """The search cross-validates on at most this many rows of the training split (a seeded sample, in
+    time order); the final fit reads every row. A trial costs about its rows times its rounds."""
 
     @field_validator("folds")
     @classmethod

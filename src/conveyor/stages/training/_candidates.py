@@ -35,6 +35,7 @@ from conveyor.stages.training._search import (
     search,
 )
 from conveyor.stages.training._seen import log_train_rows
+from conveyor.stages.training._threads import LARGE_FIT_ROWS, solo_threads
 from conveyor.stages.training._tracking import tracking
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 _LINEAR_MAX_TRIALS = 12
 _INNER_VALID = 0.15
 """The share of the training split that early stopping watches to choose the final fit's rounds."""
+_STOPPING_SHARE = 0.4
+"""The share of `training.lightgbm.budget_s` the early-stopping fit may take: the final fit, on
+1/0.85 of its rows for as many more rounds, takes about 1.4 times as long."""
 
 Scalar = str | int | float | bool | None
 
@@ -74,6 +78,8 @@ class Candidate(BaseModel):
     untuned_metrics: dict[str, float] | None = None
     """LightGBM with `training.lightgbm` as given, on the same test split (when a search ran)."""
     mlflow_seconds_per_trial: float | None = None
+    notes: list[str] = []
+    """What the run table should say of this candidate (a fit its budget ended)."""
 
 
 def _trivial(workspace: Workspace, exp: str, data: _Data) -> tuple[Candidate, np.ndarray]:
@@ -89,8 +95,8 @@ def _trivial(workspace: Workspace, exp: str, data: _Data) -> tuple[Candidate, np
     return Candidate(run_id=run.info.run_id, model_id=None, metrics=metrics, fit_seconds=round(seconds, 3)), output
 
 
-def _factory(name: str, data: _Data) -> Any:
-    seed, threads = data.config.training.seed, data.plan.threads
+def _factory(name: str, data: _Data, threads: int | None = None) -> Any:
+    seed, threads = data.config.training.seed, data.plan.threads if threads is None else threads
     if name == "baseline":
         return lambda params: make_linear(data.task, data.encoder, params, seed)
     stop_on = early_stopping_metric(data.metric.name, data.n_classes)  # what a fold's early stopping watches
@@ -121,24 +127,43 @@ def _searched(
             outcome = search(job, name=name, space=space, make=make, n_trials=trials, timeout=budget, first=first,
                              variants=variants, also=also, parent_run=run.info.run_id, logger=logger)
         params = dict(outcome.params)
+        notes: list[str] = []
         started = time.perf_counter()
+        threads = solo_threads(data.plan, len(data.y_train), training.threads)
+        solo = _factory(name, data, threads)  # a fit that runs alone: every idle CPU on a large split
+        deadline = stopping_deadline = None
+        # the clock bounds the fits of a large split only: a smaller one takes seconds, and its model
+        # stays the same to the round from run to run, however busy the machine
+        if name == "lightgbm" and len(data.y_train) >= LARGE_FIT_ROWS:
+            deadline = started + training.lightgbm.budget_s
+            stopping_deadline = started + training.lightgbm.budget_s * _STOPPING_SHARE
         if name == "lightgbm":
             configured = training.lightgbm.n_estimators
             # the untuned model as configured (a number of rounds: that many); otherwise early stopping
             # on the training split's latest 15 % (the folds' mean rounds for it lost 0.008 of R² on
             # the taxi example's test split: its time-ordered folds train on 70-94 % of the rows)
             fixed = configured if outcome.kept_first or not outcome.trials else "auto"
-            params["n_estimators"] = fixed if fixed != "auto" else _stopped_rounds(make, params, data)
-        estimator, seconds = _fit_timed(make(params), data)
+            if fixed == "auto":
+                params["n_estimators"], capped = _stopped_rounds(solo, params, data, stop_at=stopping_deadline)
+                if capped:
+                    notes.append(f"LightGBM still improving when training.lightgbm.budget_s ran out: "
+                                 f"{params['n_estimators']} rounds")
+            else:
+                params["n_estimators"] = fixed
+        estimator, seconds = _fit_timed(solo(params), data, stop_at=deadline)
+        if deadline is not None and time.perf_counter() > deadline:
+            notes.append(f"LightGBM's final fit ended at training.lightgbm.budget_s: "
+                         f"{_rounds_reached(estimator)} of {params['n_estimators']} rounds")
         seconds = time.perf_counter() - started
         output = model_output(estimator, data.task, data.x_test, data.n_classes)
         metrics = output_scores(data.task, data.y_test, output)
         share = bootstrap_share(data.metric.name, data.y_test, output, trivial_output, seed=training.seed)
         untuned_metrics = None
-        if name == "lightgbm" and outcome.trials and not outcome.kept_first:
+        sampled = len(job.y) < len(data.y_train)  # a large split: the untuned model's refit would cost a budget more
+        if name == "lightgbm" and outcome.trials and not outcome.kept_first and not sampled:
             rounds = training.lightgbm.n_estimators
-            rounds = rounds if rounds != "auto" else _stopped_rounds(make, untuned, data)
-            reference, _ = _fit_timed(make({**untuned, "n_estimators": rounds}), data)
+            rounds = rounds if rounds != "auto" else _stopped_rounds(solo, untuned, data)[0]
+            reference, _ = _fit_timed(solo({**untuned, "n_estimators": rounds}), data)
             untuned_metrics = predict_scores(reference, data.task, data.x_test, data.y_test, data.n_classes)
         model = _conveyor_model(data.encoder, estimator, data.task, data.classes)
         per_trial = outcome.mlflow_seconds / outcome.trials if outcome.trials else None
@@ -167,8 +192,10 @@ def _searched(
         log_train_rows(mlflow, data.config, data.train_df)  # what a later gate must not score it on
         info = _log_model(mlflow, model, data.test_df[data.config.model_inputs()].head(5),
                           data.tags | {"conveyor.candidate": name, "conveyor.run": run.info.run_id})
-        log_plots(mlflow, data.task, data.test_df[data.config.schema.target].to_numpy(),
-                  model.predict_frame(data.test_df), model, outcome.history, data.metric)
+        # a regressor's test predictions are `output` already; a classifier's plots want its labels too
+        shown_outputs = {"prediction": output} if data.task == "regression" else model.predict_frame(data.test_df)
+        log_plots(mlflow, data.task, data.test_df[data.config.schema.target].to_numpy(), shown_outputs, model,
+                  outcome.history, data.metric)
     candidate = Candidate(
         run_id=run.info.run_id, model_id=info.model_id, metrics=metrics, fit_seconds=round(seconds, 3),
         search_seconds=round(outcome.seconds, 3), trials=outcome.trials, pruned=outcome.pruned,
@@ -176,6 +203,7 @@ def _searched(
         cv_score=outcome.cv_score, cv_gain=None if outcome.gain is None else round(outcome.gain, 6),
         params={k: v for k, v in params.items() if _plain(v)},
         beats_trivial=share, untuned_metrics=untuned_metrics, mlflow_seconds_per_trial=None if per_trial is None else round(per_trial, 5),
+        notes=notes,
     )
     return candidate, outcome
 
@@ -199,9 +227,10 @@ def _starts(name: str, untuned: Params, data: _Data) -> tuple[Params, list[Param
     return first, variants, also
 
 
-def _stopped_rounds(make: Any, params: Params, data: _Data) -> int:
+def _stopped_rounds(make: Any, params: Params, data: _Data, stop_at: float | None = None) -> tuple[int, bool]:
     """Boosting rounds for a fit on the whole training split: early stopping on its latest 15 % (by
-    time), or a seeded random 15 % (stratified for classes), scaled up to the whole split."""
+    time), or a seeded random 15 % (stratified for classes), scaled up to the whole split; and
+    whether `stop_at` (the clock) ended it while it still improved."""
     import numpy as np
 
     n = len(data.y_train)
@@ -220,14 +249,20 @@ def _stopped_rounds(make: Any, params: Params, data: _Data) -> int:
             fit_idx, valid_idx = train_test_split(index, test_size=valid_rows, random_state=seed)
     estimator = make({**params, "n_estimators": LIGHTGBM_MAX_ROUNDS})
     fit(estimator, data.x_train[fit_idx], data.y_train[fit_idx], data.encoder,
-        valid=(data.x_train[valid_idx], data.y_train[valid_idx]))
+        valid=(data.x_train[valid_idx], data.y_train[valid_idx]), stop_at=stop_at, keep_at_deadline=True)
+    capped = stop_at is not None and time.perf_counter() > stop_at
     best = int(getattr(estimator, "best_iteration_", 0) or 0) or LIGHTGBM_MAX_ROUNDS
-    return max(1, min(LIGHTGBM_MAX_ROUNDS, round(best * n / len(fit_idx))))
+    return max(1, min(LIGHTGBM_MAX_ROUNDS, round(best * n / len(fit_idx)))), capped
 
 
-def _fit_timed(estimator: Any, data: _Data) -> tuple[Any, float]:
+def _rounds_reached(estimator: Any) -> int:
+    inner = getattr(estimator, "regressor", estimator)  # a log target wraps the LightGBM model
+    return int(inner.booster_.current_iteration())
+
+
+def _fit_timed(estimator: Any, data: _Data, stop_at: float | None = None) -> tuple[Any, float]:
     started = time.perf_counter()
-    fit(estimator, data.x_train, data.y_train, data.encoder)
+    fit(estimator, data.x_train, data.y_train, data.encoder, stop_at=stop_at, keep_at_deadline=True)
     return estimator, time.perf_counter() - started
 
 

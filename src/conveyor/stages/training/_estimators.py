@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from conveyor.stages.training._encoder import FeatureEncoder
@@ -226,8 +227,13 @@ def fit(
     y: np.ndarray,
     encoder: FeatureEncoder,
     valid: tuple[np.ndarray, np.ndarray] | None = None,
+    stop_at: float | None = None,
+    *,
+    keep_at_deadline: bool = False,
 ) -> Any:
-    """Fit; a LightGBM model given `valid` stops early when that set stops improving."""
+    """Fit; a LightGBM model given `valid` stops early when that set stops improving, and one given
+    `stop_at` (a `time.perf_counter()` reading) raises `OverBudget` at the first round past it, or,
+    with `keep_at_deadline`, ends there as a fitted model of the rounds it reached."""
     inner = estimator.regressor if isinstance(estimator, LogTarget) else estimator
     if type(inner).__module__.startswith("lightgbm"):
         import lightgbm as lgb
@@ -244,7 +250,34 @@ def fit(
             elif not binary and metric in ("binary_logloss", "auc", "average_precision"):
                 inner.set_params(metric="multi_logloss")
         extra: Params = {}
+        callbacks: list[Any] = []
         if valid is not None:
-            extra = {"eval_X": (valid[0],), "eval_y": (valid[1],), "callbacks": [lgb.early_stopping(50, verbose=False)]}
+            extra = {"eval_X": (valid[0],), "eval_y": (valid[1],)}
+            callbacks.append(lgb.early_stopping(50, verbose=False))
+        if stop_at is not None:
+            callbacks.append(_stop_at(stop_at, keep=keep_at_deadline))
+        if callbacks:
+            extra["callbacks"] = callbacks
         return estimator.fit(matrix, y, categorical_feature=encoder.categorical_indices or "auto", **extra)
     return estimator.fit(matrix, y)
+
+
+class OverBudget(Exception):
+    """A fit given `stop_at` ran past it (a search trial when the search's budget is spent)."""
+
+
+def _stop_at(deadline: float, *, keep: bool = False) -> Callable[[Any], None]:
+    """A LightGBM callback: after each round, once the clock passes `deadline`, `OverBudget`, or
+    with `keep` the end of the fit at that round (as early stopping ends one)."""
+    import time
+
+    import lightgbm as lgb
+
+    def check(env: Any) -> None:
+        if time.perf_counter() > deadline:
+            if keep:
+                raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list or [])
+            raise OverBudget(f"stopped at round {env.iteration + 1}: the search's budget is spent")
+
+    check.order = 40  # type: ignore[attr-defined]  # after early stopping (30): a converged fit ends normally
+    return check

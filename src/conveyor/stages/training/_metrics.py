@@ -179,20 +179,26 @@ def score_one(metric: str, truth: np.ndarray, output: np.ndarray) -> float:
     return scores.get(metric, float("nan"))
 
 
+_BOOTSTRAP_ROWS = 50_000
+
+
 def bootstrap_share(
     metric: str, truth: np.ndarray, candidate: np.ndarray, reference: np.ndarray, *, seed: int, rounds: int = 200
 ) -> float:
     """Share of paired bootstrap resamples of the test split on which `candidate` beats `reference`.
 
     A model that wins on the test split by chance (a random target, a tiny file) wins on about
-    half of the resamples; one that is really better, on nearly all.
+    half of the resamples; one that is really better, on nearly all. Past `_BOOTSTRAP_ROWS` test
+    rows each resample draws that many (an m-out-of-n bootstrap: a little more cautious, and 200
+    resamples of a 200,000-row split no longer take 2 s a candidate).
     """
     import numpy as np
 
     rng = np.random.default_rng(seed)
     n, wins, counted = len(truth), 0, 0
+    m = min(n, _BOOTSTRAP_ROWS)
     for _ in range(rounds):
-        rows = rng.integers(0, n, n)
+        rows = rng.integers(0, n, m)
         a, b = score_one(metric, truth[rows], candidate[rows]), score_one(metric, truth[rows], reference[rows])
         if np.isnan(a) or np.isnan(b):
             continue

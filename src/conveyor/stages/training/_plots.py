@@ -9,11 +9,17 @@ process's backend.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    import numpy as np
+
     from conveyor.stages.training._metrics import Metric
     from conveyor.stages.training._model import ConveyorModel
+
+    Outputs: TypeAlias = Mapping[str, Sequence[Any] | np.ndarray]  # a model's outputs by name (prediction, probability)
 
 __all__ = ["log_plots"]
 
@@ -22,7 +28,7 @@ def log_plots(
     mlflow: Any,
     task: str,
     y_true: Any,
-    outputs: dict[str, list[Any]],
+    outputs: Outputs,
     model: ConveyorModel,
     history: list[tuple[int, float | None, str]] | None = None,
     metric: Metric | None = None,
@@ -49,7 +55,7 @@ def _figure(width: float = 5.5, height: float = 5) -> Any:
     return Figure(figsize=(width, height))
 
 
-def _predicted_vs_actual(y_true: Any, outputs: dict[str, list[Any]]) -> Any:
+def _predicted_vs_actual(y_true: Any, outputs: Outputs) -> Any:
     import numpy as np
 
     pred, truth = np.asarray(outputs["prediction"], dtype=float), np.asarray(y_true, dtype=float)
@@ -62,7 +68,7 @@ def _predicted_vs_actual(y_true: Any, outputs: dict[str, list[Any]]) -> Any:
     return fig
 
 
-def _residuals(y_true: Any, outputs: dict[str, list[Any]]) -> Any:
+def _residuals(y_true: Any, outputs: Outputs) -> Any:
     import numpy as np
 
     pred, truth = np.asarray(outputs["prediction"], dtype=float), np.asarray(y_true, dtype=float)
@@ -78,7 +84,7 @@ def _residuals(y_true: Any, outputs: dict[str, list[Any]]) -> Any:
     return fig
 
 
-def _classification(y_true: Any, outputs: dict[str, list[Any]], model: ConveyorModel) -> dict[str, Any]:
+def _classification(y_true: Any, outputs: Outputs, model: ConveyorModel) -> dict[str, Any]:
     import numpy as np
     from sklearn.calibration import CalibrationDisplay
     from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay

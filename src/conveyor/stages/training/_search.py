@@ -6,7 +6,8 @@ ends the search). The first trial is the untuned model's parameters (a warm star
 can only keep it or beat it). Inside a trial the folds run side by side on the usable CPUs,
 each fit on one thread (see `_threads.py`) and each LightGBM fit stopped early on its fold;
 the median pruner stops a trial after a wave of folds that scores below the median of earlier
-trials, and a trial still running when the budget is spent is pruned at its next wave. Each
+trials, and a trial still running when the budget is spent is stopped inside its fits (LightGBM
+checks the clock after each round) and pruned. Each
 trial is a nested MLflow run under its candidate's run, written with three client calls
 (create, one `log_batch`, terminate) on a thread of its own, while the next trial fits.
 """
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.core.progress import report
 from conveyor.stages.training._encoder import FeatureEncoder
-from conveyor.stages.training._estimators import LIGHTGBM_MAX_ROUNDS, Params, fit
+from conveyor.stages.training._estimators import LIGHTGBM_MAX_ROUNDS, OverBudget, Params, fit
 from conveyor.stages.training._metrics import Metric, classification_scores, regression_scores
 from conveyor.stages.training._threads import ThreadPlan
 
@@ -224,11 +225,11 @@ def search(
     deadline = time.perf_counter() + timeout
     metric = job.metric.name
 
-    def run_fold(params: Params, fold: tuple[np.ndarray, np.ndarray]) -> tuple[float, int | None]:
+    def run_fold(params: Params, fold: tuple[np.ndarray, np.ndarray], stop_at: float | None) -> tuple[float, int | None]:
         train_idx, valid_idx = fold
         estimator = make(params)
         valid = (job.x[valid_idx], job.y[valid_idx]) if is_lightgbm else None
-        fit(estimator, job.x[train_idx], job.y[train_idx], job.encoder, valid=valid)
+        fit(estimator, job.x[train_idx], job.y[train_idx], job.encoder, valid=valid, stop_at=stop_at)
         scores = predict_scores(estimator, job.task, job.x[valid_idx], job.y[valid_idx], job.n_classes)
         rounds = (int(getattr(estimator, "best_iteration_", 0) or 0) or None) if is_lightgbm else None
         return scores.get(metric, float("nan")), rounds
@@ -241,9 +242,17 @@ def search(
         values: list[float] = []
         rounds: list[int] = []
         state = "COMPLETE"
+        # the first trial (the untuned parameters: what the search must beat) always finishes; a later
+        # one is stopped mid-fit when the budget is spent, not at the end of its wave of folds
+        stop_at = deadline if trial.number > 0 else None
         try:
             for wave in _waves(job.folds, job.plan.workers):
-                results = list(pool.map(lambda f: run_fold(params, f), wave)) if pool else [run_fold(params, f) for f in wave]
+                try:
+                    results = (list(pool.map(lambda f: run_fold(params, f, stop_at), wave)) if pool
+                               else [run_fold(params, f, stop_at) for f in wave])
+                except OverBudget:
+                    state = "PRUNED"
+                    raise optuna.TrialPruned() from None
                 values += [v for v, _ in results]
                 rounds += [r for _, r in results if r]
                 trial.report(float(np.nanmean(values)), step=len(values) - 1)

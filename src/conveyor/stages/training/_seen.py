@@ -49,7 +49,9 @@ def _row_keys(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
     key = config.schema.entity.key
     return pd.DataFrame({
         "key": frame[key].astype(str).to_numpy(),
-        "ts": pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).astype("datetime64[ns, UTC]").to_numpy(),
+        # as a column, not `to_numpy()`: a zoned column becomes an object array of Timestamps, built
+        # one by one (3.4 s of a 1M-row train stage)
+        "ts": pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True).astype("datetime64[ns, UTC]").reset_index(drop=True),
     })
 
 

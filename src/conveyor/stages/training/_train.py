@@ -196,22 +196,34 @@ def train(
 
 def _train(config: Config, workspace: Workspace, training_set: Artifact[TrainingSetInput], data: _Data) -> Artifact[TrainResult]:
     search_cfg = config.training.search
-    k = search_cfg.folds_for(len(data.train_df))
+    x, y = search_rows(data.x_train, data.y_train, search_cfg.sample_rows, seed=config.training.seed)
+    k = search_cfg.folds_for(len(y))
     if search_cfg.folds == "auto" and data.classes is not None:  # stratified: every class in every fold
-        k = max(2, min(k, *_class_counts(data.y_train)))
+        k = max(2, min(k, *_class_counts(y)))
     folds, cv = cv_folds(
-        len(data.train_df), k, time_ordered=data.how == "time",
-        y=data.y_train if data.classes is not None else None, seed=config.training.seed,
+        len(y), k, time_ordered=data.how == "time", y=y if data.classes is not None else None, seed=config.training.seed,
     )
+    if len(y) < len(data.y_train):
+        cv = f"{cv} on a sample of {len(y):,} of {len(data.y_train):,} training rows"
     mlflow_client = client(config, workspace)
     exp = experiment_id(mlflow_client, config, workspace, config.name)
-    job = SearchTask(data.task, data.metric, data.x_train, data.y_train, data.n_classes, data.encoder, folds,
-                     data.plan, config.training.seed)
+    job = SearchTask(data.task, data.metric, x, y, data.n_classes, data.encoder, folds, data.plan, config.training.seed)
     logger = TrialLogger(mlflow_client, exp)
     try:
         return _train_candidates(config, workspace, training_set, data, job, logger, exp, cv)
     finally:
         logger.close()
+
+
+def search_rows(x: np.ndarray, y: np.ndarray, limit: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows the search cross-validates on: all of them, or a seeded sample of `limit` rows in
+    their order (time-ordered folds stay in time order); the final fit reads every row."""
+    import numpy as np
+
+    if len(y) <= limit:
+        return x, y
+    keep = np.sort(np.random.default_rng(seed).choice(len(y), size=limit, replace=False))
+    return x[keep], y[keep]
 
 
 def _class_counts(y: np.ndarray) -> list[int]:
@@ -256,6 +268,8 @@ def _train_candidates(
     if len(data.test_df) < _FEW_TEST_ROWS:
         notes.insert(0, f"only {len(data.test_df)} test rows: these scores, and the promotion gate that reads "
                         "them, are noise-sized; more rows or a larger training.test_size")
+    for candidate in candidates.values():
+        notes.extend(candidate.notes)
     if kept:
         notes.append(f"untuned {'+'.join(kept)} kept (no trial beat it by 1 SE on CV)")
     if regularised:
