@@ -137,3 +137,28 @@ def test_the_search_reads_a_seeded_sample_of_a_large_training_split_in_its_order
     assert sx[:, 0].tolist() == search_rows(x, y, 1200, seed=3)[0][:, 0].tolist()  # seeded
     assert sx[:, 0].tolist() != search_rows(x, y, 1200, seed=4)[0][:, 0].tolist()
     assert sx[0, 0] < 100 and sx[-1, 0] > 4900  # spread over the whole split, not its head
+
+
+def test_an_untuned_setting_outside_the_search_ranges_is_searched_around_without_a_warning() -> None:
+    import warnings
+
+    import optuna
+
+    from conveyor.stages.training._estimators import lightgbm_space, untuned_lightgbm
+
+    untuned = untuned_lightgbm({"learning_rate": 0.01, "num_leaves": 255, "min_child_samples": 5,
+                                "subsample": 0.5, "colsample_bytree": 0.3})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.enqueue_trial(untuned)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna warns of a fixed value out of its distribution's range
+        study.optimize(lambda t: float(len(lightgbm_space(t, False, untuned=untuned))), n_trials=3)
+    first = study.trials[0]
+    assert first.params == untuned  # the first trial is exactly the configured model
+    assert first.distributions["learning_rate"].low == 0.01 and first.distributions["num_leaves"].high == 255
+    later = study.trials[1].distributions
+    assert later["subsample"].low == 0.5 and later["colsample_bytree"].low == 0.3 and later["min_child_samples"].low == 5
+    default = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    default.optimize(lambda t: float(len(lightgbm_space(t, False))), n_trials=1)
+    assert default.trials[0].distributions["learning_rate"].low == 0.02  # without one: the usual ranges

@@ -120,7 +120,7 @@ def _searched(
         outcome = SearchOutcome(params=untuned, rounds=None, cv_score=None)
         if trials > 0 and budget > 0:
             space = (
-                (lambda t: lightgbm_space(t, data.imbalanced, data.skewed)) if name == "lightgbm"
+                (lambda t: lightgbm_space(t, data.imbalanced, data.skewed, untuned)) if name == "lightgbm"
                 else (lambda t: linear_space(t, data.task, data.imbalanced, data.skewed))
             )
             first, variants, also = _starts(name, untuned, data)

@@ -167,17 +167,25 @@ untuned parameters); kept (like the untuned first trial) unless the best trial b
 error on CV."""
 
 
-def lightgbm_space(trial: optuna.Trial, imbalanced: bool, skewed: bool = False) -> Params:
+def lightgbm_space(trial: optuna.Trial, imbalanced: bool, skewed: bool = False, untuned: Params | None = None) -> Params:
+    """The searched LightGBM parameters; each range stretched to hold `untuned` (the first trial, from
+    `training.lightgbm`), so a setting outside the usual range is searched around, not refused."""
+    def span(name: str, low: float, high: float) -> tuple[Any, Any]:
+        value = (untuned or {}).get(name)
+        if value is None:
+            return low, high
+        return min(low, value), max(high, value)
+
     params: Params = {
         # centred on what won on the bike, credit and taxi data (rate 0.03, 15-31 leaves, 20-100 rows a
         # leaf, half to all of the features): a rate below 0.02 needs thousands of rounds, over 128
         # leaves or under 8 rarely pays on tabular data, and both ends cost most of the search's time
-        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.15, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
-        "min_child_samples": trial.suggest_int("min_child_samples", 10, 200, log=True),
-        "subsample": trial.suggest_float("subsample", 0.6, 1.0),
-        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
-        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", *span("learning_rate", 0.02, 0.15), log=True),
+        "num_leaves": trial.suggest_int("num_leaves", *span("num_leaves", 8, 128), log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", *span("min_child_samples", 10, 200), log=True),
+        "subsample": trial.suggest_float("subsample", *span("subsample", 0.6, 1.0)),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", *span("colsample_bytree", 0.4, 1.0)),
+        "reg_lambda": trial.suggest_float("reg_lambda", *span("reg_lambda", 1e-3, 10.0), log=True),
     }
     if imbalanced:
         params["class_weight"] = trial.suggest_categorical("class_weight", [None, "balanced"])
