@@ -118,3 +118,34 @@ def test_targets_that_cannot_be_learned_stop_before_any_fit() -> None:
     with pytest.raises(TrainingError, match=r"too few rows per class of 'y' in the training split \('b': 2\)"):
         _check_target(_config("classification"), rare, rare)  # type: ignore[arg-type]
     assert _check_target(_config("classification", trials=0), rare, rare) == ["a", "b"]  # type: ignore[arg-type]
+
+
+def test_the_rank_sum_auc_equals_scikit_learns_with_ties_and_says_nan_for_one_class() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from conveyor.stages.training._metrics import binary_auc, score_one
+
+    rng = np.random.default_rng(4)
+    for n in (7, 500, 20_000):
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]  # both classes, however few rows
+        score = np.round(rng.random(n) + 0.4 * y, 1)  # coarse: many ties
+        assert binary_auc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+        proba = np.column_stack([1 - score, score])
+        assert score_one("roc_auc", y, proba) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert np.isnan(binary_auc(np.zeros(5, dtype=int), rng.random(5)))
+
+
+def test_the_bootstrap_share_past_its_row_cap_still_tells_a_real_model_from_chance() -> None:
+    from conveyor.stages.training._metrics import _BOOTSTRAP_ROWS, bootstrap_share
+
+    rng = np.random.default_rng(5)
+    n = _BOOTSTRAP_ROWS * 3
+    y = rng.integers(0, 2, n)
+    good = np.column_stack([1 - (0.3 * y + 0.7 * rng.random(n)), 0.3 * y + 0.7 * rng.random(n)])
+    coin = rng.random(n)
+    chance = np.column_stack([1 - coin, coin])
+    trivial = np.full((n, 2), 0.5)
+    assert bootstrap_share("roc_auc", y, good, trivial, seed=1, rounds=50) == 1.0
+    assert 0.2 < bootstrap_share("roc_auc", y, chance, np.column_stack([1 - rng.random(n), rng.random(n)]),
+                                 seed=1, rounds=50) < 0.8

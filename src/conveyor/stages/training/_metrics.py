@@ -170,8 +170,9 @@ def score_one(metric: str, truth: np.ndarray, output: np.ndarray) -> float:
     if k == 2 and metric in ("roc_auc", "pr_auc"):
         if len(np.unique(truth)) < 2:
             return float("nan")
-        rank = metrics.roc_auc_score if metric == "roc_auc" else metrics.average_precision_score
-        return float(rank(truth, output[:, 1]))
+        if metric == "roc_auc":
+            return binary_auc(truth, output[:, 1])
+        return float(metrics.average_precision_score(truth, output[:, 1]))
     if metric == "log_loss":
         picked = np.clip(output[np.arange(len(truth)), truth], 1e-15, 1.0)
         return float(-np.mean(np.log(picked)))
@@ -179,7 +180,23 @@ def score_one(metric: str, truth: np.ndarray, output: np.ndarray) -> float:
     return scores.get(metric, float("nan"))
 
 
-_BOOTSTRAP_ROWS = 50_000
+def binary_auc(truth: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC of class 1 by the rank-sum (Mann-Whitney) formula, ties at their mean rank: the
+    value `roc_auc_score` gives, without its input checks (a tenth of the time at 50,000 rows,
+    which 400 bootstrap scorings notice)."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    positive = np.asarray(truth) == 1
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+_BOOTSTRAP_ROWS = 10_000
 
 
 def bootstrap_share(
@@ -189,8 +206,9 @@ def bootstrap_share(
 
     A model that wins on the test split by chance (a random target, a tiny file) wins on about
     half of the resamples; one that is really better, on nearly all. Past `_BOOTSTRAP_ROWS` test
-    rows each resample draws that many (an m-out-of-n bootstrap: a little more cautious, and 200
-    resamples of a 200,000-row split no longer take 2 s a candidate).
+    rows each resample draws that many (an m-out-of-n bootstrap: a little more cautious about a
+    small lead, and 200 resamples of a 60,000-row split no longer take 5 s a candidate; against
+    the trivial model, the only use, a real model's lead is never small).
     """
     import numpy as np
 
