@@ -161,8 +161,7 @@ def test_too_few_unseen_rows_keep_the_champion_and_say_how_to_replace_it(tmp_pat
     config = yaml.safe_load((project / "conveyor.yaml").read_text())
     config["serving"]["admin_key_env"] = "GATE_TEST_ADMIN"
     (project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    server = Server(project, env={"GATE_TEST_ADMIN": "k3y"})
-    server.port, server.url = 21811, "http://127.0.0.1:21811"
+    server = Server(project, env={"GATE_TEST_ADMIN": "k3y"})  # on a port the system picks
 
     def reload() -> object:
         return httpx.post(f"{server.url}/admin/reload", headers={"Authorization": "Bearer k3y"}).json()
