@@ -132,12 +132,12 @@ def _searched(
         threads = solo_threads(data.plan, len(data.y_train), training.threads)
         solo = _factory(name, data, threads)  # a fit that runs alone: every idle CPU on a large split
         deadline = stopping_deadline = None
-        # the clock bounds the fits of a large split only: a smaller one takes seconds, and its model
-        # stays the same to the round from run to run, however busy the machine
-        if name == "lightgbm" and len(data.y_train) >= LARGE_FIT_ROWS:
-            deadline = started + training.lightgbm.budget_s
-            stopping_deadline = started + training.lightgbm.budget_s * _STOPPING_SHARE
         if name == "lightgbm":
+            # the clock bounds the fits of a large split only: a smaller one takes seconds, and its model
+            # stays the same to the round from run to run, however busy the machine
+            if len(data.y_train) >= LARGE_FIT_ROWS:
+                deadline = started + training.lightgbm.budget_s
+                stopping_deadline = started + training.lightgbm.budget_s * _STOPPING_SHARE
             configured = training.lightgbm.n_estimators
             # the untuned model as configured (a number of rounds: that many); otherwise early stopping
             # on the training split's latest 15 % (the folds' mean rounds for it lost 0.008 of R² on
@@ -153,7 +153,7 @@ def _searched(
         estimator, seconds = _fit_timed(solo(params), data, stop_at=deadline)
         if deadline is not None and time.perf_counter() > deadline:
             notes.append(f"LightGBM's final fit ended at training.lightgbm.budget_s: "
-                         f"{_rounds_reached(estimator)} of {params['n_estimators']} rounds")
+                         f"{estimator.booster_.current_iteration()} of {params['n_estimators']} rounds")
         seconds = time.perf_counter() - started
         output = model_output(estimator, data.task, data.x_test, data.n_classes)
         metrics = output_scores(data.task, data.y_test, output)
@@ -253,11 +253,6 @@ def _stopped_rounds(make: Any, params: Params, data: _Data, stop_at: float | Non
     capped = stop_at is not None and time.perf_counter() > stop_at
     best = int(getattr(estimator, "best_iteration_", 0) or 0) or LIGHTGBM_MAX_ROUNDS
     return max(1, min(LIGHTGBM_MAX_ROUNDS, round(best * n / len(fit_idx)))), capped
-
-
-def _rounds_reached(estimator: Any) -> int:
-    inner = getattr(estimator, "regressor", estimator)  # a log target wraps the LightGBM model
-    return int(inner.booster_.current_iteration())
 
 
 def _fit_timed(estimator: Any, data: _Data, stop_at: float | None = None) -> tuple[Any, float]:
