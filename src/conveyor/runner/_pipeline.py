@@ -23,6 +23,7 @@ from conveyor.core.artifacts import Artifact, Result
 from conveyor.core.config import Config
 from conveyor.core.errors import ConveyorError
 from conveyor.core.hashing import hash_json, short
+from conveyor.core.memory import guard
 from conveyor.core.report import write_text
 from conveyor.core.stage import MODEL_STAGE_SEPARATOR, Stage, Upstream, model_stage
 from conveyor.core.workspace import Workspace
@@ -234,7 +235,8 @@ def run_pipeline(
                 continue
         on_event(Event(stage.name, "running"))
         started = time.perf_counter()
-        artifact = stage.run(config, workspace, Upstream(artifacts))
+        with guard(stage.name, config.engine):  # out of memory: one line, not the kernel's SIGKILL
+            artifact = stage.run(config, workspace, Upstream(artifacts))
         seconds = time.perf_counter() - started
         artifacts[stage.name] = artifact
         _save(workspace, stage, key, artifact, seconds)
