@@ -9,7 +9,8 @@
 The file is made from the shipped NYC taxi sample (tests/data/nyc_taxi_trips.csv): its rows
 resampled with their pickup times spread over the month and small noise on the numbers, in a
 temporary folder (never committed). Each measured command runs in a fresh process; its peak
-RSS is that process's `ru_maxrss`. Beside Conveyor's online write, the same rows go through
+RSS is that process's VmHWM, polled from /proc (never `ru_maxrss`, which a child inherits from
+this script's own RSS at the fork). Beside Conveyor's online write, the same rows go through
 Feast's own in-process `FeatureStore.materialize`, which is what a user would otherwise run.
 
 With `--engine`, the engines are compared instead, in one table: for each size, input format
@@ -39,35 +40,41 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "nyc_taxi_trips.csv"
 
 
-def make_csv(rows: int, out: Path, seed: int = 7) -> None:
+def make_csv(rows: int, out: Path, seed: int = 7, chunk: int = 2_000_000) -> None:
+    """`rows` taxi-style rows, written `chunk` rows at a time (50M rows would not fit in memory at once)."""
     import numpy as np
     import polars as pl
 
     base = pl.read_csv(SAMPLE, infer_schema_length=0).drop("ehail_fee", "trip_type")
     rng = np.random.default_rng(seed)
-    pick = rng.integers(0, base.height, rows)
-    frame = base[pick.tolist()]
     start = np.datetime64("2019-03-01T00:00:00")
-    offsets = rng.integers(0, 31 * 24 * 3600, rows).astype("timedelta64[s]")
-    pickup = (start + offsets).astype("datetime64[us]")
-    duration = rng.integers(60, 3600, rows).astype("timedelta64[s]").astype("timedelta64[us]")
     fmt = "%Y-%m-%d %H:%M:%S"
-    frame = frame.with_columns(
-        pl.Series("tpep_pickup_datetime", pickup).dt.strftime(fmt),
-        pl.Series("tpep_dropoff_datetime", pickup + duration).dt.strftime(fmt),
-    )
-    noise = pl.Series(rng.normal(1.0, 0.02, rows))
-    for column in ("trip_distance", "fare_amount", "tip_amount"):
-        frame = frame.with_columns((pl.col(column).cast(pl.Float64) * noise).round(2).cast(pl.String).alias(column))
-    frame.write_csv(out)
+    with out.open("wb") as sink:
+        for first in range(0, rows, chunk):
+            n = min(chunk, rows - first)
+            frame = base[rng.integers(0, base.height, n).tolist()]
+            offsets = rng.integers(0, 31 * 24 * 3600, n).astype("timedelta64[s]")
+            pickup = (start + offsets).astype("datetime64[us]")
+            duration = rng.integers(60, 3600, n).astype("timedelta64[s]").astype("timedelta64[us]")
+            frame = frame.with_columns(
+                pl.Series("tpep_pickup_datetime", pickup).dt.strftime(fmt),
+                pl.Series("tpep_dropoff_datetime", pickup + duration).dt.strftime(fmt),
+            )
+            noise = pl.Series(rng.normal(1.0, 0.02, n))
+            for column in ("trip_distance", "fare_amount", "tip_amount"):
+                frame = frame.with_columns(
+                    (pl.col(column).cast(pl.Float64) * noise).round(2).cast(pl.String).alias(column))
+            frame.write_csv(sink, include_header=first == 0)
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
-    """Seconds, peak RSS (MiB) of that one child process (`wait4`), and its stdout."""
+    """Seconds, peak RSS (MiB, VmHWM polled from /proc) of that one child process, and its stdout."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         child = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(child.pid, 0)
+        peak = TreePeak(child.pid)
+        _, status, _ = os.wait4(child.pid, 0)
+        driver = peak.stop()["driver"]
         child.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
         out.seek(0)
@@ -75,7 +82,7 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
         stdout = out.read()
         if child.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{stdout}\n{err.read()}")
-    return seconds, usage.ru_maxrss / 1024, stdout
+    return seconds, driver, stdout
 
 
 _MATERIALIZE = textwrap.dedent(
@@ -183,10 +190,11 @@ def run_measured(cmd: list[str], cwd: Path) -> tuple[float, dict[str, float]]:
         started = time.perf_counter()
         child = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, text=True)
         peak = TreePeak(child.pid)
-        _, status, usage = os.wait4(child.pid, 0)
+        _, status, _ = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
+        # the peaks polled from /proc only: a child's `ru_maxrss` starts from its parent's RSS at the
+        # fork (Linux keeps the pre-exec high-water mark), so after making 10M rows here it read 4.4 GB
         peaks = peak.stop()
-        peaks["driver"] = max(peaks["driver"], usage.ru_maxrss / 1024 if "java" not in peaks else 0.0)
         if os.waitstatus_to_exitcode(status) != 0:
             out.seek(0)
             err.seek(0)
@@ -221,9 +229,22 @@ def measure(work: Path, csv: Path, rows: int, fmt: str, engine: str, args: argpa
                      "spark.port.maxRetries": 30}
         config["spark"] = {"master": args.master, "conf": conf}
     (project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    seconds, peaks = run_measured([sys.executable, "-m", "conveyor", "run", "-C", str(project), "--no-search"], work)
-    record = json.loads(sorted((project / ".conveyor" / "runs").glob("*.json"))[-1].read_text())
-    stage_seconds = {s["stage"]: s.get("seconds", 0.0) for s in record["stages"]}
+    run = [sys.executable, "-m", "conveyor", "run", "-C", str(project), "--no-search"]
+    if not args.per_stage:
+        seconds, peaks = run_measured(run, work)
+        record = json.loads(sorted((project / ".conveyor" / "runs").glob("*.json"))[-1].read_text())
+        stage_seconds = {s["stage"]: s.get("seconds", 0.0) for s in record["stages"]}
+    else:  # one fresh process per stage: which stage's driver (or JVM) holds the memory
+        seconds, peaks, stage_seconds, stage_peaks = 0.0, {"driver": 0.0, "jvm": 0.0, "workers": 0.0}, {}, {}
+        for stage in STAGES:
+            took, stage_peaks[stage] = run_measured([*run, "--from", stage, "--to", stage], work)
+            record = json.loads(sorted((project / ".conveyor" / "runs").glob("*.json"))[-1].read_text())
+            stage_seconds |= {s["stage"]: s.get("seconds", 0.0) for s in record["stages"]}
+            seconds += took
+            peaks = {k: max(v, stage_peaks[stage][k]) for k, v in peaks.items()}
+            print(f"    {stage:<9}{took:>8.1f} s  driver {stage_peaks[stage]['driver']:>7,.0f} MiB  "
+                  f"JVM {stage_peaks[stage]['jvm']:>7,.0f} MiB  workers {stage_peaks[stage]['workers']:>7,.0f} MiB",
+                  flush=True)
     shutil.rmtree(project, ignore_errors=True)
     return {"rows": rows, "format": fmt, "engine": engine, "seconds": seconds, **peaks,
             **{s: stage_seconds.get(s, float("nan")) for s in STAGES}}
@@ -284,6 +305,9 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=8, help="Parquet parts of the Spark input")
     parser.add_argument("--master", default="local[2]", help="spark.master of the Spark runs")
     parser.add_argument("--driver-memory", default="4g", help="spark.driver.memory of the Spark runs")
+    parser.add_argument("--per-stage", action="store_true",
+                        help="with --engine: each stage in its own fresh process (`run --from S --to S`), "
+                             "printing each stage's peak RSS (driver, JVM, workers); the table's peaks are their maxima")
     parser.add_argument("--spark-port", type=int, help="the Spark driver's first port (else Spark's defaults)")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="conveyor-scale-"))
