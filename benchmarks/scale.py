@@ -184,8 +184,18 @@ class TreePeak:
         return out
 
 
+class Failed(Exception):
+    """A measured command that exited non-zero: its status, its last stderr line, and its peaks so far."""
+
+    def __init__(self, cmd: list[str], status: int, stdout: str, stderr: str, seconds: float,
+                 peaks: dict[str, float]) -> None:
+        lines = [line for line in stderr.splitlines() if line.strip()] or ["(no output)"]
+        super().__init__(f"{' '.join(cmd)} failed (exit {status}):\n{stdout[-3000:]}\n{stderr[-3000:]}")
+        self.status, self.line, self.seconds, self.peaks = status, lines[-1], seconds, peaks
+
+
 def run_measured(cmd: list[str], cwd: Path) -> tuple[float, dict[str, float]]:
-    """Seconds and the process tree's peaks (MiB) of one command in a fresh process."""
+    """Seconds and the process tree's peaks (MiB) of one command in a fresh process (`Failed` if it fails)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         child = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, text=True)
@@ -198,7 +208,7 @@ def run_measured(cmd: list[str], cwd: Path) -> tuple[float, dict[str, float]]:
         if os.waitstatus_to_exitcode(status) != 0:
             out.seek(0)
             err.seek(0)
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{out.read()[-3000:]}\n{err.read()[-3000:]}")
+            raise Failed(cmd, os.waitstatus_to_exitcode(status), out.read(), err.read(), seconds, peaks)
     return seconds, peaks
 
 
@@ -230,23 +240,35 @@ def measure(work: Path, csv: Path, rows: int, fmt: str, engine: str, args: argpa
         config["spark"] = {"master": args.master, "conf": conf}
     (project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run = [sys.executable, "-m", "conveyor", "run", "-C", str(project), "--no-search"]
+    failed = ""
+
+    def recorded() -> dict[str, float]:
+        runs = sorted((project / ".conveyor" / "runs").glob("*.json"))
+        return {s["stage"]: s.get("seconds", 0.0) for s in json.loads(runs[-1].read_text())["stages"]} if runs else {}
+
     if not args.per_stage:
-        seconds, peaks = run_measured(run, work)
-        record = json.loads(sorted((project / ".conveyor" / "runs").glob("*.json"))[-1].read_text())
-        stage_seconds = {s["stage"]: s.get("seconds", 0.0) for s in record["stages"]}
+        try:
+            seconds, peaks = run_measured(run, work)
+        except Failed as exc:  # e.g. out of memory: a clear line is the result to report
+            seconds, peaks, failed = exc.seconds, exc.peaks, f"exit {exc.status}: {exc.line}"
+        stage_seconds = recorded()
     else:  # one fresh process per stage: which stage's driver (or JVM) holds the memory
         seconds, peaks, stage_seconds, stage_peaks = 0.0, {"driver": 0.0, "jvm": 0.0, "workers": 0.0}, {}, {}
         for stage in STAGES:
-            took, stage_peaks[stage] = run_measured([*run, "--from", stage, "--to", stage], work)
-            record = json.loads(sorted((project / ".conveyor" / "runs").glob("*.json"))[-1].read_text())
-            stage_seconds |= {s["stage"]: s.get("seconds", 0.0) for s in record["stages"]}
+            try:
+                took, stage_peaks[stage] = run_measured([*run, "--from", stage, "--to", stage], work)
+            except Failed as exc:
+                took, stage_peaks[stage], failed = exc.seconds, exc.peaks, f"{stage}: exit {exc.status}: {exc.line}"
+            stage_seconds |= recorded()
             seconds += took
             peaks = {k: max(v, stage_peaks[stage][k]) for k, v in peaks.items()}
             print(f"    {stage:<9}{took:>8.1f} s  driver {stage_peaks[stage]['driver']:>7,.0f} MiB  "
-                  f"JVM {stage_peaks[stage]['jvm']:>7,.0f} MiB  workers {stage_peaks[stage]['workers']:>7,.0f} MiB",
-                  flush=True)
+                  f"JVM {stage_peaks[stage]['jvm']:>7,.0f} MiB  workers {stage_peaks[stage]['workers']:>7,.0f} MiB"
+                  + (f"  FAILED {failed}" if failed else ""), flush=True)
+            if failed:
+                break
     shutil.rmtree(project, ignore_errors=True)
-    return {"rows": rows, "format": fmt, "engine": engine, "seconds": seconds, **peaks,
+    return {"rows": rows, "format": fmt, "engine": engine, "seconds": seconds, **peaks, "failed": failed,
             **{s: stage_seconds.get(s, float("nan")) for s in STAGES}}
 
 
@@ -256,10 +278,20 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for r in results:
         print(f"{r['rows']:>11,} {r['format']:<8}{r['engine']:<8}" + "".join(f"{r[s]:>9.1f}" for s in STAGES)
               + f"{r['seconds']:>9.1f}{r['driver']:>12,.0f}{r['jvm']:>10,.0f}{r['workers']:>9,.0f}")
+    for r in results:
+        if r["failed"]:
+            print(f"{r['rows']:,} {r['format']} {r['engine']} did not complete: {r['failed']}")
+    for r in results:
+        if r["engine"] == "spark" and r["rows"] >= 50_000_000:
+            done = "completes" if not r["failed"] else f"does NOT complete ({r['failed']})"
+            for what, mib in (("the conveyor (Python) driver", r["driver"]),
+                              ("the JVM (Spark's driver; on a local master its executors too)", r["jvm"])):
+                print(f"target, {r['rows']:,} rows on Spark ({done}): {what} peaks under 5 GB: "
+                      f"{'met' if not r['failed'] and mib < 5 * 1024 else 'NOT met'} ({mib:,.0f} MiB)")
     for fmt in dict.fromkeys(r["format"] for r in results):
         by = {(r["rows"], r["engine"]): r for r in results if r["format"] == fmt}
         for rows in sorted({r for r, _ in by}):
-            if (rows, "polars") in by and (rows, "spark") in by:
+            if (rows, "polars") in by and (rows, "spark") in by and not by[(rows, "polars")]["failed"]:
                 p, s = by[(rows, "polars")], by[(rows, "spark")]
                 stages = ", ".join(f"{st} {s[st] - p[st]:+.1f}" for st in STAGES)
                 print(f"Spark's overhead at {rows:,} rows ({fmt}): {s['seconds'] - p['seconds']:+.1f} s for the run "
@@ -276,7 +308,8 @@ def engines_main(args: argparse.Namespace, work: Path) -> None:
     print(f"load average before: {load_average()}", flush=True)
     for rows in args.rows:
         csv = work / f"taxi-{rows}.csv"
-        make_csv(rows, csv)
+        if not (args.keep and csv.exists()):  # --keep: the same seed made it, reuse it
+            make_csv(rows, csv)
         timed([*conveyor, "init", "--csv", str(csv), "--target", "fare_amount", "--timestamp", "tpep_pickup_datetime",
                "--drop", "total_amount", "--drop", "tpep_dropoff_datetime", "--name", "taxi-scale", "--force"], work)
         for fmt in args.format:

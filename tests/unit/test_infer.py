@@ -224,3 +224,22 @@ def test_infinities_in_a_number_column_are_no_missing_code(tmp_path: Path) -> No
     (tmp_path / "d.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     config = infer_config(tmp_path / "d.csv", target="y", notes=[])
     assert config.cleaning.null_values == {}
+
+
+def test_a_large_file_is_inferred_from_a_sample_in_file_order(tmp_path: Path) -> None:
+    rows = _rows(3000)
+    for i in (5, 1500, 2990):
+        rows[i][4] = ""  # no target on three rows
+    path = _write(tmp_path / "big.csv", rows)
+    whole_notes: list[str] = []
+    whole = infer_config(path, target="y", notes=whole_notes)
+    notes: list[str] = []
+    sampled = infer_config(path, target="y", notes=notes, sample_rows=500)
+    assert not any("sample" in n for n in whole_notes)
+    assert "source: 3,000 rows; inferred from a seeded sample of 500 of them, in file order" in "\n".join(notes)
+    # the same types, roles and event time as from every row
+    assert sampled.schema.columns == whole.schema.columns
+    assert sampled.schema.event_time == whole.schema.event_time
+    assert any(n.startswith("y: 3 of 3000 rows have no target value") for n in whole_notes)
+    counted = [n for n in notes if n.startswith("y: ") and "have no target value" in n]
+    assert all(" sampled rows have no target value" in n for n in counted)  # never the sample's count as the file's

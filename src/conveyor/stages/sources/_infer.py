@@ -12,6 +12,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from conveyor.core.config import (
     CleaningConfig,
@@ -49,6 +50,9 @@ from conveyor.stages.sources._leakage import check_and_find_leaks
 from conveyor.stages.sources._read import read_source
 from conveyor.stages.sources._sentinels import find_sentinel
 
+if TYPE_CHECKING:
+    import polars as pl
+
 __all__ = ["infer_config"]
 
 _GENERATED_KEY = "row_id"
@@ -56,6 +60,9 @@ TYPE_THRESHOLD = 0.98
 """A column's type is the narrowest type at least this share of its non-missing values parse as."""
 BAD_LINE_SHARE = 0.02
 """Up to this share of unreadable rows, init sets `source.on_bad_lines: quarantine`; above, it stops."""
+SAMPLE_ROWS = 1_000_000
+"""Above this many rows, init infers from a seeded sample of this many, in file order (a 50M-row, 5 GB
+CSV read whole took 23 GB); ingest and prepare still read every row, and quarantine what the sample missed."""
 EVENT_TIME_THRESHOLD = 0.9
 """A date or datetime column that no other column beats, with at least this share of its values parsing
 (below `type_threshold`), is the event time all the same: prepare quarantines the rest, and init says so."""
@@ -89,11 +96,15 @@ def infer_config(
     notes: list[str] | None = None,
     entities: list[str] | None = None,
     source: SourceConfig | None = None,
+    sample_rows: int | None = None,
 ) -> Config:
     """Infer column types, roles, the task, the event time and how to read the file.
 
     `source`: the project's source when `csv_path` is a sample of it (a PostgreSQL table or S3
     objects read the way ingest reads them, `infer_remote_config`), written as given.
+
+    A file of more than `sample_rows` rows (`SAMPLE_ROWS`) is read whole once (the unreadable
+    rows and the count), and inferred from a seeded sample of that many rows in file order.
 
     Columns that look like entities (`propose_entities`) are appended to `entities` and noted;
     they are not turned on: `features.entities` stays empty until a person chooses them (and
@@ -137,7 +148,11 @@ def infer_config(
     probe = SourceConfig(kind=kind, path=str(csv_path), delimiter=delimiter, encoding=encoding)  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory(prefix="conveyor-init-") as work:
         read = read_source(probe, csv_path, Path(work) / "probe.parquet", workdir=Path(work))
-        raw = pl.read_parquet(Path(work) / "probe.parquet")
+        raw, total = _probe(Path(work) / "probe.parquet", sample_rows or SAMPLE_ROWS)
+    if raw.height < total:
+        said.append(f"source: {total:,} rows; inferred from a seeded sample of {raw.height:,} of them, in file order "
+                    "(the counts below are the sample's; ingest and prepare read every row and quarantine, with its "
+                    "reason, a value the sample did not show)")
     lines = raw[LINE_COLUMN]
     raw = raw.drop(LINE_COLUMN)
     on_bad_lines = "error"
@@ -202,7 +217,7 @@ def infer_config(
     target_values = types[target].value
     unlabeled = target_values.null_count() + sum(int((target_values == c).sum()) for c in codes.get(target, []))
     if unlabeled:
-        said.append(f"{target}: {unlabeled} of {rows} rows have no target value; prepare will quarantine them (a "
+        said.append(f"{target}: {unlabeled} of {rows}{' sampled' if rows < total else ''} rows have no target value; prepare will quarantine them (a "
                     "model cannot learn from a row without its answer)")
     near = None
     if not timestamps and not any(t.kind in ("date", "datetime") for t in types.values()):
@@ -297,3 +312,17 @@ def infer_config(
         for line in said:
             print(f"init: {line}", file=sys.stderr)
     return config
+
+
+def _probe(path: Path, limit: int) -> tuple[pl.DataFrame, int]:
+    """The probe's rows (all, or a seeded sample of `limit` in file order, read in one streaming pass) and its count."""
+    import polars as pl
+
+    total = int(pl.scan_parquet(path).select(pl.len()).collect().item())
+    if total <= limit:
+        return pl.read_parquet(path), total
+    index = "__conveyor_probe_row"
+    picked = pl.int_range(0, total, eager=True, dtype=pl.get_index_type()).sample(limit, seed=0)
+    sample = (pl.scan_parquet(path).with_row_index(index).filter(pl.col(index).is_in(picked.implode()))
+              .drop(index).collect(engine="streaming"))
+    return sample, total
