@@ -189,10 +189,12 @@ def test_health_and_metrics(serve: Callable[..., Served]) -> None:
     assert health["features"] == FEATURES and health["entity_key"] == "row_id" and health["task"] == "regression"
     s.client.post("/predict", json={"entities": [1, 2]})
     s.client.post("/predict", json={"rows": "nope"})
+    s.client.post("/predict", json={"entities": [3]})  # a label set seen before counts on the same series
     text = s.client.get("/metrics").text
-    assert 'conveyor_predictions_total{source="entities"} 2.0' in text
-    assert 'conveyor_requests_total{method="POST",path="/predict",status="200"} 1.0' in text
+    assert 'conveyor_predictions_total{source="entities"} 3.0' in text
+    assert 'conveyor_requests_total{method="POST",path="/predict",status="200"} 2.0' in text
     assert 'conveyor_requests_total{method="POST",path="/predict",status="422"} 1.0' in text
+    assert 'conveyor_request_latency_seconds_count{method="POST",path="/predict"} 3.0' in text
     assert 'conveyor_model_info{name="tiny",version="3"} 1.0' in text
 
 

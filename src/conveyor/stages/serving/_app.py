@@ -239,7 +239,8 @@ def add_predict(
         finally:
             batcher.in_flight -= 1
 
-    app.router.routes.append(Route(PREDICT, predict, methods=["POST"], include_in_schema=False))
+    # first in the table: the router tries the routes in order, and /predict is the hot path
+    app.router.routes.insert(0, Route(PREDICT, predict, methods=["POST"], include_in_schema=False))
     documented = _documented_predict(config, api_key=api_key, max_body_bytes=max_body_bytes)
 
     def openapi() -> dict[str, Any]:

@@ -102,6 +102,8 @@ class Measure:
         self.app = app
         self.metrics = metrics
         self.paths = paths  # answered before routing (401, 415) still count under their own path
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        """(method, path, status) -> its counter and histogram: `labels()` looked up once per label set."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -121,5 +123,10 @@ class Measure:
         finally:
             route = getattr(scope.get("route"), "path", None)
             path = route or (scope["path"] if scope["path"] in self.paths else "unmatched")
-            self.metrics.requests.labels(scope["method"], path, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - started)
+            key = (scope["method"], path, status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (self.metrics.requests.labels(key[0], path, str(status)),
+                                                  self.metrics.latency.labels(key[0], path))
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)

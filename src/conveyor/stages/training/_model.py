@@ -37,6 +37,13 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         if hasattr(self.estimator, "set_params") and "n_jobs" in self.estimator.get_params():
             self.estimator.set_params(n_jobs=threads)
         self.__dict__.pop("_threads_", None)
+        self.__dict__.pop("_predictor_", None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (MLflow logs the model) without the predictor, which holds LightGBM's C handles."""
+        state = self.__dict__.copy()
+        state.pop("_predictor_", None)
+        return state
 
     def _outputs(self, matrix: np.ndarray) -> dict[str, list[Any]]:
         if self.task == "regression":
@@ -62,7 +69,7 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         booster = self._booster()
         if booster is None:
             return np.asarray(self.estimator.predict(matrix), dtype=np.float64)
-        values = np.asarray(booster.predict(matrix, num_threads=self._threads()), dtype=np.float64)
+        values = self._booster_predict(booster, matrix)
         inverse = getattr(self.estimator, "inverse", None)  # a model of a transformed target (log1p)
         return np.asarray(inverse(values), dtype=np.float64) if inverse is not None else values
 
@@ -72,10 +79,25 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         booster = self._booster()
         if booster is None:
             return np.asarray(self.estimator.predict_proba(matrix), dtype=np.float64)
-        result = np.asarray(booster.predict(matrix, num_threads=self._threads()), dtype=np.float64)
+        result = self._booster_predict(booster, matrix)
         if result.ndim == 1:  # binary: the positive class, as LGBMClassifier.predict_proba stacks it
             return np.vstack((1.0 - result, result)).transpose()
         return result
+
+    def _booster_predict(self, booster: Any, matrix: np.ndarray) -> np.ndarray:
+        """`booster.predict(matrix, num_threads=...)`, through one `BoosterPredictor` kept for the booster
+        (the same values, without `Booster.predict`'s work per call) when it takes the matrix."""
+        import numpy as np
+
+        predictor = self.__dict__.get("_predictor_", False)
+        if predictor is False or (predictor is not None and predictor.booster is not booster):
+            from conveyor.stages.training._booster import booster_predictor
+
+            predictor = self.__dict__["_predictor_"] = booster_predictor(booster, self._threads())
+        if predictor is not None and predictor.accepts(matrix):
+            found: np.ndarray = predictor(matrix)
+            return found
+        return np.asarray(booster.predict(matrix, num_threads=self._threads()), dtype=np.float64)
 
     def _threads(self) -> int:
         """`n_jobs` as `set_threads` left it, read once (`get_params` inspects signatures)."""
