@@ -74,3 +74,21 @@ def test_the_model_keeps_one_predictor_and_pickles_without_it() -> None:
     assert np.array_equal(again._predict_proba(np.ascontiguousarray(matrix[:1])), first)
     model.set_threads(2)  # a new thread count: a new predictor
     assert "_predictor_" not in model.__dict__
+
+
+def test_threads_sharing_one_predictor_get_each_rows_own_numbers() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, matrix = _fitted("classification", 3)
+    booster = model._booster()
+    predictor = booster_predictor(booster, 1)
+    assert predictor is not None
+    expected = booster.predict(matrix, num_threads=1)
+
+    def one_by_one(start: int) -> list[tuple[int, np.ndarray]]:
+        return [(i, predictor(np.ascontiguousarray(matrix[i:i + 1]))) for i in range(start, len(matrix), 4)]
+
+    with ThreadPoolExecutor(4) as pool:  # the single-row configuration's buffers, shared by 4 threads
+        for found in pool.map(one_by_one, range(4)):
+            for i, values in found:
+                assert np.array_equal(values[0], expected[i]), i
