@@ -34,7 +34,7 @@ def _fitted(task: str, classes: int) -> tuple[ConveyorModel, np.ndarray]:
 @pytest.mark.parametrize(("task", "classes"), [("regression", 0), ("classification", 2), ("classification", 3)])
 def test_the_predictor_gives_booster_predicts_numbers_for_one_row_and_for_a_batch(task: str, classes: int) -> None:
     model, matrix = _fitted(task, classes)
-    booster = model._booster()
+    booster = model._booster(model.estimator)
     predictor = booster_predictor(booster, 1)
     assert isinstance(predictor, BoosterPredictor)
     for rows in (matrix[:1], matrix[7:8], matrix[:2], matrix[:100], matrix):
@@ -51,7 +51,7 @@ def test_the_predictor_gives_booster_predicts_numbers_for_one_row_and_for_a_batc
 
 def test_the_predictor_leaves_what_it_does_not_take_to_booster_predict() -> None:
     model, matrix = _fitted("regression", 0)
-    predictor = booster_predictor(model._booster(), 1)
+    predictor = booster_predictor(model._booster(model.estimator), 1)
     assert predictor is not None
     assert not predictor.accepts(np.asfortranarray(matrix[:10]))
     assert not predictor.accepts(matrix[:10].astype(np.float32))
@@ -59,16 +59,16 @@ def test_the_predictor_leaves_what_it_does_not_take_to_booster_predict() -> None
     assert not predictor.accepts(matrix[:0])
     # the model still answers such input, by Booster.predict, with the same numbers
     assert np.array_equal(model._predict(matrix[:10].astype(np.float32)),
-                          model._booster().predict(matrix[:10].astype(np.float32), num_threads=1))
+                          model._booster(model.estimator).predict(matrix[:10].astype(np.float32), num_threads=1))
 
 
 def test_the_model_keeps_one_predictor_and_pickles_without_it() -> None:
     model, matrix = _fitted("classification", 3)
     first = model._predict_proba(np.ascontiguousarray(matrix[:1]))
-    predictor = model.__dict__["_predictor_"]
+    [predictor] = model.__dict__["_predictor_"].values()
     assert isinstance(predictor, BoosterPredictor)
     model._predict_proba(np.ascontiguousarray(matrix[:50]))
-    assert model.__dict__["_predictor_"] is predictor  # made once per booster
+    assert list(model.__dict__["_predictor_"].values()) == [predictor]  # made once per booster
     again = pickle.loads(pickle.dumps(model))  # as MLflow logs it: no C handle in the pickle
     assert "_predictor_" not in again.__dict__
     assert np.array_equal(again._predict_proba(np.ascontiguousarray(matrix[:1])), first)
@@ -80,7 +80,7 @@ def test_threads_sharing_one_predictor_get_each_rows_own_numbers() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     model, matrix = _fitted("classification", 3)
-    booster = model._booster()
+    booster = model._booster(model.estimator)
     predictor = booster_predictor(booster, 1)
     assert predictor is not None
     expected = booster.predict(matrix, num_threads=1)

@@ -46,6 +46,9 @@ class SearchConfig(_Model):
     sample_rows: int = Field(default=50_000, ge=1_000)
     """The search cross-validates on at most this many rows of the training split (a seeded sample, in
     time order); the final fit reads every row. A trial costs about its rows times its rounds."""
+    average_untuned: bool = True
+    """When the search's choice is not the untuned LightGBM, the final LightGBM averages the two
+    (each refit on the whole training split): a hedge against a CV choice the test period disagrees with."""
 
     @field_validator("folds")
     @classmethod

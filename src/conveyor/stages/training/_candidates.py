@@ -80,6 +80,8 @@ class Candidate(BaseModel):
     mlflow_seconds_per_trial: float | None = None
     notes: list[str] = []
     """What the run table should say of this candidate (a fit its budget ended)."""
+    averaged: bool = False
+    """The model averages the search's choice with the untuned LightGBM (`search.average_untuned`)."""
 
 
 def _trivial(workspace: Workspace, exp: str, data: _Data) -> tuple[Candidate, np.ndarray]:
@@ -155,23 +157,31 @@ def _searched(
             notes.append(f"LightGBM's final fit ended at training.lightgbm.budget_s: "
                          f"{estimator.booster_.current_iteration()} of {params['n_estimators']} rounds")
         seconds = time.perf_counter() - started
-        output = model_output(estimator, data.task, data.x_test, data.n_classes)
-        metrics = output_scores(data.task, data.y_test, output)
-        share = bootstrap_share(data.metric.name, data.y_test, output, trivial_output, seed=training.seed)
         untuned_metrics = None
+        averaged = False
         sampled = len(job.y) < len(data.y_train)  # a large split: the untuned model's refit would cost a budget more
         if name == "lightgbm" and outcome.trials and not outcome.kept_first and not sampled:
             rounds = training.lightgbm.n_estimators
             rounds = rounds if rounds != "auto" else _stopped_rounds(solo, untuned, data)[0]
             reference, _ = _fit_timed(solo({**untuned, "n_estimators": rounds}), data)
             untuned_metrics = predict_scores(reference, data.task, data.x_test, data.y_test, data.n_classes)
+            if training.search.average_untuned:
+                from conveyor.stages.training._model import Averaged
+
+                # a CV win of one choice among a few, on folds that may not look like the test period:
+                # the model averages the choice with the untuned one, equal weights
+                estimator, averaged = Averaged([estimator, reference]), True
+                seconds = time.perf_counter() - started
+        output = model_output(estimator, data.task, data.x_test, data.n_classes)
+        metrics = output_scores(data.task, data.y_test, output)
+        share = bootstrap_share(data.metric.name, data.y_test, output, trivial_output, seed=training.seed)
         model = _conveyor_model(data.encoder, estimator, data.task, data.classes)
         per_trial = outcome.mlflow_seconds / outcome.trials if outcome.trials else None
         shown = {k: v for k, v in estimator.get_params().items() if _plain(v)} if name == "lightgbm" else params
         mlflow.log_params({
             "model": name, "split": data.how, "test_size": training.test_size, "seed": training.seed,
             "train_rows": len(data.train_df), "test_rows": len(data.test_df), "threads": data.plan.describe(),
-            "features": ",".join(data.config.model_inputs())[:6000],
+            "features": ",".join(data.config.model_inputs())[:6000], "averaged_with_untuned": averaged,
             **{f"model.{k}": v for k, v in shown.items()},
         })
         logged = {f"test_{k}": v for k, v in metrics.items()} | {
@@ -203,7 +213,7 @@ def _searched(
         cv_score=outcome.cv_score, cv_gain=None if outcome.gain is None else round(outcome.gain, 6),
         params={k: v for k, v in params.items() if _plain(v)},
         beats_trivial=share, untuned_metrics=untuned_metrics, mlflow_seconds_per_trial=None if per_trial is None else round(per_trial, 5),
-        notes=notes,
+        notes=notes, averaged=averaged,
     )
     return candidate, outcome
 

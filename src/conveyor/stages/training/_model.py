@@ -12,7 +12,7 @@ from conveyor.stages.training._encoder import FeatureEncoder
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["ConveyorModel"]
+__all__ = ["Averaged", "ConveyorModel"]
 
 
 class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
@@ -56,44 +56,62 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
             return {"prediction": labels, "probability": probabilities[:, 1].tolist()}
         return {"prediction": labels, "probability": probabilities.max(axis=1).tolist()}
 
-    def _booster(self) -> Any:
-        """The LightGBM Booster behind the estimator, or None: one `Booster.predict` per batch skips
+    def _members(self) -> list[Any]:
+        return list(self.estimator.members) if isinstance(self.estimator, Averaged) else [self.estimator]
+
+    @staticmethod
+    def _booster(estimator: Any) -> Any:
+        """The LightGBM Booster behind an estimator, or None: one `Booster.predict` per batch skips
         the scikit-learn wrapper's input checks and parameter copies (about half the time of a
         100-row predict), with the same numbers."""
-        inner = getattr(self.estimator, "regressor", None) if hasattr(self.estimator, "inverse") else self.estimator
+        inner = getattr(estimator, "regressor", None) if hasattr(estimator, "inverse") else estimator
         return getattr(inner, "booster_", None) if type(inner).__module__.startswith("lightgbm") else None
 
     def _predict(self, matrix: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        booster = self._booster()
+        values = [self._predict_one(member, matrix) for member in self._members()]
+        return values[0] if len(values) == 1 else np.asarray(np.mean(values, axis=0), dtype=np.float64)
+
+    def _predict_one(self, estimator: Any, matrix: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        booster = self._booster(estimator)
         if booster is None:
-            return np.asarray(self.estimator.predict(matrix), dtype=np.float64)
+            return np.asarray(estimator.predict(matrix), dtype=np.float64)
         values = self._booster_predict(booster, matrix)
-        inverse = getattr(self.estimator, "inverse", None)  # a model of a transformed target (log1p)
+        inverse = getattr(estimator, "inverse", None)  # a model of a transformed target (log1p)
         return np.asarray(inverse(values), dtype=np.float64) if inverse is not None else values
 
     def _predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        booster = self._booster()
+        values = [self._predict_proba_one(member, matrix) for member in self._members()]
+        return values[0] if len(values) == 1 else np.asarray(np.mean(values, axis=0), dtype=np.float64)
+
+    def _predict_proba_one(self, estimator: Any, matrix: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        booster = self._booster(estimator)
         if booster is None:
-            return np.asarray(self.estimator.predict_proba(matrix), dtype=np.float64)
+            return np.asarray(estimator.predict_proba(matrix), dtype=np.float64)
         result = self._booster_predict(booster, matrix)
         if result.ndim == 1:  # binary: the positive class, as LGBMClassifier.predict_proba stacks it
             return np.vstack((1.0 - result, result)).transpose()
         return result
 
     def _booster_predict(self, booster: Any, matrix: np.ndarray) -> np.ndarray:
-        """`booster.predict(matrix, num_threads=...)`, through one `BoosterPredictor` kept for the booster
-        (the same values, without `Booster.predict`'s work per call) when it takes the matrix."""
+        """`booster.predict(matrix, num_threads=...)`, through one `BoosterPredictor` kept per booster (an
+        averaged model has several; the same values, without `Booster.predict`'s work per call) when it
+        takes the matrix."""
         import numpy as np
 
-        predictor = self.__dict__.get("_predictor_", False)
+        predictors = self.__dict__.setdefault("_predictor_", {})
+        predictor = predictors.get(id(booster), False)
         if predictor is False or (predictor is not None and predictor.booster is not booster):
             from conveyor.stages.training._booster import booster_predictor
 
-            predictor = self.__dict__["_predictor_"] = booster_predictor(booster, self._threads())
+            predictor = predictors[id(booster)] = booster_predictor(booster, self._threads())
         if predictor is not None and predictor.accepts(matrix):
             found: np.ndarray = predictor(matrix)
             return found
@@ -138,3 +156,49 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         """MLflow validates the input against the logged signature, not these hints: a DataFrame
         hint asks for no validation of its own."""
         return pd.DataFrame(self.predict_frame(model_input))
+
+
+class Averaged:
+    """Fitted models whose outputs are averaged with equal weights: predictions (regression, on the
+    target's scale) or class probabilities. Pickled inside the logged model, so it lives here beside
+    `ConveyorModel` and needs NumPy only (`_portable.py`)."""
+
+    def __init__(self, members: list[Any]) -> None:
+        if not members:
+            raise ValueError("Averaged needs at least one fitted model")
+        self.members = list(members)
+
+    @property
+    def classes_(self) -> Any:
+        return self.members[0].classes_
+
+    @property
+    def feature_importances_(self) -> np.ndarray | None:
+        """Each member's importances as shares of its own total, averaged (members differ in rounds)."""
+        import numpy as np
+
+        inner = [getattr(m, "regressor", m) if hasattr(m, "inverse") else m for m in self.members]  # a log target's own model
+        found = [np.asarray(i.feature_importances_, dtype=np.float64) for i in inner
+                 if getattr(i, "feature_importances_", None) is not None]
+        if len(found) != len(self.members):
+            return None
+        return np.asarray(np.mean([f / f.sum() if f.sum() > 0 else f for f in found], axis=0), dtype=np.float64)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        return np.asarray(np.mean([np.asarray(m.predict(x), dtype=np.float64) for m in self.members], axis=0))
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        return np.asarray(np.mean([np.asarray(m.predict_proba(x), dtype=np.float64) for m in self.members], axis=0))
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The first member's (the one the search chose)."""
+        return dict(self.members[0].get_params(deep))
+
+    def set_params(self, **params: Any) -> Averaged:
+        for member in self.members:
+            member.set_params(**params)
+        return self

@@ -88,6 +88,8 @@ class TrainResult(Result):
                 gain = "" if c.cv_gain is None else f", CV {c.cv_gain:+.4f} over untuned"
                 ended = f", ended by {c.stopped_by}" if c.stopped_by else ""
                 timing += f" + search {c.search_seconds:.1f}s: {c.trials} trials{pruned}{ended}{gain}"
+            if c.averaged:
+                timing += ", averaged with untuned"
             parts.append(f"{name} {shown} ({timing})")
         way = "higher" if self.greater_is_better else "lower"
         line = f"{self.split} {self.train_rows}/{self.test_rows}, {metric} ({way} better): " + ", ".join(parts)
