@@ -1,10 +1,12 @@
 """The model's own code, logged with it, so the model loads where Conveyor is not installed.
 
-The pickled `ConveyorModel` refers to three modules: `training._model`, `training._encoder` and
-`core.cleaning`. They import only MLflow, NumPy, pandas and the standard library, so a copy of
-those three files, under package files that import nothing, is all an environment with the
-model's pip requirements needs to unpickle it. MLflow logs the copy as the model's `code/`
-folder (`code_paths`) and puts that folder first on `sys.path` when it loads the model.
+The pickled `ConveyorModel` refers to `training._model`, `training._encoder`, `core.cleaning`
+and, for a model of a log-transformed target, `training._target`; its LightGBM predict imports
+`training._booster`. They import only MLflow, NumPy, pandas, LightGBM (the model's own) and the
+standard library, so a copy of those files, under package files that import nothing, is all an
+environment with the model's pip requirements needs to unpickle the model and predict. MLflow
+logs the copy as the model's `code/` folder (`code_paths`) and puts that folder first on
+`sys.path` when it loads the model.
 
 The copy keeps the package name `conveyor`, as the pickle names it. Where Conveyor is
 installed, the copy's `conveyor/__init__.py` imports the installed package in its place, so
@@ -20,9 +22,13 @@ from pathlib import Path
 
 __all__ = ["model_code", "sys_path_kept"]
 
-_MODULES = ("core/cleaning.py", "stages/training/_encoder.py", "stages/training/_model.py")
-"""What the pickle imports, relative to the package folder (checked by a test that loads a
-model where `import conveyor` fails)."""
+_MODULES = (
+    "core/cleaning.py", "stages/training/_booster.py", "stages/training/_encoder.py", "stages/training/_model.py",
+    "stages/training/_target.py",
+)
+"""What the pickle and the predict import, relative to the package folder (checked by tests that
+load each kind of model where `import conveyor` fails, and that read every `conveyor` import of
+the copy and every module a logged pickle names)."""
 
 _MARKER = "MODEL_CODE.txt"
 """Present in a copy's `conveyor/` folder and in no installed Conveyor."""
