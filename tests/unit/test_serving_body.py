@@ -56,6 +56,10 @@ VALID = {
     "nulls": {"rows": [{"temp": None, "count": None, "season": None, "weather": None, "open": None}, ROW]},
     "extra row keys": {"rows": [{**ROW, "note": "ignored", "nested": {"a": [1]}}]},
     "the largest integers": {"rows": [{**ROW, "season": 2**63 - 1}, {**ROW, "season": -(2**63)}]},
+    "whole floats in integer columns": {"rows": [
+        {**ROW, "count": 4.0, "season": 2.0}, {**ROW, "count": None, "season": None},
+        {**ROW, "count": -(2.0**53 - 1), "season": 2.0**53 - 1},
+    ]},
     "a huge integer as a number": {"rows": [{**ROW, "temp": 2**64 - 1}]},
     "the limit": {"rows": [ROW] * 5},
 }
@@ -63,7 +67,10 @@ VALID = {
 INVALID = {
     "a bool as a number": {"rows": [{**ROW, "temp": True}]},
     "a bool as an integer": {"rows": [{**ROW, "season": False}]},
-    "a float as an integer": {"rows": [{**ROW, "season": 2.0}]},
+    "a fraction as an integer": {"rows": [{**ROW, "season": 2.0}, {**ROW, "season": 2.5}]},
+    "a fraction in an integer number column": {"rows": [{**ROW, "count": 4.0}, {**ROW, "count": 3.5}]},
+    "a whole float from 2^53 as an integer": {"rows": [{**ROW, "season": 2.0**53}]},
+    "a whole float from 2^53 in an integer number column": {"rows": [{**ROW, "count": -(2.0**53)}]},
     "an integer as a string": {"rows": [{**ROW, "weather": 1}]},
     "an integer as a bool": {"rows": [{**ROW, "open": 1}]},
     "a string as a number": {"rows": [{**ROW, "temp": "1.5"}]},

@@ -3,8 +3,9 @@
 `RowColumns` reads `{"rows": [...]}` into one list per feature and checks each column's types
 at once (a set of the types it holds, NumPy for the numbers), with the rules of the request
 models (`_schemas.body_validator`): strict types, null for a missing value, finite numbers (a
-number column takes integers, as floats), 64-bit integers, extra keys of a row ignored,
-1 to `serving.max_batch` rows. It never answers an error itself: any body it cannot accept whole
+number column takes integers, as floats), 64-bit integers, whole numbers in `integer` columns
+(a float there is whole and below 2^53: checked with NumPy on the whole column), extra keys of a
+row ignored, 1 to `serving.max_batch` rows. It never answers an error itself: any body it cannot accept whole
 (an error, entity keys, a row without a feature) returns None, and the request goes through
 the validator, which gives the same 422 as always. So the two paths cannot disagree on what is
 valid, only on how fast a valid body is read.
@@ -16,13 +17,15 @@ from operator import itemgetter
 from typing import Any
 
 from conveyor.core.config import Config
+from conveyor.stages.serving._schemas import MAX_EXACT
 
 __all__ = ["RowColumns"]
 
 _NONE = type(None)
 _ALLOWED: dict[str, frozenset[type]] = {
     "number": frozenset({float, int, _NONE}),  # bool is not an int here: type(True) is bool
-    "integer": frozenset({int, _NONE}),
+    "whole": frozenset({float, int, _NONE}),  # a numeric `integer` feature: whole numbers, as floats
+    "integer": frozenset({float, int, _NONE}),  # a categorical one: integers (a whole float read as one)
     "string": frozenset({str, _NONE}),
     "boolean": frozenset({bool, _NONE}),
 }
@@ -35,11 +38,7 @@ class RowColumns:
     def __init__(self, config: Config) -> None:
         schema = config.schema
         self.names = list(schema.features())
-        self.kinds = [
-            "number" if schema.columns[name].role == "numeric" or schema.columns[name].type == "float"
-            else schema.columns[name].type
-            for name in self.names
-        ]
+        self.kinds = [_kind(schema.columns[name].role, schema.columns[name].type) for name in self.names]
         self.limit = config.serving.max_batch
         self._get = itemgetter(*self.names) if len(self.names) > 1 else None
 
@@ -68,7 +67,12 @@ class RowColumns:
             kinds = set(map(type, found))
             if not kinds <= _ALLOWED.get(kind, frozenset()):
                 return None
-            if kind == "number" and int in kinds:  # integers of a number column become floats, as validated
+            if kind != "number" and float in kinds:  # an `integer` column given floats: whole ones only
+                whole = _whole(found, as_int=kind == "integer")
+                if whole is None:  # a fraction, or a float (or an int beside it) from 2^53: the validator says which
+                    return None
+                found = whole
+            elif kind != "integer" and int in kinds:  # integers of a number column become floats, as validated
                 found = _floats(found, _NONE in kinds)
             elif kind == "integer":
                 present = [v for v in found if v is not None] if _NONE in kinds else found
@@ -76,6 +80,33 @@ class RowColumns:
                     return None
             columns[name] = found
         return columns, len(rows)
+
+
+def _kind(role: str, column_type: str) -> str:
+    """How a feature's column is read: as `_schemas._feature_type` types it."""
+    if role == "numeric":
+        return "whole" if column_type == "integer" else "number"
+    return "number" if column_type == "float" else column_type
+
+
+def _whole(values: list[Any], *, as_int: bool) -> list[Any] | None:
+    """A column of numbers (and None) holding floats: as floats (or ints, `as_int`) when every one
+    is whole and below 2^53 in magnitude, else None. One NumPy pass over the column."""
+    import numpy as np
+
+    numbers = np.array(values, dtype=np.float64)  # None -> NaN (the JSON held no NaN)
+    missing = np.isnan(numbers)
+    with np.errstate(invalid="ignore"):
+        exact = (np.abs(numbers) < MAX_EXACT) & (numbers == np.trunc(numbers))
+    if not bool(np.all(exact | missing)):
+        return None
+    if as_int:  # exact below 2^53; a None's NaN cast as 0, then put back
+        out: list[Any] = np.where(missing, 0.0, numbers).astype(np.int64).tolist()
+    else:
+        out = numbers.tolist()
+    for index in np.flatnonzero(missing).tolist():
+        out[index] = None
+    return out
 
 
 def _floats(values: list[Any], has_none: bool) -> list[Any]:

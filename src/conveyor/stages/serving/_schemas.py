@@ -4,14 +4,29 @@ A request is one of two models, `RowsRequest` (raw feature rows) or `EntitiesReq
 keys), so the OpenAPI schema says "exactly one of" with `oneOf`, not only a validator.
 Numbers are finite (no NaN or Infinity) and integers fit in 64 bits: anything else is a 422
 naming the field, never a 500 further down (SQLite, Feast) nor a non-standard JSON log line.
+An `integer` feature takes a whole number written like a float (`3.0`) below 2^53, as `prepare`
+does, and refuses a fractional one (`3.5`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, RootModel, Tag, TypeAdapter, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    RootModel,
+    Tag,
+    TypeAdapter,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from conveyor.core.config import Config
@@ -22,7 +37,35 @@ __all__ = [
 
 INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 FINITE = Annotated[float, Field(allow_inf_nan=False)]
-_TYPES: dict[str, Any] = {"integer": INT64, "float": FINITE, "string": str, "boolean": bool}
+
+MAX_EXACT = 2**53
+"""A whole number written like a float is an integer only below this, where a float is exact (`prepare`'s rule)."""
+FRACTIONAL = "Input should be a valid integer, got a number with a fractional part"
+TOO_LARGE = "Input should be a valid integer, got a number too large to be an exact integer"
+
+
+def _whole(value: Any) -> Any:
+    """A float given for an `integer` feature: whole and below 2^53, else an `int_from_float` error
+    (a non-finite one is left to the number's own check); anything else as it came."""
+    if type(value) is float and math.isfinite(value):
+        if not value.is_integer():
+            raise PydanticCustomError("int_from_float", FRACTIONAL)
+        if abs(value) >= MAX_EXACT:
+            raise PydanticCustomError("int_from_float", TOO_LARGE)
+    return value
+
+
+def _whole_int(value: Any) -> Any:
+    """`_whole`, then a whole float as the int it is (a categorical level: 2.0 is the level 2)."""
+    value = _whole(value)
+    return int(value) if type(value) is float and math.isfinite(value) else value
+
+
+WHOLE_NUMBER = Annotated[FINITE, BeforeValidator(_whole), WithJsonSchema({"type": "integer"})]
+"""A numeric `integer` feature: a whole number, served as a float like every numeric feature."""
+INTEGER = Annotated[INT64, BeforeValidator(_whole_int)]
+"""A categorical `integer` feature: a 64-bit integer, or a whole float below 2^53 read as one."""
+_TYPES: dict[str, Any] = {"integer": INTEGER, "float": FINITE, "string": str, "boolean": bool}
 
 TAGS = ("rows", "entities")
 """The two request shapes; each is also the name of its one field."""
@@ -52,12 +95,16 @@ def _shape(value: Any) -> str | None:
     return None
 
 
+def _feature_type(role: str, kind: str) -> Any:
+    """A feature's request type: a numeric feature is a number (3 and 3.0 both fit), a whole one if `integer`."""
+    if role == "numeric":
+        return WHOLE_NUMBER if kind == "integer" else FINITE
+    return _TYPES[kind]
+
+
 def _field_types(config: Config) -> dict[str, Any]:
     schema = config.schema
-    return {
-        name: FINITE if schema.columns[name].role == "numeric" else _TYPES[schema.columns[name].type]
-        for name in schema.features()
-    }
+    return {name: _feature_type(schema.columns[name].role, schema.columns[name].type) for name in schema.features()}
 
 
 def _key_type(config: Config) -> Any:
@@ -102,7 +149,7 @@ def request_models(config: Config) -> RequestModels:
     fields: dict[str, Any] = {}
     for index, name in enumerate(schema.features()):
         column = schema.columns[name]
-        kind = FINITE if column.role == "numeric" else _TYPES[column.type]  # 3 and 3.0 both fit a number
+        kind = _feature_type(column.role, column.type)
         fields[f"f{index}"] = (kind | None, Field(alias=name, description=f"{column.role} feature ({column.type})"))
     row = create_model(
         "FeatureRow",
