@@ -111,8 +111,13 @@ def _start(spark: SparkConfig, app_name: str) -> SparkSession:
         os.environ["PYSPARK_PYTHON"] = sys.executable
     builder = SparkSession.builder.master(spark.master).appName(app_name)
     defaults = dict(_DEFAULTS)
-    if local:  # Spark's 200 shuffle partitions are 200 tasks per shuffle on a few cores: a few per core
-        defaults["spark.sql.shuffle.partitions"] = str(2 * (os.cpu_count() or 1))
+    if local:
+        # Spark's 200 shuffle partitions, coalesced by adaptive execution to its advisory size (64 MB) rather
+        # than to the most tasks: a small file gets a task or two per shuffle, 50M rows about a hundred.
+        # A fixed few per core put 12.5M sorted rows in one partition, and caching that one block
+        # ran the 4 GB heap out of memory in prepare.
+        defaults |= {"spark.sql.adaptive.enabled": "true",
+                     "spark.sql.adaptive.coalescePartitions.parallelismFirst": "false"}
     for name, value in {**defaults, **{k: _conf_text(v) for k, v in spark.conf.items()}}.items():
         builder = builder.config(name, value)
     try:
