@@ -74,7 +74,7 @@ class SparkBuild:
         if not self.layout:
             return {}, datetime.min
         wanted = [EVENT_TIMESTAMP, *dict.fromkeys(c for plan, _ in self.layout for c in (plan.entity, *plan.columns))]
-        events = clean_frame(self.session, self.clean, wanted).persist(StorageLevel.MEMORY_AND_DISK)
+        events = clean_frame(self.session, self.clean, wanted).persist(StorageLevel.DISK_ONLY)
         try:
             _, as_of = newest(events)
             if as_of is None:

@@ -107,7 +107,7 @@ def spark_training_set(
     key, target = schema.entity.key, schema.target
     session = spark_for(config)
     labels = clean_frame(session, clean.path, [key, EVENT_TIMESTAMP, target]).drop(ORDER)
-    labels = labels.withColumn(ROW, F.monotonically_increasing_id()).persist(StorageLevel.MEMORY_AND_DISK)
+    labels = labels.withColumn(ROW, F.monotonically_increasing_id()).persist(StorageLevel.DISK_ONLY)
     kept: list[DataFrame] = [labels]
     try:
         entity_rows = labels.count()
@@ -125,7 +125,7 @@ def spark_training_set(
                 joined = spark_historical_features(store, view, refs, entity_df, repo / SOURCE)
                 joined = joined.select(
                     F.col(ROW), *[column(fields.to_feast[name]).alias(name) for name in fields.features]
-                ).persist(StorageLevel.MEMORY_AND_DISK)
+                ).persist(StorageLevel.DISK_ONLY)
                 kept.append(joined)
                 counts = joined.agg(F.count(F.lit(1)).alias("rows"), F.countDistinct(ROW).alias("ids")).collect()[0]
             except FeatureStoreError:

@@ -12,6 +12,10 @@ row is cleaned by the very same code on both engines. What needs every row at on
 - the quarantine: the rejected rows are joined back to their text and typed again in their
   tasks to say why; only they come to the driver (the Polars engine keeps them in memory too).
 
+The frames read twice are persisted on disk only (`DISK_ONLY`): kept in memory as well, a
+partition read back from disk is cached whole in the heap, which ran a 4 GB heap out of memory
+at 50M rows.
+
 The workers need what the driver has: Python with Conveyor and Polars (`conveyor[spark]`).
 """
 
@@ -66,7 +70,7 @@ def clean_on_spark(config: Config, raw_path: Path, ingested_at: str, out: Path) 
     else:  # ranked in line order over every row of a key and time, rejected ones too, as the Polars engine does
         window = W.Window.partitionBy(column(schema.entity.key), F.col(EVENT_TIMESTAMP)).orderBy(*order)
         dup = (F.row_number().over(window) > 1) & ~F.col(_FLAG)
-    typed = typed.withColumn(_DUP, dup).persist(StorageLevel.MEMORY_AND_DISK)
+    typed = typed.withColumn(_DUP, dup).persist(StorageLevel.DISK_ONLY)
     kept.append(typed)
     try:
         clean = typed.where(~F.col(_FLAG) & ~F.col(_DUP))
@@ -107,7 +111,7 @@ def _with_position(session: SparkSession, raw: DataFrame, order: list[str], kept
 
     ranked = raw.orderBy(*order).select(
         "*", F.spark_partition_id().alias(_PID), F.monotonically_increasing_id().alias(_MID)
-    ).persist(StorageLevel.MEMORY_AND_DISK)
+    ).persist(StorageLevel.DISK_ONLY)
     kept.append(ranked)
     counts = ranked.groupBy(_PID).agg(F.count(F.lit(1)).alias("n"), F.min(_MID).alias("first")).collect()
     table, before = [], 0
