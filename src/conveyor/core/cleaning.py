@@ -12,7 +12,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["MissingValues", "level"]
+__all__ = ["MAX_EXACT_INTEGER", "MissingValues", "level"]
+
+MAX_EXACT_INTEGER = 2**53
+"""An integer column holds a float only when it is whole and below this in magnitude (a float above
+it may not be the integer written): prepare, init and serving read integers by this one rule."""
 
 
 def level(value: Any) -> str | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from conveyor.core.cleaning import MissingValues
+from conveyor.core.cleaning import MAX_EXACT_INTEGER, MissingValues
 from conveyor.core.config import EVENT_TIMESTAMP, NAN_TOKENS, NULL_TOKENS, Column, Config, Schema
 from conveyor.core.errors import ConfigError
 
@@ -31,9 +31,6 @@ _POSITION = "__position"
 _TRUE = ["true", "yes", "t", "1"]
 _FALSE = ["false", "no", "f", "0"]
 
-
-_MAX_EXACT = 2**53
-"""Whole numbers written like floats (`5e+05`, `3.0`) are integers only below this: exact in a float."""
 
 
 def _numeric_text(column: pl.Expr, config: Config) -> pl.Expr:
@@ -93,10 +90,10 @@ def _parse(name: str, column: Column, fmt: str | None, config: Config, text: pl.
         plain = number.str.contains(r"^[+-]?\d+$")  # for the reason only: the value needs no regex
         as_int = number.str.to_integer(strict=False)  # Int64 without a float round trip: 17 digits stay exact
         whole = as_float.is_finite() & (as_float == as_float.round(0))
-        exact = whole & (as_float.abs() < _MAX_EXACT)
+        exact = whole & (as_float.abs() < MAX_EXACT_INTEGER)
         # `5e+05`, `3.0`: whole numbers written like floats, read as floats only where to_integer failed
         rest = pl.when(as_int.is_null()).then(number).cast(pl.Float64, strict=False)
-        rest_exact = rest.is_finite() & (rest == rest.round(0)) & (rest.abs() < _MAX_EXACT)
+        rest_exact = rest.is_finite() & (rest == rest.round(0)) & (rest.abs() < MAX_EXACT_INTEGER)
         value = pl.coalesce(as_int, pl.when(rest_exact).then(rest.cast(pl.Int64, strict=False)))
         reason = (
             pl.when(text.is_null()).then(None)

@@ -16,8 +16,8 @@ from __future__ import annotations
 from operator import itemgetter
 from typing import Any
 
+from conveyor.core.cleaning import MAX_EXACT_INTEGER
 from conveyor.core.config import Config
-from conveyor.stages.serving._schemas import MAX_EXACT
 
 __all__ = ["RowColumns"]
 
@@ -97,7 +97,7 @@ def _whole(values: list[Any], *, as_int: bool) -> list[Any] | None:
     numbers = np.array(values, dtype=np.float64)  # None -> NaN (the JSON held no NaN)
     missing = np.isnan(numbers)
     with np.errstate(invalid="ignore"):
-        exact = (np.abs(numbers) < MAX_EXACT) & (numbers == np.trunc(numbers))
+        exact = (np.abs(numbers) < MAX_EXACT_INTEGER) & (numbers == np.trunc(numbers))
     if not bool(np.all(exact | missing)):
         return None
     if as_int:  # exact below 2^53; a None's NaN cast as 0, then put back

@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
+from conveyor.core.cleaning import MAX_EXACT_INTEGER
 from conveyor.core.config import Config
 
 __all__ = [
@@ -38,8 +39,6 @@ __all__ = [
 INT64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 FINITE = Annotated[float, Field(allow_inf_nan=False)]
 
-MAX_EXACT = 2**53
-"""A whole number written like a float is an integer only below this, where a float is exact (`prepare`'s rule)."""
 FRACTIONAL = "Input should be a valid integer, got a number with a fractional part"
 TOO_LARGE = "Input should be a valid integer, got a number too large to be an exact integer"
 
@@ -50,7 +49,7 @@ def _whole(value: Any) -> Any:
     if type(value) is float and math.isfinite(value):
         if not value.is_integer():
             raise PydanticCustomError("int_from_float", FRACTIONAL)
-        if abs(value) >= MAX_EXACT:
+        if abs(value) >= MAX_EXACT_INTEGER:
             raise PydanticCustomError("int_from_float", TOO_LARGE)
     return value
 

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from conveyor.core.cleaning import MAX_EXACT_INTEGER
 from conveyor.core.config import (
     NAN_TOKENS,
     NULL_TOKENS,
@@ -105,7 +106,7 @@ def _candidates(values: pl.Series, decimal: str, thousands: str | None) -> list[
         out.append(_Typed(kind, parsed, present & ~ok, float(ok.sum()) / n))
 
     # prepare also reads a whole number written like a float (5e+05) as an integer, below 2^53
-    exact = as_float.is_finite() & (as_float == as_float.round(0)) & (as_float.abs() < 2**53)
+    exact = as_float.is_finite() & (as_float == as_float.round(0)) & (as_float.abs() < MAX_EXACT_INTEGER)
     out.append(_Typed("plain", as_int, present & ~plain, float((plain & present).sum()) / n))
     add("integer", pl.select(pl.when(plain).then(as_int).when(exact).then(as_float.cast(pl.Int64, strict=False))).to_series())
     add("float", as_float)
