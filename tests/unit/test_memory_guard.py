@@ -6,6 +6,7 @@ memory falls under a floor set just below what is available now, and the guard s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -98,3 +99,85 @@ def test_a_stopped_stage_runs_again_and_the_ones_before_stay_done(tmp_path: Path
     assert [(s["stage"], s["status"]) for s in log["stages"]] == [
         ("ingest", "cached"), ("prepare", "cached"), ("eda", "ran")]
     assert (project / ".conveyor" / "stages" / "eda.json").exists()
+
+
+# --------------------------------------------------------------------------- a container's limit
+# A real memory cgroup (v1's `memory` controller or v2's `memory.max`) with a limit, the child
+# moved into it before it starts: what a container's limit is to the guard.
+
+_WRITE_FILES = """
+import os, sys
+from conveyor.core.memory import guard, memory
+chunk = os.urandom(1024 * 1024)
+with guard("ingest", "polars", interval=0.02):
+    for n in range(3):  # 3 x 400 MiB written and read back: page cache, well past the limit
+        path = os.path.join(sys.argv[1], f"part-{n}")
+        with open(path, "wb") as out:
+            for _ in range(400):
+                out.write(chunk)
+        with open(path, "rb") as back:
+            while back.read(8 * 1024 * 1024):
+                pass
+print("wrote everything", memory().where)
+"""
+
+
+def _cgroup(tmp_name: str, limit: int) -> Path | None:
+    """A new memory cgroup limited to `limit` bytes, or None where this process may not make one."""
+    candidates = [(Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes")]
+    if "memory" in (Path("/sys/fs/cgroup/cgroup.subtree_control").read_text() if
+                    Path("/sys/fs/cgroup/cgroup.subtree_control").exists() else ""):
+        candidates.append((Path("/sys/fs/cgroup"), "memory.max"))
+    for root, limit_file in candidates:
+        folder = root / tmp_name
+        try:
+            folder.mkdir()
+        except OSError:
+            continue
+        try:
+            (folder / limit_file).write_text(str(limit))
+            return folder
+        except OSError:
+            folder.rmdir()
+    return None
+
+
+def _run_in(folder: Path, code: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    def enter() -> None:  # in the child, before it starts Python: "0" is the writing process itself
+        (folder / "cgroup.procs").write_text("0")
+
+    try:
+        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=180,
+                              env=_env(**env), preexec_fn=enter)
+    finally:
+        folder.rmdir()  # empty once the child has exited
+
+
+@pytest.fixture
+def cgroup_name(tmp_path: Path) -> str:
+    name = f"conveyor-test-{os.getpid()}-{tmp_path.name}"
+    if _cgroup(name + "-probe", 64 * 1024 * 1024) is None:
+        pytest.skip("this process may not create a memory cgroup (not root, or no writable cgroup mount)")
+    for root in (Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")):
+        with contextlib.suppress(OSError):
+            (root / (name + "-probe")).rmdir()
+    return name
+
+
+def test_a_containers_limit_stops_the_stage_under_its_floor(cgroup_name: str) -> None:
+    folder = _cgroup(cgroup_name, 640 * 1024 * 1024)
+    assert folder is not None
+    result = _run_in(folder, _ALLOCATE, "40")  # 2 GiB asked in a 640 MiB container; floor 256 MiB
+    assert result.returncode == EXIT_OUT_OF_MEMORY, (result.returncode, result.stderr)
+    assert "allocated everything" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "and the container has " in lines[0] and "of 0.6 GiB left, under the 0.2 GiB floor" in lines[0]
+
+
+def test_a_containers_page_cache_is_not_counted_as_used(cgroup_name: str, tmp_path: Path) -> None:
+    folder = _cgroup(cgroup_name, 640 * 1024 * 1024)
+    assert folder is not None
+    result = _run_in(folder, _WRITE_FILES, str(tmp_path))  # 1.2 GB of file data through a 640 MiB container
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert result.stdout.split() == ["wrote", "everything", "container"]

@@ -55,16 +55,57 @@ def _meminfo() -> dict[str, int]:
     return out
 
 
+def _cgroup_folders() -> list[tuple[Path, int]]:
+    """This process's memory cgroup folders, each with its hierarchy's version (2, or 1 for the
+    `memory` controller of cgroup v1): the path /proc/self/cgroup names, then the mount's root (in a
+    container the mount is often the container's own cgroup, whatever the path says)."""
+    found: list[tuple[Path, int]] = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, relative = line.split(":", 2)
+            if controllers == "":
+                found += [(_CGROUP / relative.lstrip("/"), 2), (_CGROUP, 2)]
+            elif "memory" in controllers.split(","):
+                found += [(_CGROUP / "memory" / relative.lstrip("/"), 1), (_CGROUP / "memory", 1)]
+    return found
+
+
+def _stat(folder: Path, name: str) -> int:
+    """One figure of a cgroup's memory.stat (0 when missing)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in (folder / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == name:
+                return int(value)
+    return 0
+
+
 def _cgroup_limit() -> tuple[int, int] | None:
-    """(limit, usage) of this process's cgroup v2, when it has a memory limit."""
-    try:
-        relative = Path("/proc/self/cgroup").read_text().strip().splitlines()[0].split("::", 1)[1]
-        folder = _CGROUP / relative.lstrip("/")
-        limit = (folder / "memory.max").read_text().strip()
-        usage = int((folder / "memory.current").read_text())
-    except (OSError, IndexError, ValueError):
-        return None
-    return None if limit == "max" else (int(limit), usage)
+    """(limit, working set) of the tightest memory limit of this process's cgroup (v2 or v1), if any.
+
+    What counts as used is the usage less the file cache: a cgroup's usage includes the page cache
+    of the files its processes read and wrote, which the kernel takes back before it kills anything
+    (a stage writing 1.2 GB of Parquet in a 640 MiB container is not short of memory; tested).
+    """
+    best: tuple[int, int] | None = None
+    for folder, version in _cgroup_folders():
+        try:
+            if version == 2:
+                limit_text = (folder / "memory.max").read_text().strip()
+                usage = int((folder / "memory.current").read_text())
+                cache = _stat(folder, "inactive_file") + _stat(folder, "active_file")
+            else:
+                limit_text = (folder / "memory.limit_in_bytes").read_text().strip()
+                usage = int((folder / "memory.usage_in_bytes").read_text())
+                cache = _stat(folder, "total_inactive_file") + _stat(folder, "total_active_file")
+        except (OSError, ValueError):
+            continue
+        if limit_text == "max" or int(limit_text) >= 2**62:  # no limit (v1 writes one near 2^63)
+            continue
+        limit, used = int(limit_text), max(0, usage - cache)
+        if best is None or limit - used < best[0] - best[1]:
+            best = (limit, used)
+    return best
 
 
 def _rss() -> int:
