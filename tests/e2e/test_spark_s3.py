@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, conveyor
 from tests.e2e.test_spark_engine import SPARK, _assert_same, _run, spark  # noqa: F401
 
 TAXI_DIR = ROOT / "examples" / "nyc-taxi"
@@ -133,3 +133,14 @@ def test_parquet_parts_in_s3_on_spark_are_the_polars_engines(s3: Any, tmp_path: 
     assert rejected.select("_object", "_object_line").rows() == [(f"s3://{BUCKET}/parquet/part-1.parquet", "11")]
     assert rejected["_reason"][0].startswith("fare_amount: 'abc'")
     assert polars["clean_result"].quarantine_reasons == on_spark["clean_result"].quarantine_reasons == {"fare_amount": 1}
+
+
+def test_an_s3a_path_on_spark_is_one_line_pointing_to_kind_s3(tmp_path: Path) -> None:
+    """`source.path: s3a://...` is refused when the project file is read (no JVM), not "source not found"."""
+    config, _, _ = _taxi()
+    config = {**config, "engine": "spark", "spark": SPARK, "source": {**config["source"], "path": "s3a://lake/trips/"}}
+    tmp_path.joinpath("conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    result = conveyor("run", "-C", str(tmp_path), "--to", "ingest", check=False, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "source.kind: s3, source.uri: s3://lake/trips/, source.format: csv" in result.stderr
+    assert "hadoop-aws connector on Spark's classpath" in result.stderr and "not found" not in result.stderr
