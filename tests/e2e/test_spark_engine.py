@@ -98,7 +98,7 @@ def _run(project: Path) -> dict[str, Any]:
     }
 
 
-def _assert_same(polars: dict[str, Any], spark: dict[str, Any]) -> None:
+def _assert_same(polars: dict[str, Any], spark: dict[str, Any], reader: str = "spark") -> None:
     from polars.testing import assert_frame_equal
 
     assert_frame_equal(spark["raw"], polars["raw"])
@@ -114,7 +114,7 @@ def _assert_same(polars: dict[str, Any], spark: dict[str, Any]) -> None:
     assert spark["raw_result"].rows == polars["raw_result"].rows
     assert spark["raw_result"].quarantined == polars["raw_result"].quarantined
     assert spark["raw_result"].source_sha256 == polars["raw_result"].source_sha256
-    assert spark["raw_result"].reader == "spark"
+    assert spark["raw_result"].reader == reader
 
 
 def _both(tmp_path: Path, source: Path, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -61,3 +61,33 @@ def test_bad_engine_settings_name_the_key(tmp_path: Path, extra: dict[str, objec
         _load(tmp_path, **extra)
     for needle in needles:
         assert needle in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "needles"),
+    [
+        ("csv", "s3a://lake/trips/", ["source.kind: s3, source.uri: s3://lake/trips/, source.format: csv",
+                                      "hadoop-aws connector", "PySpark wheel does not include"]),
+        ("parquet", "s3://lake/trips/part-0.parquet", ["source.uri: s3://lake/trips/part-0.parquet, source.format: parquet"]),
+        ("csv", "S3N://lake/a.csv", ["source.uri: s3://lake/a.csv"]),
+        ("csv", "hdfs://namenode/data/a.csv", ["a hdfs:// URI is not read", "local file, folder of parts or glob"]),
+    ],
+)
+def test_an_object_store_path_says_to_read_it_as_kind_s3(tmp_path: Path, kind: str, path: str, needles: list[str]) -> None:
+    """`source.path: s3a://...` on either engine: one line at load time (no JVM), not "source not found" at ingest."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    for engine in ("spark", "polars"):
+        source = {**data["source"], "kind": kind, "path": path}
+        with pytest.raises(ConfigError) as caught:
+            _load(tmp_path, engine=engine, source=source)
+        message = str(caught.value).splitlines()[-1]
+        assert message.strip().startswith("source:") and f"source.path {path!r}" in message, message
+        for needle in needles:
+            assert needle in message, message
+
+
+@pytest.mark.parametrize("path", ["data/part-*.csv", "lake", "/abs/trips.csv", "s3a-export/part-0.csv", "a:b.csv"])
+def test_local_paths_are_not_uris(tmp_path: Path, path: str) -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    config = _load(tmp_path, engine="spark", source={**data["source"], "path": path})
+    assert config.source.path == path  # type: ignore[attr-defined]

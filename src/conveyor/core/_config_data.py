@@ -43,7 +43,8 @@ class SourceConfig(_Model):
 
     kind: Literal["csv", "parquet", "postgres", "s3"] = "csv"
     path: str | None = None
-    """The local CSV or Parquet file (kind csv, parquet), relative to the project folder."""
+    """The local CSV or Parquet file, folder of parts or glob (kind csv, parquet), relative to the project
+    folder. Not a URI: objects in S3 are read by `kind: s3` (`uri`), on either engine."""
     dsn_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
     """postgres: the environment variable holding the connection string; never the string itself."""
     table: str | None = Field(None, min_length=1)
@@ -100,7 +101,28 @@ class SourceConfig(_Model):
                 raise ValueError(f"source.{key} is for a source of kind {' or '.join(kinds)}, not {self.kind!r}")
         if self.kind == "postgres" and (self.table is None) == (self.query is None):
             raise ValueError("a postgres source takes exactly one of source.table and source.query")
+        self._path_is_local()
         return self
+
+    def _path_is_local(self) -> None:
+        """`path: s3a://bucket/key` would be looked for as a local file: say how an object store is read."""
+        import re
+
+        found = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", self.path or "")
+        if found is None or self.kind not in ("csv", "parquet"):
+            return
+        scheme, rest = found.group(1).lower(), found.group(2)
+        if scheme in ("s3", "s3a", "s3n"):
+            raise ValueError(
+                f"source.path {self.path!r} is an object-store URI, not a local path: read it with source.kind: s3, "
+                f"source.uri: s3://{rest}, source.format: {self.kind} (the driver lists the parts and reads them one "
+                "by one through boto3, on either engine); Spark does not read s3a:// itself here: that needs the "
+                "hadoop-aws connector on Spark's classpath, which the PySpark wheel does not include"
+            )
+        raise ValueError(
+            f"source.path {self.path!r}: a {scheme}:// URI is not read; source.path is a local file, folder of "
+            "parts or glob (objects in S3: source.kind: s3)"
+        )
 
 
 class Column(_Model):

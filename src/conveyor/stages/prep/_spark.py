@@ -192,8 +192,9 @@ def _quarantine(
     text = raw.select(*[column(c) for c in [*header, *order]])
     rows = text.join(rejected, order, "inner")
     out = [LINE, REASON, *header, *([FILE] if several else [])]
+    kinds = {f.name: f.dataType for f in raw.schema.fields}  # text, but an S3 snapshot's `_object_line` is a number
     schema = T.StructType([
-        T.StructField(c, T.LongType() if c == LINE else T.StringType()) for c in out
+        T.StructField(c, T.LongType() if c == LINE else kinds.get(c, T.StringType())) for c in out
     ])
     safe, names = positional(rows)
     found = safe.mapInArrow(_explaining(spec, ingested_at, out, several, names), schema).toArrow()
