@@ -1,0 +1,107 @@
+"""`conveyor serve` on compiled trees: it answers at once with LightGBM, swaps to the compiled trees
+when they are ready (`/health`, `/metrics`), answers as LightGBM does within 1e-9, and a restart
+loads the cached object code instead of compiling again. `serving.compiled: false` keeps LightGBM."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import Server, bike_rows, conveyor, feature_row, make_bike_project
+
+pytestmark = pytest.mark.slow
+
+COMPILE_WAIT_S = 180  # an upper bound on compiling this small champion on a busy machine, never waited out when it works
+
+
+@pytest.fixture(scope="module")
+def small_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bike demo on 3,000 rows, with one untuned model of 40 trees: a compile of about a second."""
+    project = make_bike_project(tmp_path_factory.mktemp("compiled"), bike_rows()[:3000])
+    config = yaml.safe_load((project / "conveyor.yaml").read_text())
+    config["training"]["search"]["trials"] = 0
+    config["training"]["lightgbm"]["n_estimators"] = 40
+    (project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    conveyor("run", "-C", str(project))
+    return project
+
+
+def _health_when(server: Server, done: str) -> dict[str, Any]:
+    """/health once its `compile` is `done` (or no longer `compiling`), polled."""
+    deadline = time.monotonic() + COMPILE_WAIT_S
+    while True:
+        health: dict[str, Any] = httpx.get(f"{server.url}/health", timeout=10).json()
+        if health.get("compile") != "compiling":
+            assert health.get("compile") == done, health
+            return health
+        assert time.monotonic() < deadline, f"still compiling after {COMPILE_WAIT_S}s: {server.log.read_text()}"
+        time.sleep(0.2)
+
+
+def _lightgbm_answers(project: Path, rows: list[dict[str, Any]]) -> list[float]:
+    """The champion's predictions in this process, by LightGBM."""
+    from conveyor.core import Workspace
+    from conveyor.core.config import load_config
+    from conveyor.stages.training import load_champion
+
+    champion = load_champion(load_config(project / "conveyor.yaml"), Workspace.at(project))
+    found: list[float] = champion.model.predict_records(rows)["prediction"]
+    return found
+
+
+def test_the_server_swaps_to_compiled_trees_and_a_restart_reuses_them(small_project: Path) -> None:
+    server = Server(small_project).start()
+    try:
+        features = httpx.get(f"{server.url}/health", timeout=10).json()["features"]
+        rows = [feature_row(raw, features) for raw in bike_rows()[3000:3100]]
+        rows[3]["temp"] = None  # a missing value
+        expected = _lightgbm_answers(small_project, rows)
+        first = httpx.post(f"{server.url}/predict", json={"rows": rows}, timeout=60)  # answered, compiled or not
+        assert first.status_code == 200, first.text
+        assert [p["prediction"] for p in first.json()["predictions"]] == pytest.approx(expected, rel=1e-9)
+        health = _health_when(server, "compiled")
+        assert health["predictor"] == "compiled" and health["status"] == "ok"
+        answer = httpx.post(f"{server.url}/predict", json={"rows": rows}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        served = [p["prediction"] for p in answer.json()["predictions"]]
+        assert served == pytest.approx(expected, rel=1e-9, abs=1e-9)
+        assert 'conveyor_predictor_info{predictor="compiled"} 1.0' in httpx.get(f"{server.url}/metrics").text
+    finally:
+        server.stop()
+    [cached] = (small_project / ".conveyor" / "compiled").glob("*.o")
+    seen = cached.stat()
+    assert "1 of 1 compiled here" in server.log.read_text()
+
+    restarted = Server(small_project).start()
+    try:
+        _health_when(restarted, "compiled")
+        again = httpx.post(f"{restarted.url}/predict", json={"rows": rows}, timeout=60).json()
+        assert [p["prediction"] for p in again["predictions"]] == served  # the same object code
+    finally:
+        restarted.stop()
+    assert "0 of 1 compiled here" in restarted.log.read_text()  # loaded from the cache
+    now = cached.stat()
+    assert (now.st_ino, now.st_mtime_ns) == (seen.st_ino, seen.st_mtime_ns)
+
+
+def test_compiled_false_keeps_lightgbms_numbers(small_project: Path) -> None:
+    config = yaml.safe_load((small_project / "conveyor.yaml").read_text())
+    config["serving"]["compiled"] = False
+    (small_project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    server = Server(small_project).start()
+    try:
+        health = httpx.get(f"{server.url}/health", timeout=10).json()
+        rows = [feature_row(raw, health["features"]) for raw in bike_rows()[3100:3150]]
+        assert (health["predictor"], health["compile"]) == ("lightgbm", "off")
+        answer = httpx.post(f"{server.url}/predict", json={"rows": rows}, timeout=60).json()
+        assert [p["prediction"] for p in answer["predictions"]] == _lightgbm_answers(small_project, rows)  # bit for bit
+    finally:
+        server.stop()
+        config["serving"].pop("compiled")
+        (small_project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
