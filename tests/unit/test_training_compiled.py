@@ -234,3 +234,15 @@ def test_a_request_racing_the_swap_never_undoes_it(tmp_path: Path) -> None:
     model.use_predictor(booster, predictor)
     racer.join()
     assert model.__dict__["_predictor_"][id(booster)] is predictor
+
+
+def test_a_folder_that_cannot_be_made_compiles_in_memory(tmp_path: Path) -> None:
+    """The cache folder cannot be created (here: a file stands in the way): no cache, compiled all the same."""
+    model, rows = _fitted("regression", 0)
+    blocker = tmp_path / "project"
+    blocker.write_text("a file, not a folder")
+    compiler = TreeCompiler(model, blocker / "compiled", "tiny v1").start()
+    assert compiler.wait(WAIT_S) and (compiler.state, compiler.compiled) == ("compiled", 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]
+    [booster] = model.boosters()
+    assert _close(model._predict(rows), booster.predict(rows, num_threads=1))

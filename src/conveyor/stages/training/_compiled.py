@@ -110,12 +110,24 @@ def cache_key(text: str) -> str:
 def compile_booster(booster: Any, folder: Path) -> tuple[CompiledPredictor, bool]:
     """The booster's compiled predictor, from `folder`'s cache or compiled into it (under its lock),
     and whether this call compiled it. Raises when lleaves cannot compile the model, or when its
-    values differ from LightGBM's."""
+    values differ from LightGBM's. A folder that cannot be written (a read-only project) is no
+    cache: the trees are compiled in memory, in each process."""
     import lleaves
 
     text = model_text(booster)
     key = cache_key(text)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        with tempfile.TemporaryDirectory(prefix="conveyor-compile-") as private, _model_file(text, Path(private)) as file:
+            model = lleaves.Model(model_file=str(file))
+            model.compile()
+        predictor = CompiledPredictor(booster, model, int(booster.num_feature()))
+        verify(predictor, booster, text)
+        return predictor, True
     target = folder / f"{key}.o"
     compiled_now = False
     with _locked(folder / f"{key}.lock"), _model_file(text, folder) as model_file:
