@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conveyor.stages.training import _compiled
 from conveyor.stages.training._booster import BoosterPredictor
 from conveyor.stages.training._compiled import (
     TOLERANCE,
@@ -170,23 +171,36 @@ def test_processes_sharing_the_cache_compile_once(tmp_path: Path) -> None:
 def test_a_failed_compile_keeps_lightgbm_and_says_so_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import lleaves
-
-    def broken(self: object, *args: object, **kwargs: object) -> None:
-        raise RuntimeError("LLVM ran out of registers")
-
-    monkeypatch.setattr(lleaves.Model, "compile", broken)
+    """The compile (in its child process) fails: LightGBM answers, the log says why, once, and nothing is cached."""
+    monkeypatch.setattr(_compiled, "_CHILD", "raise RuntimeError('LLVM ran out of registers')")
     model, rows = _fitted("classification", 3)
     [booster] = model.boosters()
     with caplog.at_level(logging.WARNING, logger="conveyor.serving"):
         compiler = TreeCompiler(model, tmp_path, "tiny v1").start()
         assert compiler.wait(WAIT_S)
     assert (compiler.state, compiler.predictor) == ("lightgbm", "lightgbm")
-    assert compiler.reason == "RuntimeError: LLVM ran out of registers"
+    assert compiler.reason == ("RuntimeError: lleaves did not compile the trees (exit 1): "
+                               "RuntimeError: LLVM ran out of registers")
     [record] = [r for r in caplog.records if "keeps LightGBM" in r.getMessage()]
     assert "tiny v1" in record.getMessage() and "LLVM ran out of registers" in record.getMessage()
     assert np.array_equal(model._predict_proba(rows), booster.predict(rows, num_threads=1))
-    assert list(tmp_path.glob("*.o")) == [] and list(tmp_path.glob("*.tmp")) == []
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []  # no object code, no temporary
+
+
+def test_a_failed_load_keeps_lightgbm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The object code is there but loading it fails (here: lleaves raises in this process)."""
+    import lleaves
+
+    def broken(self: object, *args: object, **kwargs: object) -> None:
+        raise OSError("cannot map the object code")
+
+    model, rows = _fitted("regression", 0)
+    [booster] = model.boosters()
+    monkeypatch.setattr(lleaves.Model, "compile", broken)
+    compiler = TreeCompiler(model, tmp_path, "tiny v1").start()
+    assert compiler.wait(WAIT_S)
+    assert compiler.state == "lightgbm" and compiler.reason == "OSError: cannot map the object code"
+    assert np.array_equal(model._predict(rows), booster.predict(rows, num_threads=1))
 
 
 def test_trees_lleaves_gets_wrong_are_refused(tmp_path: Path) -> None:
