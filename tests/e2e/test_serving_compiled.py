@@ -105,3 +105,24 @@ def test_compiled_false_keeps_lightgbms_numbers(small_project: Path) -> None:
         config["serving"].pop("compiled")
         (small_project / "conveyor.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
+
+
+def test_two_workers_compile_once_and_both_swap(small_project: Path) -> None:
+    """Two uvicorn workers on an empty cache: one compiles under the lock, the other waits and loads it."""
+    import shutil
+
+    shutil.rmtree(small_project / ".conveyor" / "compiled", ignore_errors=True)
+    server = Server(small_project, "--workers", "2").start()
+    try:
+        deadline = time.monotonic() + COMPILE_WAIT_S
+        while server.log.read_text().count(" compiled here") < 2:  # each worker logs its swap
+            assert time.monotonic() < deadline, f"still compiling: {server.log.read_text()}"
+            assert httpx.get(f"{server.url}/health", timeout=10).json()["compile"] in ("compiling", "compiled")
+            time.sleep(0.2)
+        for _ in range(10):  # whichever worker answers (a new connection each time)
+            assert httpx.get(f"{server.url}/health", timeout=10).json()["predictor"] == "compiled"
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert log.count("1 of 1 compiled here") == 1 and log.count("0 of 1 compiled here") == 1, log
+    assert len(list((small_project / ".conveyor" / "compiled").glob("*.o"))) == 1
