@@ -126,3 +126,27 @@ def test_two_workers_compile_once_and_both_swap(small_project: Path) -> None:
     log = server.log.read_text()
     assert log.count("1 of 1 compiled here") == 1 and log.count("0 of 1 compiled here") == 1, log
     assert len(list((small_project / ".conveyor" / "compiled").glob("*.o"))) == 1
+
+
+def test_a_hot_swap_swaps_the_new_champion_to_compiled_trees(small_project: Path, tmp_path: Path) -> None:
+    """`@champion` moves while serving: the new version starts on LightGBM and swaps to compiled trees
+    too (the same booster here, so its object code comes from the cache)."""
+    from tests.e2e.test_serving_http import _copy
+    from tests.e2e.test_serving_ship import register_again
+
+    project = _copy(small_project, tmp_path / "swap", reload_s=0.5)
+    server = Server(project).start()
+    try:
+        assert _health_when(server, "compiled")["model"]["version"] == "1"
+        new = register_again(project)
+        deadline = time.monotonic() + COMPILE_WAIT_S
+        while True:
+            health = httpx.get(f"{server.url}/health", timeout=10).json()
+            if health["model"]["version"] == new and health["compile"] != "compiling":
+                break
+            assert time.monotonic() < deadline, f"not on v{new} compiled: {health}\n{server.log.read_text()}"
+            time.sleep(0.2)
+        assert (health["predictor"], health["compile"]) == ("compiled", "compiled")
+    finally:
+        server.stop()
+    assert f"bike-sharing v{new} predicts with compiled trees (0 of 1 compiled here" in server.log.read_text()
