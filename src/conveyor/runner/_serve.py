@@ -64,7 +64,8 @@ class ChampionModel:
         """What `/health` shows: which predictor answers, and how the compile of the trees stands."""
         compiler = self.compiler
         if compiler is None:
-            return {"predictor": "lightgbm" if self._model.boosters() else "estimator", "compile": "off"}
+            boosters = getattr(self._model, "boosters", None)
+            return {"predictor": "lightgbm" if boosters is not None and boosters() else "estimator", "compile": "off"}
         state = {"predictor": compiler.predictor, "compile": compiler.state}
         if compiler.reason is not None:
             state["compile_error"] = compiler.reason

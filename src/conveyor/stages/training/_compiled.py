@@ -1,10 +1,10 @@
 """A LightGBM booster's trees compiled to native code (lleaves, through LLVM), for serving.
 
 LightGBM's predictor walks its trees node by node in a loop; lleaves turns each tree into code and
-the forest into one function. On the bike champion (794 trees) 100 rows take 0.77 ms compiled
-against 5.3-5.6 ms in LightGBM (`Booster.predict` or `BoosterPredictor`), with values within about
-2e-12 of LightGBM's (the trees are summed in another order, so not bit for bit). The price is the
-compile: about 26 s of CPU for 800 trees. So:
+the forest into one function. On the bike champion (794 trees) 100 random rows took 0.9 ms compiled
+against 5.7 ms in LightGBM (`Booster.predict` or `BoosterPredictor`; `benchmarks/compiled_predict.py`),
+with values within about 1e-13 of LightGBM's, relative (the trees are summed in another order, so
+not bit for bit). The price is the compile: about 36 s of CPU for those 794 trees. So:
 
 - serving starts on LightGBM and compiles in a background thread (`TreeCompiler`), which runs
   lleaves in a child process at a lower priority (`_compile_apart`); each booster's compiled
@@ -14,10 +14,12 @@ compile: about 26 s of CPU for 800 trees. So:
   llvmlite versions and the host CPU (the code is built for it), written atomically (a unique
   temporary file renamed into place). One process compiles a key under an `fcntl` lock on
   `<key>.lock`; the other workers, a restart or a hot swap back to a known model wait on that lock
-  in their own background thread and load the file (a few hundredths of a second);
+  in their own background thread and load the file (0.15-0.2 s for the bike champion, the check
+  below included);
 - before a compiled predictor is used it must give LightGBM's values (within `TOLERANCE`) on rows
   built from the model's own split thresholds, categories and missing values: an objective,
-  a tree kind or a version lleaves gets wrong keeps LightGBM, with the reason in the log.
+  a tree kind or a version lleaves gets wrong keeps LightGBM, with the reason in the log (lleaves
+  1.3 ignores the leaf models of `linear_tree`, for one: the check refuses those trees).
 
 lleaves and llvmlite are imported here only, when a compile starts: `conveyor --help` and training
 never load them. lleaves 1.3 needs llvmlite 0.44 (0.45 removed the legacy pass manager it uses).
@@ -55,6 +57,7 @@ _SMALL_CODES = tuple(float(code) for code in range(-1, 8))
 """Besides the model's own values: small integers (category codes, unseen ones, -1) and zero."""
 
 _ZERO_BAND = 1e-30
+"""Thresholds this close to zero are not probed (see `_split_values`)."""
 
 _process_locks: dict[str, threading.Lock] = {}
 _process_locks_guard = threading.Lock()
@@ -72,6 +75,8 @@ class CompiledPredictor:
         self.columns = columns
 
     def accepts(self, matrix: np.ndarray) -> bool:
+        """Only what lleaves reads in place: for any other matrix it takes the address of a converted
+        copy it does not keep alive (`ndarray_to_ptr`); the model hands such input to LightGBM."""
         import numpy as np
 
         return (matrix.ndim == 2 and matrix.dtype == np.float64 and matrix.flags.c_contiguous
