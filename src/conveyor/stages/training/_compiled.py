@@ -152,7 +152,15 @@ def _load_or_compile(booster: Any, text: str, key: str, folder: Path) -> tuple[C
     return predictor, compiled_now
 
 
-_CHILD = "import os, sys, lleaves; os.nice(10); lleaves.Model(model_file=sys.argv[1]).compile(cache=sys.argv[2])"
+_CHILD = """
+import os, sys
+if sys.platform == "linux":  # ended with the server: no orphan compile after a Ctrl-C (PR_SET_PDEATHSIG, SIGTERM)
+    import ctypes
+    ctypes.CDLL(None).prctl(1, 15)
+os.nice(10)
+import lleaves
+lleaves.Model(model_file=sys.argv[1]).compile(cache=sys.argv[2])
+"""
 """The compile, in a process of its own, at a lower priority than the server's requests."""
 
 
