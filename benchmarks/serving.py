@@ -4,7 +4,8 @@ Trains the bike-sharing example in a temporary folder (or reuses `--workspace DI
 `conveyor serve` with its defaults (validation, the prediction log, metrics and micro-batching
 all on, `serving.workers: auto`, as shipped), the bare ceiling (`bare_app.py`: FastAPI, orjson
 and one `Booster.predict` per request on one worker, nothing else) and `mlflow models serve`
-on the same champion, then for each server:
+on the same champion (Conveyor measured once /health no longer says `compiling`: the steady state,
+on the compiled trees of `serving.compiled`), then for each server:
 
 - wrk, 8 connections, `--duration` s: single-row bodies, then 100-row bodies (real CSV rows,
   rotated by a Lua script); requests/s, rows/s, p50/p99 from wrk's `--latency`, and the CPU
@@ -55,6 +56,7 @@ from serving_latency import (  # noqa: E402  # the same servers, workspace and r
     load_rows,
     prepare_workspace,
     process,
+    wait_compiled,
     wait_ready,
 )
 
@@ -157,6 +159,8 @@ def main() -> int:
     parser.add_argument("--workers", default=None, help="conveyor serve --workers (default: serving.workers, auto)")
     parser.add_argument("--port-base", type=int, default=0, help="ports from here on (default: free ports)")
     parser.add_argument("--startup-timeout", type=float, default=180.0)
+    parser.add_argument("--compile-timeout", type=float, default=600.0,
+                        help="seconds for conveyor serve to compile its trees (serving.compiled) before measuring")
     args = parser.parse_args()
     args.load_before = os.getloadavg()  # the machine's own load: the run itself keeps every core busy
     if shutil.which("wrk") is None:
@@ -187,6 +191,9 @@ def main() -> int:
             command = [str(BIN / cmd[0]), *cmd[1:], port_opt, str(port)]
             with process(name, command, server_env, workspace, log) as proc:
                 wait_ready(name, proc, [f"http://127.0.0.1:{port}{ready}"], log, args.startup_timeout)
+                if name == "conveyor":  # measured in the steady state: after the trees are compiled (or failed to)
+                    args.predictor = wait_compiled(f"http://127.0.0.1:{port}/health", args.compile_timeout)
+                    console.print(f"conveyor predicts with: {args.predictor}")
                 url = f"http://127.0.0.1:{port}{path}"
                 for size in (1, 100):
                     bodies = write_bodies(tmpdir / f"{name}-{size}.jsonl", key, rows, size, 500, seed=size)
@@ -247,7 +254,8 @@ def _free_port() -> int:
 
 def report(cells: list[Cell], burst: dict[str, float], args: argparse.Namespace) -> int:
     load, before = os.getloadavg(), args.load_before
-    table = Table(title=f"wrk, {args.duration:.0f} s per cell, 127.0.0.1; conveyor --workers {args.workers or 'default'}; "
+    table = Table(title=f"wrk, {args.duration:.0f} s per cell, 127.0.0.1; conveyor --workers {args.workers or 'default'}, "
+                  f"predictor {getattr(args, 'predictor', '?')}; "
                   f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores "
                   f"(before the run: {before[0]:.2f})",
                   title_justify="left")

@@ -138,6 +138,25 @@ def wait_ready(name: str, proc: subprocess.Popen[bytes], urls: list[str], log: P
     raise RuntimeError(f"{name} did not answer {urls} within {timeout:.0f}s:\n{log.read_text()[-3000:]}")
 
 
+def wait_compiled(url: str, timeout: float, answers: int = 20) -> str:
+    """Wait until `conveyor serve` (at `url`, its /health) is no longer compiling its trees, so a benchmark
+    measures the steady state: `answers` /health answers in a row, each on a new connection (with several
+    workers, each answers for itself) not `compiling`. Returns the predictor the last one named."""
+    deadline = time.monotonic() + timeout
+    settled, predictor = 0, "?"
+    while settled < answers:
+        with contextlib.suppress(httpx.HTTPError):
+            health = httpx.get(url, timeout=5.0).json()
+            predictor = str(health.get("predictor", "?"))
+            settled = settled + 1 if health.get("compile") != "compiling" else 0
+            if settled:
+                continue
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} still compiling its trees after {timeout:.0f}s")
+        time.sleep(0.5)
+    return predictor
+
+
 def predictions_of(body: dict[str, Any]) -> list[float]:
     """Both servers answer {"predictions": [...]}: Conveyor with objects, MLflow with {"prediction": x}."""
     return [float(p["prediction"] if isinstance(p, dict) else p) for p in body["predictions"]]
@@ -195,6 +214,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=100, help="rows per batch request (default 100)")
     parser.add_argument("--workspace", type=Path, help="an existing folder where `conveyor run` was done")
     parser.add_argument("--startup-timeout", type=float, default=120.0, help="seconds for a server to answer")
+    parser.add_argument("--compile-timeout", type=float, default=600.0,
+                        help="seconds for conveyor serve to compile its trees (serving.compiled) before measuring")
     parser.add_argument("--budget", type=float, default=300.0, help="max seconds per measured case")
     args = parser.parse_args()
     if args.requests < 10:
@@ -223,6 +244,8 @@ def main() -> int:
             for s, proc in zip(servers, procs, strict=True):
                 wait_ready(s.name, proc, [s.url + path for path in API[s.kind][1]], logs / f"{s.port}.log",
                            args.startup_timeout)
+            predictor = wait_compiled(servers[0].url + "/health", args.compile_timeout)  # the steady state
+            console.print(f"conveyor predicts with: {predictor}")
             console.print(f"servers up after {time.monotonic() - started:.1f}s; {args.requests} requests per case")
 
             plan = [("1 row", [[k] for k in ids], [[k] for k in warm_ids]),

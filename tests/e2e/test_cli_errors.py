@@ -119,7 +119,8 @@ def test_help_imports_nothing_heavy() -> None:
     code = (
         "import sys, runpy; sys.argv=['conveyor','--help']\n"
         "try:\n    runpy.run_module('conveyor', run_name='__main__')\nexcept SystemExit: pass\n"
-        "heavy=[m for m in ('feast','mlflow','pandas','sklearn','lightgbm','polars','fastapi','pyspark') if m in sys.modules]\n"
+        "heavy=[m for m in ('feast','mlflow','pandas','sklearn','lightgbm','polars','fastapi','pyspark','lleaves','llvmlite')"
+        " if m in sys.modules]\n"
         "print('HEAVY', heavy)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("feast", "mlflow", "pandas", "polars", "numpy", "sklearn", "lightgbm", "fastapi", "pyarrow")
+HEAVY = ("feast", "mlflow", "pandas", "polars", "numpy", "sklearn", "lightgbm", "fastapi", "pyarrow", "lleaves", "llvmlite")
 
 
 def test_exported_members() -> None:

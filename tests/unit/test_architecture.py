@@ -49,6 +49,7 @@ PUBLIC = {
         "champion_number", "on_server", "where",  # the MLflow server (stores.mlflow): hot swap, lineage
         "ChallengeDecision", "challenge",
         "move_champion", "previous_champion",  # models promote / rollback
+        "TreeCompiler",  # serving: the champion's trees compiled in the background
     ],
     "conveyor.stages.monitoring": [
         "DriftCheck", "LabelsAdded", "Performance", "PredictionLog", "add_labels", "label_text", "monitor", "record_labels",

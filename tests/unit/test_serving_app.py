@@ -198,6 +198,29 @@ def test_health_and_metrics(serve: Callable[..., Served]) -> None:
     assert 'conveyor_model_info{name="tiny",version="3"} 1.0' in text
 
 
+@dataclass(frozen=True)
+class CompilingModel(TinyModel):
+    """A model that tells which predictor answers (as the champion does while its trees compile)."""
+
+    predictor: dict[str, str] = field(default_factory=lambda: {"predictor": "lightgbm", "compile": "compiling"})
+
+
+def test_health_and_metrics_say_which_predictor_answers(tmp_path: Path) -> None:
+    model = CompilingModel()
+    client = TestClient(create_app(tiny_config(), ServiceParts(model, TinyStore(), PredictionLog(tmp_path))))
+    health = client.get("/health").json()
+    assert (health["predictor"], health["compile"]) == ("lightgbm", "compiling")
+    assert 'conveyor_predictor_info{predictor="lightgbm"} 1.0' in client.get("/metrics").text
+    model.predictor.update(predictor="compiled", compile="compiled")  # the swap, as the compile thread makes it
+    health = client.get("/health").json()
+    assert (health["status"], health["predictor"], health["compile"]) == ("ok", "compiled", "compiled")
+    text = client.get("/metrics").text
+    assert 'conveyor_predictor_info{predictor="compiled"} 1.0' in text
+    assert 'conveyor_predictor_info{predictor="lightgbm"} 0.0' in text
+    assert "predictor" not in TestClient(create_app(tiny_config(), ServiceParts(
+        TinyModel(), TinyStore(), PredictionLog(tmp_path / "other")))).get("/health").json()  # a model that does not tell
+
+
 def test_a_champion_of_other_features_is_refused_at_start(tmp_path: Path) -> None:
     model = TinyModel(features=["temp", "season"])
     with pytest.raises(ServingError, match=r"conveyor.yaml declares a regression of .*weather"):

@@ -124,6 +124,9 @@ class ServingConfig(_Model):
     in a project with `models:`, one per model: `{tip: 3}`."""
     fsync: bool = False
     """fsync the prediction log before answering (survives power loss, not only a killed server)."""
+    compiled: bool = True
+    """Predict with the champion's LightGBM trees compiled to native code (lleaves), compiled in the
+    background and cached in `.conveyor/compiled/`; LightGBM answers until then, and if it fails."""
 
 
 class WebhookConfig(_Model):

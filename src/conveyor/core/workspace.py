@@ -79,6 +79,11 @@ class Workspace:
         """Run records and stage cache: `.conveyor/`."""
         return self.root / ".conveyor"
 
+    @property
+    def compiled(self) -> Path:
+        """Serving's cache of compiled trees (object code by model hash): `.conveyor/compiled/`."""
+        return self.state / "compiled"
+
     def reference_file(self, model: str, version: str | int) -> Path:
         """The training reference of one model version: its features and predictions."""
         return self.reference / f"{model}-v{version}.parquet"

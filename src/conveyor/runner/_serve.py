@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from conveyor.stages.serving import ModelsApp, ServiceParts
-    from conveyor.stages.training import Champion
+    from conveyor.stages.training import Champion, TreeCompiler
 
 __all__ = [
     "ChampionModel", "ChampionReloader", "build_app", "open_champion", "open_model_service", "open_service", "prediction_buckets", "serve_project", "usable_cores",
@@ -50,6 +50,26 @@ class ChampionModel:
         self._model = champion.model
         self.task: str = champion.model.task
         self.features: list[str] = list(champion.model.features)
+        self.compiler: TreeCompiler | None = None
+
+    def compile(self, workspace: Workspace) -> ChampionModel:
+        """Start compiling the model's trees in the background (`serving.compiled`); LightGBM answers meanwhile."""
+        from conveyor.stages.training import TreeCompiler
+
+        self.compiler = TreeCompiler(self._model, workspace.compiled, f"{self.name} v{self.version}").start()
+        return self
+
+    @property
+    def predictor(self) -> dict[str, str]:
+        """What `/health` shows: which predictor answers, and how the compile of the trees stands."""
+        compiler = self.compiler
+        if compiler is None:
+            boosters = getattr(self._model, "boosters", None)
+            return {"predictor": "lightgbm" if boosters is not None and boosters() else "estimator", "compile": "off"}
+        state = {"predictor": compiler.predictor, "compile": compiler.state}
+        if compiler.reason is not None:
+            state["compile_error"] = compiler.reason
+        return state
 
     def clean(self, row: dict[str, Any]) -> dict[str, Any]:
         return self._model.encoder.clean(row)
@@ -83,6 +103,10 @@ class EngineeredModel:
         engineered = set(config.features.engineered())
         self.name, self.version, self.run_id, self.task = inner.name, inner.version, inner.run_id, inner.task
         self.features = [f for f in inner.features if f not in engineered]
+
+    @property
+    def predictor(self) -> dict[str, str]:
+        return self._inner.predictor
 
     def clean(self, row: dict[str, Any]) -> dict[str, Any]:
         return self._inner.clean(row)
@@ -126,13 +150,17 @@ class ChampionReloader:
 
     On `mlflow.db` the check is a `stat` of the database (a change may have moved the alias); on
     an MLflow server (`stores.mlflow`) there is no file to watch, so each poll asks the registry
-    where `@champion` points (one small request)."""
+    where `@champion` points (one small request). `compiled`: a new champion's trees are compiled in
+    the background as the first one's were (`conveyor serve`, with `serving.compiled`)."""
 
-    def __init__(self, config: Config, workspace: Workspace, version: str, online: Any = None) -> None:
+    def __init__(
+        self, config: Config, workspace: Workspace, version: str, online: Any = None, *, compiled: bool = False,
+    ) -> None:
         self.config = config
         self.workspace = workspace
         self.version = version
         self.online = online
+        self.compiled = compiled
         self._stamp = self._now()
 
     def _now(self) -> tuple[Any, ...]:
@@ -153,7 +181,8 @@ class ChampionReloader:
         if champion.version == self.version:
             return None
         self.version = champion.version
-        return served_model(self.config, ChampionModel(champion), self.online)
+        served = ChampionModel(champion)
+        return served_model(self.config, served.compile(self.workspace) if self.compiled else served, self.online)
 
 
 def open_champion(
@@ -177,34 +206,37 @@ def open_champion(
     return served, ChampionReloader(own, workspace, champion.version, online)
 
 
-def open_model_service(config: Config, workspace: Workspace, model: str, online: Any) -> ServiceParts:
+def open_model_service(
+    config: Config, workspace: Workspace, model: str, online: Any, *, compiled: bool = True,
+) -> ServiceParts:
     """One model of `models:`: its champion (`<project>-<model>@champion`) over the shared online
     store, its own prediction log (`predictions/<model>/`) and shadow (`serving.shadow.<model>`, logged in
     `predictions/<model>/shadow/`)."""
-    return _service_parts(config.for_model(model), workspace, online)
+    return _service_parts(config.for_model(model), workspace, online, compiled)
 
 
-def build_app(config: Config, workspace: Workspace) -> FastAPI | ModelsApp:
-    """The app of a project: one model at `/predict`, or with `models:` each at `/models/<name>/predict`."""
+def build_app(config: Config, workspace: Workspace, *, compiled: bool = True) -> FastAPI | ModelsApp:
+    """The app of a project: one model at `/predict`, or with `models:` each at `/models/<name>/predict`.
+    `compiled` False: no compile of the trees starts, whatever `serving.compiled` says (an app built to be checked)."""
     from conveyor.stages.serving import create_app, create_models_app
 
     if not config.models:
-        return create_app(config, open_service(config, workspace))
+        return create_app(config, open_service(config, workspace, compiled=compiled))
     from conveyor.stages.features import OnlineFeatures
 
     online = OnlineFeatures(config, workspace)
     return create_models_app(config, {
-        model: create_app(config.for_model(model), open_model_service(config, workspace, model, online))
+        model: create_app(config.for_model(model), open_model_service(config, workspace, model, online, compiled=compiled))
         for model in config.models
     })
 
 
-def open_service(config: Config, workspace: Workspace) -> ServiceParts:
+def open_service(config: Config, workspace: Workspace, *, compiled: bool = True) -> ServiceParts:
     """Open everything the service needs; raises a ConveyorError naming what is missing."""
-    return _service_parts(config, workspace, None)
+    return _service_parts(config, workspace, None, compiled)
 
 
-def _service_parts(own: Config, workspace: Workspace, online: Any | None) -> ServiceParts:
+def _service_parts(own: Config, workspace: Workspace, online: Any | None, compiled: bool = True) -> ServiceParts:
     """A model's champion, log, reloader and shadow (`own`: the project's Config, or a model's own).
 
     The champion is loaded first, so a project without one says so before anything else; `online`
@@ -219,12 +251,16 @@ def _service_parts(own: Config, workspace: Workspace, online: Any | None) -> Ser
     online = OnlineFeatures(own, workspace) if online is None else online
     shadow = served_model(own, _shadow_model(own, workspace), online) if own.serving.shadow else None
     log = workspace.prediction_log(own.model)
+    served = ChampionModel(champion)
+    compiled = compiled and own.serving.compiled
+    if compiled:  # LightGBM answers until the compiled trees are ready; startup does not wait
+        served.compile(workspace)
     return ServiceParts(
-        model=served_model(own, ChampionModel(champion), online),
+        model=served_model(own, served, online),
         features=online,
         log=PredictionLog(log, fsync=own.serving.fsync),
         value_buckets=prediction_buckets(champion.reference, own.schema.task),
-        reload=ChampionReloader(own, workspace, champion.version, online),
+        reload=ChampionReloader(own, workspace, champion.version, online, compiled=compiled),
         shadow=shadow,
         shadow_log=PredictionLog(log / "shadow") if shadow is not None else None,
         services=online.health,
@@ -305,7 +341,7 @@ def serve_project(
 
     setting = config.serving.workers
     count = workers or (usable_cores() if setting == "auto" else setting)
-    app = build_app(config, workspace)
+    app = build_app(config, workspace, compiled=count <= 1)  # with several workers, each compiles (or loads) its own
     if count <= 1:
         serve(app, host or config.serving.host, port or config.serving.port)
         return

@@ -91,7 +91,7 @@ def create_app(config: Config, parts: ServiceParts, *, max_body_bytes: int = MAX
     app.state.services = parts.services
     app.add_exception_handler(RequestValidationError, validation_error)
     add_health(app, config, slot, parts.services)
-    add_metrics(app, metrics)
+    add_metrics(app, metrics, slot)
     add_reload(app, slot, admin_key)
     add_labels_route(app, parts.labels, admin_key)
     add_predict(app, config, parts, batcher, api_key=api_key, max_body_bytes=max_body_bytes)
@@ -142,10 +142,18 @@ def add_health(app: FastAPI, config: Config, slot: ModelSlot, services: ServiceC
             "features": features,
             "entity_key": key,
             "prediction_log": log_down or "ok",
+            **predictor_state(model),
         }
         if services is not None:
             answer.update(await service_health(services))
         return answer
+
+
+def predictor_state(model: ServedModel) -> dict[str, str]:
+    """`predictor` (which one answers: `compiled` or `lightgbm`) and `compile` (`compiling`, `compiled`,
+    `lightgbm` when it failed, with `compile_error`, or `off`), from a model that tells (the champion does)."""
+    state = getattr(model, "predictor", None)
+    return dict(state) if isinstance(state, dict) else {}
 
 
 async def service_health(services: ServiceCheck) -> dict[str, Any]:
@@ -167,12 +175,13 @@ def unavailable(exc: ServiceUnavailable) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "service": exc.service}, 503, headers={"Retry-After": "1"})
 
 
-def add_metrics(app: FastAPI, metrics: ServiceMetrics) -> None:
+def add_metrics(app: FastAPI, metrics: ServiceMetrics, slot: ModelSlot) -> None:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
-        """Prometheus text: requests, latency, predictions, prediction values, the model."""
+        """Prometheus text: requests, latency, predictions, prediction values, the model and its predictor."""
+        metrics.set_predictor(predictor_state(slot.model).get("predictor"))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -32,6 +32,10 @@ class ServiceMetrics:
             buckets=value_buckets or _value_buckets(task), registry=self.registry,
         )
         self.model = Gauge("conveyor_model_info", "The model being served", ["name", "version"], registry=self.registry)
+        self.predictor = Gauge(
+            "conveyor_predictor_info", "Which predictor answers: compiled (native trees) or lightgbm", ["predictor"],
+            registry=self.registry,
+        )
         self.batch_rows = Histogram(
             "conveyor_batch_rows", "Rows predicted together in one micro-batch (one model call, one log write)",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 10000), registry=self.registry,
@@ -56,6 +60,14 @@ class ServiceMetrics:
         self.shadow_dropped = Counter(
             "conveyor_shadow_dropped_rows", "Rows the shadow model skipped (behind, or failed)", registry=self.registry
         )
+
+    def set_predictor(self, current: str | None) -> None:
+        """1 for the predictor answering now, 0 for the others seen before."""
+        if current is not None:
+            self.predictor.labels(current).set(1)
+        for labels in [s.labels for metric in self.predictor.collect() for s in metric.samples]:
+            if labels["predictor"] != current:
+                self.predictor.labels(labels["predictor"]).set(0)
 
     def served(self, source: str, outputs: dict[str, list[Any]]) -> None:
         """Count predictions and observe their values (the probability, for classification)."""

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from conveyor.core.config import Config
-from conveyor.stages.serving._app import service_health
+from conveyor.stages.serving._app import predictor_state, service_health
 
 __all__ = ["MODELS_PREFIX", "ModelsApp", "create_models_app"]
 
@@ -75,7 +75,7 @@ def create_models_app(config: Config, apps: dict[str, FastAPI]) -> ModelsApp:
             model = model_app.state.slot.model
             served[name] = {"name": model.name, "version": model.version, "task": model.task,
                             "predict": f"{MODELS_PREFIX}/{name}/predict",
-                            "prediction_log": model_app.state.batcher.log_down or "ok"}
+                            "prediction_log": model_app.state.batcher.log_down or "ok", **predictor_state(model)}
         down = any(model["prediction_log"] != "ok" for model in served.values())
         answer: dict[str, Any] = {"status": "degraded" if down else "ok", "models": served}
         services = next((a.state.services for a in apps.values() if a.state.services is not None), None)

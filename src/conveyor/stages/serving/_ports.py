@@ -45,6 +45,9 @@ class ServedModel(Protocol):
         out of the training range): name -> why; `{}` for a row without any."""
         ...
 
+    # Optional, read by `/health` and `/metrics` when present: `predictor`, a dict with `predictor`
+    # (`compiled` or `lightgbm`: which answers now) and `compile` (how compiling the trees stands).
+
 
 class FeatureReader(Protocol):
     """Feature rows by entity key (the online store)."""

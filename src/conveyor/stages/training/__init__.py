@@ -6,6 +6,7 @@ serving the model `load_champion` returns; the CLI lists versions with `list_ver
 """
 
 from conveyor.stages.training._challenge import ChallengeDecision, challenge
+from conveyor.stages.training._compiled import TreeCompiler
 from conveyor.stages.training._moves import move_champion, previous_champion
 from conveyor.stages.training._registry import (
     CHAMPION,
@@ -36,6 +37,7 @@ __all__ = [
     "Champion",
     "PromotionDecision",
     "TrainResult",
+    "TreeCompiler",
     "VersionInfo",
     "challenge",
     "champion_history",

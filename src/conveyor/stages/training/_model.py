@@ -67,6 +67,18 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
         inner = getattr(estimator, "regressor", None) if hasattr(estimator, "inverse") else estimator
         return getattr(inner, "booster_", None) if type(inner).__module__.startswith("lightgbm") else None
 
+    def boosters(self) -> list[Any]:
+        """The LightGBM boosters the model predicts with (one per averaged member); none for another estimator."""
+        found = [self._booster(member) for member in self._members()]
+        return [booster for booster in found if booster is not None]
+
+    def use_predictor(self, booster: Any, predictor: Any) -> None:
+        """Predict `booster`'s outputs with `predictor` from now on: callable on a matrix, with `accepts(matrix)`
+        and a `booster` attribute, as `BoosterPredictor` (serving swaps in compiled trees this way)."""
+        if predictor.booster is not booster:
+            raise ValueError("the predictor belongs to another booster")
+        self.__dict__.setdefault("_predictor_", {})[id(booster)] = predictor  # one assignment: requests see either
+
     def _predict(self, matrix: np.ndarray) -> np.ndarray:
         import numpy as np
 
@@ -108,7 +120,11 @@ class ConveyorModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-define
 
         predictors = self.__dict__.setdefault("_predictor_", {})
         predictor = predictors.get(id(booster), False)
-        if predictor is False or (predictor is not None and predictor.booster is not booster):
+        if predictor is False:  # `setdefault`: a predictor `use_predictor` put in meanwhile stays
+            from conveyor.stages.training._booster import booster_predictor
+
+            predictor = predictors.setdefault(id(booster), booster_predictor(booster, self._threads()))
+        elif predictor is not None and predictor.booster is not booster:  # a gone booster's, by a reused id
             from conveyor.stages.training._booster import booster_predictor
 
             predictor = predictors[id(booster)] = booster_predictor(booster, self._threads())
