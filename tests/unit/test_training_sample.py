@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -102,3 +103,19 @@ def test_max_rows_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="max_rows"):
         _config(tmp_path, max_rows=10)
     assert _config(tmp_path, max_rows=None).training.max_rows is None
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 99, 100, 101, 1_000, 12_345])
+def test_the_strata_cuts_are_polars_lower_quantiles(n: int) -> None:
+    import polars as pl
+
+    from conveyor.stages.training._sample import _cuts
+
+    rng = np.random.default_rng(n)
+    micros = rng.integers(0, 10**15, n)
+    values = [None if i % 11 == 3 else int(v) for i, v in enumerate(micros)]  # nulls are not counted
+    frame = pl.DataFrame({"t": values}, schema={"t": pl.Int64}).lazy()
+    expected = frame.select([pl.col("t").quantile(i / 100, "lower").alias(str(i)) for i in range(1, 100)]).collect()
+    want = sorted({int(c) for c in expected.row(0) if c is not None})
+    assert _cuts(frame, pl.col("t"), 100) == want
+    assert _cuts(frame, pl.col("t"), 1) == []

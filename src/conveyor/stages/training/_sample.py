@@ -37,6 +37,25 @@ _STRATA = 100
 _HASH = "__conveyor_hash"
 _STRATUM = "__conveyor_stratum"
 _ROW = "__conveyor_row"
+_BOUND = "__conveyor_bound"
+
+
+def _cuts(lazy: pl.LazyFrame, times: pl.Expr, strata: int) -> list[int]:
+    """The event times' `strata`-quantiles ("lower": the value at floor((n - 1) q) of the sorted times).
+
+    One sort of the one column, then the positions: 99 `quantile` expressions took 38 s at 50M rows
+    (0.9 s this way), with the same cuts.
+    """
+    import math
+
+    if strata <= 1:
+        return []
+    ordered = lazy.select(times.drop_nulls().sort()).collect(engine="streaming").to_series()
+    n = len(ordered)
+    if n == 0:
+        return []
+    cuts = ordered.gather([math.floor((n - 1) * (i / strata)) for i in range(1, strata)]).to_list()
+    return sorted({int(c) for c in cuts})
 
 
 @dataclass(frozen=True)
@@ -110,10 +129,7 @@ def _sample(lazy: pl.LazyFrame, total: int, limit: int, config: Config) -> pl.Da
     key = config.schema.entity.key
     strata = max(1, min(_STRATA, limit))
     times = pl.col(EVENT_TIMESTAMP).dt.epoch("us")
-    cuts = lazy.select(
-        [times.quantile(i / strata, "lower").alias(str(i)) for i in range(1, strata)]
-    ).collect(engine="streaming").row(0) if strata > 1 else ()
-    breaks = sorted({int(c) for c in cuts if c is not None})
+    breaks = _cuts(lazy, times, strata)
     stratum = (times.cut(breaks, labels=[str(i) for i in range(len(breaks) + 1)]).to_physical()
                if breaks else pl.lit(0, dtype=pl.UInt32))
     hashed = lazy.with_row_index(_ROW).with_columns(
@@ -126,10 +142,16 @@ def _sample(lazy: pl.LazyFrame, total: int, limit: int, config: Config) -> pl.Da
     # a few standard deviations more than its quota), so only about `limit` rows reach memory
     bounds = {i: min(1.0, (q + 6 * math.sqrt(q) + 20) / counts[i]) for i, q in quotas.items()}
     top = float(2**64)
-    bound = pl.col(_STRATUM).replace_strict(
-        list(bounds), [min(top - 1, b * top) for b in bounds.values()], return_dtype=pl.Float64
+    # the bounds joined as a small table: a `replace_strict` of them here made the streaming engine
+    # fall back to reading every needed column of every row (10 GB at 50M taxi rows, 666 MiB now)
+    bound = pl.LazyFrame({_STRATUM: list(bounds), _BOUND: [min(top - 1, b * top) for b in bounds.values()]},
+                         schema={_STRATUM: pl.UInt32, _BOUND: pl.Float64})
+    candidates = (
+        hashed.join(bound, on=_STRATUM, how="inner")
+        .filter(pl.col(_HASH).cast(pl.Float64) < pl.col(_BOUND)).drop(_BOUND)
+        .collect(engine="streaming")
+        .sort(_ROW)  # a join's output order is not the file's: the ranks' ties go by row order
     )
-    candidates = hashed.filter(pl.col(_HASH).cast(pl.Float64) < bound).collect(engine="streaming")
     quota = pl.col(_STRATUM).replace_strict(list(quotas), list(quotas.values()), return_dtype=pl.Int64)
     chosen = candidates.filter(
         pl.col(_HASH).rank("ordinal").over(_STRATUM) <= quota  # ties of the hash: by row order
