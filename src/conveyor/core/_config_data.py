@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -106,8 +107,6 @@ class SourceConfig(_Model):
 
     def _path_is_local(self) -> None:
         """`path: s3a://bucket/key` would be looked for as a local file: say how an object store is read."""
-        import re
-
         found = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://(.*)", self.path or "")
         if found is None or self.kind not in ("csv", "parquet"):
             return

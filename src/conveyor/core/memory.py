@@ -70,14 +70,15 @@ def _cgroup_folders() -> list[tuple[Path, int]]:
     return found
 
 
-def _stat(folder: Path, name: str) -> int:
-    """One figure of a cgroup's memory.stat (0 when missing)."""
+def _file_cache(folder: Path, names: tuple[str, str]) -> int:
+    """The file cache a cgroup's memory.stat counts under `names` (inactive and active), 0 when missing."""
+    total = 0
     with contextlib.suppress(OSError, ValueError):
         for line in (folder / "memory.stat").read_text().splitlines():
             key, _, value = line.partition(" ")
-            if key == name:
-                return int(value)
-    return 0
+            if key in names:
+                total += int(value)
+    return total
 
 
 def _cgroup_limit() -> tuple[int, int] | None:
@@ -93,11 +94,11 @@ def _cgroup_limit() -> tuple[int, int] | None:
             if version == 2:
                 limit_text = (folder / "memory.max").read_text().strip()
                 usage = int((folder / "memory.current").read_text())
-                cache = _stat(folder, "inactive_file") + _stat(folder, "active_file")
+                cache = _file_cache(folder, ("inactive_file", "active_file"))
             else:
                 limit_text = (folder / "memory.limit_in_bytes").read_text().strip()
                 usage = int((folder / "memory.usage_in_bytes").read_text())
-                cache = _stat(folder, "total_inactive_file") + _stat(folder, "total_active_file")
+                cache = _file_cache(folder, ("total_inactive_file", "total_active_file"))
         except (OSError, ValueError):
             continue
         if limit_text == "max" or int(limit_text) >= 2**62:  # no limit (v1 writes one near 2^63)
